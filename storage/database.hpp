@@ -1,0 +1,153 @@
+// The SQLite store: schema and migrations, idempotent batched writes, queries and retention.
+// Knows SQLite; knows nothing of MQTT or HTTP.
+#pragma once
+
+#include "reading.hpp"
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+struct sqlite3;
+
+namespace telemetry::storage {
+
+// Every failure to open, migrate, write or read throws this (start-up and storage errors throw).
+struct storage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// RAII owner of one sqlite3 connection. Not thread-safe: one connection per thread.
+class connection {
+public:
+    enum class mode { read_write, read_only };
+    connection(const std::filesystem::path& file, mode m);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+    sqlite3* handle() const noexcept { return db_; }
+    void exec(const char* sql);  // throws storage_error
+private:
+    sqlite3* db_ = nullptr;
+};
+
+// Brings the schema to the newest version (PRAGMA user_version based, one transaction per step).
+// Returns the version it ended on. Idempotent.
+int migrate(connection& c);
+inline constexpr int schema_version = 1;
+
+// What the bridge needs at start-up about one series.
+struct series_info {
+    std::string sensor;
+    std::string metric;
+    std::string unit;             // unit of the newest reading
+    std::optional<bool> online;   // the sensor's last status message; nullopt if never seen
+    std::int64_t count = 0;       // stored readings
+    std::optional<reading> latest;          // greatest ts (ties: greatest id)
+    std::int64_t last_id = 0;               // greatest id in the series
+    std::vector<std::int64_t> recent_ts;    // ts of up to the 32 newest readings, in id order
+};
+
+// An opaque position inside a history query; encoded into the `next` string.
+struct history_query {
+    std::string sensor, metric;
+    std::int64_t from = INT64_MIN;   // inclusive
+    std::int64_t to = INT64_MAX;     // exclusive
+    std::size_t limit = 1000;
+    bool descending = false;
+    std::optional<std::string> cursor;  // from a previous page's `next`
+};
+struct history_page {
+    std::vector<reading> readings;
+    std::optional<std::string> next;  // present when more readings follow
+};
+
+struct aggregate_query {
+    std::string sensor, metric;
+    std::int64_t from = INT64_MIN;  // inclusive; INT64_MIN = the series' first reading
+    std::int64_t to = INT64_MAX;    // exclusive; INT64_MAX = after the series' last reading
+    std::int64_t bucket_ms = 60'000;
+};
+struct bucket {
+    std::int64_t t = 0;  // bucket start: floor(ts / bucket_ms) * bucket_ms
+    std::int64_t count = 0;
+    double min = 0, max = 0, avg = 0;
+};
+
+// The single writer. Used by the ingest thread only (the MQTT callback): every call is one
+// committed transaction, so a reading handed back here is durable against a process crash.
+class writer {
+public:
+    explicit writer(const std::filesystem::path& file);  // opens, applies pragmas, migrates
+    ~writer();
+    writer(const writer&) = delete;
+    writer& operator=(const writer&) = delete;
+
+    // Stores the readings in one transaction. Returns the readings newly stored, ids filled, in id
+    // order. A reading with a seq whose (sensor, metric, seq, ts) is already stored is a redelivery:
+    // it is skipped and not returned. Readings without seq are never taken for duplicates.
+    std::vector<reading> insert(std::span<const reading> readings);
+
+    // Records a sensor's presence (status topic). Returns false if it was already that.
+    bool set_status(std::string_view sensor, bool online, std::int64_t at_ms);
+
+    // True when a trivial write transaction succeeds (readiness check).
+    bool writable();
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+// Read-only queries. One per query thread. Never holds a read transaction between calls.
+class reader {
+public:
+    explicit reader(const std::filesystem::path& file);
+    ~reader();
+    reader(const reader&) = delete;
+    reader& operator=(const reader&) = delete;
+
+    std::vector<series_info> all_series();
+    std::optional<reading> latest(std::string_view sensor, std::string_view metric);
+    // Throws std::invalid_argument if the cursor is not one this store produced for this query.
+    history_page history(const history_query& q);
+    // Empty buckets are omitted. Uses per-minute rollups where the bucket is a whole number of
+    // minutes, raw rows otherwise and at partial edges.
+    std::vector<bucket> aggregate(const aggregate_query& q);
+    // Readings with id > after, in id order, at most limit (replay and long polling).
+    std::vector<reading> after_id(std::int64_t after, std::size_t limit);
+    std::int64_t max_id();     // greatest id ever handed out (0 if none), survives retention
+    std::int64_t oldest_id();  // smallest id still stored (0 if none)
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+// Deletes readings with ts < cutoff in chunks of `chunk` rows, each its own short transaction, so
+// ingest is never blocked for long. Rollups of minutes entirely before the cutoff go too. Records
+// the greatest id it deleted so that max_id() (and so the id cursor) never goes backwards.
+struct retention_result {
+    std::int64_t deleted = 0;
+    std::map<std::pair<std::string, std::string>, std::int64_t> deleted_per_series;
+};
+class retainer {
+public:
+    explicit retainer(const std::filesystem::path& file);
+    ~retainer();
+    retainer(const retainer&) = delete;
+    retainer& operator=(const retainer&) = delete;
+    retention_result run(std::int64_t cutoff_ms, std::size_t chunk = 2000);
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace telemetry::storage
