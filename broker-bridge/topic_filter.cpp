@@ -1,1 +1,75 @@
-// placeholder
+// MQTT topic filters: validation once at parse time, allocation-free matching on the hot path.
+#include "topic_filter.hpp"
+
+#include <algorithm>
+
+namespace telemetry::bridge {
+
+namespace {
+
+constexpr std::size_t max_filter_length = 65535;  // MQTT strings carry a 16-bit length
+
+// Walks the levels of a topic name without allocating: "a//b" is "a", "", "b".
+class level_cursor {
+public:
+    explicit level_cursor(std::string_view topic) noexcept : rest_(topic) {}
+
+    bool done() const noexcept { return done_; }
+
+    std::string_view next() noexcept {
+        const auto slash = rest_.find('/');
+        if (slash == std::string_view::npos) {
+            done_ = true;
+            return rest_;
+        }
+        const std::string_view level = rest_.substr(0, slash);
+        rest_.remove_prefix(slash + 1);
+        return level;
+    }
+
+private:
+    std::string_view rest_;
+    bool done_ = false;
+};
+
+}  // namespace
+
+std::optional<topic_filter> topic_filter::parse(std::string_view text) {
+    if (text.empty() || text.size() > max_filter_length) return std::nullopt;
+    if (text.find('\0') != std::string_view::npos) return std::nullopt;
+
+    topic_filter f;
+    f.text_ = std::string(text);
+    level_cursor cursor(text);
+    while (!cursor.done()) {
+        const std::string_view level = cursor.next();
+        const bool has_hash = level.find('#') != std::string_view::npos;
+        const bool has_plus = level.find('+') != std::string_view::npos;
+        if (has_hash && (level != "#" || !cursor.done())) return std::nullopt;
+        if (has_plus && level != "+") return std::nullopt;
+        f.levels_.emplace_back(level);
+    }
+    return f;
+}
+
+bool topic_filter::matches(std::string_view topic) const noexcept {
+    if (topic.empty() || levels_.empty()) return false;  // levels_ is empty only if default-built
+    // MQTT 4.7.2: "$SYS/..." and the like are invisible to filters that start with a wildcard.
+    if (topic.front() == '$' && (levels_.front() == "+" || levels_.front() == "#")) return false;
+
+    level_cursor cursor(topic);
+    for (const std::string& level : levels_) {
+        // '#' is last by construction and also matches the parent level ("a/#" matches "a").
+        if (level == "#") return true;
+        if (cursor.done()) return false;
+        const std::string_view name = cursor.next();
+        if (level != "+" && level != name) return false;
+    }
+    return cursor.done();
+}
+
+bool matches_any(const std::vector<topic_filter>& filters, std::string_view topic) noexcept {
+    return std::any_of(filters.begin(), filters.end(), [topic](const topic_filter& f) { return f.matches(topic); });
+}
+
+}  // namespace telemetry::bridge

@@ -1,1 +1,161 @@
-// placeholder
+// The single writer: idempotent batched inserts with their per-minute rollups, presence, readiness.
+#include "database.hpp"
+#include "statement.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace telemetry::storage {
+
+namespace {
+
+constexpr const char* sql_insert_reading =
+    "INSERT INTO readings(id, series_id, ts, value, seq, unit) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+    "ON CONFLICT(series_id, seq, ts) WHERE seq IS NOT NULL DO NOTHING";
+constexpr const char* sql_upsert_rollup =
+    "INSERT INTO rollup_1m(series_id, minute, n, vmin, vmax, vsum) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+    "ON CONFLICT(series_id, minute) DO UPDATE SET n = n + excluded.n, "
+    "vmin = min(vmin, excluded.vmin), vmax = max(vmax, excluded.vmax), vsum = vsum + excluded.vsum";
+
+// One minute's contribution of the current transaction to rollup_1m.
+struct minute_acc {
+    std::int64_t series_id = 0, minute = 0, n = 0;
+    double min = 0, max = 0, sum = 0;
+};
+
+}  // namespace
+
+// Invariant: next_id is greater than every id stored or ever stored (retired_max_id) and is only
+// advanced for committed readings (restored on rollback). series_ids holds committed series only.
+struct writer::impl {
+    connection conn;
+    detail::statement_cache stmts;  // declared after conn: finalized before the close
+    std::int64_t next_id = 1;
+    std::unordered_map<std::string, std::int64_t> series_ids;  // sensor '\0' metric -> series_id
+    std::string key;                                           // reused lookup buffer
+    std::vector<minute_acc> minutes;                           // reused per transaction
+
+    explicit impl(const std::filesystem::path& file)
+        : conn(file, connection::mode::read_write), stmts(conn.handle()) {
+        migrate(conn);
+        auto q = stmts.use(
+            "SELECT max(coalesce((SELECT max(id) FROM readings), 0),"
+            " coalesce((SELECT value FROM meta WHERE key = 'retired_max_id'), 0))");
+        if (q.step()) next_id = q.int64(0) + 1;
+    }
+
+    std::int64_t series_id(const std::string& sensor, const std::string& metric) {
+        key.assign(sensor).push_back('\0');
+        key.append(metric);
+        if (auto it = series_ids.find(key); it != series_ids.end()) return it->second;
+        stmts.use("INSERT INTO series(sensor, metric) VALUES(?1, ?2) ON CONFLICT DO NOTHING")
+            .bind(1, sensor)
+            .bind(2, metric)
+            .run();
+        auto q = stmts.use("SELECT series_id FROM series WHERE sensor = ?1 AND metric = ?2");
+        q.bind(1, sensor).bind(2, metric);
+        if (!q.step()) throw storage_error("storage: series row vanished after insert");
+        const std::int64_t id = q.int64(0);
+        series_ids.emplace(key, id);
+        return id;
+    }
+
+    void add_to_rollup(std::int64_t sid, std::int64_t ts, double v) {
+        const std::int64_t m = detail::minute_of(ts);
+        // Batches are usually one series in time order: the last entry is almost always the hit.
+        for (auto it = minutes.rbegin(); it != minutes.rend(); ++it) {
+            if (it->series_id == sid && it->minute == m) {
+                ++it->n;
+                it->min = std::min(it->min, v);
+                it->max = std::max(it->max, v);
+                it->sum += v;
+                return;
+            }
+            if (minutes.size() > 64) break;  // bound the search; a second entry is only slower
+        }
+        minutes.push_back({sid, m, 1, v, v, v});
+    }
+
+    std::vector<reading> insert(std::span<const reading> rs) {
+        for (const auto& r : rs)
+            if (!std::isfinite(r.value))
+                throw std::invalid_argument("storage: reading value is not finite");
+        std::vector<reading> stored;
+        stored.reserve(rs.size());
+        minutes.clear();
+        const std::int64_t first_id = next_id;
+        try {
+            detail::transaction txn(stmts, detail::transaction::kind::write);
+            for (const auto& r : rs) {
+                const std::int64_t sid = series_id(r.sensor, r.metric);
+                auto q = stmts.use(sql_insert_reading);
+                q.bind(1, next_id).bind(2, sid).bind(3, r.ts).bind(4, r.value).bind(5, r.seq).bind(
+                    6, r.unit);
+                q.run();
+                if (q.changes() == 0) continue;  // a redelivery: already stored
+                stored.push_back(r);
+                stored.back().id = next_id++;
+                add_to_rollup(sid, r.ts, r.value);
+            }
+            for (const auto& m : minutes)
+                stmts.use(sql_upsert_rollup)
+                    .bind(1, m.series_id)
+                    .bind(2, m.minute)
+                    .bind(3, m.n)
+                    .bind(4, m.min)
+                    .bind(5, m.max)
+                    .bind(6, m.sum)
+                    .run();
+            txn.commit();
+        } catch (...) {
+            // Nothing of this transaction is stored: hand its ids out again and forget series
+            // rows it may have created.
+            next_id = first_id;
+            series_ids.clear();
+            throw;
+        }
+        return stored;
+    }
+};
+
+writer::writer(const std::filesystem::path& file) : impl_(std::make_unique<impl>(file)) {}
+writer::~writer() = default;
+
+std::vector<reading> writer::insert(std::span<const reading> readings) {
+    if (readings.empty()) return {};
+    return impl_->insert(readings);
+}
+
+bool writer::set_status(std::string_view sensor, bool online, std::int64_t at_ms) {
+    detail::transaction txn(impl_->stmts, detail::transaction::kind::write);
+    auto q = impl_->stmts.use(
+        "INSERT INTO sensors(sensor, online, changed_at) VALUES(?1, ?2, ?3) "
+        "ON CONFLICT(sensor) DO UPDATE SET online = excluded.online, "
+        "changed_at = excluded.changed_at WHERE online <> excluded.online");
+    q.bind(1, sensor).bind(2, std::int64_t{online ? 1 : 0}).bind(3, at_ms);
+    q.run();
+    const bool changed = q.changes() > 0;
+    txn.commit();
+    return changed;
+}
+
+bool writer::writable() {
+    try {
+        detail::transaction txn(impl_->stmts, detail::transaction::kind::write);
+        impl_->stmts
+            .use("INSERT INTO meta(key, value) VALUES('writable_check', 1) "
+                 "ON CONFLICT(key) DO UPDATE SET value = value + 1")
+            .run();
+        txn.commit();
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+}  // namespace telemetry::storage

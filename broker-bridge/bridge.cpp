@@ -1,0 +1,118 @@
+// Wires the bridge together: storage -> ingest -> hub -> HTTP, and runs it until a signal.
+#include "bridge.hpp"
+
+#include "database.hpp"
+#include "http/listener.hpp"
+#include "http/router.hpp"
+#include "hub.hpp"
+#include "ingest.hpp"
+#include "metrics.hpp"
+#include "query_pool.hpp"
+#include "retention_worker.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+#include <thread>
+
+namespace telemetry::bridge {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Queued storage queries beyond this are refused with 503 rather than queued without bound.
+constexpr std::size_t max_queued_queries = 1024;
+
+std::unique_ptr<storage::writer> open_storage(const storage_config& s) {
+    if (s.db_path.has_parent_path()) std::filesystem::create_directories(s.db_path.parent_path());
+    return std::make_unique<storage::writer>(s.db_path);
+}
+
+}  // namespace
+
+// Members are declared in dependency order: each is built after, and destroyed before, what it uses.
+struct bridge::parts {
+    explicit parts(config c)
+        : cfg(std::move(c)),
+          writer(open_storage(cfg.storage)),
+          live(cfg.mqtt.topic_prefix, cfg.hub.window),
+          queries(cfg.storage.db_path, cfg.storage.query_threads, max_queued_queries),
+          retention(cfg.storage.db_path, cfg.storage.retention_days, cfg.storage.retention_interval,
+                    cfg.storage.retention_chunk, live),
+          routes(live, stats, cfg, [this] { return mqtt.subscribed(); }),
+          ctx{routes, live, queries, stats, cfg.http},
+          mqtt(cfg.mqtt, cfg.ingest, *writer, live, stats) {
+        load_hub();
+        const auto addr = asio::ip::make_address(cfg.http.host);
+        http = std::make_shared<http::listener>(ioc, asio::ip::tcp::endpoint(addr, cfg.http.port), ctx);
+    }
+
+    void load_hub() {
+        storage::reader r(cfg.storage.db_path);
+        const auto series = r.all_series();
+        const std::int64_t max_id = r.max_id();
+        const std::int64_t tail_after =
+            std::max<std::int64_t>(0, max_id - static_cast<std::int64_t>(cfg.hub.window));
+        auto tail = r.after_id(tail_after, cfg.hub.window);
+        spdlog::info("storage: {} series, newest id {}, {} recent readings in memory", series.size(),
+                     max_id, tail.size());
+        live.load(series, max_id, std::move(tail), tail_after);
+    }
+
+    config cfg;
+    metrics stats;
+    std::unique_ptr<storage::writer> writer;
+    hub live;
+    query_pool queries;
+    retention_worker retention;
+    http::router routes;
+    http::session_context ctx;
+    ingest mqtt;
+    asio::io_context ioc{};
+    std::shared_ptr<http::listener> http;
+};
+
+bridge::bridge(config c) : p_(std::make_unique<parts>(std::move(c))) {}
+
+bridge::~bridge() = default;
+
+asio::ip::tcp::endpoint bridge::http_endpoint() const { return p_->http->local_endpoint(); }
+
+int bridge::run() {
+    auto& p = *p_;
+    std::promise<int> stop_signal;
+    asio::signal_set signals(p.ioc, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+        if (!ec) stop_signal.set_value(sig);
+    });
+
+    p.http->run();
+    p.mqtt.start();
+    std::vector<std::thread> threads;
+    for (int i = 0; i < p.cfg.http.threads; ++i) threads.emplace_back([&] { p.ioc.run(); });
+
+    const int sig = stop_signal.get_future().get();
+    spdlog::info("received signal {}: stopping", sig);
+
+    // 1. Stop taking work: no new connections, no new MQTT messages (the callback in progress
+    //    finishes its commit first; what the broker still holds stays queued for our session).
+    p.http->stop();
+    p.mqtt.stop();
+    // 2. Answer parked long polls and give in-flight answers a moment to be written.
+    p.live.release_all();
+    for (int i = 0; i < 20 && p.stats.http_connections.load() > 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // 3. Stop I/O, then the background threads; storage closes last (parts' destructor).
+    p.ioc.stop();
+    for (auto& t : threads) t.join();
+    p.queries.stop();
+    p.retention.stop();
+    spdlog::info("stopped cleanly; newest id {}", p.live.newest_id());
+    return 0;
+}
+
+}  // namespace telemetry::bridge

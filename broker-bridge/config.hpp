@@ -1,0 +1,84 @@
+// The bridge's typed configuration: TOML file -> config, or an error naming file:line and key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace telemetry::bridge {
+
+struct config_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct mqtt_config {
+    std::string url = "tcp://127.0.0.1:1883";
+    std::string client_id = "broker-bridge";
+    std::string topic_prefix = "sensors";
+    std::string username;
+    std::string password;
+    std::chrono::seconds keepalive{30};
+    std::uint32_t session_expiry_s = 7 * 24 * 3600;
+    std::chrono::seconds reconnect_min{1};
+    std::chrono::seconds reconnect_max{30};
+};
+
+struct http_config {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8080;
+    int threads = 2;
+    std::size_t max_header_bytes = 8 * 1024;
+    std::size_t max_body_bytes = 64 * 1024;
+    std::size_t max_target_bytes = 4 * 1024;
+    std::size_t max_connections = 10'000;
+    std::chrono::seconds idle_timeout{60};
+    std::chrono::seconds longpoll_default{30};
+    std::chrono::seconds longpoll_max{120};
+    std::size_t longpoll_max_filters = 32;
+    std::size_t gzip_min_bytes = 1024;
+};
+
+struct storage_config {
+    std::filesystem::path db_path = "data/telemetry.db";
+    int query_threads = 2;
+    int retention_days = 30;  // 0 keeps everything
+    std::chrono::seconds retention_interval{600};
+    std::size_t retention_chunk = 2000;
+};
+
+struct ingest_config {
+    std::size_t max_payload_bytes = 16 * 1024;
+    std::size_t max_senml_records = 1000;
+};
+
+struct hub_config {
+    std::size_t window = 100'000;  // recent readings kept in memory for replay and long polls
+};
+
+struct config {
+    mqtt_config mqtt;
+    http_config http;
+    storage_config storage;
+    ingest_config ingest;
+    hub_config hub;
+    std::string log_level = "info";
+};
+
+// Reads a TOML file; keys absent keep their defaults. Unknown keys and bad values are errors that
+// name the file, line and key, so a typo never silently falls back to a default.
+config load_config(const std::filesystem::path& file);
+
+// Parses the TOML text (used by load_config and by tests). `origin` names the source in errors.
+config parse_config(std::string_view toml_text, const std::string& origin);
+
+// "HOST:PORT" -> (host, port); throws config_error.
+void apply_listen(http_config& http, const std::string& host_port);
+
+// Checks cross-field rules (ranges, prefix syntax); throws config_error.
+void validate(const config& c);
+
+}  // namespace telemetry::bridge

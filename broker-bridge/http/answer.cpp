@@ -1,0 +1,149 @@
+// Building HTTP answers: JSON errors, conditional 304s, HEAD, gzip, all through one place.
+#include "http/answer.hpp"
+
+#include "http/conditional.hpp"
+#include "http/gzip.hpp"
+#include "metrics.hpp"
+#include "reading_json.hpp"
+
+namespace telemetry::bridge::http {
+namespace {
+
+constexpr std::string_view server_name = "telemetry-broker-bridge";
+
+std::optional<std::string> joined(const request& req, bhttp::field f) {
+    auto range = req.equal_range(f);
+    if (range.first == range.second) return std::nullopt;
+    std::string out;
+    for (auto it = range.first; it != range.second; ++it) {
+        if (!out.empty()) out += ", ";
+        out.append(it->value().data(), it->value().size());
+    }
+    return out;
+}
+
+}  // namespace
+
+request_info request_info::of(const request& req) {
+    request_info ri;
+    ri.version = req.version();
+    ri.keep_alive = req.keep_alive();
+    ri.head = req.method() == bhttp::verb::head;
+    if (auto ae = joined(req, bhttp::field::accept_encoding)) ri.gzip_ok = accepts_gzip(*ae);
+    ri.if_none_match = joined(req, bhttp::field::if_none_match);
+    ri.if_modified_since = joined(req, bhttp::field::if_modified_since);
+    return ri;
+}
+
+unsigned error_status(error_code c) noexcept {
+    switch (c) {
+    case error_code::bad_request: return 400;
+    case error_code::bad_parameter: return 400;
+    case error_code::not_found: return 404;
+    case error_code::method_not_allowed: return 405;
+    case error_code::payload_too_large: return 413;
+    case error_code::uri_too_long: return 414;
+    case error_code::headers_too_large: return 431;
+    case error_code::unavailable: return 503;
+    case error_code::not_implemented: return 501;
+    case error_code::internal: return 500;
+    }
+    return 500;
+}
+
+std::string_view error_name(error_code c) noexcept {
+    switch (c) {
+    case error_code::bad_request: return "bad_request";
+    case error_code::bad_parameter: return "bad_parameter";
+    case error_code::not_found: return "not_found";
+    case error_code::method_not_allowed: return "method_not_allowed";
+    case error_code::payload_too_large: return "payload_too_large";
+    case error_code::uri_too_long: return "uri_too_long";
+    case error_code::headers_too_large: return "headers_too_large";
+    case error_code::unavailable: return "unavailable";
+    case error_code::not_implemented: return "not_implemented";
+    case error_code::internal: return "internal";
+    }
+    return "internal";
+}
+
+std::string responder::variant_etag(const std::string& etag, bool gzipped) {
+    if (!gzipped || etag.size() < 2) return etag;
+    std::string v = etag;
+    v.insert(v.size() - 1, "-gz");
+    return v;
+}
+
+answer responder::ok(const request_info& ri, content c) const {
+    const bool gz = use_gzip(ri, c.body.size());
+    std::vector<std::pair<std::string, std::string>> headers = std::move(c.headers);
+    if (!c.etag.empty()) {
+        const std::string tag = variant_etag(c.etag, gz);
+        if (is_not_modified({ri.if_none_match, ri.if_modified_since}, tag, c.last_modified))
+            return not_modified(ri, tag, c.last_modified, c.cache_control);
+        headers.emplace_back("ETag", tag);
+        headers.emplace_back("Last-Modified", format_http_date(c.last_modified));
+    }
+    headers.emplace_back("Cache-Control", std::string(c.cache_control));
+    headers.emplace_back("Vary", "Accept, Accept-Encoding");
+    if (gz) {
+        if (auto z = gzip(c.body)) {
+            headers.emplace_back("Content-Encoding", "gzip");
+            return finish(ri, 200, std::move(*z), c.content_type, headers, true);
+        }
+    }
+    return finish(ri, 200, std::move(c.body), c.content_type, headers, false);
+}
+
+answer responder::not_modified(const request_info& ri, const std::string& etag,
+                               std::time_t last_modified, std::string_view cache_control) const {
+    // RFC 9110 15.4.5: a 304 has no body and carries the validators a 200 would have. Built with
+    // empty_body: prepare_payload() would add a Content-Length of 0, which is wrong here.
+    bhttp::response<bhttp::empty_body> res{bhttp::status::not_modified, ri.version};
+    res.set(bhttp::field::server, server_name);
+    res.set(bhttp::field::etag, etag);
+    res.set(bhttp::field::last_modified, format_http_date(last_modified));
+    res.set(bhttp::field::cache_control, cache_control);
+    res.set(bhttp::field::vary, "Accept, Accept-Encoding");
+    res.keep_alive(ri.keep_alive);
+    metrics_.count_response(304);
+    return {304, bhttp::message_generator(std::move(res))};
+}
+
+answer responder::error(const request_info& ri, error_code code, std::string_view message,
+                        std::vector<std::pair<std::string, std::string>> headers) const {
+    std::string body = "{\"error\":{\"code\":";
+    append_json_string(body, error_name(code));
+    body += ",\"message\":";
+    append_json_string(body, message);
+    body += "}}";
+    headers.emplace_back("Cache-Control", "no-store");
+    return finish(ri, error_status(code), std::move(body), "application/json", headers, false);
+}
+
+answer responder::finish(const request_info& ri, unsigned status, std::string body,
+                         std::string_view content_type,
+                         const std::vector<std::pair<std::string, std::string>>& headers,
+                         bool /*gzipped*/) const {
+    metrics_.count_response(status);
+    const auto set_common = [&](auto& res) {
+        res.set(bhttp::field::server, server_name);
+        res.set(bhttp::field::content_type, content_type);
+        for (const auto& [k, v] : headers) res.insert(k, v);
+        res.keep_alive(ri.keep_alive);
+    };
+    if (ri.head) {
+        // HEAD: the same header as GET, Content-Length included, and no body.
+        bhttp::response<bhttp::empty_body> res{static_cast<bhttp::status>(status), ri.version};
+        set_common(res);
+        res.content_length(body.size());
+        return {status, bhttp::message_generator(std::move(res))};
+    }
+    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(status), ri.version};
+    set_common(res);
+    res.body() = std::move(body);
+    res.prepare_payload();
+    return {status, bhttp::message_generator(std::move(res))};
+}
+
+}  // namespace telemetry::bridge::http

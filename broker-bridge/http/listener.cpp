@@ -1,0 +1,66 @@
+// Accepts TCP connections and starts a session for each, within the connection limit.
+#include "http/listener.hpp"
+
+#include "metrics.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace telemetry::bridge::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+listener::listener(asio::io_context& ioc, const asio::ip::tcp::endpoint& at, session_context& ctx)
+    : ioc_(ioc), strand_(asio::make_strand(ioc)), acceptor_(strand_), pause_(strand_), ctx_(ctx) {
+    acceptor_.open(at.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(at);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+    endpoint_ = acceptor_.local_endpoint();
+}
+
+void listener::run() {
+    asio::post(strand_, beast::bind_front_handler(&listener::do_accept, shared_from_this()));
+}
+
+void listener::stop() {
+    asio::post(strand_, [self = shared_from_this()] {
+        beast::error_code ec;
+        self->acceptor_.close(ec);
+        self->pause_.cancel();
+    });
+}
+
+void listener::do_accept() {
+    if (!acceptor_.is_open()) return;
+    // Each connection gets its own strand, so its handlers never run concurrently.
+    acceptor_.async_accept(asio::make_strand(ioc_),
+                           beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+}
+
+void listener::on_accept(beast::error_code ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (ec) {
+        // Out of descriptors and the like: log, pause briefly, keep accepting.
+        spdlog::warn("http: accept failed: {}", ec.message());
+        pause_.expires_after(std::chrono::milliseconds(100));
+        pause_.async_wait([self = shared_from_this()](beast::error_code e) {
+            if (!e) self->do_accept();
+        });
+        return;
+    }
+    if (static_cast<std::size_t>(ctx_.stats.http_connections.load()) >= ctx_.cfg.max_connections) {
+        ctx_.stats.http_connections_rejected.fetch_add(1, std::memory_order_relaxed);
+        beast::error_code ignored;
+        socket.close(ignored);
+    } else {
+        socket.set_option(asio::ip::tcp::no_delay(true), ec);
+        std::make_shared<session>(std::move(socket), ctx_)->run();
+    }
+    do_accept();
+}
+
+}  // namespace telemetry::bridge::http

@@ -1,0 +1,482 @@
+// Decides the answer to each request and does no I/O: request (+ hub state) -> answer, or the
+// storage query / long poll the session must run to get one.
+#include "http/router.hpp"
+
+#include "database.hpp"
+#include "http/conditional.hpp"
+#include "metrics.hpp"
+#include "payload.hpp"
+#include "reading_json.hpp"
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include <charconv>
+#include <map>
+#include <set>
+
+namespace telemetry::bridge::http {
+namespace {
+
+constexpr std::size_t max_history_limit = 10'000;
+constexpr std::size_t max_buckets = 100'000;
+constexpr std::size_t validator_cache_entries = 4096;
+
+// Query parameters, decoded. Every name must be known; all but the repeatable ones at most once.
+class params {
+public:
+    // Returns an error message naming the parameter, or empty on success.
+    std::string parse(const boost::urls::url_view& u, const std::set<std::string_view>& known,
+                      const std::set<std::string_view>& repeatable = {}) {
+        for (const auto& p : u.params()) {
+            if (!known.count(p.key)) return "unknown query parameter '" + p.key + "'";
+            if (!repeatable.count(p.key) && values_.count(p.key))
+                return "query parameter '" + p.key + "' is given more than once";
+            values_[p.key].push_back(p.value);
+        }
+        return {};
+    }
+    const std::string* get(const std::string& k) const {
+        auto it = values_.find(k);
+        return it == values_.end() ? nullptr : &it->second.front();
+    }
+    std::vector<std::string> all(const std::string& k) const {
+        auto it = values_.find(k);
+        return it == values_.end() ? std::vector<std::string>{} : it->second;
+    }
+
+private:
+    std::map<std::string, std::vector<std::string>, std::less<>> values_;
+};
+
+std::optional<std::int64_t> to_int(std::string_view s) {
+    std::int64_t v = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || end != s.data() + s.size()) return std::nullopt;
+    return v;
+}
+
+// "10s", "1m", "500ms", "1h", "1d" -> milliseconds.
+std::optional<std::int64_t> parse_duration(std::string_view s) {
+    std::size_t digits = 0;
+    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+    if (digits == 0 || digits > 12) return std::nullopt;
+    const auto n = to_int(s.substr(0, digits));
+    const std::string_view unit = s.substr(digits);
+    std::int64_t scale = 0;
+    if (unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "m") scale = 60'000;
+    else if (unit == "h") scale = 3'600'000;
+    else if (unit == "d") scale = 86'400'000;
+    if (!n || scale == 0 || *n <= 0) return std::nullopt;
+    return *n * scale;
+}
+
+void append_int(std::string& out, std::int64_t v) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, end);
+}
+void append_double(std::string& out, double v) {
+    char buf[32];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, end);
+}
+
+void append_csv_field(std::string& out, std::string_view s) {
+    if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
+        out += s;
+        return;
+    }
+    out.push_back('"');
+    for (char c : s) {
+        if (c == '"') out.push_back('"');
+        out.push_back(c);
+    }
+    out.push_back('"');
+}
+
+bool wants_csv(const request& req) {
+    auto it = req.find(bhttp::field::accept);
+    if (it == req.end()) return false;
+    const std::string_view v(it->value().data(), it->value().size());
+    return v.find("text/csv") != std::string_view::npos &&
+           v.find("application/json") == std::string_view::npos;
+}
+
+}  // namespace
+
+router::router(hub& h, metrics& m, const config& c, std::function<bool()> mqtt_ready)
+    : hub_(h), metrics_(m), cfg_(c), mqtt_ready_(std::move(mqtt_ready)),
+      responder_(m, c.http.gzip_min_bytes) {}
+
+action router::route(const request& req) {
+    const request_info ri = request_info::of(req);
+    if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head)
+        return responder_.error(ri, error_code::method_not_allowed,
+                                "only GET and HEAD are supported here", {{"Allow", "GET, HEAD"}});
+
+    const std::string_view target(req.target().data(), req.target().size());
+    auto parsed = boost::urls::parse_origin_form(target);
+    if (!parsed)
+        return responder_.error(ri, error_code::bad_request, "the request target is not a valid URL path and query");
+    const boost::urls::url_view& u = *parsed;
+
+    std::vector<std::string> seg;
+    for (auto s : u.segments()) seg.push_back(s);
+    if (!seg.empty() && seg.back().empty()) seg.pop_back();  // tolerate one trailing slash
+
+    const auto no_params = [&]() -> std::optional<answer> {
+        if (u.has_query() && !u.params().empty())
+            return responder_.error(ri, error_code::bad_parameter,
+                                    "this path takes no query parameters");
+        return std::nullopt;
+    };
+
+    if (seg.empty()) return index(ri);
+    if (seg.size() == 1 && seg[0] == "healthz") return health(ri);
+    if (seg.size() == 1 && seg[0] == "readyz") return ready(ri);
+    if (seg.size() == 1 && seg[0] == "metrics") return metrics_page(ri);
+    if (seg.size() >= 2 && seg[0] == "api" && seg[1] == "v1") {
+        if (seg.size() == 3 && seg[2] == "sensors") {
+            if (auto e = no_params()) return std::move(*e);
+            return sensors(ri);
+        }
+        if (seg.size() == 6 && seg[2] == "sensors") {
+            if (!valid_name(seg[3]) || !valid_name(seg[4]))
+                return responder_.error(ri, error_code::not_found,
+                                        "sensor and metric names are [A-Za-z0-9_.-]{1,64}");
+            if (seg[5] == "latest") {
+                if (auto e = no_params()) return std::move(*e);
+                return latest(ri, seg[3], seg[4]);
+            }
+            if (seg[5] == "readings") return readings(ri, req, seg[3], seg[4]);
+            if (seg[5] == "aggregate") return aggregate(ri, req, seg[3], seg[4]);
+        }
+        if (seg.size() == 3 && seg[2] == "updates") return updates(ri, req);
+        if (seg.size() == 3 && (seg[2] == "stream" || seg[2] == "ws"))
+            return responder_.error(ri, error_code::not_implemented,
+                                    "streaming subscriptions are not available in this version yet; "
+                                    "use /api/v1/updates (long polling)");
+    }
+    return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
+}
+
+answer router::index(const request_info& ri) const {
+    content c;
+    c.content_type = "text/html; charset=utf-8";
+    c.body =
+        "<!doctype html><html><head><meta charset=utf-8><title>telemetry broker-bridge</title></head>"
+        "<body><h1>telemetry broker-bridge</h1><ul>"
+        "<li><a href=\"/api/v1/sensors\">/api/v1/sensors</a>: every series</li>"
+        "<li>/api/v1/sensors/{sensor}/{metric}/latest, /readings, /aggregate</li>"
+        "<li>/api/v1/updates?after=ID: long polling</li>"
+        "<li><a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, "
+        "<a href=\"/readyz\">/readyz</a></li></ul></body></html>";
+    return responder_.ok(ri, std::move(c));
+}
+
+answer router::health(const request_info& ri) const {
+    content c;
+    c.body = "{\"status\":\"ok\"}";
+    c.cache_control = "no-store";
+    return responder_.ok(ri, std::move(c));
+}
+
+answer router::ready(const request_info& ri) const {
+    const bool mqtt = mqtt_ready_();
+    const bool storage = metrics_.storage_ok.load() == 1;
+    std::string body = "{\"ready\":";
+    body += (mqtt && storage) ? "true" : "false";
+    body += ",\"mqtt_subscribed\":";
+    body += mqtt ? "true" : "false";
+    body += ",\"storage_writable\":";
+    body += storage ? "true" : "false";
+    body += "}";
+    if (mqtt && storage) {
+        content c;
+        c.body = std::move(body);
+        c.cache_control = "no-store";
+        return responder_.ok(ri, std::move(c));
+    }
+    return responder_.error(ri, error_code::unavailable,
+                            std::string("not ready: ") + (mqtt ? "" : "MQTT not subscribed ") +
+                                (storage ? "" : "storage not writable"),
+                            {{"Retry-After", "1"}});
+}
+
+answer router::metrics_page(const request_info& ri) const {
+    content c;
+    c.body = metrics_.render(hub_);
+    c.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    c.cache_control = "no-store";
+    return responder_.ok(ri, std::move(c));
+}
+
+action router::sensors(const request_info& ri) {
+    representation rep = hub_.sensors();
+    content c;
+    c.body = std::move(rep.body);
+    c.etag = std::move(rep.etag);
+    c.last_modified = rep.last_modified;
+    return responder_.ok(ri, std::move(c));
+}
+
+action router::latest(const request_info& ri, std::string_view sensor, std::string_view metric) {
+    auto rep = hub_.latest(sensor, metric);
+    if (!rep)
+        return responder_.error(ri, error_code::not_found,
+                                "unknown series " + std::string(sensor) + "/" + std::string(metric));
+    // The common revalidation is answered before any body is copied.
+    if ((ri.if_none_match || ri.if_modified_since) &&
+        is_not_modified({ri.if_none_match, ri.if_modified_since}, rep->etag, rep->last_modified))
+        return responder_.not_modified(ri, rep->etag, rep->last_modified);
+    content c;
+    c.body = std::move(rep->body);
+    c.etag = std::move(rep->etag);
+    c.last_modified = rep->last_modified;
+    return responder_.ok(ri, std::move(c));
+}
+
+std::optional<answer> router::cached_304(const request_info& ri, const std::string& key,
+                                         const series_version& v) {
+    if (!ri.if_none_match && !ri.if_modified_since) return std::nullopt;
+    std::lock_guard lock(cache_mutex_);
+    auto it = cache_.find(key);
+    if (it == cache_.end() || !(it->second.version == v)) return std::nullopt;
+    const std::string tag =
+        responder::variant_etag(it->second.etag, responder_.use_gzip(ri, it->second.body_size));
+    if (!is_not_modified({ri.if_none_match, ri.if_modified_since}, tag, it->second.last_modified))
+        return std::nullopt;
+    return responder_.not_modified(ri, tag, it->second.last_modified);
+}
+
+void router::remember(const std::string& key, cached_validators v) {
+    std::lock_guard lock(cache_mutex_);
+    if (cache_.size() >= validator_cache_entries && !cache_.count(key)) cache_.clear();
+    cache_.insert_or_assign(key, std::move(v));
+}
+
+answer router::stored_answer(const request_info& ri, const std::string& key,
+                             const series_version& v, content c) {
+    c.etag = strong_etag(c.body);
+    c.last_modified = v.changed_at;
+    remember(key, {v, c.etag, c.body.size(), c.last_modified});
+    return responder_.ok(ri, std::move(c));
+}
+
+action router::readings(const request_info& ri, const request& req, std::string sensor,
+                        std::string metric) {
+    const std::string_view target(req.target().data(), req.target().size());
+    const auto u = *boost::urls::parse_origin_form(target);
+    params p;
+    if (auto e = p.parse(u, {"from", "to", "limit", "order", "cursor", "format"}); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
+
+    storage::history_query q;
+    q.sensor = sensor;
+    q.metric = metric;
+    if (auto s = p.get("from")) {
+        auto t = parse_time(*s);
+        if (!t) return responder_.error(ri, error_code::bad_parameter, "from must be an RFC 3339 time or epoch milliseconds");
+        q.from = *t;
+    }
+    if (auto s = p.get("to")) {
+        auto t = parse_time(*s);
+        if (!t) return responder_.error(ri, error_code::bad_parameter, "to must be an RFC 3339 time or epoch milliseconds");
+        q.to = *t;
+    }
+    if (auto s = p.get("limit")) {
+        auto n = to_int(*s);
+        if (!n || *n < 1 || *n > static_cast<std::int64_t>(max_history_limit))
+            return responder_.error(ri, error_code::bad_parameter, "limit must be an integer from 1 to 10000");
+        q.limit = static_cast<std::size_t>(*n);
+    }
+    if (auto s = p.get("order")) {
+        if (*s != "asc" && *s != "desc")
+            return responder_.error(ri, error_code::bad_parameter, "order must be asc or desc");
+        q.descending = *s == "desc";
+    }
+    if (auto s = p.get("cursor")) q.cursor = *s;
+    bool csv = wants_csv(req);
+    if (auto s = p.get("format")) {
+        if (*s != "json" && *s != "csv")
+            return responder_.error(ri, error_code::bad_parameter, "format must be json or csv");
+        csv = *s == "csv";
+    }
+
+    const auto v = hub_.version(sensor, metric);
+    if (!v) return responder_.error(ri, error_code::not_found, "unknown series " + sensor + "/" + metric);
+    std::string key = std::string(target) + (csv ? "\ncsv" : "\njson");
+    if (auto a = cached_304(ri, key, *v)) return std::move(*a);
+
+    return storage_job{[this, ri, q = std::move(q), csv, key = std::move(key), v = *v](storage::reader& r) {
+        storage::history_page page;
+        try {
+            page = r.history(q);
+        } catch (const std::invalid_argument&) {
+            return responder_.error(ri, error_code::bad_parameter,
+                                    "cursor is not one this server gave for this query");
+        }
+        content c;
+        if (csv) {
+            c.content_type = "text/csv; charset=utf-8";
+            c.body = "id,sensor,metric,ts,value,unit,seq\r\n";
+            for (const auto& rd : page.readings) {
+                append_int(c.body, rd.id);
+                c.body += ',';
+                c.body += rd.sensor;
+                c.body += ',';
+                c.body += rd.metric;
+                c.body += ',';
+                append_int(c.body, rd.ts);
+                c.body += ',';
+                append_double(c.body, rd.value);
+                c.body += ',';
+                append_csv_field(c.body, rd.unit);
+                c.body += ',';
+                if (rd.seq) append_int(c.body, *rd.seq);
+                c.body += "\r\n";
+            }
+            if (page.next) c.headers.emplace_back("X-Next-Cursor", *page.next);
+        } else {
+            c.body = "{\"readings\":[";
+            for (std::size_t i = 0; i < page.readings.size(); ++i) {
+                if (i) c.body += ',';
+                append_reading_json(c.body, page.readings[i]);
+            }
+            c.body += "],\"next\":";
+            if (page.next) append_json_string(c.body, *page.next); else c.body += "null";
+            c.body += '}';
+        }
+        return stored_answer(ri, key, v, std::move(c));
+    }};
+}
+
+action router::aggregate(const request_info& ri, const request& req, std::string sensor,
+                         std::string metric) {
+    const std::string_view target(req.target().data(), req.target().size());
+    const auto u = *boost::urls::parse_origin_form(target);
+    params p;
+    if (auto e = p.parse(u, {"from", "to", "bucket"}); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
+    storage::aggregate_query q;
+    q.sensor = sensor;
+    q.metric = metric;
+    if (auto s = p.get("from")) {
+        auto t = parse_time(*s);
+        if (!t) return responder_.error(ri, error_code::bad_parameter, "from must be an RFC 3339 time or epoch milliseconds");
+        q.from = *t;
+    }
+    if (auto s = p.get("to")) {
+        auto t = parse_time(*s);
+        if (!t) return responder_.error(ri, error_code::bad_parameter, "to must be an RFC 3339 time or epoch milliseconds");
+        q.to = *t;
+    }
+    if (auto s = p.get("bucket")) {
+        auto b = parse_duration(*s);
+        if (!b) return responder_.error(ri, error_code::bad_parameter, "bucket must be a duration such as 500ms, 10s, 1m, 1h or 1d");
+        q.bucket_ms = *b;
+    }
+    if (q.from != INT64_MIN && q.to != INT64_MAX) {
+        if (q.to <= q.from) return responder_.error(ri, error_code::bad_parameter, "to must be later than from");
+        if ((q.to - q.from) / q.bucket_ms > static_cast<std::int64_t>(max_buckets))
+            return responder_.error(ri, error_code::bad_parameter, "bucket is too small for this range (at most 100000 buckets)");
+    }
+    const auto v = hub_.version(sensor, metric);
+    if (!v) return responder_.error(ri, error_code::not_found, "unknown series " + sensor + "/" + metric);
+    std::string key(target);
+    if (auto a = cached_304(ri, key, *v)) return std::move(*a);
+
+    return storage_job{[this, ri, q = std::move(q), key = std::move(key), v = *v](storage::reader& r) {
+        const auto buckets = r.aggregate(q);
+        if (buckets.size() > max_buckets)
+            return responder_.error(ri, error_code::bad_parameter,
+                                    "bucket is too small for this range (at most 100000 buckets)");
+        content c;
+        c.body = "{\"bucket_ms\":";
+        append_int(c.body, q.bucket_ms);
+        c.body += ",\"buckets\":[";
+        for (std::size_t i = 0; i < buckets.size(); ++i) {
+            const auto& b = buckets[i];
+            if (i) c.body += ',';
+            c.body += "{\"t\":";
+            append_int(c.body, b.t);
+            c.body += ",\"count\":";
+            append_int(c.body, b.count);
+            c.body += ",\"min\":";
+            append_double(c.body, b.min);
+            c.body += ",\"max\":";
+            append_double(c.body, b.max);
+            c.body += ",\"avg\":";
+            append_double(c.body, b.avg);
+            c.body += '}';
+        }
+        c.body += "]}";
+        return stored_answer(ri, key, v, std::move(c));
+    }};
+}
+
+action router::updates(const request_info& ri, const request& req) {
+    const std::string_view target(req.target().data(), req.target().size());
+    const auto u = *boost::urls::parse_origin_form(target);
+    params p;
+    if (auto e = p.parse(u, {"after", "topic", "timeout", "limit"}, {"topic"}); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
+    long_poll lp;
+    lp.timeout = cfg_.http.longpoll_default;
+    if (auto s = p.get("after")) {
+        auto n = to_int(*s);
+        if (!n || *n < 0) return responder_.error(ri, error_code::bad_parameter, "after must be a reading id (a non-negative integer)");
+        lp.after = *n;
+    } else {
+        lp.after = hub_.newest_id();
+    }
+    if (auto s = p.get("timeout")) {
+        auto n = to_int(*s);
+        if (!n || *n < 0 || *n > cfg_.http.longpoll_max.count())
+            return responder_.error(ri, error_code::bad_parameter,
+                                    "timeout must be whole seconds from 0 to " + std::to_string(cfg_.http.longpoll_max.count()));
+        lp.timeout = std::chrono::seconds(*n);
+    }
+    if (auto s = p.get("limit")) {
+        auto n = to_int(*s);
+        if (!n || *n < 1 || *n > static_cast<std::int64_t>(max_history_limit))
+            return responder_.error(ri, error_code::bad_parameter, "limit must be an integer from 1 to 10000");
+        lp.limit = static_cast<std::size_t>(*n);
+    }
+    auto topics = p.all("topic");
+    if (topics.empty()) topics.push_back("#");
+    if (topics.size() > cfg_.http.longpoll_max_filters)
+        return responder_.error(ri, error_code::bad_parameter,
+                                "too many topic filters (at most " + std::to_string(cfg_.http.longpoll_max_filters) + ")");
+    for (const auto& t : topics) {
+        auto f = topic_filter::parse(t);
+        if (!f) return responder_.error(ri, error_code::bad_parameter, "topic '" + t + "' is not a valid MQTT topic filter");
+        lp.filters.push_back(std::move(*f));
+    }
+    return lp;
+}
+
+answer router::poll_answer(const request_info& ri, const poll_result& r) const {
+    content c;
+    c.body = "{\"cursor\":";
+    append_int(c.body, r.cursor);
+    c.body += ",\"readings\":[";
+    for (std::size_t i = 0; i < r.readings.size(); ++i) {
+        if (i) c.body += ',';
+        c.body += r.readings[i]->json;
+    }
+    c.body += "]}";
+    c.cache_control = "no-store";
+    return responder_.ok(ri, std::move(c));
+}
+
+answer router::busy(const request_info& ri) const {
+    metrics_.query_jobs_rejected.fetch_add(1, std::memory_order_relaxed);
+    return responder_.error(ri, error_code::unavailable, "too many queries in progress; retry shortly",
+                            {{"Retry-After", "1"}});
+}
+
+}  // namespace telemetry::bridge::http

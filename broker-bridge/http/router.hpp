@@ -1,0 +1,87 @@
+// Decides the answer to each request and does no I/O: request (+ hub state) -> answer, or the
+// storage query / long poll the session must run to get one.
+#pragma once
+
+#include "config.hpp"
+#include "http/answer.hpp"
+#include "hub.hpp"
+
+#include <chrono>
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+#include <variant>
+
+namespace telemetry::storage { class reader; }
+
+namespace telemetry::bridge {
+class metrics;
+}
+
+namespace telemetry::bridge::http {
+
+// A query to run on a storage thread; it returns the answer.
+struct storage_job {
+    std::function<answer(storage::reader&)> run;
+};
+
+// A long poll to park in the hub (see session).
+struct long_poll {
+    std::int64_t after = 0;
+    std::vector<topic_filter> filters;
+    std::size_t limit = 1000;
+    std::chrono::seconds timeout{30};
+};
+
+using action = std::variant<answer, storage_job, long_poll>;
+
+// Thread safety: route() may run concurrently on several I/O threads; the validator cache has its
+// own mutex, everything else is the hub's.
+class router {
+public:
+    router(hub& h, metrics& m, const config& c, std::function<bool()> mqtt_ready);
+
+    action route(const request& req);
+
+    // The answer to a long poll, once readings arrived or it timed out.
+    answer poll_answer(const request_info& ri, const poll_result& r) const;
+    // 503 for a storage queue that is full.
+    answer busy(const request_info& ri) const;
+    const responder& respond() const noexcept { return responder_; }
+
+private:
+    action sensors(const request_info& ri);
+    action latest(const request_info& ri, std::string_view sensor, std::string_view metric);
+    action readings(const request_info& ri, const request& req, std::string sensor, std::string metric);
+    action aggregate(const request_info& ri, const request& req, std::string sensor, std::string metric);
+    action updates(const request_info& ri, const request& req);
+    answer health(const request_info& ri) const;
+    answer ready(const request_info& ri) const;
+    answer metrics_page(const request_info& ri) const;
+    answer index(const request_info& ri) const;
+
+    // Validators of stored-query answers, by request target: valid while the series' version is
+    // unchanged, so a revalidation is answered 304 without touching storage.
+    struct cached_validators {
+        series_version version;
+        std::string etag;  // of the identity body
+        std::size_t body_size = 0;
+        std::time_t last_modified = 0;
+    };
+    std::optional<answer> cached_304(const request_info& ri, const std::string& key,
+                                     const series_version& v);
+    void remember(const std::string& key, cached_validators v);
+    answer stored_answer(const request_info& ri, const std::string& key, const series_version& v,
+                         content c);
+
+    hub& hub_;
+    metrics& metrics_;
+    const config& cfg_;
+    std::function<bool()> mqtt_ready_;
+    responder responder_;
+
+    std::mutex cache_mutex_;
+    std::unordered_map<std::string, cached_validators> cache_;
+};
+
+}  // namespace telemetry::bridge::http

@@ -1,0 +1,47 @@
+// broker-bridge: reads configuration and flags, builds the bridge, runs it. Nothing else.
+#include "bridge.hpp"
+#include "config.hpp"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <iostream>
+
+int main(int argc, char** argv) {
+    using namespace telemetry::bridge;
+    CLI::App app{"broker-bridge: stores MQTT sensor readings in SQLite and serves them over HTTP"};
+    std::string config_file, mqtt_url, http_listen, db_path, log_level;
+    app.add_option("--config", config_file, "TOML configuration file (see conf/broker-bridge.toml)");
+    app.add_option("--mqtt", mqtt_url, "MQTT broker URL, e.g. tcp://127.0.0.1:1883 (overrides mqtt.url)");
+    app.add_option("--http", http_listen, "HTTP listen address HOST:PORT; port 0 picks a free one (overrides http.listen)");
+    app.add_option("--db", db_path, "SQLite database file (overrides storage.db_path)");
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error (overrides log_level)");
+    CLI11_PARSE(app, argc, argv);
+    // Logs go to stderr; stdout carries only the "serving" line that scripts read.
+    spdlog::set_default_logger(spdlog::stderr_color_mt("broker-bridge"));
+
+    try {
+        config cfg = config_file.empty() ? config{} : load_config(config_file);
+        if (!mqtt_url.empty()) cfg.mqtt.url = mqtt_url;
+        if (!http_listen.empty()) apply_listen(cfg.http, http_listen);
+        if (!db_path.empty()) cfg.storage.db_path = db_path;
+        if (!log_level.empty()) cfg.log_level = log_level;
+        validate(cfg);
+        spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+
+        bridge b(std::move(cfg));
+        const auto ep = b.http_endpoint();
+        // This line is the contract with scripts and tests that start us on port 0.
+        std::cout << "broker-bridge: serving http://" << ep.address().to_string() << ':' << ep.port()
+                  << std::endl;
+        return b.run();
+    } catch (const config_error& e) {
+        std::cerr << "broker-bridge: configuration error: " << e.what() << '\n';
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "broker-bridge: cannot start: " << e.what() << '\n';
+        return 1;
+    }
+}

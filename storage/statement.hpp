@@ -1,0 +1,136 @@
+// Private helpers of the storage library: RAII prepared statements, a per-connection statement
+// cache, scoped transactions and overflow-safe time arithmetic. Not part of the public interface.
+#pragma once
+
+#include "database.hpp"
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace telemetry::storage::detail {
+
+// Throws storage_error naming what we were doing and SQLite's own message for `db`.
+[[noreturn]] void fail(sqlite3* db, std::string_view what);
+
+// RAII owner of one prepared statement. Not thread-safe (belongs to one connection).
+class statement {
+public:
+    statement(sqlite3* db, std::string_view sql);
+    ~statement();
+    statement(const statement&) = delete;
+    statement& operator=(const statement&) = delete;
+
+    sqlite3_stmt* get() const noexcept { return stmt_; }
+    sqlite3* db() const noexcept { return db_; }
+    std::string_view sql() const noexcept { return sql_; }
+
+private:
+    sqlite3* db_;
+    sqlite3_stmt* stmt_ = nullptr;
+    std::string sql_;
+};
+
+// One use of a cached statement. Its destructor resets the statement and clears the bindings: a
+// statement left un-reset keeps its read transaction open and starves WAL checkpoints.
+class query {
+public:
+    explicit query(statement& s) noexcept : s_(s) {}
+    ~query();
+    query(const query&) = delete;
+    query& operator=(const query&) = delete;
+
+    query& bind(int i, std::int64_t v);
+    query& bind(int i, double v);
+    query& bind(int i, std::string_view v);  // copied: callers may bind temporaries
+    query& bind(int i, std::optional<std::int64_t> v);
+    query& bind_null(int i);
+
+    // Advances; true while a row is available. Throws storage_error on failure.
+    bool step();
+    // Runs a statement that returns no rows (or ignores them).
+    void run();
+
+    std::int64_t int64(int col) const noexcept;
+    double real(int col) const noexcept;
+    std::string text(int col) const;
+    bool is_null(int col) const noexcept;
+    int changes() const noexcept;
+
+private:
+    statement& s_;
+};
+
+// Prepared statements of one connection, prepared on first use and kept until the connection
+// closes. Keyed by the SQL text itself so a call site just names its SQL.
+class statement_cache {
+public:
+    explicit statement_cache(sqlite3* db) noexcept : db_(db) {}
+    query use(std::string_view sql);
+    void clear() noexcept { cache_.clear(); }
+
+private:
+    sqlite3* db_;
+    std::unordered_map<std::string_view, std::unique_ptr<statement>> cache_;
+};
+
+// A scoped transaction: rolls back unless commit() ran; the destructor never throws.
+class transaction {
+public:
+    enum class kind { read, write };
+    transaction(statement_cache& c, kind k);
+    ~transaction();
+    transaction(const transaction&) = delete;
+    transaction& operator=(const transaction&) = delete;
+    void commit();
+
+private:
+    statement_cache& cache_;
+    bool open_ = true;
+};
+
+// Applies the per-connection pragmas; shared by every connection mode.
+void apply_pragmas(sqlite3* db, bool read_write);
+
+// --- time arithmetic: ts may be any int64, so every step saturates instead of overflowing ---
+
+// floor(a / b) for b > 0, also for negative a.
+constexpr std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
+    std::int64_t q = a / b;
+    if (a % b != 0 && a < 0) --q;
+    return q;
+}
+// ceil(a / b) for b > 0.
+constexpr std::int64_t ceil_div(std::int64_t a, std::int64_t b) noexcept {
+    std::int64_t q = a / b;
+    if (a % b != 0 && a > 0) ++q;
+    return q;
+}
+constexpr std::int64_t sat_mul(std::int64_t a, std::int64_t b) noexcept {
+    std::int64_t r = 0;
+    if (__builtin_mul_overflow(a, b, &r)) return (a < 0) != (b < 0) ? INT64_MIN : INT64_MAX;
+    return r;
+}
+constexpr std::int64_t sat_add(std::int64_t a, std::int64_t b) noexcept {
+    std::int64_t r = 0;
+    if (__builtin_add_overflow(a, b, &r)) return b < 0 ? INT64_MIN : INT64_MAX;
+    return r;
+}
+
+inline constexpr std::int64_t minute_ms = 60'000;
+// Rollup rows are keyed by the minute number floor(ts / 60000), not its start in ms, because the
+// start of the minute holding a ts near INT64_MIN is not representable.
+constexpr std::int64_t minute_of(std::int64_t ts) noexcept { return floor_div(ts, minute_ms); }
+constexpr std::int64_t minute_first_ts(std::int64_t m) noexcept { return sat_mul(m, minute_ms); }
+constexpr std::int64_t minute_last_ts(std::int64_t m) noexcept {
+    // Computed from the side that cannot saturate wrongly: the last minute's end may pass
+    // INT64_MAX (clamp), the first minute's start may pass INT64_MIN (its end never does).
+    return m >= 0 ? sat_add(sat_mul(m, minute_ms), minute_ms - 1) : (m + 1) * minute_ms - 1;
+}
+
+}  // namespace telemetry::storage::detail
