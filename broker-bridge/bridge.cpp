@@ -91,6 +91,7 @@ int bridge::run() {
     });
 
     p.http->run();
+    p.retention.start();
     p.mqtt.start();
     std::vector<std::thread> threads;
     for (int i = 0; i < p.cfg.http.threads; ++i) threads.emplace_back([&] { p.ioc.run(); });

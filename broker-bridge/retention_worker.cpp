@@ -9,8 +9,10 @@ namespace telemetry::bridge {
 
 retention_worker::retention_worker(const std::filesystem::path& db, int keep_days,
                                    std::chrono::seconds interval, std::size_t chunk, hub& h)
-    : retainer_(db), keep_days_(keep_days), interval_(interval), chunk_(chunk), hub_(h) {
-    if (keep_days_ > 0) thread_ = std::thread([this] { run(); });
+    : retainer_(db), keep_days_(keep_days), interval_(interval), chunk_(chunk), hub_(h) {}
+
+void retention_worker::start() {
+    if (keep_days_ > 0 && !thread_.joinable()) thread_ = std::thread([this] { run(); });
 }
 
 retention_worker::~retention_worker() { stop(); }

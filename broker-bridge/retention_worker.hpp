@@ -19,6 +19,8 @@ public:
     retention_worker(const std::filesystem::path& db, int keep_days, std::chrono::seconds interval,
                      std::size_t chunk, hub& h);
     ~retention_worker();
+    // Starts the background pass (after the hub is loaded, so counts it reports stay exact).
+    void start();
     retention_worker(const retention_worker&) = delete;
     retention_worker& operator=(const retention_worker&) = delete;
     void stop();

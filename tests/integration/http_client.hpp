@@ -1,0 +1,34 @@
+// Test support: a small blocking HTTP/1.1 client over a plain socket (one request per connection).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace telemetry::testing {
+
+struct http_response {
+    int status = 0;
+    std::map<std::string, std::string> headers;  // names lower-cased
+    std::string body;
+    bool has(const std::string& name) const { return headers.count(name) > 0; }
+    std::string header(const std::string& name) const {
+        auto it = headers.find(name);
+        return it == headers.end() ? std::string{} : it->second;
+    }
+};
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+// Sends `raw` as is and reads the answer until the server closes. Throws on connect failure.
+http_response http_raw(std::uint16_t port, const std::string& raw,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
+// A well-formed request with "Connection: close".
+http_response http_get(std::uint16_t port, const std::string& target, const header_list& headers = {},
+                       const std::string& method = "GET",
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+}  // namespace telemetry::testing

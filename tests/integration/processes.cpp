@@ -1,0 +1,213 @@
+// Test support: temporary folders, free ports, child processes, and the real Mosquitto, bridge and
+// simulator started as a user would start them.
+#include "processes.hpp"
+
+#include "http_client.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace telemetry::testing {
+
+temp_dir::temp_dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "telemetry-test-XXXXXX").string();
+    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = tmpl;
+}
+
+temp_dir::~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+}
+
+std::uint16_t free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        throw std::runtime_error("bind to a free port failed");
+    }
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+bool port_open(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return ok;
+}
+
+std::string read_file(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+child::child(std::vector<std::string> argv, const std::filesystem::path& out,
+             const std::filesystem::path& err)
+    : out_(out), err_(err) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    const int rc = posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+}
+
+child::~child() {
+    if (running()) {
+        ::kill(pid_, SIGKILL);
+        wait(std::chrono::seconds(5));
+    }
+}
+
+void child::signal(int sig) {
+    if (!status_) ::kill(pid_, sig);
+}
+
+std::optional<int> child::wait(std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!status_) {
+        int st = 0;
+        const int r = ::waitpid(pid_, &st, WNOHANG);
+        if (r == pid_) {
+            status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            break;
+        }
+        if (std::chrono::steady_clock::now() >= end) return std::nullopt;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return status_;
+}
+
+bool child::running() { return !wait(std::chrono::milliseconds(0)).has_value(); }
+
+std::filesystem::path bridge_binary() {
+    return std::filesystem::path(TELEMETRY_BINARY_DIR) / "broker-bridge" / "broker-bridge";
+}
+std::filesystem::path sim_binary() {
+    return std::filesystem::path(TELEMETRY_BINARY_DIR) / "sensor-sim" / "sensor-sim";
+}
+
+broker::broker(const std::filesystem::path& dir) : dir_(dir) {
+    std::filesystem::create_directories(dir_);
+    start();
+}
+
+broker::~broker() = default;
+
+void broker::start() {
+    // Mosquitto cannot listen on port 0: pick a free port and retry on a clash (PITFALLS.md).
+    for (int attempt = 0; attempt < 10; ++attempt) {
+        if (port_ == 0 || attempt > 0) port_ = free_port();
+        const auto conf = dir_ / "mosquitto.conf";
+        std::ofstream c(conf);
+        c << "listener " << port_ << " 127.0.0.1\n"
+          << "allow_anonymous true\n"
+          << "set_tcp_nodelay true\n"
+          << "max_queued_messages 1000000\n"
+          << "max_inflight_messages 100\n"
+          << "persistence true\n"
+          << "persistence_location " << (dir_ / "").string() << "\n"
+          << "autosave_interval 1\n"
+          << "log_dest stderr\n";
+        if (::geteuid() == 0) c << "user root\n";
+        c.close();
+        proc_ = std::make_unique<child>(std::vector<std::string>{"mosquitto", "-c", conf.string()},
+                                        dir_ / "mosquitto.out", dir_ / "mosquitto.err");
+        if (eventually([&] { return port_open(port_) || !proc_->running(); }, std::chrono::seconds(10)) &&
+            proc_->running())
+            return;
+        proc_.reset();
+        if (attempt == 0 && port_ != 0) continue;  // a restart on the old port: try it once more
+    }
+    throw std::runtime_error("mosquitto did not start: " + read_file(dir_ / "mosquitto.err"));
+}
+
+void broker::stop() {
+    if (!proc_) return;
+    proc_->signal(SIGTERM);
+    proc_->wait(std::chrono::seconds(10));
+    proc_.reset();
+}
+
+bridge::bridge(const std::filesystem::path& dir, const std::string& mqtt_url,
+               std::vector<std::string> extra_args)
+    : dir_(dir), mqtt_url_(mqtt_url), extra_(std::move(extra_args)) {
+    std::filesystem::create_directories(dir_);
+    start();
+}
+
+bridge::~bridge() = default;
+
+void bridge::start() {
+    const auto out = dir_ / ("bridge-" + std::to_string(++starts_) + ".out");
+    std::vector<std::string> argv{bridge_binary().string(), "--mqtt", mqtt_url_, "--http",
+                                  "127.0.0.1:0", "--db", db().string()};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    proc_ = std::make_unique<child>(argv, out, dir_ / "bridge.err");
+    const std::string marker = "serving http://127.0.0.1:";
+    std::uint16_t port = 0;
+    eventually([&] {
+        const std::string s = read_file(out);
+        const auto at = s.find(marker);
+        if (at == std::string::npos) return !proc_->running();
+        port = static_cast<std::uint16_t>(std::stoi(s.substr(at + marker.size())));
+        return true;
+    });
+    if (port == 0) throw std::runtime_error("broker-bridge did not start: " + read_file(dir_ / "bridge.err"));
+    port_ = port;
+}
+
+bool bridge::wait_ready(std::chrono::milliseconds timeout) {
+    return eventually([&] {
+        try {
+            return http_get(port_, "/readyz").status == 200;
+        } catch (const std::exception&) {
+            return false;
+        }
+    }, timeout);
+}
+
+int bridge::stop() {
+    proc_->signal(SIGTERM);
+    auto st = proc_->wait(std::chrono::seconds(20));
+    return st ? *st : -1;
+}
+
+void bridge::kill() {
+    proc_->signal(SIGKILL);
+    proc_->wait(std::chrono::seconds(10));
+}
+
+}  // namespace telemetry::testing
