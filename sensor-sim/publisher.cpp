@@ -314,7 +314,7 @@ void write_stats_line(std::ostream& out, const publish_stats& s) {
   out << "sent=" << s.sent << " acked=" << s.acked << " failed=" << s.failed
       << " buffered=" << s.buffered << std::fixed << std::setprecision(1)
       << " elapsed_s=" << s.elapsed_s << " rate_hz=" << rate << " skipped=" << s.skipped
-      << " connected=" << s.connected << " sensors=" << s.sensors << std::defaultfloat << '\n'
+      << " connected=" << s.connected << " sensors=" << s.sensors << " resent=" << s.resent << std::defaultfloat << '\n'
       << std::flush;  // tests read it through a pipe
 }
 
@@ -372,6 +372,18 @@ void fleet::connect() {
   spdlog::info("{} sensors connected to {}", links_.size(), opts_.server_uri);
 }
 
+bool fleet::flush_backlogs() {
+  // Skipped entirely in the common case, so a large fleet does not pay a scan per reading.
+  if (!any_backlog_) return false;
+  bool any = false;
+  for (auto& l : links_) {
+    l->flush();
+    any = any || l->has_backlog();
+  }
+  any_backlog_ = any;
+  return any;
+}
+
 bool fleet::wait_until(clock::time_point tp) {
   std::unique_lock lock(mutex_);
   wake_.wait_until(lock, tp, [this] { return stop_requested_.load(); });
@@ -419,6 +431,7 @@ void fleet::run(std::chrono::duration<double> duration,
                        ? run_start_ + duration_cast<clock::duration>(duration)
                        : clock::time_point::max();
   const auto report_every = duration_cast<clock::duration>(report_interval);
+  constexpr auto backlog_poll = 5ms;
   auto next_report = report_every.count() > 0 ? run_start_ + report_every : clock::time_point::max();
 
   struct slot {
@@ -437,9 +450,12 @@ void fleet::run(std::chrono::duration<double> duration,
       report(stats());
       next_report = std::max(next_report + report_every, now);
     }
+    const bool backlog = flush_backlogs();
     const slot top = queue.top();
     if (top.due > now) {
-      wait_until(std::min({top.due, next_report, end}));
+      // A backlog is drained in steps as acks come in; poll for them while one exists.
+      const auto poll = backlog ? now + backlog_poll : clock::time_point::max();
+      wait_until(std::min({top.due, next_report, end, poll}));
       continue;
     }
     queue.pop();
@@ -459,9 +475,11 @@ void fleet::run(std::chrono::duration<double> duration,
     const double value = models_[top.sensor].value_at(microseconds(ts_us));
     auto payload = format_payload(opts_.format, links_[top.sensor]->id(), opts_.metric, value,
                                   ts_ms, seq_base_ + k);
-    if (!links_[top.sensor]->try_publish(std::move(payload))) {
+    auto& link = *links_[top.sensor];
+    if (!link.try_publish(std::move(payload))) {
       skipped_.fetch_add(1, std::memory_order_relaxed);
     }
+    if (link.has_backlog()) any_backlog_ = true;
     queue.push({due_of(top.sensor, k + 1), top.sensor, k + 1});
   }
   publish_ns_ = duration_cast<nanoseconds>(clock::now() - run_start_).count();
@@ -476,7 +494,8 @@ void fleet::shutdown() {
   };
   // QoS 1 readings still in flight would be lost with the process: give them a bounded wait.
   while (in_flight() > 0 && clock::now() < drain_deadline && !abandon_drain_) {
-    std::this_thread::sleep_for(20ms);
+    flush_backlogs();
+    std::this_thread::sleep_for(5ms);
   }
   if (const auto left = in_flight(); left > 0) {
     spdlog::warn("stopping with {} readings not acknowledged", left);
@@ -526,6 +545,7 @@ publish_stats fleet::stats() const {
     s.acked += acked;
     s.failed += failed;
     s.sent += sent;
+    s.resent += l->resent();
     s.buffered += sent - acked - failed;
     if (l->connected()) ++s.connected;
   }

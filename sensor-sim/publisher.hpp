@@ -55,6 +55,7 @@ struct publish_stats {
   std::uint64_t failed = 0;   // Paho gave up on it
   std::uint64_t skipped = 0;  // schedule slots not published: window full or fell too far behind
   std::uint64_t buffered = 0; // sent but neither acked nor failed yet
+  std::uint64_t resent = 0;   // handed to Paho again after it dropped them with a lost session
   std::uint32_t connected = 0;
   std::uint32_t sensors = 0;
   double elapsed_s = 0;       // publishing time, excluding the final drain
@@ -96,12 +97,14 @@ class fleet {
  private:
   using clock = std::chrono::steady_clock;
   bool wait_until(clock::time_point tp);  // false once a stop was requested
+  bool flush_backlogs();                  // true while some sensor still has a backlog
 
   publisher_options opts_;
   std::vector<std::unique_ptr<sensor_link>> links_;
   std::vector<temperature_model> models_;
   std::int64_t seq_base_ = 0;
   std::atomic<std::uint64_t> skipped_{0};
+  bool any_backlog_ = false;  // scheduler thread only
   clock::time_point run_start_{};
   std::atomic<std::int64_t> publish_ns_{-1};  // elapsed publishing time once run() returned
 
