@@ -1,0 +1,59 @@
+// Unit tests of the bridge configuration: TOML -> typed config, errors naming file:line and key.
+#include "config.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+using namespace telemetry::bridge;
+
+TEST_CASE("config - defaults when the file is empty") {
+    const config c = parse_config("", "empty.toml");
+    CHECK(c.mqtt.url == "tcp://127.0.0.1:1883");
+    CHECK(c.mqtt.topic_prefix == "sensors");
+    CHECK(c.http.port == 8080);
+    CHECK(c.storage.retention_days == 30);
+}
+
+TEST_CASE("config - the shipped conf file parses and sets every section") {
+    const config c = load_config(std::string(TELEMETRY_SOURCE_DIR) + "/conf/broker-bridge.toml");
+    CHECK(c.mqtt.url == "tcp://127.0.0.1:18830");
+    CHECK(c.http.host == "127.0.0.1");
+    CHECK(c.http.port == 8080);
+    CHECK(c.storage.db_path == "data/telemetry.db");
+    CHECK(c.hub.window == 100000);
+    CHECK(c.mqtt.session_expiry_s == 604800u);
+}
+
+TEST_CASE("config - values are typed and ranges checked") {
+    const config c = parse_config("[http]\nlisten = \"0.0.0.0:9000\"\nthreads = 4\n[storage]\nretention_days = 0\n", "x.toml");
+    CHECK(c.http.host == "0.0.0.0");
+    CHECK(c.http.port == 9000);
+    CHECK(c.http.threads == 4);
+    CHECK(c.storage.retention_days == 0);
+}
+
+TEST_CASE("config - errors name the file line and key") {
+    const auto message = [](const char* text) {
+        try {
+            parse_config(text, "bad.toml");
+        } catch (const config_error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK(message("[http]\nthreads = \"many\"\n") == "bad.toml:2: http.threads must be an integer");
+    CHECK(message("[http]\n\nthreads = 0\n").find("bad.toml:3: http.threads must be between 1 and 64") == 0);
+    CHECK(message("[mqtt]\nurll = \"x\"\n") == "bad.toml:2: mqtt.urll is not a known key");
+    CHECK(message("colour = 1\n") == "bad.toml:1: colour is not a known key");
+    CHECK(message("[http\n").find("bad.toml:1:") == 0);
+    CHECK(message("[mqtt]\ntopic_prefix = \"a/#\"\n").find("topic_prefix") != std::string::npos);
+    CHECK(message("log_level = \"loud\"\n").find("log_level") != std::string::npos);
+    CHECK(message("[http]\nlisten = \"nowhere\"\n").find("HOST:PORT") != std::string::npos);
+    CHECK(message("[http]\nlisten = \"h:99999\"\n").find("out of range") != std::string::npos);
+}
+
+TEST_CASE("config - a missing file is an error naming it") {
+    CHECK_THROWS_WITH_AS(load_config("/nonexistent/bridge.toml"),
+                         "/nonexistent/bridge.toml: cannot open the configuration file", config_error);
+}
