@@ -185,15 +185,15 @@ const hub::series_state* hub::find(std::string_view sensor, std::string_view met
     return it == series_.end() ? nullptr : &it->second;
 }
 
-std::optional<representation> hub::latest(std::string_view sensor, std::string_view metric) {
+std::shared_ptr<const representation> hub::latest(std::string_view sensor, std::string_view metric) {
     std::lock_guard lock(mutex_);
     series_state* st = find(sensor, metric);
-    if (!st || !st->latest) return std::nullopt;
+    if (!st || !st->latest) return nullptr;
     if (!st->latest_repr) {
-        representation rep;
-        rep.body = reading_json(*st->latest);
-        rep.etag = http::strong_etag(rep.body);
-        rep.last_modified = st->latest_changed_at;
+        auto rep = std::make_shared<representation>();
+        rep->body = reading_json(*st->latest);
+        rep->etag = http::strong_etag(rep->body);
+        rep->last_modified = st->latest_changed_at;
         st->latest_repr = std::move(rep);
     }
     return st->latest_repr;
@@ -209,11 +209,11 @@ std::optional<std::int64_t> hub::median_interval(const std::deque<std::int64_t>&
     return *mid;
 }
 
-representation hub::sensors() {
+std::shared_ptr<const representation> hub::sensors() {
     std::lock_guard lock(mutex_);
-    if (sensors_repr_ && sensors_repr_->first == version_) return sensors_repr_->second;
-    representation rep;
-    std::string& out = rep.body;
+    if (sensors_repr_ && sensors_repr_version_ == version_) return sensors_repr_;
+    auto rep = std::make_shared<representation>();
+    std::string& out = rep->body;
     out.reserve(64 + series_.size() * 256);
     out += "{\"series\":[";
     bool first = true;
@@ -237,9 +237,10 @@ representation hub::sensors() {
         out.push_back('}');
     }
     out += "]}";
-    rep.etag = http::strong_etag(rep.body);
-    rep.last_modified = changed_at_;
-    sensors_repr_.emplace(version_, rep);
+    rep->etag = http::strong_etag(rep->body);
+    rep->last_modified = changed_at_;
+    sensors_repr_ = rep;
+    sensors_repr_version_ = version_;
     return rep;
 }
 

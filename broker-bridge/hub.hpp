@@ -79,8 +79,9 @@ public:
     std::size_t series_count() const;
     std::size_t parked() const;
 
-    std::optional<representation> latest(std::string_view sensor, std::string_view metric);
-    representation sensors();
+    // Immutable and shared: a revalidation costs a reference count, not a copy of the body.
+    std::shared_ptr<const representation> latest(std::string_view sensor, std::string_view metric);
+    std::shared_ptr<const representation> sensors();
     std::optional<series_version> version(std::string_view sensor, std::string_view metric) const;
 
     enum class poll_outcome { ready, parked, need_storage };
@@ -109,7 +110,7 @@ private:
         std::time_t latest_changed_at = 0;
         series_version version;
         std::deque<std::int64_t> recent_ts;
-        std::optional<representation> latest_repr;  // cache, reset when latest changes
+        std::shared_ptr<const representation> latest_repr;  // cache, reset when latest changes
     };
     using series_key = std::pair<std::string, std::string>;
     // Orders keys by (sensor, metric) and lets string_view pairs look them up without allocating.
@@ -138,7 +139,8 @@ private:
     std::int64_t newest_ = 0;
     std::uint64_t version_ = 0;        // bumps on any change the sensors list shows
     std::time_t changed_at_ = 0;
-    std::optional<std::pair<std::uint64_t, representation>> sensors_repr_;
+    std::uint64_t sensors_repr_version_ = 0;
+    std::shared_ptr<const representation> sensors_repr_;
     std::vector<std::shared_ptr<poll_waiter>> waiters_;
 };
 

@@ -48,8 +48,8 @@ void append_seconds(std::string& out, std::int64_t ms) {
 // Readings go to Paho only while connected and only up to paho_window_ unacknowledged; the
 // rest wait in backlog_, ours, in order. Paho's own send-while-disconnected buffer is kept
 // (it covers the moments before we learn of a lost connection) but never grows large:
-// measured here, each publish into it walks the whole buffer, so 10 sensors x 2000 Hz
-// stalled within a second of a broker restart.
+// measured here, each publish into it walks the whole buffer (shared by all clients), so
+// 10 sensors x 2000 Hz stalled within a second of a broker restart.
 //
 // Invariant: sent = acked + failed + (handed to Paho, unresolved) + backlog, and sent - acked -
 // failed never exceeds window_: beyond it readings are refused (skipped), never queued
@@ -156,8 +156,10 @@ class sensor_link final : public mqtt::iaction_listener {
 
  private:
   // Enough to keep the pipe full (Mosquitto allows 20 unacknowledged per client by default),
-  // small enough that Paho's linear scans stay cheap.
-  static constexpr std::uint64_t paho_window_ = 1000;
+  // small enough that Paho's scans stay cheap: all clients share one command queue, which
+  // its send thread walks per command under a global lock. Measured here with 1000: a 100k
+  // backlog after a broker restart froze publishing for seconds.
+  static constexpr std::uint64_t paho_window_ = 64;
 
   [[nodiscard]] std::uint64_t with_paho() const noexcept {
     const auto done = acked() + failed();

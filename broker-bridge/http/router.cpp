@@ -215,11 +215,11 @@ answer router::metrics_page(const request_info& ri) const {
 }
 
 action router::sensors(const request_info& ri) {
-    representation rep = hub_.sensors();
+    const auto rep = hub_.sensors();
     content c;
-    c.body = std::move(rep.body);
-    c.etag = std::move(rep.etag);
-    c.last_modified = rep.last_modified;
+    c.body = rep->body;
+    c.etag = rep->etag;
+    c.last_modified = rep->last_modified;
     return responder_.ok(ri, std::move(c));
 }
 
@@ -233,8 +233,8 @@ action router::latest(const request_info& ri, std::string_view sensor, std::stri
         is_not_modified({ri.if_none_match, ri.if_modified_since}, rep->etag, rep->last_modified))
         return responder_.not_modified(ri, rep->etag, rep->last_modified);
     content c;
-    c.body = std::move(rep->body);
-    c.etag = std::move(rep->etag);
+    c.body = rep->body;
+    c.etag = rep->etag;
     c.last_modified = rep->last_modified;
     return responder_.ok(ri, std::move(c));
 }
