@@ -28,7 +28,6 @@ struct settings {
   std::string log_level = "info";
   std::int64_t connect_timeout_s = 10;
   std::int64_t keepalive_s = 30;
-  std::int64_t session_expiry_s = 3600;
   std::int64_t drain_timeout_s = 10;
 };
 
@@ -63,7 +62,7 @@ void load_config(const std::string& path, settings& s) {
   static const std::set<std::string> known = {
       "mqtt", "username", "password", "sensors", "rate", "qos", "duration", "seed", "prefix",
       "id_prefix", "metric", "format", "quiet", "report_interval", "buffer", "connect_timeout",
-      "keepalive", "session_expiry", "drain_timeout", "log_level"};
+      "keepalive", "drain_timeout", "log_level"};
   for (const auto& [key, node] : tbl) {
     if (!known.contains(std::string(key.str())))
       throw config_error(where(node, std::string(key.str())) + ": unknown key");
@@ -87,7 +86,6 @@ void load_config(const std::string& path, settings& s) {
   get("buffer", buffer, "an integer");
   get("connect_timeout", s.connect_timeout_s, "an integer");
   get("keepalive", s.keepalive_s, "an integer");
-  get("session_expiry", s.session_expiry_s, "an integer");
   get("drain_timeout", s.drain_timeout_s, "an integer");
   get("log_level", s.log_level, "a string");
   auto in_range = [&](const char* key, std::int64_t v, std::int64_t lo, std::int64_t hi) {
@@ -174,7 +172,6 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 10'000'000));
   app.add_option("--connect-timeout", s.connect_timeout_s, "seconds to connect at start before giving up");
   app.add_option("--keepalive", s.keepalive_s, "MQTT keepalive, seconds");
-  app.add_option("--session-expiry", s.session_expiry_s, "MQTT v5 session expiry, seconds");
   app.add_option("--drain-timeout", s.drain_timeout_s, "seconds to wait for acks at stop");
   app.add_option("--log-level", s.log_level, "trace, debug, info, warn, error, off");
   CLI11_PARSE(app, argc, argv);
@@ -183,7 +180,6 @@ int main(int argc, char** argv) {
     s.pub.format = parse_format(s.format);
     s.pub.connect_timeout = std::chrono::seconds(s.connect_timeout_s);
     s.pub.keepalive = std::chrono::seconds(s.keepalive_s);
-    s.pub.session_expiry = std::chrono::seconds(s.session_expiry_s);
     s.pub.drain_timeout = std::chrono::seconds(s.drain_timeout_s);
     if (s.duration_s < 0) throw config_error("duration: must be >= 0");
     if (s.report_interval_s < 0) throw config_error("report-interval: must be >= 0");

@@ -60,18 +60,23 @@ void append_seconds(std::string& out, std::int64_t ms) {
 // start async publishes, never wait (PITFALLS: a wait there deadlocks every client).
 class sensor_link final : public mqtt::iaction_listener {
  public:
-  sensor_link(const publisher_options& opts, std::string id)
-      : id_(std::move(id)),
+  sensor_link(const publisher_options& opts, std::string id, std::atomic<bool>& retry_flag)
+      : retry_flag_(retry_flag),
+        id_(std::move(id)),
         reading_topic_(opts.topic_prefix + '/' + id_ + '/' + opts.metric),
         status_topic_(opts.topic_prefix + '/' + id_ + "/status"),
         qos_(opts.qos),
         window_(static_cast<std::uint64_t>(opts.max_buffered)),
         client_(opts.server_uri, id_, make_create_options(opts)) {
-    // v5 first: set_mqtt_version resets the clean-session flags (PITFALLS).
+    // Version first: set_mqtt_version resets the clean-session flags (PITFALLS).
     conn_opts_.set_mqtt_version(MQTTVERSION_5);
-    // A persistent session lets Paho resend unacknowledged QoS 1 readings after a reconnect
-    // instead of discarding them with the old session.
-    conn_opts_.set_clean_start(false);
+    // Clean start, deliberately, and no session expiry: we resend unacknowledged readings
+    // ourselves (on_failure). With a persistent session Paho C 1.3.12 resends them itself on
+    // resume, and measured here against a persistent Mosquitto restarted under 10k msg/s,
+    // that resend was "malformed" on every reconnect for some clients, which never
+    // recovered; with clean start Paho fails them (-11) and we publish them again, and every
+    // reading arrived. A publisher-only client keeps nothing else in a session.
+    conn_opts_.set_clean_start(true);
     conn_opts_.set_keep_alive_interval(opts.keepalive);
     conn_opts_.set_connect_timeout(5s);
     conn_opts_.set_automatic_reconnect(1s, 30s);
@@ -80,11 +85,6 @@ class sensor_link final : public mqtt::iaction_listener {
       conn_opts_.set_user_name(opts.username);
       conn_opts_.set_password(opts.password);
     }
-    // Set on the final object: in Paho C++ 1.2.0 properties do not survive the builder's
-    // copies (PITFALLS). Without an expiry > 0 a v5 session ends with the connection.
-    conn_opts_.set_properties(mqtt::properties{
-        {mqtt::property::SESSION_EXPIRY_INTERVAL,
-         static_cast<int>(opts.session_expiry.count())}});
 
     client_.set_connected_handler([this](const std::string&) { on_connected(); });
     client_.set_connection_lost_handler([this](const std::string& cause) {
@@ -108,7 +108,7 @@ class sensor_link final : public mqtt::iaction_listener {
 
   [[nodiscard]] const std::string& id() const noexcept { return id_; }
   [[nodiscard]] bool connected() const noexcept { return connected_; }
-  [[nodiscard]] bool has_backlog() const noexcept { return !backlog_.empty(); }
+  [[nodiscard]] bool has_backlog() const noexcept { return !backlog_.empty() || has_retry_; }
 
   mqtt::token_ptr begin_connect() { return client_.connect(conn_opts_); }
 
@@ -123,6 +123,7 @@ class sensor_link final : public mqtt::iaction_listener {
 
   // Hands backlog to Paho while connected and its share of unacknowledged readings is small.
   void flush() {
+    if (has_retry_) take_retries();
     while (!backlog_.empty() && connected_ && with_paho() < paho_window_) {
       handed_.fetch_add(1, std::memory_order_relaxed);  // before: the ack may beat publish()
       try {
@@ -163,7 +164,19 @@ class sensor_link final : public mqtt::iaction_listener {
 
   [[nodiscard]] std::uint64_t with_paho() const noexcept {
     const auto done = acked() + failed();
-    return handed_.load(std::memory_order_relaxed) - done;
+    const auto handed = handed_.load(std::memory_order_relaxed);
+    return handed > done ? handed - done : 0;
+  }
+
+  // Puts readings Paho gave back in front of the backlog: they are the oldest.
+  void take_retries() {
+    std::vector<mqtt::const_message_ptr> back;
+    {
+      std::lock_guard lock(retry_mutex_);
+      back.swap(retry_);
+      has_retry_ = false;
+    }
+    backlog_.insert(backlog_.begin(), back.begin(), back.end());
   }
 
   static mqtt::create_options make_create_options(const publisher_options& opts) {
@@ -197,19 +210,27 @@ class sensor_link final : public mqtt::iaction_listener {
 
   void on_failure(const mqtt::token& tok) override {
     try {
-      // A broker restarted without persistence answers "no session" and Paho then fails the
-      // readings that were awaiting PUBACK (-11, operation incomplete); one being written
-      // when the socket broke fails too. Neither was refused by the broker (no MQTT reason
-      // code), so send the same message again: same seq and ts, the bridge stores it once.
+      // On reconnect (clean start, see the constructor) Paho fails the readings that were
+      // awaiting PUBACK (-11, operation incomplete); one being written when the socket broke
+      // fails too (-1). Neither was refused by the broker (no MQTT reason
+      // code), so the same message goes again: same seq and ts, the bridge stores it once.
+      // It goes back through the scheduler thread: calling into Paho from inside its
+      // connection-loss handling crashed once here.
       const auto* dtok = dynamic_cast<const mqtt::delivery_token*>(&tok);
       const bool refused = static_cast<int>(tok.get_reason_code()) >= 0x80;
       if (dtok && dtok->get_message() && !refused && !stopping_) {
-        client_.publish(dtok->get_message(), nullptr, *this);
+        {
+          std::lock_guard lock(retry_mutex_);
+          retry_.push_back(dtok->get_message());
+          has_retry_ = true;
+        }
+        handed_.fetch_sub(1, std::memory_order_relaxed);
         resent_.fetch_add(1, std::memory_order_relaxed);
+        retry_flag_ = true;
         return;
       }
     } catch (const std::exception& e) {
-      spdlog::debug("{}: resend failed: {}", id_, e.what());
+      spdlog::debug("{}: cannot queue resend: {}", id_, e.what());
     }
     count_failure(tok.get_return_code(), static_cast<int>(tok.get_reason_code()));
   }
@@ -222,12 +243,16 @@ class sensor_link final : public mqtt::iaction_listener {
     }
   }
 
+  std::atomic<bool>& retry_flag_;  // the fleet's "some link has retries" hint
   std::string id_;
   std::string reading_topic_;
   std::string status_topic_;
   int qos_;
   std::uint64_t window_;
   std::deque<mqtt::const_message_ptr> backlog_;
+  std::mutex retry_mutex_;
+  std::vector<mqtt::const_message_ptr> retry_;  // guarded by retry_mutex_
+  std::atomic<bool> has_retry_{false};
   std::atomic<std::uint64_t> sent_{0};
   std::atomic<std::uint64_t> handed_{0};
   std::atomic<std::uint64_t> acked_{0};
@@ -266,8 +291,6 @@ void validate(const publisher_options& opts) {
   if (opts.max_buffered < 1) fail("buffer: must be >= 1");
   if (opts.connect_timeout.count() < 1) fail("connect-timeout: must be >= 1 s");
   if (opts.keepalive.count() < 1 || opts.keepalive.count() > 65535) fail("keepalive: must be 1..65535 s");
-  if (opts.session_expiry.count() < 1 || opts.session_expiry.count() >= 0xFFFFFFFFLL)
-    fail("session-expiry: must be 1..4294967294 s");  // 0xFFFFFFFF would mean "never expires"
   if (opts.drain_timeout.count() < 0) fail("drain-timeout: must be >= 0 s");
 }
 
@@ -325,7 +348,7 @@ fleet::fleet(publisher_options opts) : opts_(std::move(opts)) {
   links_.reserve(opts_.sensors);
   models_.reserve(opts_.sensors);
   for (std::uint32_t i = 0; i < opts_.sensors; ++i) {
-    links_.push_back(std::make_unique<sensor_link>(opts_, sensor_id(opts_.id_prefix, i)));
+    links_.push_back(std::make_unique<sensor_link>(opts_, sensor_id(opts_.id_prefix, i), retry_flag_));
     models_.emplace_back(opts_.seed, i);
   }
 }
@@ -348,11 +371,7 @@ void fleet::connect() {
     for (;;) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
       try {
-        if (pending[i] && pending[i]->wait_for(std::max(left, 1ms))) {
-          spdlog::debug("{}: connected, session present: {}", links_[i]->id(),
-                        pending[i]->get_connect_response().is_session_present());
-          break;
-        }
+        if (pending[i] && pending[i]->wait_for(std::max(left, 1ms))) break;
       } catch (const mqtt::exception& e) {
         last_error = e.what();
         pending[i].reset();
@@ -376,6 +395,7 @@ void fleet::connect() {
 
 bool fleet::flush_backlogs() {
   // Skipped entirely in the common case, so a large fleet does not pay a scan per reading.
+  if (retry_flag_.exchange(false)) any_backlog_ = true;
   if (!any_backlog_) return false;
   bool any = false;
   for (auto& l : links_) {

@@ -34,7 +34,6 @@ struct publisher_options {
   int max_buffered = 100'000;  // per sensor: Paho's offline buffer and our in-flight window
   std::chrono::seconds connect_timeout{10};
   std::chrono::seconds keepalive{30};
-  std::chrono::seconds session_expiry{3600};
   std::chrono::seconds drain_timeout{10};
 };
 
@@ -100,6 +99,7 @@ class fleet {
   bool flush_backlogs();                  // true while some sensor still has a backlog
 
   publisher_options opts_;
+  std::atomic<bool> retry_flag_{false};  // set by Paho threads; declared before links_, which use it
   std::vector<std::unique_ptr<sensor_link>> links_;
   std::vector<temperature_model> models_;
   std::int64_t seq_base_ = 0;

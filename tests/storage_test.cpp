@@ -585,7 +585,6 @@ TEST_CASE("storage reader sees rows committed while it is open") {
     CHECK(monotonic);
     CHECK(r.max_id() == 2000);
     CHECK(r.latest("a", "t")->ts == 1999);
-    // A reader opened after the writer closed (no -wal/-shm left behind) works too.
 }
 
 TEST_CASE("storage reader opens after the writer closed") {
