@@ -30,17 +30,18 @@ stop_all() {
 }
 trap stop_all INT TERM
 
-mosquitto -c "$run_conf" 2> data/mosquitto.log &
+# Each in its own session (setsid): Ctrl-C reaches only this script, which then stops them in order.
+setsid mosquitto -c "$run_conf" 2> data/mosquitto.log &
 pids+=($!)
 for _ in $(seq 50); do
   (echo > /dev/tcp/127.0.0.1/18830) 2>/dev/null && break
   sleep 0.1
 done
 
-build/broker-bridge/broker-bridge --config conf/broker-bridge.toml 2> data/broker-bridge.log &
+setsid build/broker-bridge/broker-bridge --config conf/broker-bridge.toml 2> data/broker-bridge.log &
 pids+=($!)
 sleep 0.5
-build/sensor-sim/sensor-sim --config conf/sensor-sim.toml --mqtt tcp://127.0.0.1:18830 \
+setsid build/sensor-sim/sensor-sim --config conf/sensor-sim.toml --mqtt tcp://127.0.0.1:18830 \
   --sensors 20 --rate 1 --report-interval 60 &
 pids+=($!)
 
