@@ -44,7 +44,7 @@ struct bridge::parts {
           retention(cfg.storage.db_path, cfg.storage.retention_days, cfg.storage.retention_interval,
                     cfg.storage.retention_chunk, live),
           routes(live, stats, cfg, [this] { return mqtt.subscribed(); }),
-          ctx{routes, live, queries, stats, cfg.http},
+          ctx{routes, live, queries, stats, cfg.http, cfg.stream},
           mqtt(cfg.mqtt, cfg.ingest, *writer, live, stats) {
         load_hub();
         const auto addr = asio::ip::make_address(cfg.http.host);
@@ -60,7 +60,7 @@ struct bridge::parts {
         auto tail = r.after_id(tail_after, cfg.hub.window);
         spdlog::info("storage: {} series, newest id {}, {} recent readings in memory", series.size(),
                      max_id, tail.size());
-        live.load(series, max_id, std::move(tail), tail_after);
+        live.load(series, max_id, std::move(tail), tail_after, r.retired_max_id());
     }
 
     config cfg;
@@ -103,9 +103,10 @@ int bridge::run() {
     //    finishes its commit first; what the broker still holds stays queued for our session).
     p.http->stop();
     p.mqtt.stop();
-    // 2. Answer parked long polls and give in-flight answers a moment to be written.
+    // 2. Answer parked long polls, send streams their retry hint, and give in-flight answers a
+    //    moment to be written.
     p.live.release_all();
-    for (int i = 0; i < 20 && p.stats.http_connections.load() > 0; ++i)
+    for (int i = 0; i < 20 && p.stats.http_connections.load() + p.stats.sse_connections.load() > 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     // 3. Stop I/O, then the background threads; storage closes last (parts' destructor).
     p.ioc.stop();

@@ -93,7 +93,7 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
 
     table_reader top(&root, "", origin);
     top.string("log_level", c.log_level);
-    for (const char* name : {"mqtt", "http", "storage", "ingest", "hub"}) top.allow(name);
+    for (const char* name : {"mqtt", "http", "storage", "ingest", "stream", "hub"}) top.allow(name);
     top.finish();
 
     table_reader m(section("mqtt"), "mqtt", origin);
@@ -136,6 +136,17 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     i.integer("max_payload_bytes", c.ingest.max_payload_bytes, 16, 256 << 20);
     i.integer("max_senml_records", c.ingest.max_senml_records, 1, 1'000'000);
     i.finish();
+
+    table_reader st(section("stream"), "stream", origin);
+    st.integer("max_queue_bytes", c.stream.max_queue_bytes, 1024, 1 << 30);
+    st.integer("max_queue_events", c.stream.max_queue_events, 1, 10'000'000);
+    st.seconds("heartbeat_s", c.stream.heartbeat, 1, 3600);
+    std::int64_t retry_ms = c.stream.retry.count();
+    st.integer("retry_ms", retry_ms, 0, 3'600'000);
+    c.stream.retry = std::chrono::milliseconds(retry_ms);
+    st.seconds("write_timeout_s", c.stream.write_timeout, 1, 3600);
+    st.integer("max_filters", c.stream.max_filters, 1, 1024);
+    st.finish();
 
     table_reader hb(section("hub"), "hub", origin);
     hb.integer("window", c.hub.window, 16, 100'000'000);

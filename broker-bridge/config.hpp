@@ -55,6 +55,15 @@ struct ingest_config {
     std::size_t max_senml_records = 1000;
 };
 
+struct stream_config {
+    std::size_t max_queue_bytes = 1 << 20;   // per connection; beyond it a slow client is dropped
+    std::size_t max_queue_events = 10'000;
+    std::chrono::seconds heartbeat{15};
+    std::chrono::milliseconds retry{2000};  // SSE reconnect hint
+    std::chrono::seconds write_timeout{30};
+    std::size_t max_filters = 32;
+};
+
 struct hub_config {
     std::size_t window = 100'000;  // recent readings kept in memory for replay and long polls
 };
@@ -64,6 +73,7 @@ struct config {
     http_config http;
     storage_config storage;
     ingest_config ingest;
+    stream_config stream;
     hub_config hub;
     std::string log_level = "info";
 };

@@ -40,7 +40,7 @@ live_ptr hub::make_live(reading r) const {
 }
 
 void hub::load(const std::vector<storage::series_info>& series, std::int64_t max_id,
-               std::vector<reading> tail, std::int64_t tail_after) {
+               std::vector<reading> tail, std::int64_t tail_after, std::int64_t retired_max_id) {
     std::vector<live_ptr> live;
     live.reserve(tail.size());
     for (auto& r : tail) live.push_back(make_live(std::move(r)));
@@ -61,6 +61,7 @@ void hub::load(const std::vector<storage::series_info>& series, std::int64_t max
     }
     newest_ = max_id;
     floor_ = tail_after;
+    retired_max_id_ = retired_max_id;
     recent_.assign(live.begin(), live.end());
     while (recent_.size() > window_) {
         floor_ = recent_.front()->r.id;
@@ -77,6 +78,7 @@ void hub::publish(const std::vector<reading>& committed) {
     for (const auto& r : committed) live.push_back(make_live(r));
 
     std::vector<std::pair<std::shared_ptr<poll_waiter>, poll_result>> completed;
+    std::vector<std::shared_ptr<stream_subscriber>> subscribers;
     {
         const std::time_t now = now_seconds();
         std::lock_guard lock(mutex_);
@@ -110,40 +112,91 @@ void hub::publish(const std::vector<reading>& committed) {
         changed_at_ = now;
 
         // Complete every parked poll that this batch satisfies; the rest stay parked.
-        auto keep = waiters_.begin();
-        for (auto& w : waiters_) {
+        std::erase_if(waiters_, [&](const std::shared_ptr<poll_waiter>& w) {
             poll_result res;
             for (const auto& l : live) {
                 if (!matches_any(w->filters, l->topic)) continue;
                 res.readings.push_back(l);
                 if (res.readings.size() >= w->limit) break;
             }
-            if (res.readings.empty()) {
-                *keep++ = std::move(w);
-                continue;
-            }
+            if (res.readings.empty()) return false;
             res.cursor = res.readings.size() >= w->limit ? res.readings.back()->r.id : newest_;
-            completed.emplace_back(std::move(w), std::move(res));
-        }
-        waiters_.erase(keep, waiters_.end());
+            completed.emplace_back(w, std::move(res));
+            return true;
+        });
+        collect_streams(subscribers);
     }
     for (auto& [w, res] : completed) w->done(std::move(res));
+    if (!subscribers.empty()) {
+        // One immutable batch shared by every stream.
+        const auto batch = std::make_shared<const std::vector<live_ptr>>(std::move(live));
+        for (const auto& sub : subscribers) sub->on_readings(batch);
+    }
+}
+
+void hub::collect_streams(std::vector<std::shared_ptr<stream_subscriber>>& out) {
+    // remove_if applies the predicate exactly once per element, in order.
+    std::erase_if(streams_, [&out](const std::weak_ptr<stream_subscriber>& w) {
+        auto s = w.lock();
+        if (!s) return true;
+        out.push_back(std::move(s));
+        return false;
+    });
+}
+
+bool hub::attach(std::int64_t after, const std::vector<topic_filter>& filters,
+                 const std::shared_ptr<stream_subscriber>& s, std::vector<live_ptr>& replay) {
+    std::lock_guard lock(mutex_);
+    if (after < floor_) return false;
+    auto it = std::upper_bound(recent_.begin(), recent_.end(), after,
+                               [](std::int64_t id, const live_ptr& l) { return id < l->r.id; });
+    for (; it != recent_.end(); ++it)
+        if (matches_any(filters, (*it)->topic)) replay.push_back(*it);
+    streams_.push_back(s);
+    return true;
+}
+
+void hub::detach(const stream_subscriber* s) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(streams_, [s](const std::weak_ptr<stream_subscriber>& w) {
+        auto p = w.lock();
+        return !p || p.get() == s;
+    });
+}
+
+std::size_t hub::streams() const {
+    std::lock_guard lock(mutex_);
+    return streams_.size();
 }
 
 void hub::set_online(std::string_view sensor, bool online) {
-    std::lock_guard lock(mutex_);
-    online_.insert_or_assign(std::string(sensor), online);
-    // Every series of the sensor (they are contiguous in the map, ordered by sensor first).
-    auto it = series_.lower_bound(std::pair<std::string_view, std::string_view>(sensor, ""));
-    for (; it != series_.end() && it->first.first == sensor; ++it) it->second.online = online;
-    ++version_;
-    changed_at_ = now_seconds();
+    std::vector<std::shared_ptr<stream_subscriber>> subscribers;
+    {
+        std::lock_guard lock(mutex_);
+        online_.insert_or_assign(std::string(sensor), online);
+        // Every series of the sensor (they are contiguous in the map, ordered by sensor first).
+        auto it = series_.lower_bound(std::pair<std::string_view, std::string_view>(sensor, ""));
+        for (; it != series_.end() && it->first.first == sensor; ++it) it->second.online = online;
+        ++version_;
+        changed_at_ = now_seconds();
+        collect_streams(subscribers);
+    }
+    const std::string name(sensor);
+    for (const auto& sub : subscribers) sub->on_status(name, online);
 }
 
-void hub::retention_applied(const storage::retention_result& r) {
+std::int64_t hub::retired_max_id() const {
+    std::lock_guard lock(mutex_);
+    return retired_max_id_;
+}
+
+void hub::retention_applied(const storage::retention_result& r, std::int64_t cutoff_ms) {
     if (r.deleted == 0) return;
     const std::time_t now = now_seconds();
     std::lock_guard lock(mutex_);
+    retired_max_id_ = std::max(retired_max_id_, r.retired_max_id);
+    // What storage no longer has, memory must not replay either.
+    std::erase_if(recent_, [cutoff_ms](const live_ptr& l) { return l->r.ts < cutoff_ms; });
     for (const auto& [key, n] : r.deleted_per_series) {
         auto it = series_.find(std::pair<std::string_view, std::string_view>(key.first, key.second));
         if (it == series_.end()) continue;
@@ -286,13 +339,17 @@ std::optional<std::int64_t> hub::cancel(const std::shared_ptr<poll_waiter>& w) {
 
 void hub::release_all() {
     std::vector<std::shared_ptr<poll_waiter>> waiters;
+    std::vector<std::shared_ptr<stream_subscriber>> subscribers;
     std::int64_t newest = 0;
     {
         std::lock_guard lock(mutex_);
         waiters.swap(waiters_);
         newest = newest_;
+        collect_streams(subscribers);
+        streams_.clear();
     }
     for (auto& w : waiters) w->done(poll_result{newest, {}});
+    for (auto& sub : subscribers) sub->on_shutdown();
 }
 
 }  // namespace telemetry::bridge

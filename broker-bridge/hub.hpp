@@ -42,6 +42,18 @@ struct poll_waiter {
     std::function<void(poll_result)> done;
 };
 
+// A streaming subscriber (SSE now; WebSocket to come). The hub holds it weakly and calls it on the
+// committing thread, after releasing its lock: implementations only post onto their own strand.
+class stream_subscriber {
+public:
+    virtual ~stream_subscriber() = default;
+    // A commit's new readings, in id order (unfiltered: the subscriber applies its filters).
+    virtual void on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) = 0;
+    virtual void on_status(const std::string& sensor, bool online) = 0;
+    // The bridge is stopping: close with a retry hint.
+    virtual void on_shutdown() = 0;
+};
+
 // A cached HTTP representation: body, strong ETag of the body, and when it last changed.
 struct representation {
     std::string body;
@@ -68,12 +80,15 @@ public:
     // Start-up: the stored series, the greatest id ever handed out, and the newest readings
     // (ascending id, the last `window` or fewer) that seed the in-memory window.
     void load(const std::vector<storage::series_info>& series, std::int64_t max_id,
-              std::vector<reading> tail, std::int64_t tail_after);
+              std::vector<reading> tail, std::int64_t tail_after, std::int64_t retired_max_id);
 
     // Committed readings, in id order, from the ingest thread. Never call before the commit.
     void publish(const std::vector<reading>& committed);
     void set_online(std::string_view sensor, bool online);
-    void retention_applied(const storage::retention_result& r);
+    // Retention deleted readings with ts < cutoff_ms: counts, versions, and the window follow.
+    void retention_applied(const storage::retention_result& r, std::int64_t cutoff_ms);
+    // Greatest id retention ever deleted: a stream resuming below it may have missed readings.
+    std::int64_t retired_max_id() const;
 
     std::int64_t newest_id() const;
     std::size_t series_count() const;
@@ -93,8 +108,19 @@ public:
     // Unregisters a parked waiter. Returns the newest id if the waiter was still parked (so the
     // caller owns its completion), nullopt if publish() has already completed it.
     std::optional<std::int64_t> cancel(const std::shared_ptr<poll_waiter>& w);
-    // Shutdown: completes every parked poll now, with no readings and the newest id.
+    // Shutdown: completes every parked poll now, with no readings and the newest id, and tells
+    // every stream to close.
     void release_all();
+
+    // Attaches a stream that has seen everything up to `after`. Under the same lock that publish()
+    // takes, it either copies the window's readings with id > after that match `filters` into
+    // `replay` and registers the subscriber for everything committed later (so nothing is missed
+    // or sent twice between replay and live), or, when `after` is older than the window, returns
+    // false: the caller replays from storage up to window_floor() and tries again.
+    bool attach(std::int64_t after, const std::vector<topic_filter>& filters,
+                const std::shared_ptr<stream_subscriber>& s, std::vector<live_ptr>& replay);
+    void detach(const stream_subscriber* s);
+    std::size_t streams() const;
     // Every reading with id > window_floor() is in memory.
     std::int64_t window_floor() const;
 
@@ -126,6 +152,7 @@ private:
     series_state* find(std::string_view sensor, std::string_view metric);
     const series_state* find(std::string_view sensor, std::string_view metric) const;
     void scan_window(std::int64_t after, const poll_waiter& w, poll_result& out) const;
+    void collect_streams(std::vector<std::shared_ptr<stream_subscriber>>& out);  // lock held
     static std::optional<std::int64_t> median_interval(const std::deque<std::int64_t>& ts);
 
     const std::string prefix_;
@@ -136,12 +163,14 @@ private:
     std::map<std::string, bool, std::less<>> online_;  // sensors with a status but maybe no series
     std::deque<live_ptr> recent_;
     std::int64_t floor_ = 0;
+    std::int64_t retired_max_id_ = 0;
     std::int64_t newest_ = 0;
     std::uint64_t version_ = 0;        // bumps on any change the sensors list shows
     std::time_t changed_at_ = 0;
     std::uint64_t sensors_repr_version_ = 0;
     std::shared_ptr<const representation> sensors_repr_;
     std::vector<std::shared_ptr<poll_waiter>> waiters_;
+    std::vector<std::weak_ptr<stream_subscriber>> streams_;
 };
 
 }  // namespace telemetry::bridge

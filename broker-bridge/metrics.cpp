@@ -67,6 +67,12 @@ std::string metrics::render(const hub& h) const {
     o << "telemetry_http_connections_rejected_total " << rd(http_connections_rejected) << '\n';
     family("telemetry_query_jobs_rejected_total", "counter", "Storage queries refused (503) because the query queue was full.");
     o << "telemetry_query_jobs_rejected_total " << rd(query_jobs_rejected) << '\n';
+    family("telemetry_stream_connections", "gauge", "Open streaming connections, by transport.");
+    o << "telemetry_stream_connections{transport=\"sse\"} " << rd(sse_connections) << '\n';
+    family("telemetry_stream_readings_sent_total", "counter", "Readings queued to streaming clients.");
+    o << "telemetry_stream_readings_sent_total " << rd(stream_readings_sent) << '\n';
+    family("telemetry_stream_slow_disconnects_total", "counter", "Streams closed because the client fell behind its send-queue bound.");
+    o << "telemetry_stream_slow_disconnects_total " << rd(stream_slow_disconnects) << '\n';
     family("telemetry_longpoll_parked", "gauge", "Long polls currently waiting for a reading.");
     o << "telemetry_longpoll_parked " << h.parked() << '\n';
     family("telemetry_series", "gauge", "Series known to the bridge.");

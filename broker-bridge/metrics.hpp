@@ -42,6 +42,11 @@ public:
     std::atomic<std::uint64_t> http_connections_rejected{0};
     std::atomic<std::uint64_t> query_jobs_rejected{0};
 
+    // Streams.
+    std::atomic<std::int64_t> sse_connections{0};
+    std::atomic<std::uint64_t> stream_readings_sent{0};
+    std::atomic<std::uint64_t> stream_slow_disconnects{0};
+
     std::string render(const hub& h) const;
 
 private:

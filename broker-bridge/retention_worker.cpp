@@ -37,7 +37,7 @@ void retention_worker::run() {
             const auto result = retainer_.run(cutoff, chunk_);
             if (result.deleted > 0) {
                 spdlog::info("retention: deleted {} readings older than {} days", result.deleted, keep_days_);
-                hub_.retention_applied(result);
+                hub_.retention_applied(result, cutoff);
             }
         } catch (const std::exception& e) {
             spdlog::error("retention pass failed: {}", e.what());

@@ -125,6 +125,8 @@ public:
     std::vector<reading> after_id(std::int64_t after, std::size_t limit);
     std::int64_t max_id();     // greatest id ever handed out (0 if none), survives retention
     std::int64_t oldest_id();  // smallest id still stored (0 if none)
+    // Greatest id retention ever deleted (0 if none): a cursor below it may have missed readings.
+    std::int64_t retired_max_id();
 
 private:
     struct impl;
@@ -136,6 +138,7 @@ private:
 // the greatest id it deleted so that max_id() (and so the id cursor) never goes backwards.
 struct retention_result {
     std::int64_t deleted = 0;
+    std::int64_t retired_max_id = 0;  // greatest id retention ever deleted (this pass or earlier)
     std::map<std::pair<std::string, std::string>, std::int64_t> deleted_per_series;
 };
 class retainer {

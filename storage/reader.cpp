@@ -359,6 +359,11 @@ std::int64_t reader::max_id() {
     return q.step() ? q.int64(0) : 0;
 }
 
+std::int64_t reader::retired_max_id() {
+    auto q = impl_->stmts.use("SELECT coalesce((SELECT value FROM meta WHERE key = 'retired_max_id'), 0)");
+    return q.step() ? q.int64(0) : 0;
+}
+
 std::int64_t reader::oldest_id() {
     auto q = impl_->stmts.use("SELECT coalesce(min(id), 0) FROM readings");
     return q.step() ? q.int64(0) : 0;

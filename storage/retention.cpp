@@ -140,6 +140,10 @@ retention_result retainer::run(std::int64_t cutoff_ms, std::size_t chunk) {
         }
     }
     if (result.deleted > 0) impl_->vacuum_some();
+    {
+        auto q = impl_->stmts.use("SELECT coalesce((SELECT value FROM meta WHERE key = 'retired_max_id'), 0)");
+        if (q.step()) result.retired_max_id = q.int64(0);
+    }
     return result;
 }
 

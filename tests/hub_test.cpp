@@ -100,7 +100,57 @@ TEST_CASE("hub - retention lowers counts and changes the series version") {
     storage::retention_result r;
     r.deleted = 1;
     r.deleted_per_series[{"a", "t"}] = 1;
-    h.retention_applied(r);
+    h.retention_applied(r, 1500);
     CHECK(!(h.version("a", "t") == v1));
     CHECK(h.sensors()->body.find("\"count\":1") != std::string::npos);
+}
+
+namespace {
+struct recording_subscriber : stream_subscriber {
+    std::vector<std::int64_t> ids;
+    std::vector<std::pair<std::string, bool>> statuses;
+    int shutdowns = 0;
+    void on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) override {
+        for (const auto& l : *batch) ids.push_back(l->r.id);
+    }
+    void on_status(const std::string& sensor, bool online) override { statuses.emplace_back(sensor, online); }
+    void on_shutdown() override { ++shutdowns; }
+};
+}  // namespace
+
+TEST_CASE("hub - an attached stream gets the window replay then every later batch once") {
+    hub h("sensors", 100);
+    h.publish({make(1, "a", "t", 1000, 20.0), make(2, "b", "t", 1000, 20.0)});
+    auto sub = std::make_shared<recording_subscriber>();
+    std::vector<live_ptr> replay;
+    const std::vector<topic_filter> all{*topic_filter::parse("#")};
+    REQUIRE(h.attach(0, all, sub, replay));
+    REQUIRE(replay.size() == 2);
+    CHECK(replay[0]->r.id == 1);
+    // Several batches and status changes in a row all reach it (the list of streams survives).
+    h.publish({make(3, "a", "t", 1001, 20.0)});
+    h.set_online("a", false);
+    h.publish({make(4, "a", "t", 1002, 20.0)});
+    h.set_online("a", true);
+    CHECK(sub->ids == std::vector<std::int64_t>{3, 4});
+    CHECK(sub->statuses.size() == 2);
+    CHECK(h.streams() == 1);
+    h.detach(sub.get());
+    h.publish({make(5, "a", "t", 1003, 20.0)});
+    CHECK(sub->ids.size() == 2);
+    CHECK(h.streams() == 0);
+}
+
+TEST_CASE("hub - a stream below the window must replay from storage and shutdown reaches streams") {
+    hub h("sensors", 2);
+    for (int i = 1; i <= 4; ++i) h.publish({make(i, "a", "t", 1000 + i, 20.0)});
+    auto sub = std::make_shared<recording_subscriber>();
+    std::vector<live_ptr> replay;
+    const std::vector<topic_filter> all{*topic_filter::parse("#")};
+    CHECK(!h.attach(1, all, sub, replay));
+    REQUIRE(h.attach(2, all, sub, replay));
+    CHECK(replay.size() == 2);
+    h.release_all();
+    CHECK(sub->shutdowns == 1);
+    CHECK(h.streams() == 0);
 }

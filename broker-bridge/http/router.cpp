@@ -155,10 +155,11 @@ action router::route(const request& req) {
             if (seg[5] == "aggregate") return aggregate(ri, req, seg[3], seg[4]);
         }
         if (seg.size() == 3 && seg[2] == "updates") return updates(ri, req);
-        if (seg.size() == 3 && (seg[2] == "stream" || seg[2] == "ws"))
+        if (seg.size() == 3 && seg[2] == "stream") return stream(ri, req);
+        if (seg.size() == 3 && seg[2] == "ws")
             return responder_.error(ri, error_code::not_implemented,
-                                    "streaming subscriptions are not available in this version yet; "
-                                    "use /api/v1/updates (long polling)");
+                                    "WebSocket subscriptions are not available in this version yet; "
+                                    "use /api/v1/stream (Server-Sent Events) or /api/v1/updates");
     }
     return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
 }
@@ -446,17 +447,51 @@ action router::updates(const request_info& ri, const request& req) {
             return responder_.error(ri, error_code::bad_parameter, "limit must be an integer from 1 to 10000");
         lp.limit = static_cast<std::size_t>(*n);
     }
-    auto topics = p.all("topic");
+    if (auto e = parse_filters(p.all("topic"), cfg_.http.longpoll_max_filters, lp.filters); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
+    return lp;
+}
+
+std::string router::parse_filters(const std::vector<std::string>& given, std::size_t max,
+                                  std::vector<topic_filter>& out) const {
+    std::vector<std::string> topics = given;
     if (topics.empty()) topics.push_back("#");
-    if (topics.size() > cfg_.http.longpoll_max_filters)
-        return responder_.error(ri, error_code::bad_parameter,
-                                "too many topic filters (at most " + std::to_string(cfg_.http.longpoll_max_filters) + ")");
+    if (topics.size() > max) return "too many topic filters (at most " + std::to_string(max) + ")";
     for (const auto& t : topics) {
         auto f = topic_filter::parse(t);
-        if (!f) return responder_.error(ri, error_code::bad_parameter, "topic '" + t + "' is not a valid MQTT topic filter");
-        lp.filters.push_back(std::move(*f));
+        if (!f) return "topic '" + t + "' is not a valid MQTT topic filter";
+        out.push_back(std::move(*f));
     }
-    return lp;
+    return {};
+}
+
+action router::stream(const request_info& ri, const request& req) {
+    const std::string_view target(req.target().data(), req.target().size());
+    const auto u = *boost::urls::parse_origin_form(target);
+    params p;
+    if (auto e = p.parse(u, {"after", "topic"}, {"topic"}); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
+    stream_request s;
+    // A browser reconnecting sends Last-Event-ID; it wins over the `after` of the original URL.
+    std::optional<std::string> resume;
+    if (auto it = req.find("Last-Event-ID"); it != req.end()) resume = std::string(it->value());
+    else if (auto a = p.get("after")) resume = *a;
+    if (resume && !resume->empty()) {
+        auto n = to_int(*resume);
+        if (!n || *n < 0)
+            return responder_.error(ri, error_code::bad_parameter,
+                                    "after (or Last-Event-ID) must be a reading id (a non-negative integer)");
+        s.after = *n;
+    }
+    if (auto e = parse_filters(p.all("topic"), cfg_.stream.max_filters, s.filters); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
+    if (ri.head) {
+        content c;
+        c.content_type = "text/event-stream; charset=utf-8";
+        c.cache_control = "no-store";
+        return responder_.ok(ri, std::move(c));
+    }
+    return s;
 }
 
 answer router::poll_answer(const request_info& ri, const poll_result& r) const {

@@ -33,7 +33,13 @@ struct long_poll {
     std::chrono::seconds timeout{30};
 };
 
-using action = std::variant<answer, storage_job, long_poll>;
+// A Server-Sent Events stream: filters, and where to resume (nullopt: start live).
+struct stream_request {
+    std::optional<std::int64_t> after;
+    std::vector<topic_filter> filters;
+};
+
+using action = std::variant<answer, storage_job, long_poll, stream_request>;
 
 // Thread safety: route() may run concurrently on several I/O threads; the validator cache has its
 // own mutex, everything else is the hub's.
@@ -55,6 +61,10 @@ private:
     action readings(const request_info& ri, const request& req, std::string sensor, std::string metric);
     action aggregate(const request_info& ri, const request& req, std::string sensor, std::string metric);
     action updates(const request_info& ri, const request& req);
+    action stream(const request_info& ri, const request& req);
+    // Parses the repeatable `topic` parameter (default `#`) into filters, or an error message.
+    std::string parse_filters(const std::vector<std::string>& topics, std::size_t max,
+                              std::vector<topic_filter>& out) const;
     answer health(const request_info& ri) const;
     answer ready(const request_info& ri) const;
     answer metrics_page(const request_info& ri) const;

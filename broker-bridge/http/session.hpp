@@ -29,6 +29,7 @@ struct session_context {
     query_pool& queries;
     metrics& stats;
     const http_config& cfg;
+    const stream_config& stream_cfg;
 };
 
 // Owns its socket; keeps itself alive through shared_from_this() in every pending handler. All its

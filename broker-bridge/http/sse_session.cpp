@@ -1,0 +1,276 @@
+// Server-Sent Events on /api/v1/stream: replay from the client's last id (memory or storage), then
+// live readings in id order, with heartbeats, presence events and a bounded send queue.
+#include "http/sse_session.hpp"
+
+#include "database.hpp"
+#include "metrics.hpp"
+#include "query_pool.hpp"
+#include "reading_json.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+namespace telemetry::bridge::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+namespace {
+
+constexpr std::size_t storage_chunk = 1000;
+
+void append_int(std::string& out, std::int64_t v) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, end);
+}
+
+void append_reading_frame(std::string& out, const live_reading& l) {
+    out += "id: ";
+    append_int(out, l.r.id);
+    out += "\nevent: reading\ndata: ";
+    out += l.json;
+    out += "\n\n";
+}
+
+}  // namespace
+
+sse_session::sse_session(beast::tcp_stream&& stream, session_context& ctx, const stream_config& cfg,
+                         request_info ri, stream_request req)
+    : stream_(std::move(stream)), ctx_(ctx), cfg_(cfg), ri_(std::move(ri)), req_(std::move(req)),
+      heartbeat_(stream_.get_executor()) {
+    ctx_.stats.sse_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+sse_session::~sse_session() { ctx_.stats.sse_connections.fetch_sub(1, std::memory_order_relaxed); }
+
+void sse_session::start() {
+    res_ = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::ok, ri_.version);
+    res_->set(bhttp::field::server, "telemetry-broker-bridge");
+    res_->set(bhttp::field::content_type, "text/event-stream; charset=utf-8");
+    res_->set(bhttp::field::cache_control, "no-store");
+    // No Content-Length and not chunked: the body is the event stream, ended by closing.
+    res_->keep_alive(false);
+    res_->set("X-Accel-Buffering", "no");
+    serializer_ = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*res_);
+    ctx_.stats.count_response(200);
+    stream_.expires_after(cfg_.write_timeout);
+    bhttp::async_write_header(stream_, *serializer_,
+                              beast::bind_front_handler(&sse_session::on_header, shared_from_this()));
+}
+
+void sse_session::on_header(beast::error_code ec, std::size_t) {
+    if (ec) return close();
+    stream_.expires_never();
+    watch_peer();
+    heartbeat_.expires_after(cfg_.heartbeat);
+    heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
+
+    std::string first = "retry: ";
+    append_int(first, cfg_.retry.count());
+    first += "\n\n";
+    queue(first, 0);
+    if (!req_.after) {
+        last_id_ = ctx_.live.newest_id();
+        // Live from now: attach cannot need storage (newest >= floor), and replays nothing older.
+    } else {
+        last_id_ = *req_.after;
+        if (last_id_ < ctx_.live.retired_max_id()) {
+            // Retention deleted readings after this cursor: storage decides whether to reset.
+            phase_ = phase::replay_storage;
+            return replay_chunk();
+        }
+    }
+    try_attach();
+}
+
+// Attach to the hub if the cursor is inside its window; otherwise replay a chunk from storage.
+void sse_session::try_attach() {
+    if (phase_ == phase::closing || phase_ == phase::closed) return;
+    std::vector<live_ptr> replay;
+    if (ctx_.live.attach(last_id_, req_.filters, shared_from_this(), replay)) {
+        phase_ = phase::live;
+        for (const auto& l : replay) queue_reading(*l);
+        return;
+    }
+    phase_ = phase::replay_storage;
+    replay_chunk();
+}
+
+void sse_session::replay_chunk() {
+    if (replay_in_flight_) return;
+    replay_in_flight_ = true;
+    auto self = shared_from_this();
+    const std::int64_t after = last_id_;
+    const bool check_reset = !reset_checked_ && req_.after.has_value();
+    reset_checked_ = true;
+    const bool queued = ctx_.queries.submit([self, after, check_reset](storage::reader& rd) {
+        std::string frames;
+        std::size_t events = 0;
+        // Read before querying: every id up to this floor was committed before the query, so an
+        // empty answer proves there is nothing between `after` and it.
+        const std::int64_t floor = self->ctx_.live.window_floor();
+        std::int64_t cursor = after;
+        try {
+            if (check_reset) {
+                // Readings after `after` were deleted by retention: say so before resuming from
+                // the oldest reading still stored.
+                const std::int64_t oldest = rd.oldest_id();
+                if (after < rd.retired_max_id()) {
+                    frames += "event: reset\ndata: {\"reason\":\"retention\",\"after\":";
+                    append_int(frames, after);
+                    frames += ",\"oldest_id\":";
+                    append_int(frames, oldest);
+                    frames += "}\n\n";
+                }
+            }
+            auto rows = rd.after_id(after, storage_chunk);
+            if (rows.empty()) cursor = std::max(after, floor);
+            for (auto& r : rows) {
+                cursor = r.id;
+                const auto l = self->ctx_.live.make_live(std::move(r));
+                if (!matches_any(self->req_.filters, l->topic)) continue;
+                append_reading_frame(frames, *l);
+                ++events;
+            }
+        } catch (const std::exception& e) {
+            spdlog::error("sse: replay from storage failed: {}", e.what());
+            asio::post(self->stream_.get_executor(), [self] { self->close(); });
+            return;
+        }
+        asio::post(self->stream_.get_executor(),
+                   [self, frames = std::move(frames), cursor, events]() mutable {
+                       self->on_replay_chunk(std::move(frames), cursor, events);
+                   });
+    });
+    if (!queued) {
+        replay_in_flight_ = false;
+        close();  // storage is saturated; the client retries with its Last-Event-ID
+    }
+}
+
+void sse_session::on_replay_chunk(std::string frames, std::int64_t cursor, std::size_t events) {
+    replay_in_flight_ = false;
+    if (phase_ != phase::replay_storage) return;
+    if (!frames.empty()) queue(frames, events);
+    if (phase_ == phase::closed) return;
+    ctx_.stats.stream_readings_sent.fetch_add(events, std::memory_order_relaxed);
+    last_id_ = std::max(last_id_, cursor);
+    if (last_id_ >= ctx_.live.window_floor()) return try_attach();
+    // Flow control: the next chunk is read once this one is on the wire (see on_write).
+    if (!write_in_flight_) replay_chunk();
+}
+
+void sse_session::on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) {
+    asio::post(stream_.get_executor(), [self = shared_from_this(), batch] {
+        if (self->phase_ != phase::live) return;
+        for (const auto& l : *batch)
+            if (l->r.id > self->last_id_ && matches_any(self->req_.filters, l->topic))
+                self->queue_reading(*l);
+    });
+}
+
+void sse_session::on_status(const std::string& sensor, bool online) {
+    std::string frame = "event: status\ndata: {\"sensor\":";
+    append_json_string(frame, sensor);
+    frame += online ? ",\"online\":true}\n\n" : ",\"online\":false}\n\n";
+    asio::post(stream_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] {
+        if (self->phase_ == phase::live || self->phase_ == phase::replay_storage) self->queue(frame, 1);
+    });
+}
+
+void sse_session::on_shutdown() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+        if (self->phase_ == phase::closed) return;
+        std::string frame = "retry: ";
+        append_int(frame, self->cfg_.retry.count());
+        frame += "\n\n";
+        self->queue(frame, 0);
+        self->phase_ = phase::closing;  // close once the queue is written
+        if (!self->write_in_flight_) self->close();
+    });
+}
+
+void sse_session::queue_reading(const live_reading& l) {
+    if (l.r.id <= last_id_ && phase_ == phase::live) return;
+    std::string frame;
+    append_reading_frame(frame, l);
+    last_id_ = std::max(last_id_, l.r.id);
+    ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
+    queue(frame, 1);
+}
+
+void sse_session::queue(std::string_view frame, std::size_t events) {
+    if (phase_ == phase::closed) return;
+    if (pending_.size() + frame.size() > cfg_.max_queue_bytes ||
+        pending_events_ + events > cfg_.max_queue_events) {
+        // Too slow: drop the connection, never the readings. The browser reconnects with
+        // Last-Event-ID and gets everything after the last event it received.
+        ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("sse: client fell {} bytes behind; disconnecting it", pending_.size());
+        return close();
+    }
+    pending_.append(frame);
+    pending_events_ += events;
+    if (!write_in_flight_) do_write();
+}
+
+void sse_session::do_write() {
+    if (pending_.empty() || phase_ == phase::closed) return;
+    // Everything queued goes out in one write: under load several readings share a write.
+    writing_.swap(pending_);
+    pending_.clear();
+    pending_events_ = 0;
+    write_in_flight_ = true;
+    stream_.expires_after(cfg_.write_timeout);
+    asio::async_write(stream_, asio::buffer(writing_),
+                      beast::bind_front_handler(&sse_session::on_write, shared_from_this()));
+}
+
+void sse_session::on_write(beast::error_code ec, std::size_t) {
+    write_in_flight_ = false;
+    stream_.expires_never();
+    if (ec) {
+        spdlog::debug("sse: write failed: {}", ec.message());
+        return close();
+    }
+    writing_.clear();
+    if (!pending_.empty()) return do_write();
+    if (phase_ == phase::closing) return close();
+    if (phase_ == phase::replay_storage && !replay_in_flight_) replay_chunk();
+}
+
+// The client sends nothing on an event stream; a read completes only when it goes away.
+void sse_session::watch_peer() {
+    stream_.socket().async_read_some(
+        asio::buffer(peer_byte_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            if (ec) {
+                spdlog::debug("sse: peer read ended: {}", ec.message());
+                return self->close();
+            }
+            self->watch_peer();
+        });
+}
+
+void sse_session::on_heartbeat(beast::error_code ec) {
+    if (ec || phase_ == phase::closed) return;
+    queue(": heartbeat\n\n", 0);
+    heartbeat_.expires_after(cfg_.heartbeat);
+    heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
+}
+
+void sse_session::close() {
+    if (phase_ == phase::closed) return;
+    spdlog::debug("sse: closing stream after id {}", last_id_);
+    phase_ = phase::closed;
+    ctx_.live.detach(this);
+    heartbeat_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+}
+
+}  // namespace telemetry::bridge::http

@@ -1,0 +1,74 @@
+// Server-Sent Events on /api/v1/stream: replay from the client's last id (memory or storage), then
+// live readings in id order, with heartbeats, presence events and a bounded send queue.
+#pragma once
+
+#include "config.hpp"
+#include "http/answer.hpp"
+#include "http/session.hpp"
+#include "hub.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace telemetry::bridge::http {
+
+// Owns the connection after the HTTP session hands it over. All its handlers run on the
+// connection's strand; the hub calls the stream_subscriber functions from the committing thread
+// and they only post onto that strand.
+//
+// Invariant: readings are queued in strictly increasing id order and each at most once
+// (`last_id_` is the greatest id queued). The send queue never holds more than the configured
+// bytes or events: a client that falls that far behind is disconnected, and resumes losslessly
+// with Last-Event-ID.
+class sse_session : public stream_subscriber, public std::enable_shared_from_this<sse_session> {
+public:
+    sse_session(boost::beast::tcp_stream&& stream, session_context& ctx, const stream_config& cfg,
+                request_info ri, stream_request req);
+    ~sse_session() override;
+    void start();
+
+    void on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) override;
+    void on_status(const std::string& sensor, bool online) override;
+    void on_shutdown() override;
+
+private:
+    void on_header(boost::beast::error_code ec, std::size_t);
+    void replay_chunk();
+    void on_replay_chunk(std::string frames, std::int64_t cursor, std::size_t events);
+    void try_attach();
+    void queue_reading(const live_reading& l);
+    void queue(std::string_view frame, std::size_t events);
+    void do_write();
+    void on_write(boost::beast::error_code ec, std::size_t);
+    void watch_peer();
+    void on_heartbeat(boost::beast::error_code ec);
+    void close();
+
+    enum class phase { header, replay_storage, live, closing, closed };
+
+    boost::beast::tcp_stream stream_;
+    session_context& ctx_;
+    const stream_config& cfg_;
+    request_info ri_;
+    stream_request req_;
+    std::shared_ptr<bhttp::response<bhttp::empty_body>> res_;
+    std::shared_ptr<bhttp::response_serializer<bhttp::empty_body>> serializer_;
+    boost::asio::steady_timer heartbeat_;
+
+    phase phase_ = phase::header;
+    std::int64_t last_id_ = 0;       // greatest id queued to this client
+    std::string pending_;            // frames waiting for the next write
+    std::size_t pending_events_ = 0;
+    std::string writing_;            // the frames of the write in flight
+    bool write_in_flight_ = false;
+    bool replay_in_flight_ = false;
+    bool reset_checked_ = false;
+    char peer_byte_[512];
+};
+
+}  // namespace telemetry::bridge::http

@@ -1,0 +1,196 @@
+// End-to-end tests of Server-Sent Events on /api/v1/stream: replay, live delivery, resume with
+// Last-Event-ID under concurrent publishing, replay from storage, reset, presence, shutdown.
+#include "http_client.hpp"
+#include "processes.hpp"
+#include "sse_client.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <mqtt/client.h>
+
+#include <atomic>
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+using namespace telemetry::testing;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+class publisher {
+public:
+    publisher(const std::string& url, const std::string& id)
+        : client_(url, id, mqtt::create_options(MQTTVERSION_3_1_1)) {
+        mqtt::connect_options o;
+        o.set_mqtt_version(MQTTVERSION_3_1_1);
+        o.set_clean_session(true);
+        client_.connect(o);
+    }
+    ~publisher() {
+        try { client_.disconnect(); } catch (...) {}
+    }
+    void pub(const std::string& topic, const std::string& payload, int qos = 1) {
+        client_.publish(mqtt::make_message(topic, payload, qos, false));
+    }
+
+private:
+    mqtt::client client_;
+};
+
+std::int64_t newest_id(std::uint16_t port) {
+    const auto r = http_get(port, "/api/v1/updates?timeout=0");
+    return r.status == 200 ? json::parse(r.body).at("cursor").as_int64() : -1;
+}
+
+// The readings of the next `n` reading events (skipping retry/status), or fewer on timeout.
+std::vector<json::object> take_readings(sse_client& c, std::size_t n, std::chrono::milliseconds timeout = 10s) {
+    std::vector<json::object> out;
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (out.size() < n && std::chrono::steady_clock::now() < end) {
+        auto ev = c.next(std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()));
+        if (!ev) break;
+        if (ev->event != "reading") continue;
+        auto r = json::parse(ev->data).as_object();
+        CHECK(ev->id == std::to_string(r.at("id").as_int64()));
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("sse - replays after an id then continues live in id order") {
+    temp_dir dir;
+    broker mosq(dir / "mosquitto");
+    bridge br(dir / "bridge", mosq.url());
+    REQUIRE(br.wait_ready());
+    publisher p(mosq.url(), "t-sse1");
+    for (int i = 0; i < 5; ++i) p.pub("sensors/a/temperature", std::to_string(20 + i));
+    p.pub("sensors/a/humidity", "40");
+    REQUIRE(eventually([&] { return newest_id(br.port()) == 6; }));
+
+    sse_client c(br.port(), "/api/v1/stream?after=0&topic=sensors/%2B/temperature");
+    REQUIRE(c.status() == 200);
+    CHECK(c.header_block().find("text/event-stream") != std::string::npos);
+    const auto first = c.next();
+    REQUIRE(first);
+    CHECK(first->event == "retry");  // the retry hint comes first
+    auto replay = take_readings(c, 5);
+    REQUIRE(replay.size() == 5);
+    for (std::size_t i = 0; i < 5; ++i) CHECK(replay[i].at("id").as_int64() == static_cast<std::int64_t>(i + 1));
+
+    p.pub("sensors/b/humidity", "41");       // filtered out
+    p.pub("sensors/b/temperature", "22.5");  // delivered live
+    p.pub("sensors/b/status", "offline");    // presence, not filtered by topic
+    auto live = take_readings(c, 1);
+    REQUIRE(live.size() == 1);
+    CHECK(live[0].at("sensor").as_string() == "b");
+    CHECK(live[0].at("id").as_int64() == 8);
+    std::optional<sse_event> status;
+    for (int i = 0; i < 5 && !status; ++i) {
+        auto ev = c.next(5s);
+        if (ev && ev->event == "status") status = ev;
+    }
+    REQUIRE(status);
+    CHECK(json::parse(status->data) == json::parse(R"({"sensor":"b","online":false})"));
+
+    // Without after or Last-Event-ID the stream starts live: nothing old is replayed.
+    sse_client fresh(br.port(), "/api/v1/stream");
+    REQUIRE(fresh.next());  // retry
+    p.pub("sensors/c/temperature", "23");
+    auto only_new = take_readings(fresh, 1);
+    REQUIRE(only_new.size() == 1);
+    CHECK(only_new[0].at("sensor").as_string() == "c");
+    CHECK(http_get(br.port(), "/api/v1/stream?topic=a/%23/b").status == 400);
+    CHECK(http_get(br.port(), "/api/v1/stream", {{"Last-Event-ID", "x"}}).status == 400);
+}
+
+TEST_CASE("sse - resuming with Last-Event-ID under concurrent publishing misses nothing and repeats nothing") {
+    temp_dir dir;
+    broker mosq(dir / "mosquitto");
+    // A small window forces some resumes to replay from storage, others from memory.
+    std::ofstream(dir / "bridge.toml") << "[hub]\nwindow = 64\n";
+    bridge br(dir / "bridge", mosq.url(), {"--config", (dir / "bridge.toml").string()});
+    REQUIRE(br.wait_ready());
+    constexpr int total = 3000;
+    std::atomic<bool> done{false};
+    std::thread sensor([&] {
+        publisher p(mosq.url(), "t-sse2");
+        for (int i = 0; i < total; ++i) {
+            p.pub("sensors/r" + std::to_string(i % 3) + "/temperature", std::to_string(i));
+            if (i % 10 == 0) std::this_thread::sleep_for(5ms);
+        }
+        done = true;
+    });
+    std::vector<std::int64_t> ids;
+    std::optional<std::string> last;
+    int reconnects = 0;
+    while (ids.size() < static_cast<std::size_t>(total)) {
+        sse_client c(br.port(), "/api/v1/stream?after=0", last);
+        REQUIRE(c.status() == 200);
+        // Read a random-ish number of events, then drop the connection like a flaky network.
+        const std::size_t want = std::min<std::size_t>(150 + static_cast<std::size_t>(reconnects * 37 % 200),
+                                                       static_cast<std::size_t>(total) - ids.size());
+        auto got = take_readings(c, want, 20s);
+        for (const auto& r : got) ids.push_back(r.at("id").as_int64());
+        if (!c.last_event_id().empty()) last = c.last_event_id();
+        ++reconnects;
+        if (got.empty() && done) break;
+        if (reconnects > 200) break;
+    }
+    sensor.join();
+    MESSAGE(reconnects << " connections");
+    CHECK(reconnects > 5);
+    REQUIRE(ids.size() == static_cast<std::size_t>(total));
+    for (std::size_t i = 0; i < ids.size(); ++i) REQUIRE(ids[i] == static_cast<std::int64_t>(i + 1));
+}
+
+TEST_CASE("sse - a cursor older than retention starts with a reset event") {
+    temp_dir dir;
+    broker mosq(dir / "mosquitto");
+    bridge br(dir / "bridge", mosq.url());
+    REQUIRE(br.wait_ready());
+    publisher p(mosq.url(), "t-sse3");
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto old_ts = now_ms - 40LL * 86'400'000;
+    for (int i = 0; i < 5; ++i)
+        p.pub("sensors/o/temperature", "{\"value\": 1, \"ts\": " + std::to_string(old_ts + i) + "}");
+    p.pub("sensors/o/temperature", "{\"value\": 2, \"ts\": " + std::to_string(now_ms) + "}");
+    REQUIRE(eventually([&] { return newest_id(br.port()) == 6; }));
+    // Retention (30 days) runs at start-up: restart to apply it.
+    CHECK(br.stop() == 0);
+    br.start();
+    REQUIRE(br.wait_ready());
+    sse_client c(br.port(), "/api/v1/stream?after=2");
+    std::optional<sse_event> ev;
+    do {
+        ev = c.next();
+    } while (ev && ev->event == "retry");
+    REQUIRE(ev);
+    CHECK(ev->event == "reset");
+    const auto reset = json::parse(ev->data);
+    CHECK(reset.at("oldest_id").as_int64() == 6);
+    auto after_reset = take_readings(c, 1);
+    REQUIRE(after_reset.size() == 1);
+    CHECK(after_reset[0].at("id").as_int64() == 6);
+}
+
+TEST_CASE("sse - shutdown closes streams with a retry hint and SIGTERM exits 0") {
+    temp_dir dir;
+    broker mosq(dir / "mosquitto");
+    bridge br(dir / "bridge", mosq.url());
+    REQUIRE(br.wait_ready());
+    sse_client c(br.port(), "/api/v1/stream");
+    REQUIRE(c.next());  // retry hint
+    br.process().signal(SIGTERM);
+    auto ev = c.next(10s);
+    REQUIRE(ev);
+    CHECK(!ev->retry.empty());
+    CHECK(!c.next(10s));
+    CHECK(c.closed());
+    CHECK(br.process().wait(20s) == std::optional<int>(0));
+}
