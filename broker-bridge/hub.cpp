@@ -144,16 +144,20 @@ void hub::collect_streams(std::vector<std::shared_ptr<stream_subscriber>>& out) 
     });
 }
 
-bool hub::attach(std::int64_t after, const std::vector<topic_filter>& filters,
-                 const std::shared_ptr<stream_subscriber>& s, std::vector<live_ptr>& replay) {
+hub::attach_outcome hub::attach(std::int64_t after, const std::vector<topic_filter>& filters,
+                                const std::shared_ptr<stream_subscriber>& s,
+                                std::vector<live_ptr>& replay, std::size_t max_replay) {
     std::lock_guard lock(mutex_);
-    if (after < floor_) return false;
+    if (after < floor_) return attach_outcome::need_storage;
     auto it = std::upper_bound(recent_.begin(), recent_.end(), after,
                                [](std::int64_t id, const live_ptr& l) { return id < l->r.id; });
-    for (; it != recent_.end(); ++it)
-        if (matches_any(filters, (*it)->topic)) replay.push_back(*it);
+    for (; it != recent_.end(); ++it) {
+        if (!matches_any(filters, (*it)->topic)) continue;
+        if (replay.size() >= max_replay) return attach_outcome::more;
+        replay.push_back(*it);
+    }
     streams_.push_back(s);
-    return true;
+    return attach_outcome::attached;
 }
 
 void hub::detach(const stream_subscriber* s) {

@@ -113,12 +113,16 @@ public:
     void release_all();
 
     // Attaches a stream that has seen everything up to `after`. Under the same lock that publish()
-    // takes, it either copies the window's readings with id > after that match `filters` into
-    // `replay` and registers the subscriber for everything committed later (so nothing is missed
-    // or sent twice between replay and live), or, when `after` is older than the window, returns
-    // false: the caller replays from storage up to window_floor() and tries again.
-    bool attach(std::int64_t after, const std::vector<topic_filter>& filters,
-                const std::shared_ptr<stream_subscriber>& s, std::vector<live_ptr>& replay);
+    // takes, it copies the window's readings with id > after that match `filters` into `replay`
+    // and registers the subscriber for everything committed later, so nothing is missed or sent
+    // twice between replay and live (`attached`). When more than `max_replay` would be copied it
+    // copies that many and does not register (`more`: send them, then call again after the last
+    // one). When `after` is older than the window: `need_storage` (replay from storage up to
+    // window_floor(), then call again).
+    enum class attach_outcome { attached, more, need_storage };
+    attach_outcome attach(std::int64_t after, const std::vector<topic_filter>& filters,
+                          const std::shared_ptr<stream_subscriber>& s, std::vector<live_ptr>& replay,
+                          std::size_t max_replay);
     void detach(const stream_subscriber* s);
     std::size_t streams() const;
     // Every reading with id > window_floor() is in memory.

@@ -124,7 +124,10 @@ TEST_CASE("hub - an attached stream gets the window replay then every later batc
     auto sub = std::make_shared<recording_subscriber>();
     std::vector<live_ptr> replay;
     const std::vector<topic_filter> all{*topic_filter::parse("#")};
-    REQUIRE(h.attach(0, all, sub, replay));
+    CHECK(h.attach(0, all, sub, replay, 1) == hub::attach_outcome::more);
+    REQUIRE(replay.size() == 1);
+    replay.clear();
+    REQUIRE(h.attach(0, all, sub, replay, 10) == hub::attach_outcome::attached);
     REQUIRE(replay.size() == 2);
     CHECK(replay[0]->r.id == 1);
     // Several batches and status changes in a row all reach it (the list of streams survives).
@@ -147,8 +150,8 @@ TEST_CASE("hub - a stream below the window must replay from storage and shutdown
     auto sub = std::make_shared<recording_subscriber>();
     std::vector<live_ptr> replay;
     const std::vector<topic_filter> all{*topic_filter::parse("#")};
-    CHECK(!h.attach(1, all, sub, replay));
-    REQUIRE(h.attach(2, all, sub, replay));
+    CHECK(h.attach(1, all, sub, replay, 10) == hub::attach_outcome::need_storage);
+    REQUIRE(h.attach(2, all, sub, replay, 10) == hub::attach_outcome::attached);
     CHECK(replay.size() == 2);
     h.release_all();
     CHECK(sub->shutdowns == 1);

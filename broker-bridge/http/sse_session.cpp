@@ -21,6 +21,7 @@ namespace beast = boost::beast;
 namespace {
 
 constexpr std::size_t storage_chunk = 1000;
+constexpr std::size_t replay_chunk_events = 1000;
 
 void append_int(std::string& out, std::int64_t v) {
     char buf[24];
@@ -91,13 +92,23 @@ void sse_session::on_header(beast::error_code ec, std::size_t) {
 void sse_session::try_attach() {
     if (phase_ == phase::closing || phase_ == phase::closed) return;
     std::vector<live_ptr> replay;
-    if (ctx_.live.attach(last_id_, req_.filters, shared_from_this(), replay)) {
+    switch (ctx_.live.attach(last_id_, req_.filters, shared_from_this(), replay, replay_chunk_events)) {
+    case hub::attach_outcome::attached:
         phase_ = phase::live;
         for (const auto& l : replay) queue_reading(*l);
         return;
+    case hub::attach_outcome::more:
+        // A long replay from memory goes chunk by chunk, like one from storage, so that it never
+        // overflows the send queue: the next chunk is taken once this one is written.
+        phase_ = phase::replay_memory;
+        for (const auto& l : replay) queue_reading(*l);
+        if (!write_in_flight_) try_attach();
+        return;
+    case hub::attach_outcome::need_storage:
+        phase_ = phase::replay_storage;
+        replay_chunk();
+        return;
     }
-    phase_ = phase::replay_storage;
-    replay_chunk();
 }
 
 void sse_session::replay_chunk() {
@@ -178,7 +189,8 @@ void sse_session::on_status(const std::string& sensor, bool online) {
     append_json_string(frame, sensor);
     frame += online ? ",\"online\":true}\n\n" : ",\"online\":false}\n\n";
     asio::post(stream_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] {
-        if (self->phase_ == phase::live || self->phase_ == phase::replay_storage) self->queue(frame, 1);
+        if (self->phase_ != phase::header && self->phase_ != phase::closing && self->phase_ != phase::closed)
+            self->queue(frame, 1);
     });
 }
 
@@ -195,7 +207,7 @@ void sse_session::on_shutdown() {
 }
 
 void sse_session::queue_reading(const live_reading& l) {
-    if (l.r.id <= last_id_ && phase_ == phase::live) return;
+    if (l.r.id <= last_id_) return;
     std::string frame;
     append_reading_frame(frame, l);
     last_id_ = std::max(last_id_, l.r.id);
@@ -241,6 +253,7 @@ void sse_session::on_write(beast::error_code ec, std::size_t) {
     if (!pending_.empty()) return do_write();
     if (phase_ == phase::closing) return close();
     if (phase_ == phase::replay_storage && !replay_in_flight_) replay_chunk();
+    if (phase_ == phase::replay_memory) try_attach();
 }
 
 // The client sends nothing on an event stream; a read completes only when it goes away.

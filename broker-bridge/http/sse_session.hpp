@@ -49,7 +49,7 @@ private:
     void on_heartbeat(boost::beast::error_code ec);
     void close();
 
-    enum class phase { header, replay_storage, live, closing, closed };
+    enum class phase { header, replay_storage, replay_memory, live, closing, closed };
 
     boost::beast::tcp_stream stream_;
     session_context& ctx_;

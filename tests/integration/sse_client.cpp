@@ -13,8 +13,9 @@
 namespace telemetry::testing {
 
 sse_client::sse_client(std::uint16_t port, const std::string& target,
-                       const std::optional<std::string>& last_event_id) {
+                       const std::optional<std::string>& last_event_id, int receive_buffer) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -19,8 +19,9 @@ struct sse_event {
 class sse_client {
 public:
     // Connects and reads the response header; `last_event_id` is sent as Last-Event-ID if set.
+    // `receive_buffer` > 0 shrinks the socket's receive buffer (to play a slow client).
     sse_client(std::uint16_t port, const std::string& target,
-               const std::optional<std::string>& last_event_id = std::nullopt);
+               const std::optional<std::string>& last_event_id = std::nullopt, int receive_buffer = 0);
     ~sse_client();
     sse_client(const sse_client&) = delete;
     sse_client& operator=(const sse_client&) = delete;

@@ -179,6 +179,46 @@ TEST_CASE("sse - a cursor older than retention starts with a reset event") {
     CHECK(after_reset[0].at("id").as_int64() == 6);
 }
 
+TEST_CASE("sse - a stalled client is disconnected while a healthy one keeps receiving everything") {
+    temp_dir dir;
+    broker mosq(dir / "mosquitto");
+    std::ofstream(dir / "bridge.toml") << "[stream]\nmax_queue_bytes = 524288\nmax_queue_events = 10000\n";
+    bridge br(dir / "bridge", mosq.url(), {"--config", (dir / "bridge.toml").string()});
+    REQUIRE(br.wait_ready());
+    sse_client stalled(br.port(), "/api/v1/stream?after=0", std::nullopt, 4096);
+    sse_client healthy(br.port(), "/api/v1/stream?after=0");
+    REQUIRE(stalled.status() == 200);
+    REQUIRE(healthy.status() == 200);
+    // SenML batches of 400 readings per MQTT message, enough to fill every socket buffer.
+    constexpr int messages = 150, per_message = 400, total = messages * per_message;
+    std::thread sensor([&] {
+        publisher p(mosq.url(), "t-sse4");
+        for (int m = 0; m < messages; ++m) {
+            std::string senml = "[";
+            for (int i = 0; i < per_message; ++i)
+                senml += std::string(i ? "," : "") + "{\"n\":\"temperature\",\"v\":" + std::to_string(i % 40) + "}";
+            senml += "]";
+            p.pub("sensors/s" + std::to_string(m % 4) + "/temperature", senml);
+        }
+    });
+    auto got = take_readings(healthy, total, 60s);
+    sensor.join();
+    if (got.size() != static_cast<std::size_t>(total)) MESSAGE(read_file(dir / "bridge" / "bridge.err"));
+    REQUIRE(got.size() == static_cast<std::size_t>(total));
+    for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(got[i].at("id").as_int64() == static_cast<std::int64_t>(i + 1));
+    const auto m = http_get(br.port(), "/metrics").body;
+    CHECK(m.find("telemetry_stream_slow_disconnects_total 1") != std::string::npos);
+    // The stalled client finds its stream closed after what it had buffered...
+    std::vector<json::object> early = take_readings(stalled, total, 30s);
+    CHECK(stalled.closed());
+    CHECK(early.size() < static_cast<std::size_t>(total));
+    // ...and resumes from its last id, losing nothing.
+    sse_client resumed(br.port(), "/api/v1/stream", stalled.last_event_id());
+    auto rest = take_readings(resumed, total - early.size(), 30s);
+    CHECK(early.size() + rest.size() == static_cast<std::size_t>(total));
+    if (!rest.empty()) CHECK(rest.front().at("id").as_int64() == static_cast<std::int64_t>(early.size() + 1));
+}
+
 TEST_CASE("sse - shutdown closes streams with a retry hint and SIGTERM exits 0") {
     temp_dir dir;
     broker mosq(dir / "mosquitto");
