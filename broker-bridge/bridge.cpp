@@ -106,7 +106,7 @@ int bridge::run() {
     // 2. Answer parked long polls, send streams their retry hint, and give in-flight answers a
     //    moment to be written.
     p.live.release_all();
-    for (int i = 0; i < 20 && p.stats.http_connections.load() + p.stats.sse_connections.load() > 0; ++i)
+    for (int i = 0; i < 20 && p.stats.http_connections.load() + p.stats.sse_connections.load() + p.stats.ws_connections.load() > 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     // 3. Stop I/O, then the background threads; storage closes last (parts' destructor).
     p.ioc.stop();

@@ -35,6 +35,8 @@ live_ptr hub::make_live(reading r) const {
     l->topic.reserve(prefix_.size() + r.sensor.size() + r.metric.size() + 2);
     l->topic.append(prefix_).append("/").append(r.sensor).append("/").append(r.metric);
     l->json = reading_json(r);
+    l->ws_json.reserve(l->json.size() + 14);
+    l->ws_json.append("{\"op\":\"reading\",").append(l->json, 1, std::string::npos);
     l->r = std::move(r);
     return l;
 }
@@ -158,6 +160,23 @@ hub::attach_outcome hub::attach(std::int64_t after, const std::vector<topic_filt
     }
     streams_.push_back(s);
     return attach_outcome::attached;
+}
+
+std::int64_t hub::register_stream(const std::shared_ptr<stream_subscriber>& s) {
+    std::lock_guard lock(mutex_);
+    streams_.push_back(s);
+    return newest_;
+}
+
+bool hub::window_range(std::int64_t after, std::int64_t upto, const topic_filter& filter,
+                       std::size_t limit, std::vector<live_ptr>& out) const {
+    std::lock_guard lock(mutex_);
+    if (after < floor_) return false;
+    auto it = std::upper_bound(recent_.begin(), recent_.end(), after,
+                               [](std::int64_t id, const live_ptr& l) { return id < l->r.id; });
+    for (; it != recent_.end() && (*it)->r.id <= upto && out.size() < limit; ++it)
+        if (filter.matches((*it)->topic)) out.push_back(*it);
+    return true;
 }
 
 void hub::detach(const stream_subscriber* s) {

@@ -26,6 +26,7 @@ struct live_reading {
     reading r;
     std::string topic;
     std::string json;
+    std::string ws_json;  // the same as a WebSocket message: {"op":"reading",...}
 };
 using live_ptr = std::shared_ptr<const live_reading>;
 
@@ -123,6 +124,13 @@ public:
     attach_outcome attach(std::int64_t after, const std::vector<topic_filter>& filters,
                           const std::shared_ptr<stream_subscriber>& s, std::vector<live_ptr>& replay,
                           std::size_t max_replay);
+    // Registers a stream for everything committed from now on and returns the newest id at that
+    // instant, atomically: older readings are in the window or storage, newer ones are delivered.
+    std::int64_t register_stream(const std::shared_ptr<stream_subscriber>& s);
+    // Up to `limit` window readings with after < id <= upto that match `filter`, in id order.
+    // False when `after` is older than the window (the caller reads storage instead).
+    bool window_range(std::int64_t after, std::int64_t upto, const topic_filter& filter,
+                      std::size_t limit, std::vector<live_ptr>& out) const;
     void detach(const stream_subscriber* s);
     std::size_t streams() const;
     // Every reading with id > window_floor() is in memory.

@@ -44,6 +44,7 @@ public:
 
     // Streams.
     std::atomic<std::int64_t> sse_connections{0};
+    std::atomic<std::int64_t> ws_connections{0};
     std::atomic<std::uint64_t> stream_readings_sent{0};
     std::atomic<std::uint64_t> stream_slow_disconnects{0};
 

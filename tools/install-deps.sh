@@ -12,6 +12,7 @@ packages=(
   doctest-dev
   mosquitto mosquitto-clients
   curl procps
+  python3 python3-websockets
 )
 packages+=("$@")
 

@@ -42,6 +42,7 @@ unsigned error_status(error_code c) noexcept {
     case error_code::not_found: return 404;
     case error_code::method_not_allowed: return 405;
     case error_code::payload_too_large: return 413;
+    case error_code::upgrade_required: return 426;
     case error_code::uri_too_long: return 414;
     case error_code::headers_too_large: return 431;
     case error_code::unavailable: return 503;
@@ -58,6 +59,7 @@ std::string_view error_name(error_code c) noexcept {
     case error_code::not_found: return "not_found";
     case error_code::method_not_allowed: return "method_not_allowed";
     case error_code::payload_too_large: return "payload_too_large";
+    case error_code::upgrade_required: return "upgrade_required";
     case error_code::uri_too_long: return "uri_too_long";
     case error_code::headers_too_large: return "headers_too_large";
     case error_code::unavailable: return "unavailable";

@@ -44,6 +44,7 @@ enum class error_code {
     not_found,           // 404
     method_not_allowed,  // 405
     payload_too_large,   // 413
+    upgrade_required,    // 426
     uri_too_long,        // 414
     headers_too_large,   // 431
     unavailable,         // 503

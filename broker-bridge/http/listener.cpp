@@ -52,7 +52,8 @@ void listener::on_accept(beast::error_code ec, asio::ip::tcp::socket socket) {
         });
         return;
     }
-    if (static_cast<std::size_t>(ctx_.stats.http_connections.load() + ctx_.stats.sse_connections.load()) >=
+    if (static_cast<std::size_t>(ctx_.stats.http_connections.load() + ctx_.stats.sse_connections.load() +
+                                 ctx_.stats.ws_connections.load()) >=
         ctx_.cfg.max_connections) {
         ctx_.stats.http_connections_rejected.fetch_add(1, std::memory_order_relaxed);
         beast::error_code ignored;

@@ -8,6 +8,7 @@
 #include "payload.hpp"
 #include "reading_json.hpp"
 
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
@@ -156,10 +157,13 @@ action router::route(const request& req) {
         }
         if (seg.size() == 3 && seg[2] == "updates") return updates(ri, req);
         if (seg.size() == 3 && seg[2] == "stream") return stream(ri, req);
-        if (seg.size() == 3 && seg[2] == "ws")
-            return responder_.error(ri, error_code::not_implemented,
-                                    "WebSocket subscriptions are not available in this version yet; "
-                                    "use /api/v1/stream (Server-Sent Events) or /api/v1/updates");
+        if (seg.size() == 3 && seg[2] == "ws") {
+            if (auto e = no_params()) return std::move(*e);
+            if (!boost::beast::websocket::is_upgrade(req))
+                return responder_.error(ri, error_code::upgrade_required,
+                                        "this path speaks WebSocket: send an Upgrade request");
+            return websocket_request{};
+        }
     }
     return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
 }

@@ -39,7 +39,10 @@ struct stream_request {
     std::vector<topic_filter> filters;
 };
 
-using action = std::variant<answer, storage_job, long_poll, stream_request>;
+// A WebSocket upgrade on /api/v1/ws (subscriptions arrive as messages).
+struct websocket_request {};
+
+using action = std::variant<answer, storage_job, long_poll, stream_request, websocket_request>;
 
 // Thread safety: route() may run concurrently on several I/O threads; the validator cache has its
 // own mutex, everything else is the hub's.

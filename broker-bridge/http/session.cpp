@@ -3,6 +3,7 @@
 #include "http/session.hpp"
 
 #include "http/sse_session.hpp"
+#include "http/ws_session.hpp"
 #include "hub.hpp"
 #include "metrics.hpp"
 #include "query_pool.hpp"
@@ -83,6 +84,11 @@ void session::handle(request&& req) {
     action a = ctx_.routes.route(req);
     if (auto* ans = std::get_if<answer>(&a)) return send(std::move(*ans));
     if (auto* lp = std::get_if<long_poll>(&a)) return start_poll(ri, std::move(*lp));
+    if (std::holds_alternative<websocket_request>(a)) {
+        // Hand the connection and the upgrade request over to the WebSocket session.
+        std::make_shared<ws_session>(std::move(stream_), ctx_, ctx_.stream_cfg)->start(std::move(req));
+        return;
+    }
     if (auto* sr = std::get_if<stream_request>(&a)) {
         // Hand the connection over: from here the SSE session alone owns it.
         std::make_shared<sse_session>(std::move(stream_), ctx_, ctx_.stream_cfg, ri, std::move(*sr))->start();

@@ -1,0 +1,365 @@
+// WebSocket on /api/v1/ws: JSON subscribe/unsubscribe with per-subscription `after`, replay then
+// live readings, each reading sent once per connection, a bounded send queue, ping/pong keepalive.
+#include "http/ws_session.hpp"
+
+#include "database.hpp"
+#include "metrics.hpp"
+#include "query_pool.hpp"
+#include "reading_json.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+namespace telemetry::bridge::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = boost::beast::websocket;
+
+namespace {
+
+constexpr std::size_t backfill_chunk = 500;
+constexpr std::size_t max_waiting_backfills = 64;
+constexpr std::size_t max_message_bytes = 64 * 1024;
+
+void append_int(std::string& out, std::int64_t v) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, end);
+}
+
+}  // namespace
+
+ws_session::ws_session(beast::tcp_stream&& stream, session_context& ctx, const stream_config& cfg)
+    : ws_(std::move(stream)), ctx_(ctx), cfg_(cfg) {
+    ctx_.stats.ws_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+ws_session::~ws_session() { ctx_.stats.ws_connections.fetch_sub(1, std::memory_order_relaxed); }
+
+void ws_session::start(request req) {
+    auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    // Ping an idle peer, and drop one that stops answering: Beast pings at half the idle timeout.
+    timeouts.idle_timeout = cfg_.heartbeat * 2;
+    timeouts.keep_alive_pings = true;
+    ws_.set_option(timeouts);
+    websocket::permessage_deflate pmd;
+    pmd.server_enable = true;  // used when the client offers it
+    ws_.set_option(pmd);
+    ws_.read_message_max(max_message_bytes);
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(beast::http::field::server, "telemetry-broker-bridge"); }));
+    beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
+    auto self = shared_from_this();
+    auto held = std::make_shared<request>(std::move(req));
+    ws_.async_accept(*held, [self, held](beast::error_code ec) { self->on_accept(ec); });
+}
+
+void ws_session::on_accept(beast::error_code ec) {
+    if (ec) return finish();
+    ctx_.stats.count_response(101);
+    // From this instant every commit reaches us; older readings come from back-fills.
+    cursor_ = ctx_.live.register_stream(shared_from_this());
+    registered_ = true;
+    do_read();
+}
+
+void ws_session::do_read() {
+    ws_.async_read(in_, beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+}
+
+void ws_session::on_read(beast::error_code ec, std::size_t) {
+    if (ec) {
+        // Closed by the peer, timed out, or a protocol error (Beast has already answered it with
+        // the fitting close code, e.g. 1009 for an oversize message).
+        if (ec != websocket::error::closed && ec != asio::error::operation_aborted)
+            spdlog::debug("ws: read ended: {}", ec.message());
+        return finish();
+    }
+    if (!ws_.got_text()) {
+        in_.consume(in_.size());
+        return close(websocket::close_code::unknown_data, "only JSON text messages are accepted");
+    }
+    const std::string text = beast::buffers_to_string(in_.data());
+    in_.consume(in_.size());
+    handle_message(text);
+    if (!closing_ && !closed_) do_read();
+}
+
+void ws_session::send_error(std::string_view code, std::string_view message) {
+    std::string m = "{\"op\":\"error\",\"code\":";
+    append_json_string(m, code);
+    m += ",\"message\":";
+    append_json_string(m, message);
+    m += '}';
+    queue(std::move(m));
+}
+
+void ws_session::handle_message(std::string_view text) {
+    boost::system::error_code ec;
+    const auto doc = boost::json::parse(text, ec);
+    if (ec || !doc.is_object()) return send_error("bad_json", "messages are JSON objects with an \"op\"");
+    const auto& o = doc.as_object();
+    const auto* op = o.if_contains("op");
+    if (!op || !op->is_string()) return send_error("bad_request", "\"op\" must be a string");
+    const auto* topic = o.if_contains("topic");
+    if (!topic || !topic->is_string())
+        return send_error("bad_request", "\"topic\" must be an MQTT topic filter string");
+    std::string t(topic->as_string());
+    if (*op == "subscribe") {
+        std::optional<std::int64_t> after;
+        if (const auto* a = o.if_contains("after"); a && !a->is_null()) {
+            if (a->is_int64() && a->as_int64() >= 0) after = a->as_int64();
+            else if (a->is_uint64() && a->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) after = static_cast<std::int64_t>(a->as_uint64());
+            else return send_error("bad_request", "\"after\" must be a reading id (a non-negative integer)");
+        }
+        return subscribe(std::move(t), after);
+    }
+    if (*op == "unsubscribe") return unsubscribe(t);
+    send_error("bad_request", "\"op\" must be subscribe or unsubscribe");
+}
+
+void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after) {
+    auto filter = topic_filter::parse(topic);
+    if (!filter) return send_error("bad_topic", "'" + topic + "' is not a valid MQTT topic filter");
+    const bool known = std::any_of(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == topic; });
+    if (!known && subs_.size() >= cfg_.max_filters)
+        return send_error("too_many_subscriptions", "at most " + std::to_string(cfg_.max_filters) + " subscriptions per connection");
+    std::string m = "{\"op\":\"subscribed\",\"topic\":";
+    append_json_string(m, topic);
+    m += ",\"cursor\":";
+    append_int(m, cursor_);
+    m += '}';
+    queue(std::move(m));
+    if (known) return;  // already subscribed: its readings are flowing
+    const std::int64_t start = after.value_or(cursor_);
+    subs_.push_back({topic, std::move(*filter), start});
+    if (start >= cursor_) return;
+    if (waiting_backfills_.size() >= max_waiting_backfills)
+        return close(websocket::close_code::try_again_later, "too many subscriptions replaying at once");
+    start_backfill({std::move(topic), start, cursor_, true});
+}
+
+void ws_session::unsubscribe(const std::string& topic) {
+    std::erase_if(subs_, [&](const subscription& s) { return s.topic == topic; });
+    std::string m = "{\"op\":\"unsubscribed\",\"topic\":";
+    append_json_string(m, topic);
+    m += '}';
+    queue(std::move(m));
+}
+
+// A reading of the subscription being back-filled is skipped if another subscription, complete
+// for it, has already sent it (its start is below the id and it matches).
+bool ws_session::covered_by_other(const live_reading& l, const std::string& topic) const {
+    for (const auto& s : subs_) {
+        if (s.topic == topic || s.start >= l.r.id || !s.filter.matches(l.topic)) continue;
+        const bool waiting = std::any_of(waiting_backfills_.begin(), waiting_backfills_.end(),
+                                         [&](const backfill& b) { return b.topic == s.topic && b.from < l.r.id; });
+        if (!waiting) return true;
+    }
+    return false;
+}
+
+void ws_session::start_backfill(backfill b) {
+    if (backfill_) {
+        waiting_backfills_.push_back(std::move(b));
+        return;
+    }
+    backfill_ = std::move(b);
+    backfill_step();
+}
+
+void ws_session::backfill_step() {
+    if (!backfill_ || closing_ || closed_) return;
+    auto& b = *backfill_;
+    auto sub = std::find_if(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == b.topic; });
+    if (sub == subs_.end() || b.from >= b.upto) return finish_backfill();
+    // From memory when the window still holds it (and no reset can be due), else from storage.
+    if (!(b.check_reset && b.from < ctx_.live.retired_max_id())) {
+        std::vector<live_ptr> chunk;
+        if (ctx_.live.window_range(b.from, b.upto, sub->filter, backfill_chunk, chunk)) {
+            const std::int64_t reached = chunk.size() >= backfill_chunk ? chunk.back()->r.id : b.upto;
+            return on_backfill_chunk(std::move(chunk), reached, {});
+        }
+    }
+    auto self = shared_from_this();
+    const backfill job = b;
+    const topic_filter filter = sub->filter;
+    b.check_reset = false;
+    const bool queued = ctx_.queries.submit([self, job, filter](storage::reader& rd) {
+        std::vector<live_ptr> chunk;
+        std::string reset;
+        std::int64_t reached = job.upto;
+        try {
+            if (job.check_reset && job.from < rd.retired_max_id()) {
+                reset = "{\"op\":\"reset\",\"topic\":";
+                append_json_string(reset, job.topic);
+                reset += ",\"reason\":\"retention\",\"after\":";
+                append_int(reset, job.from);
+                reset += ",\"oldest_id\":";
+                append_int(reset, rd.oldest_id());
+                reset += '}';
+            }
+            auto rows = rd.after_id(job.from, backfill_chunk * 2);
+            if (rows.size() >= backfill_chunk * 2 && rows.back().id < job.upto) reached = rows.back().id;
+            for (auto& r : rows) {
+                if (r.id > job.upto) break;
+                auto l = self->ctx_.live.make_live(std::move(r));
+                if (filter.matches(l->topic)) chunk.push_back(std::move(l));
+            }
+        } catch (const std::exception& e) {
+            spdlog::error("ws: back-fill from storage failed: {}", e.what());
+            asio::post(self->ws_.get_executor(), [self] {
+                self->close(websocket::close_code::internal_error, "storage unavailable; retry with after");
+            });
+            return;
+        }
+        asio::post(self->ws_.get_executor(), [self, chunk = std::move(chunk), reached, reset = std::move(reset)]() mutable {
+            self->on_backfill_chunk(std::move(chunk), reached, std::move(reset));
+        });
+    });
+    if (!queued) close(websocket::close_code::try_again_later, "storage busy; retry with after");
+}
+
+void ws_session::on_backfill_chunk(std::vector<live_ptr> chunk, std::int64_t reached, std::string reset) {
+    if (!backfill_ || closing_ || closed_) return;
+    auto& b = *backfill_;
+    b.check_reset = false;
+    if (!reset.empty()) queue(std::move(reset));
+    for (const auto& l : chunk)
+        if (!covered_by_other(*l, b.topic)) {
+            ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
+            queue(std::shared_ptr<const std::string>(l, &l->ws_json));
+        }
+    b.from = std::max(b.from, reached);
+    if (b.from >= b.upto) return finish_backfill();
+    // Flow control: the next chunk once this one is written (on_write).
+    if (!writing_) backfill_step();
+}
+
+void ws_session::finish_backfill() {
+    backfill_.reset();
+    if (!waiting_backfills_.empty()) {
+        auto next = std::move(waiting_backfills_.front());
+        waiting_backfills_.pop_front();
+        return start_backfill(std::move(next));
+    }
+    auto held = std::move(held_);
+    held_.clear();
+    held_readings_ = 0;
+    for (const auto& batch : held) process_batch(*batch);
+}
+
+void ws_session::on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), batch] {
+        if (self->closing_ || self->closed_) return;
+        if (self->backfill_) {
+            // Held, not sent: a back-fill is sending older readings of some subscription first.
+            self->held_readings_ += batch->size();
+            if (self->held_readings_ > self->cfg_.max_queue_events) {
+                self->ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+                return self->close(websocket::close_code::policy_error, "too far behind; reconnect with after");
+            }
+            self->held_.push_back(batch);
+            return;
+        }
+        self->process_batch(*batch);
+    });
+}
+
+void ws_session::process_batch(const std::vector<live_ptr>& batch) {
+    for (const auto& l : batch) {
+        if (l->r.id <= cursor_) continue;
+        cursor_ = l->r.id;
+        // Once per connection, however many subscriptions match.
+        for (const auto& s : subs_) {
+            if (s.start < l->r.id && s.filter.matches(l->topic)) {
+                ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
+                queue(std::shared_ptr<const std::string>(l, &l->ws_json));
+                break;
+            }
+        }
+        if (closing_ || closed_) return;
+    }
+}
+
+void ws_session::on_status(const std::string& sensor, bool online) {
+    std::string m = "{\"op\":\"status\",\"sensor\":";
+    append_json_string(m, sensor);
+    m += online ? ",\"online\":true}" : ",\"online\":false}";
+    asio::post(ws_.get_executor(), [self = shared_from_this(), m = std::move(m)]() mutable {
+        if (!self->subs_.empty()) self->queue(std::move(m));
+    });
+}
+
+void ws_session::on_shutdown() {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] {
+        self->close(websocket::close_code::going_away, "server shutting down; reconnect with after");
+    });
+}
+
+void ws_session::queue(std::shared_ptr<const std::string> msg) {
+    if (closing_ || closed_) return;
+    if (out_bytes_ + msg->size() > cfg_.max_queue_bytes || out_.size() + 1 > cfg_.max_queue_events) {
+        ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("ws: client fell {} bytes behind; disconnecting it", out_bytes_);
+        return close(websocket::close_code::policy_error, "too far behind; reconnect with after");
+    }
+    out_bytes_ += msg->size();
+    out_.push_back(std::move(msg));
+    if (!writing_) do_write();
+}
+
+void ws_session::do_write() {
+    if (out_.empty() || closed_) return;
+    writing_ = true;
+    // The message in flight is held apart from the queue, which a close may clear meanwhile.
+    in_flight_ = std::move(out_.front());
+    out_.pop_front();
+    out_bytes_ -= in_flight_->size();
+    ws_.text(true);
+    ws_.async_write(asio::buffer(*in_flight_), beast::bind_front_handler(&ws_session::on_write, shared_from_this()));
+}
+
+void ws_session::on_write(beast::error_code ec, std::size_t) {
+    writing_ = false;
+    in_flight_.reset();
+    if (ec) return finish();
+    if (close_after_write_) {
+        auto [code, reason] = *close_after_write_;
+        close_after_write_.reset();
+        ws_.async_close(websocket::close_reason(code, reason),
+                        [self = shared_from_this()](beast::error_code) { self->finish(); });
+        return;
+    }
+    if (!out_.empty()) return do_write();
+    if (backfill_) backfill_step();
+}
+
+void ws_session::close(websocket::close_code code, std::string_view reason) {
+    if (closing_ || closed_) return;
+    closing_ = true;
+    out_.clear();
+    out_bytes_ = 0;
+    if (writing_) {
+        close_after_write_.emplace(code, std::string(reason));
+        return;
+    }
+    ws_.async_close(websocket::close_reason(code, reason),
+                    [self = shared_from_this()](beast::error_code) { self->finish(); });
+}
+
+void ws_session::finish() {
+    if (closed_) return;
+    closed_ = true;
+    if (registered_) ctx_.live.detach(this);
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+}
+
+}  // namespace telemetry::bridge::http

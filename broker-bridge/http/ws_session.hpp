@@ -1,0 +1,96 @@
+// WebSocket on /api/v1/ws: JSON subscribe/unsubscribe with per-subscription `after`, replay then
+// live readings, each reading sent once per connection, a bounded send queue, ping/pong keepalive.
+#pragma once
+
+#include "config.hpp"
+#include "http/answer.hpp"
+#include "http/session.hpp"
+#include "hub.hpp"
+
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace telemetry::bridge::http {
+
+// Owns the connection after the HTTP session hands it over (with the upgrade request). All its
+// handlers run on the connection's strand; the hub's calls only post onto it.
+//
+// Invariants: `cursor_` is the greatest committed id this connection has considered; every
+// reading with id <= cursor_ that matches a subscription whose start is below its id has been
+// queued exactly once. Back-fills (a subscription whose `after` is older than the cursor) run one
+// at a time while live batches are held, so each subscription sees its readings in id order. The
+// send queue is bounded in bytes and messages: overflowing it closes the connection (1008) and
+// the client resumes with `after`.
+class ws_session : public stream_subscriber, public std::enable_shared_from_this<ws_session> {
+public:
+    ws_session(boost::beast::tcp_stream&& stream, session_context& ctx, const stream_config& cfg);
+    ~ws_session() override;
+    void start(request req);
+
+    void on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) override;
+    void on_status(const std::string& sensor, bool online) override;
+    void on_shutdown() override;
+
+private:
+    struct subscription {
+        std::string topic;
+        topic_filter filter;
+        std::int64_t start = 0;  // readings with id > start are this subscription's
+    };
+    struct backfill {
+        std::string topic;
+        std::int64_t from = 0;   // next reading after this id
+        std::int64_t upto = 0;   // the cursor when the subscription was made
+        bool check_reset = true;
+    };
+
+    void on_accept(boost::beast::error_code ec);
+    void do_read();
+    void on_read(boost::beast::error_code ec, std::size_t);
+    void handle_message(std::string_view text);
+    void subscribe(std::string topic, std::optional<std::int64_t> after);
+    void unsubscribe(const std::string& topic);
+    void send_error(std::string_view code, std::string_view message);
+
+    void process_batch(const std::vector<live_ptr>& batch);
+    void start_backfill(backfill b);
+    void backfill_step();
+    void on_backfill_chunk(std::vector<live_ptr> chunk, std::int64_t reached, std::string reset);
+    void finish_backfill();
+    bool covered_by_other(const live_reading& l, const std::string& topic) const;
+
+    void queue(std::shared_ptr<const std::string> msg);
+    void queue(std::string msg) { queue(std::make_shared<const std::string>(std::move(msg))); }
+    void do_write();
+    void on_write(boost::beast::error_code ec, std::size_t);
+    void close(boost::beast::websocket::close_code code, std::string_view reason);
+    void finish();
+
+    boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+    boost::beast::flat_buffer in_;
+    session_context& ctx_;
+    const stream_config& cfg_;
+
+    std::vector<subscription> subs_;
+    std::int64_t cursor_ = 0;
+    bool registered_ = false;
+    std::optional<backfill> backfill_;
+    std::deque<backfill> waiting_backfills_;
+    std::deque<std::shared_ptr<const std::vector<live_ptr>>> held_;  // live batches during a back-fill
+    std::size_t held_readings_ = 0;
+
+    std::deque<std::shared_ptr<const std::string>> out_;
+    std::size_t out_bytes_ = 0;
+    std::shared_ptr<const std::string> in_flight_;
+    bool writing_ = false;
+    bool closing_ = false;
+    bool closed_ = false;
+    std::optional<std::pair<boost::beast::websocket::close_code, std::string>> close_after_write_;
+};
+
+}  // namespace telemetry::bridge::http

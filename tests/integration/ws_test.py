@@ -1,0 +1,263 @@
+#!/usr/bin/python3
+"""End-to-end tests of the WebSocket API (/api/v1/ws) with a third-party client (python3-websockets).
+
+Each case starts its own Mosquitto and broker-bridge on free loopback ports, publishes with
+mosquitto_pub, and checks what a WebSocket user would see. Usage: ws_test.py BUILD_DIR CASE
+"""
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import websockets
+
+BUILD = sys.argv[1]
+CASE = sys.argv[2]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class System:
+    """A private Mosquitto and bridge; stopped (by PID) when the case ends."""
+
+    def __init__(self, bridge_conf=""):
+        self.dir = tempfile.mkdtemp(prefix="telemetry-ws-")
+        self.mqtt_port = free_port()
+        conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+                    "max_queued_messages 1000000\n")
+            if os.geteuid() == 0:
+                f.write("user root\n")
+        self.mosq = subprocess.Popen(["mosquitto", "-c", conf], stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.mqtt_port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        bconf = os.path.join(self.dir, "bridge.toml")
+        with open(bconf, "w") as f:
+            f.write(bridge_conf)
+        self.out = open(os.path.join(self.dir, "bridge.out"), "w+")
+        self.bridge = subprocess.Popen(
+            [os.path.join(BUILD, "broker-bridge", "broker-bridge"), "--config", bconf, "--mqtt",
+             f"tcp://127.0.0.1:{self.mqtt_port}", "--http", "127.0.0.1:0", "--db",
+             os.path.join(self.dir, "bridge.db")],
+            stdout=self.out, stderr=open(os.path.join(self.dir, "bridge.err"), "w"))
+        self.port = None
+        deadline = time.time() + 20
+        while time.time() < deadline and self.port is None:
+            self.out.seek(0)
+            m = re.search(r"serving http://127\.0\.0\.1:(\d+)", self.out.read())
+            if m:
+                self.port = int(m.group(1))
+            time.sleep(0.05)
+        assert self.port, "bridge did not start"
+        while time.time() < deadline and b"200 OK" not in self.http("/readyz"):
+            time.sleep(0.05)
+
+    def http(self, target):
+        with socket.create_connection(("127.0.0.1", self.port)) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return data
+
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/api/v1/ws"
+
+    def pub(self, topic, payload):
+        subprocess.run(["mosquitto_pub", "-p", str(self.mqtt_port), "-q", "1", "-t", topic, "-m", payload],
+                       check=True)
+
+    def pub_many(self, lines):
+        """Publishes 'topic payload' lines through one mosquitto_pub connection per topic."""
+        by_topic = {}
+        for topic, payload in lines:
+            by_topic.setdefault(topic, []).append(payload)
+        for topic, payloads in by_topic.items():
+            subprocess.run(["mosquitto_pub", "-p", str(self.mqtt_port), "-q", "1", "-t", topic, "-l"],
+                           input="\n".join(payloads) + "\n", text=True, check=True)
+
+    def stop(self):
+        for p in (self.bridge, self.mosq):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def recv_json(ws, timeout=10):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def readings(ws, n, timeout=20):
+    """The next n reading messages (other messages are returned separately)."""
+    got, other = [], []
+    end = time.time() + timeout
+    while len(got) < n:
+        m = await recv_json(ws, max(0.1, end - time.time()))
+        (got if m["op"] == "reading" else other).append(m)
+    return got, other
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+async def case_replay_live_once(sys_):
+    for i in range(5):
+        sys_.pub("sensors/a/temperature", str(20 + i))
+    sys_.pub("sensors/b/humidity", "40")
+    async with websockets.connect(sys_.url()) as ws:
+        check("permessage-deflate" in (ws.response_headers.get("Sec-WebSocket-Extensions") or ""),
+              "permessage-deflate negotiated")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/+/temperature", "after": 0}))
+        sub = await recv_json(ws)
+        check(sub["op"] == "subscribed" and sub["topic"] == "sensors/+/temperature", f"subscribed: {sub}")
+        got, _ = await readings(ws, 5)
+        check([r["id"] for r in got] == [1, 2, 3, 4, 5], f"replay ids {[r['id'] for r in got]}")
+        # An overlapping subscription: a reading matching both is still sent once.
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/a/#"}))
+        check((await recv_json(ws))["op"] == "subscribed", "second subscribed")
+        sys_.pub("sensors/a/temperature", "30")
+        sys_.pub("sensors/b/humidity", "41")   # matches neither
+        sys_.pub("sensors/a/pressure", "1000")  # only the second
+        got, _ = await readings(ws, 2)
+        check([(r["metric"], r["id"]) for r in got] == [("temperature", 7), ("pressure", 9)], f"live {got}")
+        check(all(r["value"] is not None and "sensor" in r for r in got), "reading fields")
+        await ws.send(json.dumps({"op": "unsubscribe", "topic": "sensors/a/#"}))
+        check((await recv_json(ws))["op"] == "unsubscribed", "unsubscribed")
+        sys_.pub("sensors/a/pressure", "1001")   # no longer wanted
+        sys_.pub("sensors/c/temperature", "22")  # still wanted
+        got, _ = await readings(ws, 1)
+        check(got[0]["sensor"] == "c", f"after unsubscribe {got}")
+        sys_.pub("sensors/c/status", "offline")
+        status = await recv_json(ws)
+        check(status == {"op": "status", "sensor": "c", "online": False}, f"status {status}")
+
+
+async def case_resume_under_load(sys_):
+    total = 2000
+    lines = [(f"sensors/r{i % 4}/temperature", str(i)) for i in range(total)]
+    publisher = asyncio.get_running_loop().run_in_executor(None, sys_.pub_many, lines)
+    ids, last, connections = [], 0, 0
+    while len(ids) < total and connections < 100:
+        async with websockets.connect(sys_.url()) as ws:
+            connections += 1
+            await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/#", "after": last}))
+            check((await recv_json(ws))["op"] == "subscribed", "subscribed")
+            want = min(total - len(ids), 150 + connections * 41 % 300)
+            got, _ = await readings(ws, want, 30)
+            ids += [r["id"] for r in got]
+            last = ids[-1]
+    await publisher
+    check(connections > 3, f"reconnected {connections} times")
+    check(ids == list(range(1, total + 1)), f"every id once in order ({len(ids)} ids)")
+
+
+async def case_backfill_second_subscription(sys_):
+    # A second subscription asking for older readings gets exactly those of its topic not
+    # already sent through the first, oldest first, then live.
+    for i in range(10):
+        sys_.pub(f"sensors/s{i % 2}/temperature", str(i))
+    async with websockets.connect(sys_.url()) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/s0/#", "after": 0}))
+        await recv_json(ws)
+        got, _ = await readings(ws, 5)
+        check([r["id"] for r in got] == [1, 3, 5, 7, 9], f"s0 {got}")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/+/temperature", "after": 4}))
+        await recv_json(ws)
+        got, _ = await readings(ws, 3)
+        check([r["id"] for r in got] == [6, 8, 10], f"back-fill {[r['id'] for r in got]}")
+        sys_.pub("sensors/s1/temperature", "11")
+        got, _ = await readings(ws, 1)
+        check(got[0]["id"] == 11, "live after back-fill")
+
+
+async def case_bad_frames(sys_):
+    async with websockets.connect(sys_.url()) as ws:
+        await ws.send("{not json")
+        m = await recv_json(ws)
+        check(m["op"] == "error" and m["code"] == "bad_json", f"bad json {m}")
+        await ws.send(json.dumps({"op": "dance", "topic": "x"}))
+        check((await recv_json(ws))["code"] == "bad_request", "unknown op")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "a/#/b"}))
+        check((await recv_json(ws))["code"] == "bad_topic", "bad filter")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "#", "after": -3}))
+        check((await recv_json(ws))["code"] == "bad_request", "bad after")
+        await ws.send(b"\x00\x01binary")
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+            check(False, "binary frame should close")
+        except websockets.ConnectionClosed as e:
+            check(e.code == 1003, f"binary close code {e.code}")
+    async with websockets.connect(sys_.url(), max_size=None) as ws:
+        await ws.send("x" * (100 * 1024))
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+            check(False, "oversize message should close")
+        except websockets.ConnectionClosed as e:
+            check(e.code == 1009, f"oversize close code {e.code}")
+    # The server is still fine, and a plain GET on the path is told to upgrade.
+    check(b"426" in sys_.http("/api/v1/ws").split(b"\r\n")[0], "426 without upgrade")
+    async with websockets.connect(sys_.url()) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "#"}))
+        check((await recv_json(ws))["op"] == "subscribed", "still serving")
+        pong = await ws.ping()
+        await asyncio.wait_for(pong, 5)
+
+
+async def case_shutdown(sys_):
+    async with websockets.connect(sys_.url()) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "#"}))
+        await recv_json(ws)
+        sys_.bridge.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(ws.recv(), 10)
+            check(False, "expected close")
+        except websockets.ConnectionClosed as e:
+            check(e.code == 1001, f"going away {e.code}")
+    check(sys_.bridge.wait(20) == 0, "exit 0")
+
+
+CASES = {
+    "replay_live_once": case_replay_live_once,
+    "resume_under_load": case_resume_under_load,
+    "backfill_second_subscription": case_backfill_second_subscription,
+    "bad_frames": case_bad_frames,
+    "shutdown": case_shutdown,
+}
+
+if __name__ == "__main__":
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        os.environ.pop(var, None)
+    conf = "[hub]\nwindow = 64\n" if CASE == "resume_under_load" else ""
+    s = System(conf)
+    try:
+        asyncio.run(CASES[CASE](s))
+        print(f"ws {CASE}: 1 passed, 0 failed")
+    except Exception as e:
+        print(f"ws {CASE}: FAILED: {e!r}")
+        print(open(os.path.join(s.dir, "bridge.err")).read()[-3000:])
+        sys.exit(1)
+    finally:
+        s.stop()
