@@ -1,6 +1,7 @@
 // Wires the bridge together: storage -> ingest -> hub -> HTTP, and runs it until a signal.
 #include "bridge.hpp"
 
+#include "committer.hpp"
 #include "database.hpp"
 #include "http/listener.hpp"
 #include "http/router.hpp"
@@ -27,6 +28,10 @@ namespace {
 // Queued storage queries beyond this are refused with 503 rather than queued without bound.
 constexpr std::size_t max_queued_queries = 1024;
 
+std::filesystem::path journal_path(const std::filesystem::path& db) {
+    return db.string() + ".ingest-journal";
+}
+
 std::unique_ptr<storage::writer> open_storage(const storage_config& s) {
     if (s.db_path.has_parent_path()) std::filesystem::create_directories(s.db_path.parent_path());
     return std::make_unique<storage::writer>(s.db_path);
@@ -40,12 +45,14 @@ struct bridge::parts {
         : cfg(std::move(c)),
           writer(open_storage(cfg.storage)),
           live(cfg.mqtt.topic_prefix, cfg.hub.window),
+          commits(*writer, journal_path(cfg.storage.db_path), live, stats),
           queries(cfg.storage.db_path, cfg.storage.query_threads, max_queued_queries),
           retention(cfg.storage.db_path, cfg.storage.retention_days, cfg.storage.retention_interval,
                     cfg.storage.retention_chunk, live),
           routes(live, stats, cfg, [this] { return mqtt.subscribed(); }),
           ctx{routes, live, queries, stats, cfg.http, cfg.stream},
-          mqtt(cfg.mqtt, cfg.ingest, *writer, live, stats) {
+          mqtt(cfg.mqtt, cfg.ingest, commits, stats) {
+        commits.recover();  // readings acknowledged but not yet in SQLite when we last stopped
         load_hub();
         const auto addr = asio::ip::make_address(cfg.http.host);
         http = std::make_shared<http::listener>(ioc, asio::ip::tcp::endpoint(addr, cfg.http.port), ctx);
@@ -67,6 +74,7 @@ struct bridge::parts {
     metrics stats;
     std::unique_ptr<storage::writer> writer;
     hub live;
+    committer commits;
     query_pool queries;
     retention_worker retention;
     http::router routes;
@@ -92,6 +100,7 @@ int bridge::run() {
 
     p.http->run();
     p.retention.start();
+    p.commits.start();
     p.mqtt.start();
     std::vector<std::thread> threads;
     for (int i = 0; i < p.cfg.http.threads; ++i) threads.emplace_back([&] { p.ioc.run(); });
@@ -103,6 +112,7 @@ int bridge::run() {
     //    finishes its commit first; what the broker still holds stays queued for our session).
     p.http->stop();
     p.mqtt.stop();
+    p.commits.stop();  // commits everything journaled; then the hub has it all
     // 2. Answer parked long polls, send streams their retry hint, and give in-flight answers a
     //    moment to be written.
     p.live.release_all();

@@ -2,8 +2,8 @@
 // committed readings to the hub.
 #include "ingest.hpp"
 
+#include "committer.hpp"
 #include "database.hpp"
-#include "hub.hpp"
 #include "metrics.hpp"
 
 #include <spdlog/spdlog.h>
@@ -39,13 +39,11 @@ mqtt::connect_options make_connect_options(const mqtt_config& c) {
 
 }  // namespace
 
-ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, storage::writer& writer,
-               hub& h, metrics& m)
+ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& commits, metrics& m)
     : cfg_(mqtt),
       limits_{limits.max_payload_bytes, limits.max_senml_records},
       filter_(mqtt.topic_prefix + "/+/+"),
-      writer_(writer),
-      hub_(h),
+      commits_(commits),
       metrics_(m),
       client_(mqtt.url, mqtt.client_id, mqtt::create_options(MQTTVERSION_5)),
       connect_opts_(make_connect_options(mqtt)) {
@@ -149,30 +147,28 @@ void ingest::on_message(const mqtt::const_message_ptr& msg) noexcept {
     }
 }
 
-// A failed commit must not be acknowledged, and this callback has no way to refuse a message. So
-// it keeps retrying: while it blocks, Paho neither acknowledges nor reads further, and if the
-// broker drops us for missed keepalives it redelivers everything unacknowledged when we return.
+// A reading that could not be journaled must not be acknowledged, and this callback has no way to
+// refuse a message. So it keeps retrying: while it blocks, Paho neither acknowledges nor reads
+// further, and if the broker drops us for missed keepalives it redelivers everything
+// unacknowledged when we return.
 template <typename F>
 bool ingest::with_storage_retry(const char* what, F&& f) {
     auto pause = std::chrono::milliseconds(50);
     for (;;) {
         try {
             f();
-            if (metrics_.storage_ok.load() == 0) spdlog::info("storage: writable again");
-            metrics_.storage_ok = 1;
             return true;
         } catch (const std::exception& e) {
             metrics_.commit_failures.fetch_add(1, std::memory_order_relaxed);
             if (metrics_.storage_ok.exchange(0) == 1)
                 spdlog::error("storage: {} failed: {}; retrying until it succeeds", what, e.what());
+            std::this_thread::sleep_for(pause);
+            pause = std::min(pause * 2, std::chrono::milliseconds(2000));
+            if (!stopping_) continue;
         }
-        if (stopping_) {
-            // Shutting down with storage broken: leave without acknowledging; the broker keeps it.
-            spdlog::critical("storage: still failing at shutdown; exiting without acknowledging");
-            std::_Exit(3);
-        }
-        std::this_thread::sleep_for(pause);
-        pause = std::min(pause * 2, std::chrono::milliseconds(2000));
+        // Shutting down with storage broken: leave without acknowledging; the broker keeps it.
+        spdlog::critical("storage: still failing at shutdown; exiting without acknowledging");
+        std::_Exit(3);
     }
 }
 
@@ -182,14 +178,7 @@ void ingest::handle_reading(const topic_parts& topic, std::string_view payload) 
         reject(topic.sensor, *parsed.error);
         return;
     }
-    std::vector<reading> committed;
-    const auto t0 = std::chrono::steady_clock::now();
-    with_storage_retry("commit", [&] { committed = writer_.insert(parsed.readings); });
-    metrics_.observe_commit(std::chrono::steady_clock::now() - t0);
-    metrics_.readings_stored.fetch_add(committed.size(), std::memory_order_relaxed);
-    metrics_.readings_duplicate.fetch_add(parsed.readings.size() - committed.size(),
-                                          std::memory_order_relaxed);
-    hub_.publish(committed);
+    with_storage_retry("journal write", [&] { commits_.submit(parsed.readings); });
 }
 
 void ingest::handle_status(const topic_parts& topic, std::string_view payload) {
@@ -199,8 +188,7 @@ void ingest::handle_status(const topic_parts& topic, std::string_view payload) {
         reject(topic.sensor, {reject_reason::bad_status, "status must be 'online' or 'offline'"});
         return;
     }
-    with_storage_retry("status update", [&] { writer_.set_status(topic.sensor, *online, now_ms()); });
-    hub_.set_online(topic.sensor, *online);
+    commits_.submit_status(topic.sensor, *online, now_ms());
 }
 
 void ingest::reject(std::string_view sensor, const rejection& why) {

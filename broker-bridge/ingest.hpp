@@ -14,23 +14,21 @@
 #include <thread>
 #include <unordered_set>
 
-namespace telemetry::storage { class writer; }
-
 namespace telemetry::bridge {
 
-class hub;
+class committer;
 class metrics;
 
 // Delivery guarantee: Paho C sends the PUBACK of a QoS 1 message only after the message callback
-// returns, so on_message() commits inside the callback (PITFALLS.md). A crash at any instant leaves
-// the message unacknowledged and the broker redelivers it to our persistent session.
+// returns, so on_message() makes the readings durable (the committer's journal) inside the
+// callback (PITFALLS.md). A crash at any instant before that leaves the message unacknowledged and
+// the broker redelivers it to our persistent session; after it, the journal has it.
 //
 // Thread safety: callbacks run on Paho's single receive thread; start() and stop() are called from
-// the main thread. The writer is used only inside on_message() (and after stop(), by nobody).
+// the main thread. The committer is fed only inside on_message() (and after stop(), by nobody).
 class ingest {
 public:
-    ingest(const mqtt_config& mqtt, const ingest_config& limits, storage::writer& writer, hub& h,
-           metrics& m);
+    ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& commits, metrics& m);
     ~ingest();
     ingest(const ingest&) = delete;
     ingest& operator=(const ingest&) = delete;
@@ -65,8 +63,7 @@ private:
     const mqtt_config cfg_;
     const payload_limits limits_;
     const std::string filter_;
-    storage::writer& writer_;
-    hub& hub_;
+    committer& commits_;
     metrics& metrics_;
 
     mqtt::async_client client_;

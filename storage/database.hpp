@@ -91,7 +91,8 @@ public:
     writer& operator=(const writer&) = delete;
 
     // Stores the readings in one transaction. Returns the readings newly stored, ids filled, in id
-    // order. A reading with a seq whose (sensor, metric, seq, ts) is already stored is a redelivery:
+    // order. A reading with id > 0 (assigned by the journal) is stored under that id, which must be
+    // at least next_id(); others get the next ids. A reading with a seq whose (sensor, metric, seq, ts) is already stored is a redelivery:
     // it is skipped and not returned. Readings without seq are never taken for duplicates.
     std::vector<reading> insert(std::span<const reading> readings);
 
@@ -100,6 +101,8 @@ public:
 
     // True when a trivial write transaction succeeds (readiness check).
     bool writable();
+    // The id the next stored reading gets unless it brings one (greater than any id ever used).
+    std::int64_t next_id() const;
 
 private:
     struct impl;

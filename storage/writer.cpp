@@ -94,12 +94,17 @@ struct writer::impl {
             for (const auto& r : rs) {
                 const std::int64_t sid = series_id(r.sensor, r.metric);
                 auto q = stmts.use(sql_insert_reading);
-                q.bind(1, next_id).bind(2, sid).bind(3, r.ts).bind(4, r.value).bind(5, r.seq).bind(
+                // A reading that already carries an id (assigned when it was journaled) keeps it.
+                const std::int64_t id = r.id > 0 ? std::max(r.id, next_id) : next_id;
+                if (r.id > 0 && r.id < next_id)
+                    throw std::invalid_argument("storage: journaled id is below ids already handed out");
+                q.bind(1, id).bind(2, sid).bind(3, r.ts).bind(4, r.value).bind(5, r.seq).bind(
                     6, r.unit);
                 q.run();
                 if (q.changes() == 0) continue;  // a redelivery: already stored
                 stored.push_back(r);
-                stored.back().id = next_id++;
+                stored.back().id = id;
+                next_id = id + 1;
                 add_to_rollup(sid, r.ts, r.value);
             }
             for (const auto& m : minutes)
@@ -143,6 +148,8 @@ bool writer::set_status(std::string_view sensor, bool online, std::int64_t at_ms
     txn.commit();
     return changed;
 }
+
+std::int64_t writer::next_id() const { return impl_->next_id; }
 
 bool writer::writable() {
     try {
