@@ -270,6 +270,8 @@ std::shared_ptr<const representation> hub::latest(std::string_view sensor, std::
         rep->body = reading_json(*st->latest);
         rep->etag = http::strong_etag(rep->body);
         rep->last_modified = st->latest_changed_at;
+        rep->not_modified_http11 =
+            std::make_shared<const std::string>(http::http11_not_modified(rep->etag, rep->last_modified));
         st->latest_repr = std::move(rep);
     }
     return st->latest_repr;

@@ -60,6 +60,7 @@ struct representation {
     std::string body;
     std::string etag;
     std::time_t last_modified = 0;
+    std::shared_ptr<const std::string> not_modified_http11;  // the whole 304, ready to write
 };
 
 // What decides whether a stored query's answer can have changed: the series' newest id and the

@@ -112,6 +112,11 @@ answer responder::not_modified(const request_info& ri, const std::string& etag,
     return {304, bhttp::message_generator(std::move(res))};
 }
 
+answer responder::prepared(std::shared_ptr<const std::string> bytes) const {
+    metrics_.count_response(304);
+    return {304, std::nullopt, std::move(bytes)};
+}
+
 answer responder::error(const request_info& ri, error_code code, std::string_view message,
                         std::vector<std::pair<std::string, std::string>> headers) const {
     std::string body = "{\"error\":{\"code\":";

@@ -4,6 +4,7 @@
 #include <boost/beast/http.hpp>
 
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,7 +35,11 @@ struct request_info {
 // A finished answer: the status (for metrics and tests) and the serialisable message.
 struct answer {
     unsigned status;
-    bhttp::message_generator msg;
+    std::optional<bhttp::message_generator> msg;
+    // Or, for the hottest path (a 304 to an HTTP/1.1 keep-alive revalidation), bytes prepared
+    // once per representation and written as they are.
+    std::shared_ptr<const std::string> raw = {};
+    bool keep_alive() const { return msg ? msg->keep_alive() : true; }
 };
 
 // Error codes of API.md section 3; each maps to one status in error_status().
@@ -73,6 +78,8 @@ public:
     // 304 from memory, with the validators the 200 would carry (`etag`: the variant's tag).
     answer not_modified(const request_info& ri, const std::string& etag, std::time_t last_modified,
                         std::string_view cache_control = "no-cache") const;
+    // A prepared 304 (see answer::raw), for HTTP/1.1 keep-alive requests only.
+    answer prepared(std::shared_ptr<const std::string> bytes) const;
     answer error(const request_info& ri, error_code code, std::string_view message,
                  std::vector<std::pair<std::string, std::string>> headers = {}) const;
 

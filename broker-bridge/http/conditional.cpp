@@ -219,4 +219,14 @@ std::string strong_etag(std::string_view representation) {
     return out;
 }
 
+std::string http11_not_modified(std::string_view etag, std::time_t last_modified) {
+    // The same fields as the general 304 path (responder::not_modified), in one string.
+    std::string r = "HTTP/1.1 304 Not Modified\r\nServer: telemetry-broker-bridge\r\nETag: ";
+    r.append(etag);
+    r += "\r\nLast-Modified: ";
+    r += format_http_date(last_modified);
+    r += "\r\nCache-Control: no-cache\r\nVary: Accept, Accept-Encoding\r\n\r\n";
+    return r;
+}
+
 }  // namespace telemetry::bridge::http

@@ -31,6 +31,10 @@ std::string format_http_date(std::time_t t);
 // Accepts IMF-fixdate, and the obsolete RFC 850 and asctime forms (RFC 9110 5.6.7).
 std::optional<std::time_t> parse_http_date(std::string_view text) noexcept;
 
+// The complete HTTP/1.1 304 response (status line and header, keep-alive) for a representation
+// with these validators: what a revalidation of an unchanged /latest is answered with.
+std::string http11_not_modified(std::string_view etag, std::time_t last_modified);
+
 // A strong entity tag (quoted) computed from the bytes of a representation (FNV-1a 64, hex).
 std::string strong_etag(std::string_view representation);
 

@@ -235,8 +235,11 @@ action router::latest(const request_info& ri, std::string_view sensor, std::stri
                                 "unknown series " + std::string(sensor) + "/" + std::string(metric));
     // The common revalidation is answered before any body is copied.
     if ((ri.if_none_match || ri.if_modified_since) &&
-        is_not_modified({ri.if_none_match, ri.if_modified_since}, rep->etag, rep->last_modified))
+        is_not_modified({ri.if_none_match, ri.if_modified_since}, rep->etag, rep->last_modified)) {
+        if (ri.version == 11 && ri.keep_alive && rep->not_modified_http11)
+            return responder_.prepared(rep->not_modified_http11);
         return responder_.not_modified(ri, rep->etag, rep->last_modified);
+    }
     content c;
     c.body = rep->body;
     c.etag = rep->etag;

@@ -116,9 +116,17 @@ void session::handle(request&& req) {
 }
 
 void session::send(answer a) {
-    const bool keep_alive = a.msg.keep_alive();
+    const bool keep_alive = a.keep_alive();
     stream_.expires_after(ctx_.cfg.idle_timeout);
-    beast::async_write(stream_, std::move(a.msg),
+    if (a.raw) {
+        const auto bytes = a.raw;  // kept alive by the handler until the write completes
+        asio::async_write(stream_, asio::buffer(*bytes),
+                          [self = shared_from_this(), bytes](beast::error_code ec, std::size_t n) {
+                              self->on_write(true, ec, n);
+                          });
+        return;
+    }
+    beast::async_write(stream_, std::move(*a.msg),
                        beast::bind_front_handler(&session::on_write, shared_from_this(), keep_alive));
 }
 
