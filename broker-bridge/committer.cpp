@@ -13,7 +13,7 @@
 namespace telemetry::bridge {
 namespace {
 // Past this size the journal is rewritten with only what SQLite still lacks.
-constexpr std::uint64_t journal_compact_bytes = 64u << 20;
+constexpr std::uint64_t journal_compact_bytes = 16u << 20;
 constexpr std::size_t recovery_chunk = 10'000;
 // At most this many readings per transaction (and per hub batch): large enough to amortise a
 // commit, small enough that one batch never fills a streaming client's send queue on its own.

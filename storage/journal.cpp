@@ -5,6 +5,7 @@
 #include "database.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -67,18 +68,33 @@ private:
 
 }  // namespace
 
-journal::journal(const std::filesystem::path& file) : path_(file) { open_file(); }
+journal::journal(const std::filesystem::path& file, std::uint64_t capacity)
+    : path_(file), capacity_(capacity) {
+    open_file();
+}
 
-journal::~journal() {
+journal::~journal() { close_file(); }
+
+void journal::close_file() noexcept {
+    if (map_) ::munmap(map_, capacity_);
     if (fd_ >= 0) ::close(fd_);
+    map_ = nullptr;
+    fd_ = -1;
 }
 
 void journal::open_file() {
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) fail("cannot open " + path_.string());
     struct stat st {};
     if (::fstat(fd_, &st) != 0) fail("cannot stat " + path_.string());
-    size_ = static_cast<std::uint64_t>(st.st_size);
+    if (static_cast<std::uint64_t>(st.st_size) < capacity_ &&
+        ::ftruncate(fd_, static_cast<off_t>(capacity_)) != 0)
+        fail("cannot size " + path_.string());
+    void* m = ::mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (m == MAP_FAILED) fail("cannot map " + path_.string());
+    map_ = static_cast<unsigned char*>(m);
+    size_ = 0;
+    recover();  // finds the end of the intact records
 }
 
 void journal::append(std::span<const reading> readings) {
@@ -104,38 +120,29 @@ void journal::append(std::span<const reading> readings) {
         buf_[static_cast<std::size_t>(i)] = static_cast<unsigned char>(payload >> (8 * i));
         buf_[static_cast<std::size_t>(4 + i)] = static_cast<unsigned char>(crc >> (8 * i));
     }
-    std::size_t done = 0;
-    while (done < buf_.size()) {
-        const ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            // Cut what was half written so that later records stay readable.
-            if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) { /* recovery ignores a torn tail */ }
-            fail("write failed");
-        }
-        done += static_cast<std::size_t>(n);
+    if (size_ + buf_.size() + 4 > capacity_) {
+        errno = ENOSPC;
+        fail("full (" + std::to_string(capacity_) + " bytes)");
     }
+    // The end marker first, then the record: at any instant the journal reads as the old records
+    // or the old records plus this one (whose crc proves it whole).
+    std::memset(map_ + size_ + buf_.size(), 0, 4);
+    std::memcpy(map_ + size_, buf_.data(), buf_.size());
     size_ += buf_.size();
 }
 
 std::vector<reading> journal::recover() {
     std::vector<reading> out;
-    std::vector<unsigned char> data(size_);
-    std::size_t got = 0;
-    while (got < data.size()) {
-        const ssize_t n = ::pread(fd_, data.data() + got, data.size() - got, static_cast<off_t>(got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += static_cast<std::size_t>(n);
-    }
-    std::size_t pos = 0;
+    const unsigned char* data = map_;
+    const std::uint64_t got = capacity_;
+    std::uint64_t pos = 0;
     while (got - pos >= 8) {
-        cursor head(data.data() + pos, 8);
+        cursor head(data + pos, 8);
         std::uint32_t len = 0, crc = 0;
         head.u32(len);
         head.u32(crc);
-        if (len > max_record || got - pos - 8 < len) break;  // torn tail
-        const unsigned char* payload = data.data() + pos + 8;
+        if (len == 0 || len > max_record || got - pos - 8 < len) break;  // the end, or torn
+        const unsigned char* payload = data + pos + 8;
         if (static_cast<std::uint32_t>(crc32(0L, payload, len)) != crc) break;  // corrupt tail
         cursor c(payload, len);
         std::uint32_t count = 0;
@@ -155,12 +162,12 @@ std::vector<reading> journal::recover() {
         out.insert(out.end(), std::make_move_iterator(record.begin()), std::make_move_iterator(record.end()));
         pos += 8 + len;
     }
+    size_ = pos;
     return out;
 }
 
 void journal::reset() {
-    if (size_ == 0) return;
-    if (::ftruncate(fd_, 0) != 0) fail("cannot truncate " + path_.string());
+    std::memset(map_, 0, 8);
     size_ = 0;
 }
 
@@ -168,13 +175,12 @@ void journal::rewrite(std::span<const reading> pending) {
     // Written beside and renamed over, so a crash leaves either the old or the new file whole.
     const auto tmp = path_.string() + ".new";
     {
-        journal fresh(tmp);
+        journal fresh(tmp, capacity_);
         fresh.reset();
         if (!pending.empty()) fresh.append(pending);
     }
     if (std::rename(tmp.c_str(), path_.c_str()) != 0) fail("cannot replace " + path_.string());
-    ::close(fd_);
-    fd_ = -1;
+    close_file();
     open_file();
 }
 

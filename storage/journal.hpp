@@ -11,20 +11,23 @@
 
 namespace telemetry::storage {
 
-// Durability: one write() per append and no fsync, the same promise as SQLite's WAL with
-// synchronous=NORMAL: everything appended survives a crash of the process (not a power cut).
-// A record is [length][crc32][readings]; a torn or corrupt tail (a crash mid-write) is ignored at
-// recovery, and a record is only acknowledged once its write() returned.
+// Durability: the file is mapped shared into memory and an append is a copy into the mapping: no
+// system call, and the same promise as SQLite's WAL with synchronous=NORMAL: everything appended
+// survives a crash of the process (the kernel owns the page cache), not a power cut. A record is
+// [length][crc32][readings] followed by a zero length word that ends the journal; a torn or
+// corrupt tail (a crash mid-copy) is ignored at recovery.
 //
 // Thread safety: none; the caller serialises (the bridge holds one mutex around it).
 class journal {
 public:
-    explicit journal(const std::filesystem::path& file);  // opens or creates; throws storage_error
+    // Opens or creates the file, sized (sparse) to `capacity` bytes; throws storage_error.
+    explicit journal(const std::filesystem::path& file, std::uint64_t capacity = 64ull << 20);
     ~journal();
     journal(const journal&) = delete;
     journal& operator=(const journal&) = delete;
 
-    // Appends the readings (ids already assigned) as one record. Throws storage_error.
+    // Appends the readings (ids already assigned) as one record. Throws storage_error when the
+    // journal is full (the caller retries once the writer has caught up and emptied it).
     void append(std::span<const reading> readings);
     // Every reading of every intact record, in order.
     std::vector<reading> recover();
@@ -37,9 +40,12 @@ public:
 
 private:
     void open_file();
+    void close_file() noexcept;
     std::filesystem::path path_;
+    std::uint64_t capacity_;
     int fd_ = -1;
-    std::uint64_t size_ = 0;
+    unsigned char* map_ = nullptr;
+    std::uint64_t size_ = 0;  // bytes of intact records from the start
     std::vector<unsigned char> buf_;
 };
 
