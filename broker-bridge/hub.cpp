@@ -15,11 +15,6 @@ constexpr std::size_t recent_ts_kept = 32;
 
 std::time_t now_seconds() { return std::time(nullptr); }
 
-void append_int(std::string& out, std::int64_t v) {
-    char buf[24];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, end);
-}
 
 bool later_than(const reading& a, const reading& b) {
     return a.ts > b.ts || (a.ts == b.ts && a.id > b.id);

@@ -16,6 +16,9 @@ void append_number(std::string& out, T v) {
 
 }  // namespace
 
+void append_int(std::string& out, std::int64_t v) { append_number(out, v); }
+void append_double(std::string& out, double v) { append_number(out, v); }
+
 void append_json_string(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
     out.push_back('"');

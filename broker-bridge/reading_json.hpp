@@ -3,7 +3,9 @@
 
 #include "reading.hpp"
 
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace telemetry::bridge {
 
@@ -11,6 +13,10 @@ namespace telemetry::bridge {
 // Appends to `out` so callers can build arrays without copies.
 void append_reading_json(std::string& out, const reading& r);
 std::string reading_json(const reading& r);
+
+// Appends a number in its shortest exact decimal form (std::to_chars).
+void append_int(std::string& out, std::int64_t v);
+void append_double(std::string& out, double v);
 
 // Appends `s` as a JSON string literal (quotes included), escaping what RFC 8259 requires.
 void append_json_string(std::string& out, std::string_view s);

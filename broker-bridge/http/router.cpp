@@ -50,6 +50,18 @@ private:
     std::map<std::string, std::vector<std::string>, std::less<>> values_;
 };
 
+// `from` and `to` (RFC 3339 or epoch milliseconds) into the given bounds; an error message or "".
+std::string parse_range(const params& p, std::int64_t& from, std::int64_t& to) {
+    for (const auto& [name, bound] : {std::pair<const char*, std::int64_t*>{"from", &from}, {"to", &to}}) {
+        if (const auto* s = p.get(name)) {
+            auto t = parse_time(*s);
+            if (!t) return std::string(name) + " must be an RFC 3339 time or epoch milliseconds";
+            *bound = *t;
+        }
+    }
+    return {};
+}
+
 std::optional<std::int64_t> to_int(std::string_view s) {
     std::int64_t v = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -74,16 +86,6 @@ std::optional<std::int64_t> parse_duration(std::string_view s) {
     return *n * scale;
 }
 
-void append_int(std::string& out, std::int64_t v) {
-    char buf[24];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, end);
-}
-void append_double(std::string& out, double v) {
-    char buf[32];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, end);
-}
 
 void append_csv_field(std::string& out, std::string_view s) {
     if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
@@ -285,16 +287,8 @@ action router::readings(const request_info& ri, const request& req, std::string 
     storage::history_query q;
     q.sensor = sensor;
     q.metric = metric;
-    if (auto s = p.get("from")) {
-        auto t = parse_time(*s);
-        if (!t) return responder_.error(ri, error_code::bad_parameter, "from must be an RFC 3339 time or epoch milliseconds");
-        q.from = *t;
-    }
-    if (auto s = p.get("to")) {
-        auto t = parse_time(*s);
-        if (!t) return responder_.error(ri, error_code::bad_parameter, "to must be an RFC 3339 time or epoch milliseconds");
-        q.to = *t;
-    }
+    if (auto e = parse_range(p, q.from, q.to); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
     if (auto s = p.get("limit")) {
         auto n = to_int(*s);
         if (!n || *n < 1 || *n > static_cast<std::int64_t>(max_history_limit))
@@ -372,16 +366,8 @@ action router::aggregate(const request_info& ri, const request& req, std::string
     storage::aggregate_query q;
     q.sensor = sensor;
     q.metric = metric;
-    if (auto s = p.get("from")) {
-        auto t = parse_time(*s);
-        if (!t) return responder_.error(ri, error_code::bad_parameter, "from must be an RFC 3339 time or epoch milliseconds");
-        q.from = *t;
-    }
-    if (auto s = p.get("to")) {
-        auto t = parse_time(*s);
-        if (!t) return responder_.error(ri, error_code::bad_parameter, "to must be an RFC 3339 time or epoch milliseconds");
-        q.to = *t;
-    }
+    if (auto e = parse_range(p, q.from, q.to); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
     if (auto s = p.get("bucket")) {
         auto b = parse_duration(*s);
         if (!b) return responder_.error(ri, error_code::bad_parameter, "bucket must be a duration such as 500ms, 10s, 1m, 1h or 1d");

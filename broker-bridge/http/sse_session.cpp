@@ -23,11 +23,6 @@ namespace {
 constexpr std::size_t storage_chunk = 1000;
 constexpr std::size_t replay_chunk_events = 1000;
 
-void append_int(std::string& out, std::int64_t v) {
-    char buf[24];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, end);
-}
 
 void append_reading_frame(std::string& out, const live_reading& l) {
     out += "id: ";

@@ -26,11 +26,6 @@ constexpr std::size_t backfill_chunk = 500;
 constexpr std::size_t max_waiting_backfills = 64;
 constexpr std::size_t max_message_bytes = 64 * 1024;
 
-void append_int(std::string& out, std::int64_t v) {
-    char buf[24];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, end);
-}
 
 }  // namespace
 

@@ -1,12 +1,12 @@
 // End-to-end tests: a real Mosquitto, the real broker-bridge and sensor-sim binaries, real sockets,
 // checked the way a user would check them (over HTTP).
 #include "http_client.hpp"
+#include "mqtt_publisher.hpp"
 #include "processes.hpp"
 
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
-#include <mqtt/client.h>
 
 #include <csignal>
 #include <set>
@@ -18,25 +18,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A plain synchronous MQTT publisher, as a sensor would be.
-class publisher {
-public:
-    publisher(const std::string& url, const std::string& id) : client_(url, id, mqtt::create_options(MQTTVERSION_3_1_1)) {
-        mqtt::connect_options o;
-        o.set_mqtt_version(MQTTVERSION_3_1_1);
-        o.set_clean_session(true);
-        client_.connect(o);
-    }
-    ~publisher() {
-        try { client_.disconnect(); } catch (...) {}
-    }
-    void pub(const std::string& topic, const std::string& payload, int qos = 1, bool retained = false) {
-        client_.publish(mqtt::make_message(topic, payload, qos, retained));
-    }
-
-private:
-    mqtt::client client_;
-};
 
 // Recent sensor times: the bridge's retention (30 days by default) would delete older ones.
 const std::int64_t t0_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

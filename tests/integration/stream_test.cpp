@@ -1,13 +1,13 @@
 // End-to-end tests of Server-Sent Events on /api/v1/stream: replay, live delivery, resume with
 // Last-Event-ID under concurrent publishing, replay from storage, reset, presence, shutdown.
 #include "http_client.hpp"
+#include "mqtt_publisher.hpp"
 #include "processes.hpp"
 #include "sse_client.hpp"
 
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
-#include <mqtt/client.h>
 
 #include <atomic>
 #include <csignal>
@@ -20,25 +20,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class publisher {
-public:
-    publisher(const std::string& url, const std::string& id)
-        : client_(url, id, mqtt::create_options(MQTTVERSION_3_1_1)) {
-        mqtt::connect_options o;
-        o.set_mqtt_version(MQTTVERSION_3_1_1);
-        o.set_clean_session(true);
-        client_.connect(o);
-    }
-    ~publisher() {
-        try { client_.disconnect(); } catch (...) {}
-    }
-    void pub(const std::string& topic, const std::string& payload, int qos = 1) {
-        client_.publish(mqtt::make_message(topic, payload, qos, false));
-    }
-
-private:
-    mqtt::client client_;
-};
 
 std::int64_t newest_id(std::uint16_t port) {
     const auto r = http_get(port, "/api/v1/updates?timeout=0");
