@@ -87,9 +87,15 @@ void journal::open_file() {
     if (fd_ < 0) fail("cannot open " + path_.string());
     struct stat st {};
     if (::fstat(fd_, &st) != 0) fail("cannot stat " + path_.string());
-    if (static_cast<std::uint64_t>(st.st_size) < capacity_ &&
-        ::ftruncate(fd_, static_cast<off_t>(capacity_)) != 0)
-        fail("cannot size " + path_.string());
+    // Reserve the blocks now: a write into a mapped page that the file system cannot back (disk
+    // full) would kill the process with SIGBUS; this way a full disk is a clear error at start-up.
+    if (static_cast<std::uint64_t>(st.st_size) < capacity_) {
+        const int rc = ::posix_fallocate(fd_, 0, static_cast<off_t>(capacity_));
+        if (rc != 0) {
+            errno = rc;
+            fail("cannot reserve " + std::to_string(capacity_) + " bytes for " + path_.string());
+        }
+    }
     void* m = ::mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (m == MAP_FAILED) fail("cannot map " + path_.string());
     map_ = static_cast<unsigned char*>(m);

@@ -20,7 +20,7 @@ namespace telemetry::storage {
 // Thread safety: none; the caller serialises (the bridge holds one mutex around it).
 class journal {
 public:
-    // Opens or creates the file, sized (sparse) to `capacity` bytes; throws storage_error.
+    // Opens or creates the file with `capacity` bytes reserved on disk; throws storage_error.
     explicit journal(const std::filesystem::path& file, std::uint64_t capacity = 64ull << 20);
     ~journal();
     journal(const journal&) = delete;
