@@ -487,10 +487,20 @@ action router::stream(const request_info& ri, const request& req) {
     return s;
 }
 
-answer router::poll_answer(const request_info& ri, const poll_result& r) const {
+answer router::poll_answer(const request_info& ri, const poll_result& r,
+                           const std::optional<std::pair<std::int64_t, std::int64_t>>& reset) const {
     content c;
     c.body = "{\"cursor\":";
     append_int(c.body, r.cursor);
+    if (reset) {
+        // The same reset the streams send, as a field: the readings that follow start at the
+        // oldest one retention kept.
+        c.body += ",\"reset\":{\"reason\":\"retention\",\"after\":";
+        append_int(c.body, reset->first);
+        c.body += ",\"oldest_id\":";
+        append_int(c.body, reset->second);
+        c.body += '}';
+    }
     c.body += ",\"readings\":[";
     for (std::size_t i = 0; i < r.readings.size(); ++i) {
         if (i) c.body += ',';

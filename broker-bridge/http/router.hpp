@@ -53,7 +53,9 @@ public:
     action route(const request& req);
 
     // The answer to a long poll, once readings arrived or it timed out.
-    answer poll_answer(const request_info& ri, const poll_result& r) const;
+    // `reset`: retention deleted readings after the client's cursor (after, oldest id kept).
+    answer poll_answer(const request_info& ri, const poll_result& r,
+                       const std::optional<std::pair<std::int64_t, std::int64_t>>& reset = {}) const;
     // 503 for a storage queue that is full.
     answer busy(const request_info& ri) const;
     const responder& respond() const noexcept { return responder_; }

@@ -165,6 +165,9 @@ void session::start_poll(const request_info& ri, long_poll lp) {
         // the present is rather than make it wait for ids that may never come.
         return finish_poll({newest, {}});
     }
+    poll_reset_.reset();
+    // Retention may have deleted readings after this cursor: storage says whether, and from where.
+    if (lp.after < ctx_.live.retired_max_id()) return scan_storage(lp.after, true);
     continue_poll(lp.after);
 }
 
@@ -180,14 +183,19 @@ void session::continue_poll(std::int64_t after) {
 
 // The cursor is older than the hub's window: look for matches in storage, chunk by chunk, up to
 // the window; then the hub takes over from there (no gap: every id > floor is in the window).
-void session::scan_storage(std::int64_t after) {
+void session::scan_storage(std::int64_t after, bool check_reset) {
     auto self = shared_from_this();
     auto waiter = waiter_;
-    const bool queued = ctx_.queries.submit([self, waiter, after](storage::reader& rd) {
+    const bool queued = ctx_.queries.submit([self, waiter, after, check_reset](storage::reader& rd) {
         poll_result res;
         std::int64_t cursor = after;
         const std::int64_t floor = self->ctx_.live.window_floor();
         try {
+            if (check_reset && after < rd.retired_max_id()) {
+                const std::int64_t oldest = rd.oldest_id();
+                asio::post(self->stream_.get_executor(),
+                           [self, after, oldest] { self->poll_reset_.emplace(after, oldest); });
+            }
             while (res.readings.size() < waiter->limit && cursor < floor) {
                 auto rows = rd.after_id(cursor, storage_scan_chunk);
                 if (rows.empty()) break;
@@ -235,7 +243,8 @@ void session::finish_poll(poll_result r) {
     ctx_.live.cancel(waiter_);
     waiter_.reset();
     poll_timer_.cancel();
-    send(ctx_.routes.poll_answer(poll_ri_, r));
+    send(ctx_.routes.poll_answer(poll_ri_, r, poll_reset_));
+    poll_reset_.reset();
 }
 
 }  // namespace telemetry::bridge::http

@@ -50,7 +50,7 @@ private:
 
     void start_poll(const request_info& ri, long_poll lp);
     void continue_poll(std::int64_t after);
-    void scan_storage(std::int64_t after);
+    void scan_storage(std::int64_t after, bool check_reset = false);
     void on_poll_timeout(boost::beast::error_code ec);
     void finish_poll(poll_result r);
 
@@ -63,6 +63,8 @@ private:
     boost::asio::steady_timer poll_timer_;
     std::shared_ptr<poll_waiter> waiter_;
     request_info poll_ri_;
+    // Set when retention deleted readings after the poll's cursor: (after, oldest id kept).
+    std::optional<std::pair<std::int64_t, std::int64_t>> poll_reset_;
 };
 
 }  // namespace telemetry::bridge::http

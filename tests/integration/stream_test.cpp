@@ -129,7 +129,7 @@ TEST_CASE("sse - resuming with Last-Event-ID under concurrent publishing misses 
     for (std::size_t i = 0; i < ids.size(); ++i) REQUIRE(ids[i] == static_cast<std::int64_t>(i + 1));
 }
 
-TEST_CASE("sse - a cursor older than retention starts with a reset event") {
+TEST_CASE("sse - a cursor older than retention starts with a reset event and long polling says so too") {
     temp_dir dir;
     broker mosq(dir / "mosquitto");
     bridge br(dir / "bridge", mosq.url());
@@ -158,6 +158,16 @@ TEST_CASE("sse - a cursor older than retention starts with a reset event") {
     auto after_reset = take_readings(c, 1);
     REQUIRE(after_reset.size() == 1);
     CHECK(after_reset[0].at("id").as_int64() == 6);
+
+    // Long polling says the same, as a field beside the readings.
+    const auto poll = http_get(br.port(), "/api/v1/updates?after=2&timeout=1");
+    REQUIRE(poll.status == 200);
+    const auto body = json::parse(poll.body);
+    CHECK(body.at("reset").at("oldest_id").as_int64() == 6);
+    REQUIRE(body.at("readings").as_array().size() == 1);
+    CHECK(body.at("readings").at(0).at("id").as_int64() == 6);
+    // A cursor at or after the deletions gets no reset.
+    CHECK(!json::parse(http_get(br.port(), "/api/v1/updates?after=5&timeout=0").body).as_object().contains("reset"));
 }
 
 TEST_CASE("sse - a stalled client is disconnected while a healthy one keeps receiving everything") {
