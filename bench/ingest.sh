@@ -1,114 +1,291 @@
 #!/usr/bin/env bash
-# Ingest benchmark: how fast the bridge drains a QoS 1 backlog with ack-after-commit (every
-# reading committed to SQLite before its PUBACK), against the broker's own ceiling measured in the
-# same run: the same backlog drained by a subscriber built like the bridge's ingest that discards.
+# Ingest benchmark: sustained QoS 1 ingest into broker-bridge (each reading journaled/committed
+# before Paho sends its PUBACK) against the broker's own ceiling measured in the same run: the
+# same backlog drained by bench/mqtt_discard.cpp, a subscriber built like the bridge's ingest
+# (Paho C++ async_client, MQTT v5, persistent session, message callback) that only counts.
 #
-# Each round: a fresh Mosquitto and database; the consumer registers its persistent session and
-# goes away; sensor-sim publishes N readings at QoS 1 into the queue; the consumer comes back and
-# drains it. Rounds alternate discard / bridge. Usage: bench/ingest.sh [BUILD_DIR] (N=200000, ROUNDS=3)
+# Backlog part, ROUNDS rounds alternating discard / bridge, each with a fresh Mosquitto and a
+# fresh database: the consumer registers its persistent session and goes away; sensor-sim
+# publishes the backlog at QoS 1 (its acked count is the exact N); the consumer comes back and
+# drains it. Rates are timed from the first reading consumed to the Nth (discard: its own
+# clock; bridge: telemetry_readings_stored_total polled every 20 ms over one keep-alive HTTP
+# connection). Live part (LIVE=1): the consumer stays connected while sensor-sim publishes at
+# LIVE_RATE readings/s in total for LIVE_S seconds; reports the received rate, the backlog when
+# the publisher stops and how long it takes to clear.
+#
+# Usage: bench/ingest.sh [BUILD_DIR]   (or BUILD_DIR=...; default /work/main/build)
+# Environment: N=200000 ROUNDS=3 SENSORS=10 PUBLISH_S=10 LIVE=1 LIVE_RATE=15000 LIVE_S=10
+# Runtime: about 3-5 minutes; hard limit 9.5 minutes.
 set -euo pipefail
-build=$(realpath "${1:-build}")
+build=$(realpath "${1:-${BUILD_DIR:-/work/main/build}}")
 N=${N:-200000}
 ROUNDS=${ROUNDS:-3}
-sensors=10
-rate=$((N / sensors / 10))  # 10 s of publishing
-unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY
+SENSORS=${SENSORS:-10}
+PUBLISH_S=${PUBLISH_S:-10}
+LIVE=${LIVE:-1}
+LIVE_RATE=${LIVE_RATE:-15000}
+LIVE_S=${LIVE_S:-10}
+LIMIT_S=570
+bridge_bin=$build/broker-bridge/broker-bridge
+sim_bin=$build/sensor-sim/sensor-sim
+discard_bin=$build/bench/mqtt-discard
+for b in "$bridge_bin" "$sim_bin" "$discard_bin"; do
+  [[ -x $b ]] || { echo "missing $b (build first: cmake --build $build)" >&2; exit 1; }
+done
+unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY
+export no_proxy='*' NO_PROXY='*'
+clk=$(getconf CLK_TCK)
+
 work=$(mktemp -d /tmp/ingest-bench-XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
+check_time() { (( SECONDS < LIMIT_S )) || { echo "ingest.sh: over the ${LIMIT_S}s limit, giving up" >&2; exit 1; }; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+ticks_to_s() { python3 -c "print(f'{$1/$clk:.2f}')"; }
+stop_pid() { kill -TERM "$1" 2>/dev/null || true; timeout 20 tail --pid="$1" -f /dev/null || kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# Polls the bridge's /metrics over one keep-alive connection every 20 ms; prints
+# "<unix_s> <readings_stored_total>" samples until the count reaches STOP_AT (0: never), or
+# stays unchanged for IDLE_S after a first reading, or TIMEOUT_S passes.
+cat > "$work/poll.py" <<'PY'
+import http.client, sys, time
+port, stop_at, idle_s, timeout_s = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+t_end = time.time() + timeout_s
+conn = None
+last, last_change = -1, time.time()
+while time.time() < t_end:
+    try:
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/metrics")
+        body = conn.getresponse().read().decode()
+    except Exception:
+        conn = None
+        time.sleep(0.02)
+        continue
+    now = time.time()
+    n = 0
+    for line in body.splitlines():
+        if line.startswith("telemetry_readings_stored_total "):
+            n = int(float(line.split()[1]))
+    print(f"{now:.3f} {n}", flush=True)
+    if n != last:
+        last, last_change = n, now
+    if stop_at and n >= stop_at:
+        break
+    if idle_s and n > 0 and now - last_change >= idle_s:
+        break
+    time.sleep(0.02)
+PY
 
 start_broker() {
-  port=$(free_port)
-  cat > "$work/mosquitto.conf" <<CONF
+  for _ in 1 2 3; do
+    port=$(free_port)
+    cat > "$work/mosquitto.conf" <<CONF
 listener $port 127.0.0.1
 allow_anonymous true
 set_tcp_nodelay true
 max_queued_messages 10000000
 max_queued_bytes 0
 max_inflight_messages 100
+persistence false
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
 CONF
-  [[ $(id -u) -eq 0 ]] && echo "user root" >> "$work/mosquitto.conf"
-  mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
-  broker_pid=$!; pids+=("$broker_pid")
-  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && return; sleep 0.05; done
-  echo "mosquitto did not start" >&2; exit 1
+    [[ $(id -u) -eq 0 ]] && echo "user root" >> "$work/mosquitto.conf"
+    mosquitto -c "$work/mosquitto.conf" 2> "$work/mosquitto.log" &
+    broker_pid=$!; pids+=("$broker_pid")
+    for _ in $(seq 100); do
+      (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+      kill -0 "$broker_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    stop_pid "$broker_pid"
+  done
+  echo "mosquitto did not start: $(cat "$work/mosquitto.log")" >&2; exit 1
 }
-stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-publish_backlog() {
-  local out
-  out=$("$build/sensor-sim/sensor-sim" --mqtt "tcp://127.0.0.1:$port" --sensors $sensors --rate $rate \
-        --duration 10 --qos 1 --quiet --id-prefix "bench-" --seed 5 | tail -1)
+# sensor-sim at RATE per sensor for S seconds; sets acked, pub_rate, sim_cpu.
+publish() {
+  local rate=$1 secs=$2 out
+  out=$(/usr/bin/time -f 'cpu %U %S' -o "$work/sim.time" timeout $((secs + 40)) \
+        "$sim_bin" --mqtt "tcp://127.0.0.1:$port" --sensors "$SENSORS" --rate "$rate" --duration "$secs" \
+        --qos 1 --quiet --id-prefix bench- --seed 5 --drain-timeout 30 | tail -1)
   acked=$(sed -n 's/.*acked=\([0-9]*\).*/\1/p' <<< "$out")
-  echo "    published: $out" >&2
+  pub_rate=$(sed -n 's/.*rate_hz=\([0-9.]*\).*/\1/p' <<< "$out")
+  sim_cpu=$(awk '/^cpu/ {printf "%.2f", $2 + $3}' "$work/sim.time")
+  echo "    sensor-sim: $out (cpu_s=$sim_cpu)" >&2
+  [[ -n $acked && $acked -gt 0 ]] || { echo "sensor-sim published nothing" >&2; exit 1; }
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+start_bridge() {  # on $hport (picked free beforehand, so a poller can wait for it); sets bridge_pid
+  "$bridge_bin" --mqtt "tcp://127.0.0.1:$port" --http "127.0.0.1:$hport" --db "$work/bridge.db" \
+    > "$work/bridge.out" 2>> "$work/bridge.err" &
+  bridge_pid=$!; pids+=("$bridge_pid")
+  for _ in $(seq 1000); do
+    grep -q "serving http://127.0.0.1:$hport" "$work/bridge.out" && return 0
+    kill -0 "$bridge_pid" 2>/dev/null || break
+    sleep 0.01
+  done
+  echo "bridge did not start: $(tail -5 "$work/bridge.err")" >&2; exit 1
+}
+wait_ready() {
+  for _ in $(seq 300); do
+    [[ $(curl -s --noproxy '*' -o /dev/null -w '%{http_code}' "http://127.0.0.1:$hport/readyz") == 200 ]] && return 0
+    sleep 0.05
+  done
+  echo "bridge never ready" >&2; exit 1
+}
+metric() { curl -s --noproxy '*' "http://127.0.0.1:$hport/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+fresh_db() { rm -f "$work"/bridge.db*; : > "$work/bridge.err"; }
 
+# ---------------------------------------------------------------- backlog drains
+# Each sets round_rate (no command substitution: started PIDs must reach the EXIT trap).
 discard_round() {
   start_broker
-  # Readings only (not the retained status topics), as counted on the bridge's side.
-  "$build/bench/discard-subscriber" --mqtt "tcp://127.0.0.1:$port" --topic 'sensors/+/temperature' --register
-  publish_backlog
-  local out
-  out=$("$build/bench/discard-subscriber" --mqtt "tcp://127.0.0.1:$port" --topic 'sensors/+/temperature' --expect "$acked")
-  echo "    discard: $out" >&2
+  local url="tcp://127.0.0.1:$port"
+  "$discard_bin" --mqtt "$url" --register > /dev/null
+  publish $((N / SENSORS / PUBLISH_S)) "$PUBLISH_S"
+  local b0 out b1
+  b0=$(cpu_ticks "$broker_pid")
+  # Both consumers also get each sensor's retained online/offline status (2 per sensor).
+  out=$("$discard_bin" --mqtt "$url" --expect $((acked + 2 * SENSORS)) --timeout 120)
+  b1=$(cpu_ticks "$broker_pid")
+  echo "    discard: $out mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))" >&2
+  grep -q " timeout" <<< "$out" && { echo "discard subscriber timed out" >&2; exit 1; }
   stop_pid "$broker_pid"
-  sed -n 's/.*rate_hz=\([0-9]*\).*/\1/p' <<< "$out"
+  round_rate=$(sed -n 's/.*rate_hz=\([0-9]*\).*/\1/p' <<< "$out")
 }
 
 bridge_round() {
   start_broker
-  rm -f "$work"/bridge.db*
-  local args=(--mqtt "tcp://127.0.0.1:$port" --http 127.0.0.1:0 --db "$work/bridge.db")
-  "$build/broker-bridge/broker-bridge" "${args[@]}" > "$work/bridge.out" 2> "$work/bridge.err" &
-  local bp=$!; pids+=("$bp")
-  local hp=""
-  for _ in $(seq 200); do hp=$(sed -n 's/.*serving http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/bridge.out"); [[ -n $hp ]] && break; sleep 0.05; done
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$hp/readyz" > /dev/null && break; sleep 0.05; done
-  stop_pid "$bp"   # the session now exists; the broker queues for it
-  publish_backlog
-  "$build/broker-bridge/broker-bridge" "${args[@]}" > "$work/bridge.out" 2> "$work/bridge.err" &
-  bp=$!; pids+=("$bp")
-  hp=""
-  for _ in $(seq 200); do hp=$(sed -n 's/.*serving http:\/\/127.0.0.1:\([0-9]*\).*/\1/p' "$work/bridge.out"); [[ -n $hp ]] && break; sleep 0.01; done
-  local t_first="" stored=0 t_now cpu0 cpu1
-  cpu0=$(cpu_ticks "$bp")
-  # Timed like the discard subscriber: from the first stored reading to the last.
-  while (( stored < acked )); do
-    stored=$(curl -s "http://127.0.0.1:$hp/metrics" | sed -n 's/^telemetry_readings_stored_total \([0-9]*\)$/\1/p')
-    stored=${stored:-0}
-    t_now=$(date +%s.%N)
-    if [[ -z $t_first && $stored -gt 0 ]]; then t_first=$t_now; first_count=$stored; fi
-    sleep 0.02
-  done
-  cpu1=$(cpu_ticks "$bp")
-  local commit
-  commit=$(curl -s "http://127.0.0.1:$hp/metrics" | awk '/^telemetry_commit_duration_seconds_sum/ {s=$2} /^telemetry_commit_duration_seconds_count/ {c=$2} END {printf "%.1f", s/c*1e6}')
-  local rows
-  rows=$(sqlite3 "$work/bridge.db" "select count(*) from readings")
-  local rate_hz
-  rate_hz=$(python3 -c "print(round(($stored - $first_count) / ($t_now - $t_first)))")
-  echo "    bridge: stored=$stored rows_in_db=$rows rate_hz=$rate_hz cpu_s=$(python3 -c "print(($cpu1-$cpu0)/$(getconf CLK_TCK))") mean_commit_us=$commit" >&2
-  stop_pid "$bp"
+  fresh_db
+  hport=$(free_port)
+  start_bridge; wait_ready; stop_pid "$bridge_pid"   # the persistent session now exists
+  publish $((N / SENSORS / PUBLISH_S)) "$PUBLISH_S"
+  local t_launch b0 c0 b1 c1
+  # The poller starts first and retries until the bridge listens: it sees the first commit.
+  python3 "$work/poll.py" "$hport" "$acked" 0 120 > "$work/samples" &
+  local pp=$!; pids+=("$pp")
+  sleep 0.3
+  b0=$(cpu_ticks "$broker_pid")
+  t_launch=$(date +%s.%N)
+  start_bridge
+  c0=$(cpu_ticks "$bridge_pid")
+  wait "$pp" || true
+  c1=$(cpu_ticks "$bridge_pid"); b1=$(cpu_ticks "$broker_pid")
+  local res
+  res=$(awk -v n="$acked" -v t0="$t_launch" '
+    $2 > 0 && !f { f = 1; tf = $1; cf = $2 }
+    { tl = $1; cl = $2 }
+    END { if (cl < n) { print "incomplete " cl; exit }
+          printf "%d %.3f %d %.3f %d\n", (cl - cf) / (tl - tf), tl - tf, cf, tl - t0, n / (tl - t0) }' "$work/samples")
+  [[ $res == incomplete* ]] && { echo "bridge stored only ${res#incomplete } of $acked in 120 s" >&2; exit 1; }
+  read -r rate span first_batch from_launch rate_launch <<< "$res"
+  local commit_us batches rows
+  commit_us=$(curl -s --noproxy '*' "http://127.0.0.1:$hport/metrics" | awk '
+    /^telemetry_commit_duration_seconds_sum/ {s=$2} /^telemetry_commit_duration_seconds_count/ {c=$2}
+    END {if (c) printf "%.0f", s/c*1e6; else print "?"}')
+  batches=$(metric telemetry_commit_duration_seconds_count)
+  stop_pid "$bridge_pid"
+  rows=$(sqlite3 "$work/bridge.db" 'select count(*) from readings' 2>/dev/null || echo '?')
+  echo "    bridge: stored=$acked rows_in_db=$rows first_to_last_s=$span (first sample $first_batch) rate_hz=$rate" \
+       "| from launch ${from_launch}s = ${rate_launch}/s | commits=$batches mean_commit_us=$commit_us" \
+       "cpu_s=$(ticks_to_s $((c1 - c0))) mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))" >&2
   stop_pid "$broker_pid"
-  echo "$rate_hz"
+  round_rate=$rate
 }
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# ---------------------------------------------------------------- live: consumer connected
+live_discard() {
+  start_broker
+  local url="tcp://127.0.0.1:$port"
+  "$discard_bin" --mqtt "$url" --register > /dev/null
+  "$discard_bin" --mqtt "$url" --idle 5 --progress-ms 20 --timeout $((LIVE_S + 60)) > "$work/live.out" &
+  local dp=$!; pids+=("$dp")
+  sleep 0.5
+  local b0 b1 t_end
+  b0=$(cpu_ticks "$broker_pid")
+  publish $((LIVE_RATE / SENSORS)) "$LIVE_S"
+  t_end=$(date +%s.%N)
+  wait "$dp" || true
+  b1=$(cpu_ticks "$broker_pid")
+  live_report discard "$(grep '^progress' "$work/live.out" | cut -d' ' -f2- | awk -v s=$((2 * SENSORS)) '{print $1, ($2 > s ? $2 - s : 0)}')" "$t_end" \
+    "$(grep '^received' "$work/live.out") mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))"
+  stop_pid "$broker_pid"
+}
 
-discard_rates=(); bridge_rates=()
+live_bridge() {
+  start_broker
+  fresh_db
+  hport=$(free_port)
+  start_bridge; wait_ready
+  python3 "$work/poll.py" "$hport" 0 5 $((LIVE_S + 60)) > "$work/samples" &
+  local pp=$!; pids+=("$pp")
+  local b0 c0 b1 c1 t_end
+  b0=$(cpu_ticks "$broker_pid"); c0=$(cpu_ticks "$bridge_pid")
+  publish $((LIVE_RATE / SENSORS)) "$LIVE_S"
+  t_end=$(date +%s.%N)
+  wait "$pp" || true
+  b1=$(cpu_ticks "$broker_pid"); c1=$(cpu_ticks "$bridge_pid")
+  live_report bridge "$(cat "$work/samples")" "$t_end" \
+    "cpu_s=$(ticks_to_s $((c1 - c0))) mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))"
+  stop_pid "$bridge_pid"
+  stop_pid "$broker_pid"
+}
+
+# live_report NAME "SAMPLES(unix_s count)" SIM_EXIT EXTRA: the consumer's rate from its first
+# reading to the last, against the publisher's; what was still missing when sensor-sim exited
+# (it exits after its last PUBACK and DISCONNECT); when the last reading arrived relative to that.
+live_report() {
+  local line
+  line=$(awk -v n="$acked" -v te="$3" '
+    $2 > 0 && !f { f = 1; tf = $1; cf = $2 }
+    $1 <= te { ce = $2 }
+    $2 >= n && !d { d = 1; td = $1 }
+    { cl = $2 }
+    END { if (!d) { printf "received=%d of %d: NOT ALL IN", cl, n; exit }
+          printf "received=%d of %d, consumer rate first-to-last %.0f/s over %.2fs, missing at sensor-sim exit %d, last in %+.2fs from sensor-sim exit",
+          cl, n, (td > tf) ? (n - cf) / (td - tf) : 0, td - tf, n - ce, td - te }' <<< "$2")
+  echo "    live $1: published $acked at ${pub_rate}/s; $line; $4" >&2
+  live_lines+=("$1: published $acked at ${pub_rate}/s; $line")
+}
+
+echo "ingest benchmark: build=$build N=$N ROUNDS=$ROUNDS SENSORS=$SENSORS, $(nproc) cores" >&2
+discard_rates=(); bridge_rates=(); live_lines=()
 for r in $(seq "$ROUNDS"); do
-  echo "round $r" >&2
-  discard_rates+=("$(discard_round)")
-  bridge_rates+=("$(bridge_round)")
+  check_time; echo "round $r: discard" >&2
+  discard_round; discard_rates+=("$round_rate")
+  check_time; echo "round $r: bridge" >&2
+  bridge_round; bridge_rates+=("$round_rate")
 done
+if [[ $LIVE == 1 ]]; then
+  check_time; echo "live: discard (${LIVE_RATE}/s for ${LIVE_S}s)" >&2
+  live_discard
+  check_time; echo "live: bridge (${LIVE_RATE}/s for ${LIVE_S}s)" >&2
+  live_bridge
+fi
 d=$(median "${discard_rates[@]}"); b=$(median "${bridge_rates[@]}")
 echo
-echo "ingest benchmark: backlog of $N QoS 1 readings ($sensors sensors), $ROUNDS rounds, 2-core machine"
-echo "  discard subscriber (broker ceiling) msg/s: ${discard_rates[*]}  median $d"
-echo "  broker-bridge (commit before ack)   msg/s: ${bridge_rates[*]}  median $b"
-echo "  ratio bridge/ceiling: $(python3 -c "print(round($b/$d, 2))")"
+echo "=== ingest summary ($(date -u +%F), $(nproc) cores, ${SECONDS}s) ==="
+echo "backlog of ~$N QoS 1 readings from $SENSORS sensors, drained; first reading to last"
+echo "  mqtt-discard (broker ceiling) msg/s: ${discard_rates[*]}  median $d"
+echo "  broker-bridge (commit-before-ack) /s: ${bridge_rates[*]}  median $b"
+echo "  ratio bridge/ceiling: $(python3 -c "print(f'{$b/$d:.2f}')")  (aim >= 0.9)"
+if [[ $LIVE == 1 ]]; then
+  echo "live, ${LIVE_RATE}/s for ${LIVE_S}s with the consumer connected:"
+  printf '  %s\n' "${live_lines[@]}"
+fi

@@ -73,6 +73,9 @@ private:
     std::deque<reading> pending_;
     std::vector<status_change> statuses_;
     std::int64_t next_id_ = 1;
+    std::size_t last_batch_ = 0;  // writer thread only
+    bool writer_idle_ = false;    // the writer waits for any work
+    bool gathering_ = false;      // the writer waits briefly for a fuller batch
     bool stopping_ = false;
     std::thread thread_;
 };

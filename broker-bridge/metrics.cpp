@@ -37,7 +37,7 @@ std::string metrics::render(const hub& h) const {
     family("telemetry_commit_failures_total", "counter", "Storage commits that failed and were retried.");
     o << "telemetry_commit_failures_total " << rd(commit_failures) << '\n';
 
-    family("telemetry_commit_duration_seconds", "histogram", "Time to commit one MQTT message's readings to SQLite.");
+    family("telemetry_commit_duration_seconds", "histogram", "Time to commit one batch of journaled readings to SQLite.");
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < commit_bounds_s.size(); ++i) {
         cumulative += rd(commit_buckets_[i]);
