@@ -14,6 +14,8 @@
 //   - any invalid record rejects the whole message: one MQTT message is stored atomically or not.
 #include "payload.hpp"
 
+#include "text.hpp"
+
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/parse_options.hpp>
@@ -281,18 +283,6 @@ parse_result parse_payload_impl(const topic_parts& topic, std::string_view paylo
     }
     default: return reject(reject_reason::bad_json, "expected a number, an object or a SenML array");
     }
-}
-
-// Fixed-width decimal field of an RFC 3339 date; false unless all `width` chars are digits.
-bool read_digits(std::string_view s, std::size_t pos, std::size_t width, int& out) noexcept {
-    if (pos + width > s.size()) return false;
-    int v = 0;
-    for (std::size_t i = pos; i < pos + width; ++i) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    out = v;
-    return true;
 }
 
 std::optional<std::int64_t> parse_rfc3339(std::string_view s) noexcept {

@@ -1,6 +1,8 @@
 // Conditional GET/HEAD (RFC 9110 section 13): entity-tag lists, HTTP dates and the 304 decision.
 #include "http/conditional.hpp"
 
+#include "text.hpp"
+
 #include <array>
 #include <chrono>
 
@@ -65,17 +67,6 @@ std::optional<bool> none_match_hits(std::string_view field, std::string_view eta
     return hit;
 }
 
-bool read_number(std::string_view s, std::size_t pos, std::size_t width, int& out) noexcept {
-    if (pos + width > s.size()) return false;
-    int v = 0;
-    for (std::size_t i = pos; i < pos + width; ++i) {
-        if (s[i] < '0' || s[i] > '9') return false;
-        v = v * 10 + (s[i] - '0');
-    }
-    out = v;
-    return true;
-}
-
 int month_index(std::string_view s) noexcept {
     for (std::size_t i = 0; i < month_names.size(); ++i)
         if (month_names[i] == s) return static_cast<int>(i) + 1;
@@ -91,8 +82,8 @@ bool is_one_of(const std::array<std::string_view, N>& names, std::string_view s)
 
 // "HH:MM:SS" at `pos`.
 bool read_time_of_day(std::string_view s, std::size_t pos, int& h, int& m, int& sec) noexcept {
-    return read_number(s, pos, 2, h) && pos + 2 < s.size() && s[pos + 2] == ':' && read_number(s, pos + 3, 2, m) &&
-           pos + 5 < s.size() && s[pos + 5] == ':' && read_number(s, pos + 6, 2, sec);
+    return read_digits(s, pos, 2, h) && pos + 2 < s.size() && s[pos + 2] == ':' && read_digits(s, pos + 3, 2, m) &&
+           pos + 5 < s.size() && s[pos + 5] == ':' && read_digits(s, pos + 6, 2, sec);
 }
 
 std::optional<std::time_t> to_time(int year, int month, int day, int h, int m, int sec) noexcept {
@@ -110,7 +101,7 @@ std::optional<std::time_t> parse_imf_fixdate(std::string_view s) noexcept {
         s[11] != ' ' || s[16] != ' ' || s.substr(25) != " GMT")
         return std::nullopt;
     int day = 0, year = 0, h = 0, m = 0, sec = 0;
-    if (!read_number(s, 5, 2, day) || !read_number(s, 12, 4, year) || !read_time_of_day(s, 17, h, m, sec))
+    if (!read_digits(s, 5, 2, day) || !read_digits(s, 12, 4, year) || !read_time_of_day(s, 17, h, m, sec))
         return std::nullopt;
     return to_time(year, month_index(s.substr(8, 3)), day, h, m, sec);
 }
@@ -123,7 +114,7 @@ std::optional<std::time_t> parse_rfc850(std::string_view s) noexcept {
     s.remove_prefix(comma + 2);
     if (s.size() != 22 || s[2] != '-' || s[6] != '-' || s[9] != ' ' || s.substr(18) != " GMT") return std::nullopt;
     int day = 0, yy = 0, h = 0, m = 0, sec = 0;
-    if (!read_number(s, 0, 2, day) || !read_number(s, 7, 2, yy) || !read_time_of_day(s, 10, h, m, sec))
+    if (!read_digits(s, 0, 2, day) || !read_digits(s, 7, 2, yy) || !read_time_of_day(s, 10, h, m, sec))
         return std::nullopt;
     return to_time(yy < 70 ? 2000 + yy : 1900 + yy, month_index(s.substr(3, 3)), day, h, m, sec);
 }
@@ -135,11 +126,11 @@ std::optional<std::time_t> parse_asctime(std::string_view s) noexcept {
         return std::nullopt;
     int day = 0, year = 0, h = 0, m = 0, sec = 0;
     if (s[8] == ' ') {
-        if (!read_number(s, 9, 1, day)) return std::nullopt;
-    } else if (!read_number(s, 8, 2, day)) {
+        if (!read_digits(s, 9, 1, day)) return std::nullopt;
+    } else if (!read_digits(s, 8, 2, day)) {
         return std::nullopt;
     }
-    if (!read_time_of_day(s, 11, h, m, sec) || !read_number(s, 20, 4, year)) return std::nullopt;
+    if (!read_time_of_day(s, 11, h, m, sec) || !read_digits(s, 20, 4, year)) return std::nullopt;
     return to_time(year, month_index(s.substr(4, 3)), day, h, m, sec);
 }
 
