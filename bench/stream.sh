@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Streaming benchmark (Server-Sent Events, GET /api/v1/stream): end-to-end latency from MQTT
+# publish to receipt by SSE subscribers, deliveries/s at saturation, and the bridge's resident
+# memory per idle subscriber. See "Streaming (SSE)" in bench/README.md.
+#
+# A private Mosquitto on a free loopback port; for each scenario a fresh broker-bridge (own
+# config and database in a temp dir) and one bench/stream_bench.cpp process, which holds the
+# SSE connections and publishes over MQTT on the same 2-core machine. It reports its own CPU
+# beside the bridge's and Mosquitto's, over the same measured window.
+#
+# Scenarios: latency with SUBS_SMALL and SUBS_LARGE subscribers at RATE readings/s for DURATION s;
+# saturation: SAT_SUBS subscribers, one step per rate in SAT_RATES (the same connections);
+# idle: IDLE_SUBS streams held IDLE_HOLD s, VmRSS of the bridge before and after.
+#
+# Usage: bench/stream.sh [BUILD_DIR]   (or BUILD_DIR=...; default /work/main/build)
+# Environment: SUBS_SMALL=100 SUBS_LARGE=1000 RATE=100 DURATION=10 SAT_SUBS=5000
+#              SAT_RATES=30,250,500,1000 SAT_DURATION=10 IDLE_SUBS=10000 IDLE_HOLD=5 QOS=1 THREADS=1
+#              HTTP_THREADS=2 SCENARIOS="small large sat idle"
+# Runtime: about 3 minutes; hard limit 8 minutes.
+set -euo pipefail
+build=$(realpath "${1:-${BUILD_DIR:-/work/main/build}}")
+SUBS_SMALL=${SUBS_SMALL:-100}
+SUBS_LARGE=${SUBS_LARGE:-1000}
+RATE=${RATE:-100}
+DURATION=${DURATION:-10}
+SAT_SUBS=${SAT_SUBS:-5000}
+SAT_RATES=${SAT_RATES:-30,250,500,1000}
+SAT_DURATION=${SAT_DURATION:-10}
+IDLE_SUBS=${IDLE_SUBS:-10000}
+IDLE_HOLD=${IDLE_HOLD:-5}
+QOS=${QOS:-1}
+THREADS=${THREADS:-1}
+HTTP_THREADS=${HTTP_THREADS:-2}
+SCENARIOS=${SCENARIOS:-small large sat idle}
+LIMIT_S=480
+bridge_bin=$build/broker-bridge/broker-bridge
+bench_bin=$build/bench/stream-bench
+for b in "$bridge_bin" "$bench_bin"; do
+  [[ -x $b ]] || { echo "missing $b (build first: cmake --build $build --target broker-bridge stream-bench)" >&2; exit 1; }
+done
+command -v mosquitto >/dev/null || { echo "mosquitto not installed" >&2; exit 1; }
+unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY
+export no_proxy='*' NO_PROXY='*'
+# 10,000 streams: one descriptor each in the bridge and in the bench (separate processes).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+(( $(ulimit -n) > IDLE_SUBS + 200 )) || { echo "open-files limit $(ulimit -n) too low for IDLE_SUBS=$IDLE_SUBS" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/stream-bench-XXXXXX)
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+remaining() { echo $(( LIMIT_S - SECONDS )); }
+check_time() { (( SECONDS < LIMIT_S )) || { echo "stream.sh: over the ${LIMIT_S}s limit, giving up" >&2; exit 1; }; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+stop_pid() {
+  kill -TERM "$1" 2>/dev/null || true
+  timeout 20 tail --pid="$1" -f /dev/null || kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+metric() {  # metric PORT NAME-WITH-LABELS
+  curl --noproxy '*' -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
+
+# ---- Mosquitto ----
+mport=$(free_port)
+cat > "$work/mosquitto.conf" <<EOF
+listener $mport 127.0.0.1
+allow_anonymous true
+set_tcp_nodelay true
+max_queued_messages 1000000
+max_queued_bytes 0
+persistence false
+user root
+EOF
+mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
+mpid=$!; pids+=("$mpid")
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null || { echo "mosquitto did not start:" >&2; cat "$work/mosquitto.log" >&2; exit 1; }
+mver=$(mosquitto -h 2>/dev/null | head -1 || true)
+
+# ---- bridge (fresh for each scenario) ----
+bridge_n=0
+bpid='' bport=''
+start_bridge() {
+  bridge_n=$((bridge_n + 1))
+  local dir=$work/bridge$bridge_n
+  mkdir -p "$dir"
+  cat > "$dir/bridge.toml" <<EOF
+log_level = "warn"
+[mqtt]
+url = "tcp://127.0.0.1:$mport"
+client_id = "stream-bench-bridge-$bridge_n"
+session_expiry_s = 5
+[http]
+listen = "127.0.0.1:0"
+threads = $HTTP_THREADS
+max_connections = $((IDLE_SUBS + 5000))
+[storage]
+db_path = "$dir/telemetry.db"
+EOF
+  "$bridge_bin" --config "$dir/bridge.toml" > "$dir/out.log" 2> "$dir/err.log" &
+  bpid=$!; pids+=("$bpid")
+  bport=''
+  for _ in $(seq 200); do
+    bport=$(sed -n 's#^broker-bridge: serving http://127.0.0.1:\([0-9]*\).*#\1#p' "$dir/out.log")
+    [[ -n $bport ]] && break
+    kill -0 "$bpid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [[ -n $bport ]] || { echo "bridge did not start:" >&2; cat "$dir/err.log" >&2; exit 1; }
+  for _ in $(seq 100); do
+    [[ $(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$bport/readyz") == 200 ]] && return 0
+    sleep 0.1
+  done
+  echo "bridge not ready:" >&2; cat "$dir/err.log" >&2; exit 1
+}
+bridge_stream_metrics() {
+  echo "  bridge /metrics: sse_connections=$(metric "$bport" 'telemetry_stream_connections{transport="sse"}')" \
+       "readings_sent_total=$(metric "$bport" telemetry_stream_readings_sent_total)" \
+       "slow_disconnects_total=$(metric "$bport" telemetry_stream_slow_disconnects_total)" \
+       "readings_stored_total=$(metric "$bport" telemetry_readings_stored_total)" \
+       "rejected_connections=$(metric "$bport" telemetry_http_connections_rejected_total)"
+}
+
+results=$work/results.txt
+: > "$results"
+run_bench() {  # run_bench LABEL TIMEOUT_S ARGS...
+  local label=$1 tmo=$2; shift 2
+  check_time
+  (( tmo < $(remaining) )) || tmo=$(remaining)
+  echo "== $label: stream-bench $*"
+  local rc=0
+  timeout --signal=TERM --kill-after=10 "$tmo" "$bench_bin" --port "$bport" --mqtt "tcp://127.0.0.1:$mport" \
+    --qos "$QOS" --threads "$THREADS" --watch-pid "$bpid,$mpid" "$@" > "$work/bench.out" 2> "$work/bench.err" || rc=$?
+  cat "$work/bench.out"
+  [[ -s $work/bench.err ]] && sed 's/^/  stderr: /' "$work/bench.err" | head -20
+  sed -n "s/^RESULT /label=$label /p" "$work/bench.out" >> "$results"
+  (( rc == 0 )) || echo "  (stream-bench exit status $rc)"
+  bridge_stream_metrics
+}
+
+echo "stream.sh: $(nproc) cores, $mver, mosquitto port $mport, QoS $QOS publisher, bench threads $THREADS," \
+     "bridge [http] threads $HTTP_THREADS; the load generator runs on the same cores."
+
+for sc in $SCENARIOS; do
+  case $sc in
+  small|large)
+    n=$SUBS_SMALL; [[ $sc == large ]] && n=$SUBS_LARGE
+    start_bridge
+    run_bench "latency-$n" 120 --subscribers "$n" --rate "$RATE" --duration "$DURATION" --warmup 2
+    stop_pid "$bpid"
+    ;;
+  sat)
+    start_bridge
+    run_bench "saturation-$SAT_SUBS" 240 --subscribers "$SAT_SUBS" --rate "$SAT_RATES" --duration "$SAT_DURATION" \
+      --warmup 1 --drain 5 --drain-max 20
+    stop_pid "$bpid"
+    ;;
+  idle)
+    start_bridge
+    sleep 1  # let start-up allocations settle before the baseline
+    echo "  kernel, before: $(grep -E '^(TCP|sockets):' /proc/net/sockstat | paste -sd' ')"
+    check_time
+    echo "== idle-$IDLE_SUBS: stream-bench --subscribers $IDLE_SUBS --idle-hold $IDLE_HOLD"
+    timeout --signal=TERM --kill-after=10 $((IDLE_HOLD + 150)) "$bench_bin" --port "$bport" --threads "$THREADS" \
+      --subscribers "$IDLE_SUBS" --idle-hold "$IDLE_HOLD" --settle 2 --watch-pid "$bpid" \
+      > "$work/bench.out" 2> "$work/bench.err" &
+    ipid=$!; pids+=("$ipid")
+    for _ in $(seq 1500); do grep -q '^READY' "$work/bench.out" && break; kill -0 "$ipid" 2>/dev/null || break; sleep 0.1; done
+    if grep -q '^READY' "$work/bench.out"; then
+      bridge_stream_metrics
+      echo "  kernel, held:   $(grep -E '^(TCP|sockets):' /proc/net/sockstat | paste -sd' ')"
+    fi
+    rc=0; wait "$ipid" || rc=$?
+    keep=(); for p in "${pids[@]}"; do [[ $p == "$ipid" ]] || keep+=("$p"); done; pids=("${keep[@]}")
+    cat "$work/bench.out"
+    [[ -s $work/bench.err ]] && sed 's/^/  stderr: /' "$work/bench.err" | head -20
+    sed -n "s/^RESULT /label=idle-$IDLE_SUBS /p" "$work/bench.out" >> "$results"
+    (( rc == 0 )) || echo "  (stream-bench exit status $rc)"
+    stop_pid "$bpid"
+    ;;
+  *) echo "unknown scenario $sc" >&2; exit 2 ;;
+  esac
+done
+
+# ---- summary ----
+python3 - "$results" "$mpid" <<'PY'
+import sys
+rows = [dict(kv.split("=", 1) for kv in line.split()) for line in open(sys.argv[1]) if line.strip()]
+mpid = sys.argv[2]
+def bp(r, key):  # the bridge is the first watched pid, Mosquitto the second
+    ks = sorted(k for k in r if k.startswith("pid") and k.endswith(key))
+    ks = [k for k in ks if not k.startswith("pid" + mpid + "_")] if key != "_rss_kib" else ks
+    return r[ks[0]] if ks else "-"
+print()
+print("| scenario | subs | rate/s | published | received / expected | p50 ms | p99 ms | max ms | p50 / p99 ms at kernel rx | p99 ms to bridge | deliveries/s | bridge CPU % | bench CPU % | mosquitto CPU % | disconnects |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    if r.get("mode") != "latency":
+        continue
+    mq = r.get(f"pid{mpid}_cpu_pct", "-")
+    print(f"| {r['label']} | {r['subscribers']} | {r['rate']} | {r['published']} | {r['received']} / {r['expected']} | "
+          f"{float(r['p50_ms']):.2f} | {float(r['p99_ms']):.2f} | {float(r['max_ms']):.2f} | "
+          f"{float(r['k_p50_ms']):.2f} / {float(r['k_p99_ms']):.2f} | {float(r['to_bridge_p99_ms']):.1f} | {float(r['deliveries_per_s']):,.0f} | "
+          f"{bp(r, '_cpu_pct')} | {r['bench_cpu_pct']} | {mq} | {r['disconnects']} |")
+for r in rows:
+    if r.get("mode") != "idle":
+        continue
+    per = [k for k in r if k.endswith("_kib_per_stream") and k.startswith("pid")]
+    rss = [k for k in r if k.endswith("_rss_kib") and k.startswith("pid")]
+    print()
+    print(f"idle: {r['streams']} streams open ({r['open_after_hold']} still open after {r['hold_s']} s), "
+          f"connected in {r['connect_s']} s; bridge VmRSS {r[rss[0]] if rss else '-'} KiB "
+          f"(baseline -> connected -> after hold): {r[per[0]] if per else '-'} KiB per idle stream; "
+          f"bench {r['bench_kib_per_stream']} KiB per stream")
+PY
+echo "stream.sh: done in ${SECONDS}s"

@@ -1,0 +1,794 @@
+// stream-bench: end-to-end latency and throughput of the bridge's Server-Sent Events stream
+// (bench/stream.sh drives it; see "Streaming (SSE)" in bench/README.md).
+//
+// One process: N SSE subscribers on raw TCP sockets (Asio, --threads single-threaded
+// io_contexts, connections spread round-robin), and one Paho MQTT publisher that publishes
+// {"value":21.5,"seq":<system_clock microseconds at publish>} to <prefix>/bench<k>/temperature
+// at a fixed rate. The bridge passes `seq` through, so a subscriber's latency for a reading is
+// its receive time (system_clock, taken once per recvmsg) minus `seq`: MQTT publish ->
+// Mosquitto -> bridge ingest (journal) -> SQLite commit -> hub -> SSE write -> our read. The
+// kernel's receive timestamp (SO_TIMESTAMPNS) gives a second figure, `k_*`: on loopback, publish
+// -> the bridge's write, without our own scheduling delay.
+//
+//   stream-bench --port P --mqtt URL --subscribers N --rate R[,R2,...] --duration S
+//       each rate is one step on the same connections: `warmup` seconds unmeasured, then
+//       `duration` seconds measured, then wait until every subscriber has every measured
+//       reading (or `drain` seconds without progress). One `RESULT` line per step.
+//   stream-bench --port P --subscribers N --idle-hold S
+//       open N streams, print `READY`, hold them S seconds, print `RESULT mode=idle ...`.
+//   --watch-pid PID[,PID]  CPU seconds (utime+stime) of these processes over each measured
+//       window, and their VmRSS (idle mode), printed beside our own.
+//
+// A subscriber that the bridge disconnects (slow client) reconnects with Last-Event-ID, as a
+// browser does, unless --no-reconnect; disconnects and reconnects are counted.
+#include <CLI/CLI.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <mqtt/async_client.h>
+
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <ctime>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cinttypes>
+#include <cmath>
+#include <mutex>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+std::int64_t now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+double mono_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double self_cpu_s() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+// utime + stime of a process, seconds; -1 when it cannot be read.
+double proc_cpu_s(int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    const auto rp = s.rfind(')');
+    if (rp == std::string::npos) return -1;
+    std::istringstream in(s.substr(rp + 2));
+    std::string field;
+    double ut = 0, st = 0;
+    // Fields after comm: state(3) ... utime(14) stime(15); we start at field 3.
+    for (int i = 3; i <= 15 && (in >> field); ++i) {
+        if (i == 14) ut = std::stod(field);
+        if (i == 15) st = std::stod(field);
+    }
+    return (ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// VmRSS of a process in KiB (pid 0: ourselves); -1 when it cannot be read.
+long proc_rss_kib(int pid) {
+    std::ifstream f(pid == 0 ? std::string("/proc/self/status") : "/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(f, line))
+        if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+    return -1;
+}
+
+std::int32_t clamp32(std::int64_t v) {
+    return static_cast<std::int32_t>(std::clamp<std::int64_t>(v, -1'000'000'000, 2'000'000'000));
+}
+
+bool parse_i64(std::string_view s, std::int64_t& out) {
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
+    return r.ec == std::errc{};
+}
+
+// ---- settings and state shared by every connection ----
+
+struct settings {
+    tcp::endpoint ep;
+    std::string request_head;  // "GET ... HTTP/1.1\r\nHost: ...\r\n" without the final CRLF
+    std::size_t n = 0;
+    bool reconnect = true;
+    int max_attempts = 5;
+};
+
+constexpr int max_steps = 16;
+
+struct shared_state {
+    std::atomic<std::size_t> next{0};  // index of the next connection to open
+    std::atomic<std::size_t> ready{0};
+    std::atomic<std::size_t> failed{0};
+    std::atomic<bool> stopping{false};
+    std::atomic<int> step{-1};
+    std::atomic<std::int64_t> win_start[max_steps];
+    std::atomic<std::int64_t> win_end[max_steps];
+    shared_state() {
+        for (int i = 0; i < max_steps; ++i) {
+            win_start[i] = std::numeric_limits<std::int64_t>::max();
+            win_end[i] = std::numeric_limits<std::int64_t>::max();
+        }
+    }
+};
+
+class connection;
+
+// One single-threaded io_context with its connections and counters. Counters that the main
+// thread polls are atomics; everything else is touched only on the context's thread (the main
+// thread reads it by posting a task there).
+struct context {
+    asio::io_context ioc{1};
+    std::vector<std::shared_ptr<connection>> conns;
+    std::atomic<std::uint64_t> readings{0};   // every reading event received
+    std::atomic<std::uint64_t> measured{0};   // readings of the current step's window
+    std::atomic<std::int64_t> last_rx_us{0};  // receive time of the last reading
+    std::atomic<std::uint64_t> disconnects{0}, reconnects{0}, order_errors{0};
+    std::uint64_t heartbeats = 0, status_events = 0, other_events = 0;
+    std::vector<std::vector<std::int32_t>> lat_us = std::vector<std::vector<std::int32_t>>(max_steps);
+    std::vector<std::vector<std::int32_t>> klat_us = std::vector<std::vector<std::int32_t>>(max_steps);
+    std::vector<std::vector<std::int32_t>> arrival_us = std::vector<std::vector<std::int32_t>>(max_steps);
+    std::atomic<std::uint64_t> no_kernel_ts{0};
+};
+
+class connection : public std::enable_shared_from_this<connection> {
+public:
+    connection(context& c, const settings& s, shared_state& g, std::size_t index)
+        : c_(c), s_(s), g_(g), index_(index), sock_(c.ioc) {}
+
+    void start() {
+        ++attempts_;
+        state_ = st::connecting;
+        head_.clear();
+        line_.clear();
+        sock_ = tcp::socket(c_.ioc);
+        sock_.async_connect(s_.ep, [self = shared_from_this()](boost::system::error_code ec) {
+            self->on_connect(ec);
+        });
+    }
+
+    void stop() {
+        boost::system::error_code ignored;
+        if (sock_.is_open()) {
+            sock_.set_option(asio::socket_base::linger(true, 0), ignored);  // no TIME_WAIT pile-up
+            sock_.close(ignored);
+        }
+        state_ = st::closed;
+    }
+
+    bool is_ready() const { return ready_; }
+    bool is_open() const { return state_ == st::body; }
+    std::uint64_t measured(int step) const { return step == step_ ? step_measured_ : 0; }
+
+private:
+    enum class st { connecting, header, body, closed };
+
+    void on_connect(boost::system::error_code ec) {
+        if (ec) return on_error(ec);
+        const int one = 1;
+        ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+        req_ = s_.request_head;
+        if (last_id_ > 0) {
+            req_ += "Last-Event-ID: ";
+            req_ += std::to_string(last_id_);
+            req_ += "\r\n";
+        }
+        req_ += "\r\n";
+        state_ = st::header;
+        asio::async_write(sock_, asio::buffer(req_),
+                          [self = shared_from_this()](boost::system::error_code e, std::size_t) {
+                              if (e) return self->on_error(e);
+                          });
+        if (!buf_) buf_ = std::make_unique<char[]>(buf_size);
+        do_read();
+    }
+
+    // Reads with recvmsg to get the kernel's receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME)
+    // beside our own clock: on loopback the kernel stamps a segment when the bridge's write
+    // passes through, so `kernel - seq` is the latency up to the bridge's write and excludes our
+    // own scheduling delay. Drains to EAGAIN, then waits for readability (single-threaded
+    // io_context: the next epoll_wait runs only after the wait is re-armed, so no edge is lost).
+    void do_read() {
+        sock_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
+            self->on_readable(ec);
+        });
+    }
+
+    void on_readable(boost::system::error_code ec) {
+        if (ec) return on_error(ec);
+        const int fd = sock_.native_handle();
+        for (;;) {
+            iovec iov{buf_.get(), buf_size};
+            alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(timespec)) * 2];
+            msghdr mh{};
+            mh.msg_iov = &iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = cbuf;
+            mh.msg_controllen = sizeof cbuf;
+            const ssize_t n = ::recvmsg(fd, &mh, MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                return on_error(boost::system::error_code(errno, boost::system::system_category()));
+            }
+            if (n == 0) return on_error(asio::error::eof);
+            const std::int64_t rx = now_us();
+            std::int64_t krx = -1;
+            for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                    timespec ts{};
+                    std::memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+                    krx = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+                }
+            }
+            if (krx < 0) c_.no_kernel_ts.fetch_add(1, std::memory_order_relaxed);
+            on_bytes(buf_.get(), static_cast<std::size_t>(n), rx, krx < 0 ? rx : krx);
+            if (state_ != st::header && state_ != st::body) return;
+        }
+        do_read();
+    }
+
+    void on_bytes(const char* p, std::size_t len, std::int64_t rx, std::int64_t krx) {
+        if (state_ == st::header) {
+            head_.append(p, len);
+            const auto end = head_.find("\r\n\r\n");
+            if (end == std::string::npos) {
+                if (head_.size() > 16384) return on_error(asio::error::message_size);
+                return;
+            }
+            if (head_.rfind("HTTP/1.1 200", 0) != 0 && head_.rfind("HTTP/1.0 200", 0) != 0) {
+                if (!bad_status_logged_) {
+                    bad_status_logged_ = true;
+                    std::fprintf(stderr, "stream-bench: connection %zu: %s\n", index_,
+                                 head_.substr(0, head_.find("\r\n")).c_str());
+                }
+                return on_error(asio::error::connection_refused);
+            }
+            state_ = st::body;
+            const std::string rest = head_.substr(end + 4);
+            head_.clear();
+            if (!rest.empty()) parse(rest.data(), rest.size(), rx, krx);
+        } else {
+            parse(p, len, rx, krx);
+        }
+    }
+
+    // Splits the bytes into lines (keeping a partial last line for the next read).
+    void parse(const char* p, std::size_t n, std::int64_t rx, std::int64_t krx) {
+        const char* end = p + n;
+        while (p < end) {
+            const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+            if (!nl) {
+                line_.append(p, end);
+                return;
+            }
+            if (line_.empty()) {
+                on_line(std::string_view(p, static_cast<std::size_t>(nl - p)), rx, krx);
+            } else {
+                line_.append(p, nl);
+                on_line(line_, rx, krx);
+                line_.clear();
+            }
+            p = nl + 1;
+        }
+    }
+
+    void on_line(std::string_view l, std::int64_t rx, std::int64_t krx) {
+        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+        if (l.empty()) return;
+        if (l.rfind("data: ", 0) == 0) {
+            const auto k = l.find("\"seq\":");
+            if (k == std::string_view::npos) {
+                if (l.find("\"online\"") != std::string_view::npos) ++c_.status_events;
+                else ++c_.other_events;
+                return;
+            }
+            std::int64_t seq = 0;
+            std::string_view v = l.substr(k + 6);
+            const auto stop = v.find_first_of(",}");
+            if (!parse_i64(v.substr(0, stop), seq)) return;  // seq null: not one of ours
+            c_.readings.fetch_add(1, std::memory_order_relaxed);
+            c_.last_rx_us.store(rx, std::memory_order_relaxed);
+            const int s = g_.step.load(std::memory_order_relaxed);
+            if (s < 0) return;
+            if (seq < g_.win_start[s].load(std::memory_order_relaxed) ||
+                seq >= g_.win_end[s].load(std::memory_order_relaxed))
+                return;
+            if (step_ != s) {
+                step_ = s;
+                step_measured_ = 0;
+            }
+            ++step_measured_;
+            c_.measured.fetch_add(1, std::memory_order_relaxed);
+            const std::int64_t lat = rx - seq;
+            c_.lat_us[static_cast<std::size_t>(s)].push_back(clamp32(lat));
+            c_.klat_us[static_cast<std::size_t>(s)].push_back(clamp32(krx - seq));
+            if (index_ == 0) {
+                // The bridge's arrival time: `ts` (ms) when the payload has none. +500 us: mid-ms.
+                const auto t = l.find("\"ts\":");
+                std::int64_t ts = 0;
+                if (t != std::string_view::npos) {
+                    std::string_view tv = l.substr(t + 5);
+                    if (parse_i64(tv.substr(0, tv.find_first_of(",}")), ts))
+                        c_.arrival_us[static_cast<std::size_t>(s)].push_back(clamp32(ts * 1000 + 500 - seq));
+                }
+            }
+        } else if (l.rfind("id: ", 0) == 0) {
+            std::int64_t id = 0;
+            if (parse_i64(l.substr(4), id)) {
+                if (id <= last_id_) c_.order_errors.fetch_add(1, std::memory_order_relaxed);
+                last_id_ = id;
+            }
+        } else if (l.rfind("retry:", 0) == 0) {
+            if (!ready_) {
+                ready_ = true;
+                g_.ready.fetch_add(1, std::memory_order_relaxed);
+                launch_next();
+            }
+        } else if (l.front() == ':') {
+            ++c_.heartbeats;
+        }
+    }
+
+    void on_error(boost::system::error_code ec) {
+        if (state_ == st::closed) return;
+        const bool was_open = state_ == st::body;
+        boost::system::error_code ignored;
+        sock_.close(ignored);
+        state_ = st::closed;
+        if (g_.stopping.load()) return;
+        if (ready_) {
+            if (was_open) c_.disconnects.fetch_add(1, std::memory_order_relaxed);
+            if (!s_.reconnect) return;
+            c_.reconnects.fetch_add(1, std::memory_order_relaxed);
+            attempts_ = 0;
+            return retry_later(50ms);
+        }
+        if (attempts_ < s_.max_attempts) return retry_later(200ms);
+        if (!failure_logged_) {
+            failure_logged_ = true;
+            std::fprintf(stderr, "stream-bench: connection %zu failed: %s\n", index_, ec.message().c_str());
+        }
+        g_.failed.fetch_add(1, std::memory_order_relaxed);
+        launch_next();
+    }
+
+    void retry_later(std::chrono::milliseconds d) {
+        if (!timer_) timer_ = std::make_unique<asio::steady_timer>(c_.ioc);
+        timer_->expires_after(d);
+        timer_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+            if (!ec && !self->g_.stopping.load()) self->start();
+        });
+    }
+
+    // Keeps a bounded number of connection attempts in flight: each ready (or failed)
+    // connection opens the next one, on its own context.
+    void launch_next();
+
+    static constexpr std::size_t buf_size = 16384;
+    context& c_;
+    const settings& s_;
+    shared_state& g_;
+    std::size_t index_;
+    tcp::socket sock_;
+    std::unique_ptr<asio::steady_timer> timer_;
+    std::unique_ptr<char[]> buf_;
+    std::string req_, head_, line_;
+    st state_ = st::connecting;
+    bool ready_ = false, bad_status_logged_ = false, failure_logged_ = false;
+    int attempts_ = 0;
+    int step_ = -1;
+    std::uint64_t step_measured_ = 0;
+    std::int64_t last_id_ = 0;
+};
+
+void open_connection(context& c, const settings& s, shared_state& g) {
+    const std::size_t i = g.next.fetch_add(1);
+    if (i >= s.n || g.stopping.load()) return;
+    auto conn = std::make_shared<connection>(c, s, g, i);
+    c.conns.push_back(conn);
+    conn->start();
+}
+
+void connection::launch_next() { open_connection(c_, s_, g_); }
+
+// Runs f on every context's thread and waits for all.
+template <typename F>
+void on_each(std::vector<std::unique_ptr<context>>& ctxs, F f) {
+    std::vector<std::future<void>> done;
+    for (auto& c : ctxs) {
+        auto p = std::make_shared<std::promise<void>>();
+        done.push_back(p->get_future());
+        asio::post(c->ioc, [p, &c = *c, f] {
+            f(c);
+            p->set_value();
+        });
+    }
+    for (auto& d : done) d.wait();
+}
+
+// ---- publisher ----
+
+class ack_counter final : public mqtt::iaction_listener {
+public:
+    std::atomic<long> ok{0}, failed{0};
+    void on_success(const mqtt::token&) override { ok.fetch_add(1, std::memory_order_relaxed); }
+    void on_failure(const mqtt::token&) override { failed.fetch_add(1, std::memory_order_relaxed); }
+};
+
+struct pub_result {
+    long sent = 0;
+    std::int64_t first_seq = 0, last_seq = 0;
+    double late_max_ms = 0;  // worst lag of a publish behind its schedule
+};
+
+// Publishes at `rate`/s until `until` (steady clock seconds); seq = system_clock us at publish.
+pub_result publish_for(mqtt::async_client& cli, ack_counter& acks, const std::string& prefix, int sensors,
+                       int qos, double rate, double seconds, std::int64_t& sensor_rr) {
+    pub_result res;
+    const auto period = std::chrono::duration<double>(1.0 / rate);
+    const auto start = std::chrono::steady_clock::now();
+    const auto end = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::duration<double>(seconds));
+    std::string payload;
+    for (long i = 0;; ++i) {
+        const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(period * static_cast<double>(i));
+        if (due >= end) break;
+        std::this_thread::sleep_until(due);
+        const double late = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - due).count();
+        res.late_max_ms = std::max(res.late_max_ms, late);
+        const std::string topic = prefix + "/bench" + std::to_string(sensor_rr++ % sensors) + "/temperature";
+        const std::int64_t seq = now_us();
+        payload = "{\"value\":21.5,\"seq\":" + std::to_string(seq) + "}";
+        try {
+            cli.publish(mqtt::make_message(topic, payload, qos, false), nullptr, acks);
+        } catch (const mqtt::exception&) {
+            acks.failed.fetch_add(1);
+            continue;
+        }
+        if (res.sent == 0) res.first_seq = seq;
+        res.last_seq = seq;
+        ++res.sent;
+    }
+    return res;
+}
+
+struct percentiles {
+    double p50 = 0, p99 = 0, max = 0, mean = 0;
+    std::size_t n = 0;
+};
+
+percentiles summarize(std::vector<std::int32_t>& v) {
+    percentiles p;
+    p.n = v.size();
+    if (v.empty()) return p;
+    std::sort(v.begin(), v.end());
+    auto at = [&](double q) {
+        const auto i = static_cast<std::size_t>(std::ceil(q * static_cast<double>(v.size()))) - 1;
+        return static_cast<double>(v[std::min(i, v.size() - 1)]) / 1000.0;
+    };
+    p.p50 = at(0.50);
+    p.p99 = at(0.99);
+    p.max = static_cast<double>(v.back()) / 1000.0;
+    double sum = 0;
+    for (auto x : v) sum += x;
+    p.mean = sum / static_cast<double>(v.size()) / 1000.0;
+    return p;
+}
+
+struct cpu_snap {
+    double self = 0;
+    std::vector<double> watched;
+};
+
+cpu_snap take_cpu(const std::vector<int>& pids) {
+    cpu_snap s;
+    s.self = self_cpu_s();
+    for (int p : pids) s.watched.push_back(proc_cpu_s(p));
+    return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"stream-bench: SSE latency / throughput / idle-memory benchmark for broker-bridge"};
+    std::string host = "127.0.0.1";
+    int port = 0;
+    std::string mqtt_url = "tcp://127.0.0.1:1883";
+    std::string prefix = "sensors";
+    std::string topic = "#";
+    std::size_t subscribers = 100;
+    std::vector<double> rates{100};
+    double duration = 10, warmup = 1, drain = 5, drain_max = 30, settle = 1, connect_timeout = 120, idle_hold = 0;
+    int qos = 1, sensors = 10, threads = 1, parallel = 200;
+    bool no_reconnect = false;
+    std::vector<int> watch;
+    app.add_option("--host", host, "bridge HTTP address")->capture_default_str();
+    app.add_option("--port", port, "bridge HTTP port")->required();
+    app.add_option("--mqtt", mqtt_url, "broker URL the bridge reads from")->capture_default_str();
+    app.add_option("--prefix", prefix, "topic prefix")->capture_default_str();
+    app.add_option("--topic", topic, "the stream's topic filter (empty: none given, i.e. #)")->capture_default_str();
+    app.add_option("--subscribers,-n", subscribers, "SSE connections")->capture_default_str();
+    app.add_option("--rate", rates, "readings/s in total; several (comma-separated) = steps")->delimiter(',');
+    app.add_option("--duration", duration, "measured seconds per step")->capture_default_str();
+    app.add_option("--warmup", warmup, "unmeasured seconds of publishing before each step")->capture_default_str();
+    app.add_option("--drain", drain, "after publishing, give up after this long without progress")->capture_default_str();
+    app.add_option("--drain-max", drain_max, "after publishing, give up after this long in all")->capture_default_str();
+    app.add_option("--settle", settle, "seconds to wait after connecting")->capture_default_str();
+    app.add_option("--connect-timeout", connect_timeout, "seconds to open every connection")->capture_default_str();
+    app.add_option("--idle-hold", idle_hold, "idle mode: hold the connections this long, publish nothing");
+    app.add_option("--qos", qos, "publish QoS (0 or 1)")->capture_default_str()->check(CLI::Range(0, 1));
+    app.add_option("--sensors", sensors, "distinct sensors published to, round-robin")->capture_default_str();
+    app.add_option("--threads", threads, "receiving threads (one io_context each)")->capture_default_str();
+    app.add_option("--parallel", parallel, "connection attempts in flight while connecting")->capture_default_str();
+    app.add_flag("--no-reconnect", no_reconnect, "do not reconnect streams the bridge closes");
+    app.add_option("--watch-pid", watch, "report CPU (and idle: VmRSS) of these processes")->delimiter(',');
+    CLI11_PARSE(app, argc, argv);
+    if (rates.empty() || static_cast<int>(rates.size()) > max_steps) {
+        std::fprintf(stderr, "stream-bench: 1..%d rates\n", max_steps);
+        return 2;
+    }
+    const bool idle = idle_hold > 0;
+    threads = std::max(1, threads);
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);
+
+    settings s;
+    s.ep = tcp::endpoint(asio::ip::make_address(host), static_cast<unsigned short>(port));
+    s.n = subscribers;
+    s.reconnect = !no_reconnect;
+    s.request_head = "GET /api/v1/stream";
+    if (!topic.empty() && topic != "#") {
+        std::string enc;
+        for (char ch : topic) {
+            if (ch == '+') enc += "%2B";
+            else if (ch == '#') enc += "%23";
+            else if (ch == '/') enc += "%2F";
+            else enc += ch;
+        }
+        s.request_head += "?topic=" + enc;
+    }
+    s.request_head += " HTTP/1.1\r\nHost: " + host + "\r\nAccept: text/event-stream\r\n";
+    shared_state g;
+
+    const long bench_rss0 = proc_rss_kib(0);
+    std::vector<long> rss0;
+    for (int p : watch) rss0.push_back(proc_rss_kib(p));
+
+    // MQTT publisher first (latency mode), so its connection is not part of any window.
+    std::unique_ptr<mqtt::async_client> pub;
+    ack_counter acks;
+    if (!idle) {
+        try {
+            pub = std::make_unique<mqtt::async_client>(mqtt_url, "stream-bench-pub-" + std::to_string(getpid()),
+                                                       mqtt::create_options(MQTTVERSION_5));
+            mqtt::connect_options o;
+            o.set_mqtt_version(MQTTVERSION_5);
+            o.set_clean_start(true);
+            o.set_keep_alive_interval(30s);
+            o.set_connect_timeout(10s);
+            o.set_max_inflight(65535);
+            if (!pub->connect(o)->wait_for(15s)) throw std::runtime_error("connect timed out");
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "stream-bench: MQTT connect to %s failed: %s\n", mqtt_url.c_str(), e.what());
+            return 1;
+        }
+    }
+
+    std::vector<std::unique_ptr<context>> ctxs;
+    for (int i = 0; i < threads; ++i) ctxs.push_back(std::make_unique<context>());
+    std::vector<std::thread> io;
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+    for (auto& c : ctxs) guards.push_back(asio::make_work_guard(c->ioc));
+    for (auto& c : ctxs) io.emplace_back([&ioc = c->ioc] { ioc.run(); });
+
+    // Connect: `parallel` attempts in flight, spread over the contexts.
+    const double t_conn0 = mono_s();
+    for (int i = 0; i < parallel; ++i) {
+        auto& c = *ctxs[static_cast<std::size_t>(i % threads)];
+        asio::post(c.ioc, [&c, &s, &g] { open_connection(c, s, g); });
+    }
+    while (g.ready.load() + g.failed.load() < subscribers && mono_s() - t_conn0 < connect_timeout)
+        std::this_thread::sleep_for(10ms);
+    const double connect_s = mono_s() - t_conn0;
+    const std::size_t ready = g.ready.load();
+    std::printf("connected %zu/%zu streams in %.2f s (failed %zu)\n", ready, subscribers, connect_s, g.failed.load());
+    int rc = 0;
+    if (ready < subscribers) rc = 1;
+
+    auto shutdown = [&] {
+        g.stopping = true;
+        on_each(ctxs, [](context& c) {
+            for (auto& cn : c.conns) cn->stop();
+        });
+        guards.clear();
+        for (auto& c : ctxs) c->ioc.stop();
+        for (auto& t : io) t.join();
+    };
+
+    if (idle) {
+        std::this_thread::sleep_for(std::chrono::duration<double>(settle));
+        std::vector<long> rss1;
+        for (int p : watch) rss1.push_back(proc_rss_kib(p));
+        const long bench_rss1 = proc_rss_kib(0);
+        std::printf("READY streams=%zu\n", ready);
+        std::this_thread::sleep_for(std::chrono::duration<double>(idle_hold));
+        std::size_t open = 0;
+        std::mutex mu;
+        on_each(ctxs, [&open, &mu](context& c) {
+            std::size_t n = 0;
+            for (auto& cn : c.conns) n += cn->is_open() ? 1 : 0;
+            const std::lock_guard lock(mu);
+            open += n;
+        });
+        std::vector<long> rss2;
+        for (int p : watch) rss2.push_back(proc_rss_kib(p));
+        std::uint64_t disc = 0;
+        for (auto& c : ctxs) disc += c->disconnects.load();
+        std::printf("RESULT mode=idle streams=%zu open_after_hold=%zu hold_s=%.0f connect_s=%.2f disconnects=%" PRIu64
+                    " bench_rss_kib=%ld->%ld bench_kib_per_stream=%.2f",
+                    ready, open, idle_hold, connect_s, disc, bench_rss0, bench_rss1,
+                    ready ? static_cast<double>(bench_rss1 - bench_rss0) / static_cast<double>(ready) : 0.0);
+        for (std::size_t i = 0; i < watch.size(); ++i)
+            std::printf(" pid%d_rss_kib=%ld->%ld->%ld pid%d_kib_per_stream=%.2f", watch[i], rss0[i], rss1[i], rss2[i],
+                        watch[i],
+                        ready ? static_cast<double>(rss2[i] - rss0[i]) / static_cast<double>(ready) : 0.0);
+        std::printf("\n");
+        shutdown();
+        return rc;
+    }
+
+    std::this_thread::sleep_for(std::chrono::duration<double>(settle));
+    std::int64_t sensor_rr = 0;
+    long published_total = 0;
+    for (std::size_t si = 0; si < rates.size(); ++si) {
+        const int step = static_cast<int>(si);
+        const double rate = rates[si];
+        // Warm-up: published before the window opens, so never measured.
+        if (warmup > 0) {
+            const pub_result w = publish_for(*pub, acks, prefix, sensors, qos, rate, warmup, sensor_rr);
+            published_total += w.sent;  // wait for the warm-up's acks: not counted as this step's
+            const double ta = mono_s();
+            while (qos > 0 && acks.ok.load() + acks.failed.load() < published_total && mono_s() - ta < 5)
+                std::this_thread::sleep_for(1ms);
+        }
+        std::uint64_t readings0 = 0, disc0 = 0, reco0 = 0, order0 = 0;
+        for (auto& c : ctxs) {
+            readings0 += c->readings.load();
+            disc0 += c->disconnects.load();
+            reco0 += c->reconnects.load();
+            order0 += c->order_errors.load();
+            c->measured.store(0);
+        }
+        const long acked0 = acks.ok.load(), nacked0 = acks.failed.load();
+        g.win_start[step] = now_us();
+        g.step = step;
+        const cpu_snap cpu0 = take_cpu(watch);
+        const double t0 = mono_s();
+        const std::int64_t t0_us = now_us();
+        pub_result pr = publish_for(*pub, acks, prefix, sensors, qos, rate, duration, sensor_rr);
+        g.win_end[step] = pr.last_seq + 1;
+        published_total += pr.sent;
+        const double t_pub = mono_s();
+        const double pub_s = t_pub - t0;
+        const std::uint64_t expected = static_cast<std::uint64_t>(pr.sent) * ready;
+        // Drain: until every stream has every measured reading, or no progress for `drain` s.
+        std::uint64_t got = 0, last_got = 0;
+        double last_progress = mono_s();
+        for (;;) {
+            got = 0;
+            for (auto& c : ctxs) got += c->measured.load();
+            const double now = mono_s();
+            if (got != last_got) last_progress = now, last_got = got;
+            if (got >= expected || now - last_progress > drain || now - t_pub > drain_max) break;
+            std::this_thread::sleep_for(5ms);
+        }
+        const cpu_snap cpu1 = take_cpu(watch);
+        const double t1 = mono_s();
+        std::int64_t last_rx = 0;
+        std::uint64_t readings1 = 0, disc1 = 0, reco1 = 0, order1 = 0;
+        for (auto& c : ctxs) {
+            last_rx = std::max(last_rx, c->last_rx_us.load());
+            readings1 += c->readings.load();
+            disc1 += c->disconnects.load();
+            reco1 += c->reconnects.load();
+            order1 += c->order_errors.load();
+        }
+        // Collect latencies and per-stream completeness on the contexts' threads.
+        std::vector<std::int32_t> lat, klat, arr;
+        std::size_t short_streams = 0, over_streams = 0;
+        std::uint64_t hb = 0, status = 0;
+        const std::uint64_t want = static_cast<std::uint64_t>(pr.sent);
+        g.step = -1;  // later arrivals of this window are not counted
+        std::mutex mu;
+        on_each(ctxs, [&](context& c) {
+            const std::lock_guard lock(mu);
+            auto& l = c.lat_us[si];
+            lat.insert(lat.end(), l.begin(), l.end());
+            std::vector<std::int32_t>().swap(l);
+            auto& k = c.klat_us[si];
+            klat.insert(klat.end(), k.begin(), k.end());
+            std::vector<std::int32_t>().swap(k);
+            auto& a = c.arrival_us[si];
+            arr.insert(arr.end(), a.begin(), a.end());
+            for (auto& cn : c.conns) {
+                if (!cn->is_ready()) continue;
+                const auto m = cn->measured(step);
+                if (m < want) ++short_streams;
+                if (m > want) ++over_streams;
+            }
+            hb += c.heartbeats;
+            status += c.status_events;
+        });
+        const percentiles p = summarize(lat);
+        const percentiles pa = summarize(arr);
+        const percentiles pk = summarize(klat);
+        std::uint64_t no_kts = 0;
+        for (auto& c : ctxs) no_kts += c->no_kernel_ts.load();
+        const double span_s = std::max(1e-6, static_cast<double>(last_rx - t0_us) / 1e6);
+        const double wall = t1 - t0;
+        const double deliveries_per_s = static_cast<double>(readings1 - readings0) / span_s;
+        // Wait for the publisher's acknowledgements (QoS 1) of this step.
+        if (qos > 0) {
+            const double ta = mono_s();
+            while (acks.ok.load() + acks.failed.load() - acked0 - nacked0 < pr.sent && mono_s() - ta < 5)
+                std::this_thread::sleep_for(5ms);
+        }
+        std::printf("RESULT mode=latency step=%d subscribers=%zu rate=%.0f qos=%d publish_s=%.2f published=%ld "
+                    "acked=%ld publish_failed=%ld pub_late_max_ms=%.1f expected=%" PRIu64 " received=%" PRIu64
+                    " complete=%s short_streams=%zu dup_streams=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f mean_ms=%.3f "
+                    "k_p50_ms=%.3f k_p99_ms=%.3f k_max_ms=%.3f reads_without_kernel_ts=%" PRIu64 " "
+                    "to_bridge_p50_ms=%.2f to_bridge_p99_ms=%.2f to_bridge_max_ms=%.2f "
+                    "deliveries=%" PRIu64 " deliveries_per_s=%.0f offered_per_s=%.0f span_s=%.2f wall_s=%.2f "
+                    "disconnects=%" PRIu64 " reconnects=%" PRIu64 " order_errors=%" PRIu64 " heartbeats=%" PRIu64
+                    " status_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f",
+                    step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
+                    pr.late_max_ms, expected, got, got == expected ? "yes" : "no", short_streams, over_streams,
+                    p.p50, p.p99, p.max, p.mean, pk.p50, pk.p99, pk.max, no_kts, pa.p50, pa.p99, pa.max, readings1 - readings0, deliveries_per_s,
+                    rate * static_cast<double>(ready), span_s, wall, disc1 - disc0, reco1 - reco0, order1 - order0,
+                    hb, status, cpu1.self - cpu0.self, 100.0 * (cpu1.self - cpu0.self) / wall);
+        for (std::size_t i = 0; i < watch.size(); ++i) {
+            const double d = cpu1.watched[i] - cpu0.watched[i];
+            std::printf(" pid%d_cpu_s=%.2f pid%d_cpu_pct=%.0f", watch[i], d, watch[i], 100.0 * d / wall);
+        }
+        std::printf("\n");
+        if (got != expected) rc = 1;
+        if (si + 1 < rates.size()) std::this_thread::sleep_for(1s);
+    }
+    try {
+        pub->disconnect()->wait_for(5s);
+    } catch (const std::exception&) {
+    }
+    shutdown();
+    return rc;
+}
