@@ -91,10 +91,10 @@ answer responder::ok(const request_info& ri, content c) const {
     if (gz) {
         if (auto z = gzip(c.body)) {
             headers.emplace_back("Content-Encoding", "gzip");
-            return finish(ri, 200, std::move(*z), c.content_type, headers, true);
+            return finish(ri, 200, std::move(*z), c.content_type, headers);
         }
     }
-    return finish(ri, 200, std::move(c.body), c.content_type, headers, false);
+    return finish(ri, 200, std::move(c.body), c.content_type, headers);
 }
 
 answer responder::not_modified(const request_info& ri, const std::string& etag,
@@ -125,13 +125,12 @@ answer responder::error(const request_info& ri, error_code code, std::string_vie
     append_json_string(body, message);
     body += "}}";
     headers.emplace_back("Cache-Control", "no-store");
-    return finish(ri, error_status(code), std::move(body), "application/json", headers, false);
+    return finish(ri, error_status(code), std::move(body), "application/json", headers);
 }
 
 answer responder::finish(const request_info& ri, unsigned status, std::string body,
                          std::string_view content_type,
-                         const std::vector<std::pair<std::string, std::string>>& headers,
-                         bool /*gzipped*/) const {
+                         const std::vector<std::pair<std::string, std::string>>& headers) const {
     metrics_.count_response(status);
     const auto set_common = [&](auto& res) {
         res.set(bhttp::field::server, server_name);

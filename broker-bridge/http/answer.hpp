@@ -93,8 +93,7 @@ public:
 private:
     answer finish(const request_info& ri, unsigned status, std::string body,
                   std::string_view content_type,
-                  const std::vector<std::pair<std::string, std::string>>& headers,
-                  bool gzipped) const;
+                  const std::vector<std::pair<std::string, std::string>>& headers) const;
 
     metrics& metrics_;
     std::size_t gzip_min_;
