@@ -112,6 +112,7 @@ max_connections = $((IDLE_SUBS + 5000))
 [storage]
 db_path = "$dir/telemetry.db"
 EOF
+  : > "$dir/out.log"  # exists before the poll below reads it, however late the child opens it
   "$bridge_bin" --config "$dir/bridge.toml" > "$dir/out.log" 2> "$dir/err.log" &
   bpid=$!; pids+=("$bpid")
   bport=''
