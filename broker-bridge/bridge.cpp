@@ -55,7 +55,7 @@ struct bridge::parts {
         commits.recover();  // readings acknowledged but not yet in SQLite when we last stopped
         load_hub();
         const auto addr = asio::ip::make_address(cfg.http.host);
-        http = std::make_shared<http::listener>(ioc, asio::ip::tcp::endpoint(addr, cfg.http.port), ctx);
+        http = std::make_shared<http::listener>(io, asio::ip::tcp::endpoint(addr, cfg.http.port), ctx);
     }
 
     void load_hub() {
@@ -80,7 +80,7 @@ struct bridge::parts {
     http::router routes;
     http::session_context ctx;
     ingest mqtt;
-    asio::io_context ioc{};
+    http::io_shards io{cfg.http.threads};  // one I/O thread per shard
     std::shared_ptr<http::listener> http;
 };
 
@@ -93,7 +93,7 @@ asio::ip::tcp::endpoint bridge::http_endpoint() const { return p_->http->local_e
 int bridge::run() {
     auto& p = *p_;
     std::promise<int> stop_signal;
-    asio::signal_set signals(p.ioc, SIGINT, SIGTERM);
+    asio::signal_set signals(p.io.first().context(), SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (!ec) stop_signal.set_value(sig);
     });
@@ -102,8 +102,7 @@ int bridge::run() {
     p.retention.start();
     p.commits.start();
     p.mqtt.start();
-    std::vector<std::thread> threads;
-    for (int i = 0; i < p.cfg.http.threads; ++i) threads.emplace_back([&] { p.ioc.run(); });
+    p.io.run();
 
     const int sig = stop_signal.get_future().get();
     spdlog::info("received signal {}: stopping", sig);
@@ -119,8 +118,7 @@ int bridge::run() {
     for (int i = 0; i < 20 && p.stats.http_connections.load() + p.stats.sse_connections.load() + p.stats.ws_connections.load() > 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     // 3. Stop I/O, then the background threads; storage closes last (parts' destructor).
-    p.ioc.stop();
-    for (auto& t : threads) t.join();
+    p.io.stop();
     p.queries.stop();
     p.retention.stop();
     spdlog::info("stopped cleanly; newest id {}", p.live.newest_id());

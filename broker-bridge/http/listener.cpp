@@ -4,7 +4,6 @@
 #include "metrics.hpp"
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -13,8 +12,8 @@ namespace telemetry::bridge::http {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 
-listener::listener(asio::io_context& ioc, const asio::ip::tcp::endpoint& at, session_context& ctx)
-    : ioc_(ioc), strand_(asio::make_strand(ioc)), acceptor_(strand_), pause_(strand_), ctx_(ctx) {
+listener::listener(io_shards& shards, const asio::ip::tcp::endpoint& at, session_context& ctx)
+    : shards_(shards), acceptor_(shards.first().context()), pause_(shards.first().context()), ctx_(ctx) {
     acceptor_.open(at.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     acceptor_.bind(at);
@@ -23,11 +22,11 @@ listener::listener(asio::io_context& ioc, const asio::ip::tcp::endpoint& at, ses
 }
 
 void listener::run() {
-    asio::post(strand_, beast::bind_front_handler(&listener::do_accept, shared_from_this()));
+    asio::post(acceptor_.get_executor(), beast::bind_front_handler(&listener::do_accept, shared_from_this()));
 }
 
 void listener::stop() {
-    asio::post(strand_, [self = shared_from_this()] {
+    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
         beast::error_code ec;
         self->acceptor_.close(ec);
         self->pause_.cancel();
@@ -36,12 +35,15 @@ void listener::stop() {
 
 void listener::do_accept() {
     if (!acceptor_.is_open()) return;
-    // Each connection gets its own strand, so its handlers never run concurrently.
-    acceptor_.async_accept(asio::make_strand(ioc_),
-                           beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+    // The connection lives on one shard, whose single thread runs all its handlers.
+    io_shard& shard = shards_.next();
+    acceptor_.async_accept(shard.context(), [self = shared_from_this(), &shard](beast::error_code ec,
+                                                                               asio::ip::tcp::socket s) {
+        self->on_accept(shard, ec, std::move(s));
+    });
 }
 
-void listener::on_accept(beast::error_code ec, asio::ip::tcp::socket socket) {
+void listener::on_accept(io_shard& shard, beast::error_code ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted) return;
     if (ec) {
         // Out of descriptors and the like: log, pause briefly, keep accepting.
@@ -60,7 +62,7 @@ void listener::on_accept(beast::error_code ec, asio::ip::tcp::socket socket) {
         socket.close(ignored);
     } else {
         socket.set_option(asio::ip::tcp::no_delay(true), ec);
-        std::make_shared<session>(std::move(socket), ctx_)->run();
+        std::make_shared<session>(std::move(socket), shard, ctx_)->run();
     }
     do_accept();
 }

@@ -23,8 +23,8 @@ namespace {
 constexpr std::size_t storage_scan_chunk = 1000;
 }
 
-session::session(asio::ip::tcp::socket&& socket, session_context& ctx)
-    : stream_(std::move(socket)), ctx_(ctx), poll_timer_(stream_.get_executor()) {
+session::session(asio::ip::tcp::socket&& socket, io_shard& shard, session_context& ctx)
+    : stream_(std::move(socket)), shard_(shard), ctx_(ctx), poll_timer_(stream_.get_executor()) {
     ctx_.stats.http_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -86,12 +86,12 @@ void session::handle(request&& req) {
     if (auto* lp = std::get_if<long_poll>(&a)) return start_poll(ri, std::move(*lp));
     if (std::holds_alternative<websocket_request>(a)) {
         // Hand the connection and the upgrade request over to the WebSocket session.
-        std::make_shared<ws_session>(std::move(stream_), ctx_, ctx_.stream_cfg)->start(std::move(req));
+        std::make_shared<ws_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg)->start(std::move(req));
         return;
     }
     if (auto* sr = std::get_if<stream_request>(&a)) {
         // Hand the connection over: from here the SSE session alone owns it.
-        std::make_shared<sse_session>(std::move(stream_), ctx_, ctx_.stream_cfg, ri, std::move(*sr))->start();
+        std::make_shared<sse_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg, ri, std::move(*sr))->start();
         return;
     }
 
@@ -150,7 +150,7 @@ void session::start_poll(const request_info& ri, long_poll lp) {
     waiter_->limit = lp.limit;
     std::weak_ptr<session> weak = weak_from_this();
     waiter_->done = [weak](poll_result r) {
-        // Runs on the committing thread: only hop onto our strand.
+        // Runs on the committing thread: only hop onto our thread.
         if (auto self = weak.lock())
             asio::post(self->stream_.get_executor(),
                        [self, r = std::move(r)]() mutable { self->finish_poll(std::move(r)); });

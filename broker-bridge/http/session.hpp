@@ -3,6 +3,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "http/io_shards.hpp"
 #include "http/router.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -33,10 +34,10 @@ struct session_context {
 };
 
 // Owns its socket; keeps itself alive through shared_from_this() in every pending handler. All its
-// handlers run on its strand, so its members need no lock.
+// handlers run on its shard's one thread, so its members need no lock.
 class session : public std::enable_shared_from_this<session> {
 public:
-    session(boost::asio::ip::tcp::socket&& socket, session_context& ctx);
+    session(boost::asio::ip::tcp::socket&& socket, io_shard& shard, session_context& ctx);
     ~session();
     void run();
 
@@ -55,6 +56,7 @@ private:
     void finish_poll(poll_result r);
 
     boost::beast::tcp_stream stream_;
+    io_shard& shard_;
     boost::beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     session_context& ctx_;

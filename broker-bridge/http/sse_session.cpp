@@ -34,9 +34,9 @@ void append_reading_frame(std::string& out, const live_reading& l) {
 
 }  // namespace
 
-sse_session::sse_session(beast::tcp_stream&& stream, session_context& ctx, const stream_config& cfg,
-                         request_info ri, stream_request req)
-    : stream_(std::move(stream)), ctx_(ctx), cfg_(cfg), ri_(std::move(ri)), req_(std::move(req)),
+sse_session::sse_session(beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+                         const stream_config& cfg, request_info ri, stream_request req)
+    : stream_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), ri_(std::move(ri)), req_(std::move(req)),
       heartbeat_(stream_.get_executor()) {
     ctx_.stats.sse_connections.fetch_add(1, std::memory_order_relaxed);
 }
@@ -61,6 +61,9 @@ void sse_session::start() {
 void sse_session::on_header(beast::error_code ec, std::size_t) {
     if (ec) return close();
     stream_.expires_never();
+    // Writes first try to complete at once (see do_write); that needs a non-blocking socket.
+    stream_.socket().non_blocking(true, ec);
+    if (ec) return close();
     watch_peer();
     heartbeat_.expires_after(cfg_.heartbeat);
     heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
@@ -69,6 +72,7 @@ void sse_session::on_header(beast::error_code ec, std::size_t) {
     append_int(first, cfg_.retry.count());
     first += "\n\n";
     queue(first, 0);
+    flush();
     if (!req_.after) {
         last_id_ = ctx_.live.newest_id();
         // Live from now: attach cannot need storage (newest >= floor), and replays nothing older.
@@ -85,24 +89,28 @@ void sse_session::on_header(beast::error_code ec, std::size_t) {
 
 // Attach to the hub if the cursor is inside its window; otherwise replay a chunk from storage.
 void sse_session::try_attach() {
-    if (phase_ == phase::closing || phase_ == phase::closed) return;
     std::vector<live_ptr> replay;
-    switch (ctx_.live.attach(last_id_, req_.filters, shared_from_this(), replay, replay_chunk_events)) {
-    case hub::attach_outcome::attached:
-        phase_ = phase::live;
-        for (const auto& l : replay) queue_reading(*l);
-        return;
-    case hub::attach_outcome::more:
-        // A long replay from memory goes chunk by chunk, like one from storage, so that it never
-        // overflows the send queue: the next chunk is taken once this one is written.
-        phase_ = phase::replay_memory;
-        for (const auto& l : replay) queue_reading(*l);
-        if (!write_in_flight_) try_attach();
-        return;
-    case hub::attach_outcome::need_storage:
-        phase_ = phase::replay_storage;
-        replay_chunk();
-        return;
+    for (;;) {
+        if (phase_ == phase::closing || phase_ == phase::closed) return;
+        replay.clear();
+        switch (ctx_.live.attach(last_id_, req_.filters, shared_from_this(), replay, replay_chunk_events)) {
+        case hub::attach_outcome::attached:
+            phase_ = phase::live;
+            for (const auto& l : replay) queue_reading(*l);
+            return flush();
+        case hub::attach_outcome::more:
+            // A long replay from memory goes chunk by chunk, like one from storage, so that it
+            // never overflows the send queue: the next chunk is taken once this one is written
+            // (at once, or in on_write).
+            phase_ = phase::replay_memory;
+            for (const auto& l : replay) queue_reading(*l);
+            flush();
+            if (write_in_flight_) return;
+            continue;
+        case hub::attach_outcome::need_storage:
+            phase_ = phase::replay_storage;
+            return replay_chunk();
+        }
     }
 }
 
@@ -162,6 +170,7 @@ void sse_session::on_replay_chunk(std::string frames, std::int64_t cursor, std::
     replay_in_flight_ = false;
     if (phase_ != phase::replay_storage) return;
     if (!frames.empty()) queue(frames, events);
+    flush();
     if (phase_ == phase::closed) return;
     ctx_.stats.stream_readings_sent.fetch_add(events, std::memory_order_relaxed);
     last_id_ = std::max(last_id_, cursor);
@@ -171,12 +180,29 @@ void sse_session::on_replay_chunk(std::string frames, std::int64_t cursor, std::
 }
 
 void sse_session::on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) {
-    asio::post(stream_.get_executor(), [self = shared_from_this(), batch] {
-        if (self->phase_ != phase::live) return;
-        for (const auto& l : *batch)
-            if (l->r.id > self->last_id_ && matches_any(self->req_.filters, l->topic))
-                self->queue_reading(*l);
-    });
+    shard_.hand_over(shared_from_this(), batch);
+}
+
+void sse_session::deliver(const reading_batch& batch) {
+    if (phase_ != phase::live) return;
+    std::size_t events = 0;
+    for (const auto& l : *batch) {
+        if (l->r.id <= last_id_ || !matches_any(req_.filters, l->topic)) continue;
+        const std::size_t before = pending_.size();
+        append_reading_frame(pending_, *l);
+        last_id_ = l->r.id;
+        ++events;
+        if (!fits(0, events)) {
+            pending_.resize(before);
+            return overflow();
+        }
+    }
+    pending_events_ += events;
+    ctx_.stats.stream_readings_sent.fetch_add(events, std::memory_order_relaxed);
+}
+
+void sse_session::flush() {
+    if (!write_in_flight_) do_write();
 }
 
 void sse_session::on_status(const std::string& sensor, bool online) {
@@ -184,8 +210,10 @@ void sse_session::on_status(const std::string& sensor, bool online) {
     append_json_string(frame, sensor);
     frame += online ? ",\"online\":true}\n\n" : ",\"online\":false}\n\n";
     asio::post(stream_.get_executor(), [self = shared_from_this(), frame = std::move(frame)] {
-        if (self->phase_ != phase::header && self->phase_ != phase::closing && self->phase_ != phase::closed)
-            self->queue(frame, 1);
+        if (self->phase_ == phase::header || self->phase_ == phase::closing || self->phase_ == phase::closed)
+            return;
+        self->queue(frame, 1);
+        self->flush();
     });
 }
 
@@ -196,6 +224,7 @@ void sse_session::on_shutdown() {
         append_int(frame, self->cfg_.retry.count());
         frame += "\n\n";
         self->queue(frame, 0);
+        self->flush();
         self->phase_ = phase::closing;  // close once the queue is written
         if (!self->write_in_flight_) self->close();
     });
@@ -210,27 +239,49 @@ void sse_session::queue_reading(const live_reading& l) {
     queue(frame, 1);
 }
 
+bool sse_session::fits(std::size_t more_bytes, std::size_t more_events) const {
+    return pending_.size() + more_bytes <= cfg_.max_queue_bytes &&
+           pending_events_ + more_events <= cfg_.max_queue_events;
+}
+
+void sse_session::overflow() {
+    // Too slow: drop the connection, never the readings. The browser reconnects with
+    // Last-Event-ID and gets everything after the last event it received.
+    ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("sse: client fell {} bytes behind; disconnecting it", pending_.size());
+    close();
+}
+
+// Queues without writing: the caller flushes once it has queued everything it has.
 void sse_session::queue(std::string_view frame, std::size_t events) {
     if (phase_ == phase::closed) return;
-    if (pending_.size() + frame.size() > cfg_.max_queue_bytes ||
-        pending_events_ + events > cfg_.max_queue_events) {
-        // Too slow: drop the connection, never the readings. The browser reconnects with
-        // Last-Event-ID and gets everything after the last event it received.
-        ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("sse: client fell {} bytes behind; disconnecting it", pending_.size());
-        return close();
-    }
+    if (!fits(frame.size(), events)) return overflow();
     pending_.append(frame);
     pending_events_ += events;
-    if (!write_in_flight_) do_write();
 }
 
 void sse_session::do_write() {
     if (pending_.empty() || phase_ == phase::closed) return;
-    // Everything queued goes out in one write: under load several readings share a write.
-    writing_.swap(pending_);
-    pending_.clear();
+    // Everything queued goes out in one write: under load several readings share a write. Most
+    // writes fit into the socket's send buffer, so try a plain non-blocking send first: no
+    // asynchronous operation, timer or completion to schedule. Only a remainder waits.
+    beast::error_code ec;
+    std::size_t sent = stream_.socket().write_some(asio::buffer(pending_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        sent = 0;
+        ec = {};
+    }
+    if (ec) {
+        spdlog::debug("sse: write failed: {}", ec.message());
+        return close();
+    }
     pending_events_ = 0;
+    if (sent == pending_.size()) {
+        pending_.clear();
+        return;
+    }
+    writing_.assign(pending_, sent);
+    pending_.clear();
     write_in_flight_ = true;
     stream_.expires_after(cfg_.write_timeout);
     asio::async_write(stream_, asio::buffer(writing_),
@@ -245,7 +296,8 @@ void sse_session::on_write(beast::error_code ec, std::size_t) {
         return close();
     }
     writing_.clear();
-    if (!pending_.empty()) return do_write();
+    do_write();  // what was queued meanwhile
+    if (write_in_flight_ || phase_ == phase::closed) return;
     if (phase_ == phase::closing) return close();
     if (phase_ == phase::replay_storage && !replay_in_flight_) replay_chunk();
     if (phase_ == phase::replay_memory) try_attach();
@@ -266,6 +318,7 @@ void sse_session::watch_peer() {
 void sse_session::on_heartbeat(beast::error_code ec) {
     if (ec || phase_ == phase::closed) return;
     queue(": heartbeat\n\n", 0);
+    flush();
     heartbeat_.expires_after(cfg_.heartbeat);
     heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
 }

@@ -17,24 +17,28 @@
 
 namespace telemetry::bridge::http {
 
-// Owns the connection after the HTTP session hands it over. All its handlers run on the
-// connection's strand; the hub calls the stream_subscriber functions from the committing thread
-// and they only post onto that strand.
+// Owns the connection after the HTTP session hands it over. All its handlers run on its shard's
+// thread; the hub calls the stream_subscriber functions from the committing thread and they only
+// hand over to that thread.
 //
 // Invariant: readings are queued in strictly increasing id order and each at most once
 // (`last_id_` is the greatest id queued). The send queue never holds more than the configured
 // bytes or events: a client that falls that far behind is disconnected, and resumes losslessly
 // with Last-Event-ID.
-class sse_session : public stream_subscriber, public std::enable_shared_from_this<sse_session> {
+class sse_session : public stream_subscriber,
+                    public stream_sink,
+                    public std::enable_shared_from_this<sse_session> {
 public:
-    sse_session(boost::beast::tcp_stream&& stream, session_context& ctx, const stream_config& cfg,
-                request_info ri, stream_request req);
+    sse_session(boost::beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+                const stream_config& cfg, request_info ri, stream_request req);
     ~sse_session() override;
     void start();
 
     void on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) override;
     void on_status(const std::string& sensor, bool online) override;
     void on_shutdown() override;
+    void deliver(const reading_batch& batch) override;
+    void flush() override;
 
 private:
     void on_header(boost::beast::error_code ec, std::size_t);
@@ -43,6 +47,8 @@ private:
     void try_attach();
     void queue_reading(const live_reading& l);
     void queue(std::string_view frame, std::size_t events);
+    bool fits(std::size_t more_bytes, std::size_t more_events) const;
+    void overflow();
     void do_write();
     void on_write(boost::beast::error_code ec, std::size_t);
     void watch_peer();
@@ -52,6 +58,7 @@ private:
     enum class phase { header, replay_storage, replay_memory, live, closing, closed };
 
     boost::beast::tcp_stream stream_;
+    io_shard& shard_;
     session_context& ctx_;
     const stream_config& cfg_;
     request_info ri_;

@@ -29,8 +29,9 @@ constexpr std::size_t max_message_bytes = 64 * 1024;
 
 }  // namespace
 
-ws_session::ws_session(beast::tcp_stream&& stream, session_context& ctx, const stream_config& cfg)
-    : ws_(std::move(stream)), ctx_(ctx), cfg_(cfg) {
+ws_session::ws_session(beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+                       const stream_config& cfg)
+    : ws_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg) {
     ctx_.stats.ws_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -250,21 +251,26 @@ void ws_session::finish_backfill() {
 }
 
 void ws_session::on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) {
-    asio::post(ws_.get_executor(), [self = shared_from_this(), batch] {
-        if (self->closing_ || self->closed_) return;
-        if (self->backfill_) {
-            // Held, not sent: a back-fill is sending older readings of some subscription first.
-            self->held_readings_ += batch->size();
-            if (self->held_readings_ > self->cfg_.max_queue_events) {
-                self->ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
-                return self->close(websocket::close_code::policy_error, "too far behind; reconnect with after");
-            }
-            self->held_.push_back(batch);
-            return;
-        }
-        self->process_batch(*batch);
-    });
+    shard_.hand_over(shared_from_this(), batch);
 }
+
+void ws_session::deliver(const reading_batch& batch) {
+    if (closing_ || closed_) return;
+    if (backfill_) {
+        // Held, not sent: a back-fill is sending older readings of some subscription first.
+        held_readings_ += batch->size();
+        if (held_readings_ > cfg_.max_queue_events) {
+            ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+            return close(websocket::close_code::policy_error, "too far behind; reconnect with after");
+        }
+        held_.push_back(batch);
+        return;
+    }
+    process_batch(*batch);
+}
+
+// Each reading is its own WebSocket message; queue() already starts the first write.
+void ws_session::flush() {}
 
 void ws_session::process_batch(const std::vector<live_ptr>& batch) {
     for (const auto& l : batch) {

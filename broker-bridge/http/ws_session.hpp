@@ -18,7 +18,7 @@
 namespace telemetry::bridge::http {
 
 // Owns the connection after the HTTP session hands it over (with the upgrade request). All its
-// handlers run on the connection's strand; the hub's calls only post onto it.
+// handlers run on its shard's thread; the hub's calls only hand over to that thread.
 //
 // Invariants: `cursor_` is the greatest committed id this connection has considered; every
 // reading with id <= cursor_ that matches a subscription whose start is below its id has been
@@ -26,15 +26,20 @@ namespace telemetry::bridge::http {
 // at a time while live batches are held, so each subscription sees its readings in id order. The
 // send queue is bounded in bytes and messages: overflowing it closes the connection (1008) and
 // the client resumes with `after`.
-class ws_session : public stream_subscriber, public std::enable_shared_from_this<ws_session> {
+class ws_session : public stream_subscriber,
+                   public stream_sink,
+                   public std::enable_shared_from_this<ws_session> {
 public:
-    ws_session(boost::beast::tcp_stream&& stream, session_context& ctx, const stream_config& cfg);
+    ws_session(boost::beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+               const stream_config& cfg);
     ~ws_session() override;
     void start(request req);
 
     void on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) override;
     void on_status(const std::string& sensor, bool online) override;
     void on_shutdown() override;
+    void deliver(const reading_batch& batch) override;
+    void flush() override;
 
 private:
     struct subscription {
@@ -72,6 +77,7 @@ private:
     void finish();
 
     boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+    io_shard& shard_;
     boost::beast::flat_buffer in_;
     session_context& ctx_;
     const stream_config& cfg_;
