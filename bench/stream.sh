@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Streaming benchmark (Server-Sent Events, GET /api/v1/stream): end-to-end latency from MQTT
-# publish to receipt by SSE subscribers, deliveries/s at saturation, and the bridge's resident
-# memory per idle subscriber. See "Streaming (SSE)" in bench/README.md.
+# Streaming benchmark (Server-Sent Events, GET /api/v1/stream, and WebSocket, GET /api/v1/ws):
+# end-to-end latency from MQTT publish to receipt by stream subscribers, deliveries/s at
+# saturation, and the bridge's resident memory per idle subscriber. See "Streaming (SSE and
+# WebSocket)" in bench/README.md.
 #
-# A private Mosquitto on a free loopback port; for each scenario a fresh broker-bridge (own
-# config and database in a temp dir) and one bench/stream_bench.cpp process, which holds the
-# SSE connections and publishes over MQTT on the same 2-core machine. It reports its own CPU
-# beside the bridge's and Mosquitto's, over the same measured window.
+# A private Mosquitto on a free loopback port; for each scenario and transport a fresh
+# broker-bridge (own config and database in a temp dir) and one bench/stream_bench.cpp process,
+# which holds the stream connections and publishes over MQTT on the same 2-core machine. It
+# reports its own CPU beside the bridge's and Mosquitto's, over the same measured window.
 #
-# Scenarios: latency with SUBS_SMALL and SUBS_LARGE subscribers at RATE readings/s for DURATION s;
-# saturation: SAT_SUBS subscribers, one step per rate in SAT_RATES (the same connections);
-# idle: IDLE_SUBS streams held IDLE_HOLD s, VmRSS of the bridge before and after.
+# Scenarios: latency with SUBS_SMALL and SUBS_LARGE subscribers at RATE readings/s for DURATION s,
+# once per transport in TRANSPORTS; saturation: SAT_SUBS subscribers, one step per rate in
+# SAT_RATES (the same connections), per transport in SAT_TRANSPORTS; idle: IDLE_SUBS streams held
+# IDLE_HOLD s, VmRSS of the bridge before and after, per transport in IDLE_TRANSPORTS.
 #
 # Usage: bench/stream.sh [BUILD_DIR]   (or BUILD_DIR=...; default /work/main/build)
 # Environment: SUBS_SMALL=100 SUBS_LARGE=1000 RATE=100 DURATION=10 SAT_SUBS=5000
 #              SAT_RATES=30,250,500,1000 SAT_DURATION=10 IDLE_SUBS=10000 IDLE_HOLD=5 QOS=1 THREADS=1
-#              HTTP_THREADS=2 SCENARIOS="small large sat idle"
-# Runtime: about 3 minutes; hard limit 8 minutes.
+#              HTTP_THREADS=2 SCENARIOS="small large sat idle" TRANSPORTS="sse ws"
+#              SAT_TRANSPORTS=sse IDLE_TRANSPORTS=sse   (transports: sse, ws)
+# Runtime: about 3-4 minutes; hard limit 8 minutes.
 set -euo pipefail
 build=$(realpath "${1:-${BUILD_DIR:-/work/main/build}}")
 SUBS_SMALL=${SUBS_SMALL:-100}
@@ -32,6 +35,12 @@ QOS=${QOS:-1}
 THREADS=${THREADS:-1}
 HTTP_THREADS=${HTTP_THREADS:-2}
 SCENARIOS=${SCENARIOS:-small large sat idle}
+TRANSPORTS=${TRANSPORTS:-sse ws}
+SAT_TRANSPORTS=${SAT_TRANSPORTS:-sse}
+IDLE_TRANSPORTS=${IDLE_TRANSPORTS:-sse}
+for t in $TRANSPORTS $SAT_TRANSPORTS $IDLE_TRANSPORTS; do
+  [[ $t == sse || $t == ws ]] || { echo "unknown transport '$t' (sse or ws)" >&2; exit 2; }
+done
 LIMIT_S=480
 bridge_bin=$build/broker-bridge/broker-bridge
 bench_bin=$build/bench/stream-bench
@@ -131,6 +140,7 @@ EOF
 }
 bridge_stream_metrics() {
   echo "  bridge /metrics: sse_connections=$(metric "$bport" 'telemetry_stream_connections{transport="sse"}')" \
+       "ws_connections=$(metric "$bport" 'telemetry_stream_connections{transport="websocket"}')" \
        "readings_sent_total=$(metric "$bport" telemetry_stream_readings_sent_total)" \
        "slow_disconnects_total=$(metric "$bport" telemetry_stream_slow_disconnects_total)" \
        "readings_stored_total=$(metric "$bport" telemetry_readings_stored_total)" \
@@ -161,38 +171,44 @@ for sc in $SCENARIOS; do
   case $sc in
   small|large)
     n=$SUBS_SMALL; [[ $sc == large ]] && n=$SUBS_LARGE
-    start_bridge
-    run_bench "latency-$n" 120 --subscribers "$n" --rate "$RATE" --duration "$DURATION" --warmup 2
-    stop_pid "$bpid"
+    for t in $TRANSPORTS; do
+      start_bridge
+      run_bench "latency-$n" 120 --transport "$t" --subscribers "$n" --rate "$RATE" --duration "$DURATION" --warmup 2
+      stop_pid "$bpid"
+    done
     ;;
   sat)
-    start_bridge
-    run_bench "saturation-$SAT_SUBS" 240 --subscribers "$SAT_SUBS" --rate "$SAT_RATES" --duration "$SAT_DURATION" \
-      --warmup 1 --drain 5 --drain-max 20
-    stop_pid "$bpid"
+    for t in $SAT_TRANSPORTS; do
+      start_bridge
+      run_bench "saturation-$SAT_SUBS" 240 --transport "$t" --subscribers "$SAT_SUBS" --rate "$SAT_RATES" \
+        --duration "$SAT_DURATION" --warmup 1 --drain 5 --drain-max 20
+      stop_pid "$bpid"
+    done
     ;;
   idle)
-    start_bridge
-    sleep 1  # let start-up allocations settle before the baseline
-    echo "  kernel, before: $(grep -E '^(TCP|sockets):' /proc/net/sockstat | paste -sd' ')"
-    check_time
-    echo "== idle-$IDLE_SUBS: stream-bench --subscribers $IDLE_SUBS --idle-hold $IDLE_HOLD"
-    timeout --signal=TERM --kill-after=10 $((IDLE_HOLD + 150)) "$bench_bin" --port "$bport" --threads "$THREADS" \
-      --subscribers "$IDLE_SUBS" --idle-hold "$IDLE_HOLD" --settle 2 --watch-pid "$bpid" \
-      > "$work/bench.out" 2> "$work/bench.err" &
-    ipid=$!; pids+=("$ipid")
-    for _ in $(seq 1500); do grep -q '^READY' "$work/bench.out" && break; kill -0 "$ipid" 2>/dev/null || break; sleep 0.1; done
-    if grep -q '^READY' "$work/bench.out"; then
-      bridge_stream_metrics
-      echo "  kernel, held:   $(grep -E '^(TCP|sockets):' /proc/net/sockstat | paste -sd' ')"
-    fi
-    rc=0; wait "$ipid" || rc=$?
-    keep=(); for p in "${pids[@]}"; do [[ $p == "$ipid" ]] || keep+=("$p"); done; pids=("${keep[@]}")
-    cat "$work/bench.out"
-    [[ -s $work/bench.err ]] && sed 's/^/  stderr: /' "$work/bench.err" | head -20
-    sed -n "s/^RESULT /label=idle-$IDLE_SUBS /p" "$work/bench.out" >> "$results"
-    (( rc == 0 )) || echo "  (stream-bench exit status $rc)"
-    stop_pid "$bpid"
+    for t in $IDLE_TRANSPORTS; do
+      start_bridge
+      sleep 1  # let start-up allocations settle before the baseline
+      echo "  kernel, before: $(grep -E '^(TCP|sockets):' /proc/net/sockstat | paste -sd' ')"
+      check_time
+      echo "== idle-$IDLE_SUBS: stream-bench --transport $t --subscribers $IDLE_SUBS --idle-hold $IDLE_HOLD"
+      timeout --signal=TERM --kill-after=10 $((IDLE_HOLD + 150)) "$bench_bin" --port "$bport" --threads "$THREADS" \
+        --transport "$t" --subscribers "$IDLE_SUBS" --idle-hold "$IDLE_HOLD" --settle 2 --watch-pid "$bpid" \
+        > "$work/bench.out" 2> "$work/bench.err" &
+      ipid=$!; pids+=("$ipid")
+      for _ in $(seq 1500); do grep -q '^READY' "$work/bench.out" && break; kill -0 "$ipid" 2>/dev/null || break; sleep 0.1; done
+      if grep -q '^READY' "$work/bench.out"; then
+        bridge_stream_metrics
+        echo "  kernel, held:   $(grep -E '^(TCP|sockets):' /proc/net/sockstat | paste -sd' ')"
+      fi
+      rc=0; wait "$ipid" || rc=$?
+      keep=(); for p in "${pids[@]}"; do [[ $p == "$ipid" ]] || keep+=("$p"); done; pids=("${keep[@]}")
+      cat "$work/bench.out"
+      [[ -s $work/bench.err ]] && sed 's/^/  stderr: /' "$work/bench.err" | head -20
+      sed -n "s/^RESULT /label=idle-$IDLE_SUBS /p" "$work/bench.out" >> "$results"
+      (( rc == 0 )) || echo "  (stream-bench exit status $rc)"
+      stop_pid "$bpid"
+    done
     ;;
   *) echo "unknown scenario $sc" >&2; exit 2 ;;
   esac
@@ -208,13 +224,13 @@ def bp(r, key):  # the bridge is the first watched pid, Mosquitto the second
     ks = [k for k in ks if not k.startswith("pid" + mpid + "_")] if key != "_rss_kib" else ks
     return r[ks[0]] if ks else "-"
 print()
-print("| scenario | subs | rate/s | published | received / expected | p50 ms | p99 ms | max ms | p50 / p99 ms at kernel rx | p99 ms to bridge | deliveries/s | bridge CPU % | bench CPU % | mosquitto CPU % | disconnects |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| scenario | transport | subs | rate/s | published | received / expected | p50 ms | p99 ms | max ms | p50 / p99 ms at kernel rx | p99 ms to bridge | deliveries/s | bridge CPU % | bench CPU % | mosquitto CPU % | disconnects |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     if r.get("mode") != "latency":
         continue
     mq = r.get(f"pid{mpid}_cpu_pct", "-")
-    print(f"| {r['label']} | {r['subscribers']} | {r['rate']} | {r['published']} | {r['received']} / {r['expected']} | "
+    print(f"| {r['label']} | {r.get('transport', 'sse')} | {r['subscribers']} | {r['rate']} | {r['published']} | {r['received']} / {r['expected']} | "
           f"{float(r['p50_ms']):.2f} | {float(r['p99_ms']):.2f} | {float(r['max_ms']):.2f} | "
           f"{float(r['k_p50_ms']):.2f} / {float(r['k_p99_ms']):.2f} | {float(r['to_bridge_p99_ms']):.1f} | {float(r['deliveries_per_s']):,.0f} | "
           f"{bp(r, '_cpu_pct')} | {r['bench_cpu_pct']} | {mq} | {r['disconnects']} |")
@@ -224,7 +240,7 @@ for r in rows:
     per = [k for k in r if k.endswith("_kib_per_stream") and k.startswith("pid")]
     rss = [k for k in r if k.endswith("_rss_kib") and k.startswith("pid")]
     print()
-    print(f"idle: {r['streams']} streams open ({r['open_after_hold']} still open after {r['hold_s']} s), "
+    print(f"idle ({r.get('transport', 'sse')}): {r['streams']} streams open ({r['open_after_hold']} still open after {r['hold_s']} s), "
           f"connected in {r['connect_s']} s; bridge VmRSS {r[rss[0]] if rss else '-'} KiB "
           f"(baseline -> connected -> after hold): {r[per[0]] if per else '-'} KiB per idle stream; "
           f"bench {r['bench_kib_per_stream']} KiB per stream")

@@ -1,12 +1,13 @@
-// stream-bench: end-to-end latency and throughput of the bridge's Server-Sent Events stream
-// (bench/stream.sh drives it; see "Streaming (SSE)" in bench/README.md).
+// stream-bench: end-to-end latency and throughput of the bridge's streams, Server-Sent Events
+// (GET /api/v1/stream) or WebSocket (GET /api/v1/ws) (bench/stream.sh drives it; see
+// "Streaming (SSE and WebSocket)" in bench/README.md).
 //
-// One process: N SSE subscribers on raw TCP sockets (Asio, --threads single-threaded
-// io_contexts, connections spread round-robin), and one Paho MQTT publisher that publishes
+// One process: N subscribers on raw TCP sockets (Asio, --threads single-threaded io_contexts,
+// connections spread round-robin), and one Paho MQTT publisher that publishes
 // {"value":21.5,"seq":<system_clock microseconds at publish>} to <prefix>/bench<k>/temperature
 // at a fixed rate. The bridge passes `seq` through, so a subscriber's latency for a reading is
 // its receive time (system_clock, taken once per recvmsg) minus `seq`: MQTT publish ->
-// Mosquitto -> bridge ingest (journal) -> SQLite commit -> hub -> SSE write -> our read. The
+// Mosquitto -> bridge ingest (journal) -> SQLite commit -> hub -> stream write -> our read. The
 // kernel's receive timestamp (SO_TIMESTAMPNS) gives a second figure, `k_*`: on loopback, publish
 // -> the bridge's write, without our own scheduling delay.
 //
@@ -16,11 +17,17 @@
 //       reading (or `drain` seconds without progress). One `RESULT` line per step.
 //   stream-bench --port P --subscribers N --idle-hold S
 //       open N streams, print `READY`, hold them S seconds, print `RESULT mode=idle ...`.
+//   --transport sse|ws  sse (default): a stream counts once its `retry:` line arrived; readings
+//       are `id:` + `data:` lines (bench/stream_sse.hpp). ws: an upgrade without extensions, then
+//       {"op":"subscribe","topic":...}; a stream counts once `subscribed` arrived; readings are
+//       {"op":"reading",...} text frames; pings are answered (bench/stream_ws.hpp).
 //   --watch-pid PID[,PID]  CPU seconds (utime+stime) of these processes over each measured
 //       window, and their VmRSS (idle mode), printed beside our own.
 //
-// A subscriber that the bridge disconnects (slow client) reconnects with Last-Event-ID, as a
-// browser does, unless --no-reconnect; disconnects and reconnects are counted.
+// A subscriber that the bridge disconnects (slow client) reconnects, unless --no-reconnect, and
+// resumes after the last id it saw: SSE with Last-Event-ID, as a browser does; WebSocket with
+// "after" in its subscribe message (before any reading: the cursor of its first subscription).
+// Disconnects and reconnects are counted; ids must rise strictly on each stream across them.
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -29,6 +36,9 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <mqtt/async_client.h>
+
+#include "stream_sse.hpp"
+#include "stream_ws.hpp"
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -45,6 +55,8 @@
 #include <cinttypes>
 #include <cmath>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -60,6 +72,8 @@
 namespace {
 
 namespace asio = boost::asio;
+namespace sse = stream_bench::sse;
+namespace ws = stream_bench::ws;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
@@ -115,10 +129,33 @@ bool parse_i64(std::string_view s, std::int64_t& out) {
     return r.ec == std::errc{};
 }
 
+// The integer after the first `key` (e.g. "\"seq\":") in flat JSON the bridge wrote; false when
+// absent or not an integer (null). Values of string fields are escaped, so cannot fake a key.
+bool json_int_field(std::string_view json, std::string_view key, std::int64_t& out) {
+    const auto k = json.find(key);
+    if (k == std::string_view::npos) return false;
+    const std::string_view v = json.substr(k + key.size());
+    return parse_i64(v.substr(0, v.find_first_of(",}")), out);
+}
+
+// The string after the first `key` (which ends with the opening quote, e.g. "\"op\":\""), up to
+// the closing quote; empty when absent. For the bridge's fixed words (no escapes in them).
+std::string_view json_string_field(std::string_view json, std::string_view key) {
+    const auto k = json.find(key);
+    if (k == std::string_view::npos) return {};
+    const std::string_view v = json.substr(k + key.size());
+    return v.substr(0, v.find('"'));
+}
+
 // ---- settings and state shared by every connection ----
+
+enum class transport { sse, ws };
 
 struct settings {
     tcp::endpoint ep;
+    transport kind = transport::sse;
+    std::string host;
+    std::string topic = "#";   // the stream's topic filter
     std::string request_head;  // "GET ... HTTP/1.1\r\nHost: ...\r\n" without the final CRLF
     std::size_t n = 0;
     bool reconnect = true;
@@ -155,11 +192,12 @@ struct context {
     std::atomic<std::uint64_t> measured{0};   // readings of the current step's window
     std::atomic<std::int64_t> last_rx_us{0};  // receive time of the last reading
     std::atomic<std::uint64_t> disconnects{0}, reconnects{0}, order_errors{0};
-    std::uint64_t heartbeats = 0, status_events = 0, other_events = 0;
+    std::uint64_t heartbeats = 0, status_events = 0, other_events = 0;  // heartbeats: SSE comments, WS pings
     std::vector<std::vector<std::int32_t>> lat_us = std::vector<std::vector<std::int32_t>>(max_steps);
     std::vector<std::vector<std::int32_t>> klat_us = std::vector<std::vector<std::int32_t>>(max_steps);
     std::vector<std::vector<std::int32_t>> arrival_us = std::vector<std::vector<std::int32_t>>(max_steps);
     std::atomic<std::uint64_t> no_kernel_ts{0};
+    std::mt19937_64 rng{std::random_device{}()};  // WebSocket keys and masks
 };
 
 class connection : public std::enable_shared_from_this<connection> {
@@ -169,12 +207,17 @@ public:
 
     void start() {
         ++attempts_;
+        ++gen_;  // completions of an earlier attempt's socket are ignored from here on
         state_ = st::connecting;
         head_.clear();
-        line_.clear();
+        sse_.reset();
+        ws_.reset();
+        out_.clear();
+        writing_ = false;
+        ws_closing_ = false;
         sock_ = tcp::socket(c_.ioc);
-        sock_.async_connect(s_.ep, [self = shared_from_this()](boost::system::error_code ec) {
-            self->on_connect(ec);
+        sock_.async_connect(s_.ep, [self = shared_from_this(), gen = gen_](boost::system::error_code ec) {
+            if (gen == self->gen_) self->on_connect(ec);
         });
     }
 
@@ -198,20 +241,39 @@ private:
         if (ec) return on_error(ec);
         const int one = 1;
         ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
-        req_ = s_.request_head;
-        if (last_id_ > 0) {
-            req_ += "Last-Event-ID: ";
-            req_ += std::to_string(last_id_);
-            req_ += "\r\n";
+        std::string req = s_.request_head;
+        if (s_.kind == transport::ws) {
+            req += ws::key_header(c_.rng);
+        } else if (last_id_ > 0) {
+            req += "Last-Event-ID: ";
+            req += std::to_string(last_id_);
+            req += "\r\n";
         }
-        req_ += "\r\n";
+        req += "\r\n";
         state_ = st::header;
-        asio::async_write(sock_, asio::buffer(req_),
-                          [self = shared_from_this()](boost::system::error_code e, std::size_t) {
-                              if (e) return self->on_error(e);
-                          });
+        send(std::move(req));
         if (!buf_) buf_ = std::make_unique<char[]>(buf_size);
         do_read();
+    }
+
+    // Writes are queued: the request, then (WebSocket) the subscribe message, pongs, a close reply.
+    void send(std::string bytes) {
+        out_ += bytes;
+        if (!writing_) flush();
+    }
+
+    void flush() {
+        if (out_.empty()) return;
+        writing_ = true;
+        auto buf = std::make_shared<std::string>(std::move(out_));
+        out_.clear();
+        asio::async_write(sock_, asio::buffer(*buf),
+                          [self = shared_from_this(), buf, gen = gen_](boost::system::error_code e, std::size_t) {
+                              if (gen != self->gen_) return;
+                              self->writing_ = false;
+                              if (e) return self->on_error(e);
+                              self->flush();
+                          });
     }
 
     // Reads with recvmsg to get the kernel's receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME)
@@ -220,8 +282,8 @@ private:
     // own scheduling delay. Drains to EAGAIN, then waits for readability (single-threaded
     // io_context: the next epoll_wait runs only after the wait is re-armed, so no edge is lost).
     void do_read() {
-        sock_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](boost::system::error_code ec) {
-            self->on_readable(ec);
+        sock_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), gen = gen_](boost::system::error_code ec) {
+            if (gen == self->gen_) self->on_readable(ec);
         });
     }
 
@@ -260,104 +322,178 @@ private:
     }
 
     void on_bytes(const char* p, std::size_t len, std::int64_t rx, std::int64_t krx) {
-        if (state_ == st::header) {
-            head_.append(p, len);
-            const auto end = head_.find("\r\n\r\n");
-            if (end == std::string::npos) {
-                if (head_.size() > 16384) return on_error(asio::error::message_size);
-                return;
+        if (state_ == st::body) return on_body(p, len, rx, krx);
+        head_.append(p, len);
+        const auto end = head_.find("\r\n\r\n");
+        if (end == std::string::npos) {
+            if (head_.size() > 16384) return on_error(asio::error::message_size);
+            return;
+        }
+        const char* want = s_.kind == transport::ws ? " 101" : " 200";
+        if ((head_.rfind("HTTP/1.1", 0) != 0 && head_.rfind("HTTP/1.0", 0) != 0) || head_.compare(8, 4, want) != 0) {
+            if (!bad_status_logged_) {
+                bad_status_logged_ = true;
+                std::fprintf(stderr, "stream-bench: connection %zu: %s\n", index_,
+                             head_.substr(0, head_.find("\r\n")).c_str());
             }
-            if (head_.rfind("HTTP/1.1 200", 0) != 0 && head_.rfind("HTTP/1.0 200", 0) != 0) {
-                if (!bad_status_logged_) {
-                    bad_status_logged_ = true;
-                    std::fprintf(stderr, "stream-bench: connection %zu: %s\n", index_,
-                                 head_.substr(0, head_.find("\r\n")).c_str());
-                }
-                return on_error(asio::error::connection_refused);
+            return on_error(asio::error::connection_refused);
+        }
+        state_ = st::body;
+        const std::string rest = head_.substr(end + 4);
+        head_.clear();
+        if (s_.kind == transport::ws) {
+            // Resuming: `after` = the last id seen (or the cursor the first subscription started
+            // at), the WebSocket counterpart of Last-Event-ID.
+            std::string frame;
+            ws::append_client_frame(frame, ws::opcode::text,
+                                    ws::subscribe_message(s_.topic, have_position_ ? std::optional(last_id_) : std::nullopt),
+                                    c_.rng);
+            send(std::move(frame));
+        }
+        if (!rest.empty()) on_body(rest.data(), rest.size(), rx, krx);
+    }
+
+    void on_body(const char* p, std::size_t n, std::int64_t rx, std::int64_t krx) {
+        if (s_.kind == transport::sse) {
+            sse_.feed(p, n, [&](std::string_view l) {
+                on_sse_line(l, rx, krx);
+                return state_ == st::body;
+            });
+            return;
+        }
+        const bool ok = ws_.feed(
+            p, n,
+            [&](ws::opcode op, std::string_view m) {
+                on_ws_message(op, m, rx, krx);
+                return state_ == st::body;
+            },
+            [&](ws::opcode op, std::string_view m) {
+                on_ws_control(op, m);
+                return state_ == st::body;
+            });
+        if (!ok && state_ == st::body) {
+            if (!protocol_error_logged_) {
+                protocol_error_logged_ = true;
+                std::fprintf(stderr, "stream-bench: connection %zu: WebSocket protocol error: %s\n", index_,
+                             ws_.error() ? ws_.error() : "?");
             }
-            state_ = st::body;
-            const std::string rest = head_.substr(end + 4);
-            head_.clear();
-            if (!rest.empty()) parse(rest.data(), rest.size(), rx, krx);
-        } else {
-            parse(p, len, rx, krx);
+            on_error(asio::error::invalid_argument);
         }
     }
 
-    // Splits the bytes into lines (keeping a partial last line for the next read).
-    void parse(const char* p, std::size_t n, std::int64_t rx, std::int64_t krx) {
-        const char* end = p + n;
-        while (p < end) {
-            const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-            if (!nl) {
-                line_.append(p, end);
-                return;
-            }
-            if (line_.empty()) {
-                on_line(std::string_view(p, static_cast<std::size_t>(nl - p)), rx, krx);
-            } else {
-                line_.append(p, nl);
-                on_line(line_, rx, krx);
-                line_.clear();
-            }
-            p = nl + 1;
-        }
-    }
+    // ---- Server-Sent Events: retry: (the stream is open), id:, data:, comments ----
 
-    void on_line(std::string_view l, std::int64_t rx, std::int64_t krx) {
-        if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
+    void on_sse_line(std::string_view l, std::int64_t rx, std::int64_t krx) {
         if (l.empty()) return;
         if (l.rfind("data: ", 0) == 0) {
-            const auto k = l.find("\"seq\":");
-            if (k == std::string_view::npos) {
+            if (l.find("\"seq\":") == std::string_view::npos) {
                 if (l.find("\"online\"") != std::string_view::npos) ++c_.status_events;
                 else ++c_.other_events;
                 return;
             }
-            std::int64_t seq = 0;
-            std::string_view v = l.substr(k + 6);
-            const auto stop = v.find_first_of(",}");
-            if (!parse_i64(v.substr(0, stop), seq)) return;  // seq null: not one of ours
-            c_.readings.fetch_add(1, std::memory_order_relaxed);
-            c_.last_rx_us.store(rx, std::memory_order_relaxed);
-            const int s = g_.step.load(std::memory_order_relaxed);
-            if (s < 0) return;
-            if (seq < g_.win_start[s].load(std::memory_order_relaxed) ||
-                seq >= g_.win_end[s].load(std::memory_order_relaxed))
-                return;
-            if (step_ != s) {
-                step_ = s;
-                step_measured_ = 0;
-            }
-            ++step_measured_;
-            c_.measured.fetch_add(1, std::memory_order_relaxed);
-            const std::int64_t lat = rx - seq;
-            c_.lat_us[static_cast<std::size_t>(s)].push_back(clamp32(lat));
-            c_.klat_us[static_cast<std::size_t>(s)].push_back(clamp32(krx - seq));
-            if (index_ == 0) {
-                // The bridge's arrival time: `ts` (ms) when the payload has none. +500 us: mid-ms.
-                const auto t = l.find("\"ts\":");
-                std::int64_t ts = 0;
-                if (t != std::string_view::npos) {
-                    std::string_view tv = l.substr(t + 5);
-                    if (parse_i64(tv.substr(0, tv.find_first_of(",}")), ts))
-                        c_.arrival_us[static_cast<std::size_t>(s)].push_back(clamp32(ts * 1000 + 500 - seq));
-                }
-            }
+            on_reading(l.substr(6), rx, krx);
         } else if (l.rfind("id: ", 0) == 0) {
             std::int64_t id = 0;
-            if (parse_i64(l.substr(4), id)) {
-                if (id <= last_id_) c_.order_errors.fetch_add(1, std::memory_order_relaxed);
-                last_id_ = id;
-            }
+            if (parse_i64(l.substr(4), id)) on_id(id);
         } else if (l.rfind("retry:", 0) == 0) {
-            if (!ready_) {
-                ready_ = true;
-                g_.ready.fetch_add(1, std::memory_order_relaxed);
-                launch_next();
-            }
+            mark_ready();
         } else if (l.front() == ':') {
             ++c_.heartbeats;
+        }
+    }
+
+    // ---- WebSocket: {"op":"subscribed"} (the stream is open), {"op":"reading"}, others ----
+
+    void on_ws_message(ws::opcode op, std::string_view m, std::int64_t rx, std::int64_t krx) {
+        if (ws_closing_) return;
+        if (op != ws::opcode::text) {
+            ++c_.other_events;
+            return;
+        }
+        const std::string_view kind = json_string_field(m, "\"op\":\"");
+        if (kind == "reading") {
+            std::int64_t id = 0;
+            if (json_int_field(m, "\"id\":", id)) on_id(id);
+            on_reading(m, rx, krx);
+        } else if (kind == "subscribed") {
+            // The first subscription starts at `cursor`: readings after it are owed from then
+            // on, across reconnects.
+            std::int64_t cursor = 0;
+            if (!have_position_ && json_int_field(m, "\"cursor\":", cursor)) {
+                last_id_ = cursor;
+                have_position_ = true;
+            }
+            mark_ready();
+        } else if (kind == "status") {
+            ++c_.status_events;
+        } else {
+            ++c_.other_events;
+            if (kind == "error" && !ws_error_logged_) {
+                ws_error_logged_ = true;
+                std::fprintf(stderr, "stream-bench: connection %zu: %.*s\n", index_, static_cast<int>(m.size()), m.data());
+            }
+        }
+    }
+
+    void on_ws_control(ws::opcode op, std::string_view payload) {
+        if (op == ws::opcode::ping) {
+            ++c_.heartbeats;
+            if (ws_closing_) return;
+            std::string frame;
+            ws::append_client_frame(frame, ws::opcode::pong, payload, c_.rng);
+            send(std::move(frame));
+        } else if (op == ws::opcode::close) {
+            // Echo the status code and wait for the server to end the TCP connection (on_error
+            // then counts the disconnect and reconnects).
+            if (ws_closing_) return;
+            ws_closing_ = true;
+            std::string frame;
+            ws::append_client_frame(frame, ws::opcode::close, payload.size() >= 2 ? payload.substr(0, 2) : std::string_view(),
+                                    c_.rng);
+            send(std::move(frame));
+        }
+    }
+
+    // ---- shared by both transports ----
+
+    void mark_ready() {
+        if (ready_) return;
+        ready_ = true;
+        g_.ready.fetch_add(1, std::memory_order_relaxed);
+        launch_next();
+    }
+
+    // Ids must rise strictly on a stream, across its reconnects.
+    void on_id(std::int64_t id) {
+        if (id <= last_id_) c_.order_errors.fetch_add(1, std::memory_order_relaxed);
+        last_id_ = id;
+        have_position_ = true;
+    }
+
+    // A reading (the Reading JSON, or the WebSocket message that carries its fields): latency
+    // from its `seq` (publish time) to our receive time and to the kernel's.
+    void on_reading(std::string_view json, std::int64_t rx, std::int64_t krx) {
+        std::int64_t seq = 0;
+        if (!json_int_field(json, "\"seq\":", seq)) return;  // seq null: not one of ours
+        c_.readings.fetch_add(1, std::memory_order_relaxed);
+        c_.last_rx_us.store(rx, std::memory_order_relaxed);
+        const int s = g_.step.load(std::memory_order_relaxed);
+        if (s < 0) return;
+        if (seq < g_.win_start[s].load(std::memory_order_relaxed) || seq >= g_.win_end[s].load(std::memory_order_relaxed))
+            return;
+        if (step_ != s) {
+            step_ = s;
+            step_measured_ = 0;
+        }
+        ++step_measured_;
+        c_.measured.fetch_add(1, std::memory_order_relaxed);
+        c_.lat_us[static_cast<std::size_t>(s)].push_back(clamp32(rx - seq));
+        c_.klat_us[static_cast<std::size_t>(s)].push_back(clamp32(krx - seq));
+        if (index_ == 0) {
+            // The bridge's arrival time: `ts` (ms) when the payload has none. +500 us: mid-ms.
+            std::int64_t ts = 0;
+            if (json_int_field(json, "\"ts\":", ts))
+                c_.arrival_us[static_cast<std::size_t>(s)].push_back(clamp32(ts * 1000 + 500 - seq));
         }
     }
 
@@ -404,13 +540,19 @@ private:
     tcp::socket sock_;
     std::unique_ptr<asio::steady_timer> timer_;
     std::unique_ptr<char[]> buf_;
-    std::string req_, head_, line_;
+    std::string head_, out_;
+    sse::line_splitter sse_;
+    ws::frame_reader ws_;
     st state_ = st::connecting;
-    bool ready_ = false, bad_status_logged_ = false, failure_logged_ = false;
+    bool writing_ = false, ws_closing_ = false;
+    bool ready_ = false, bad_status_logged_ = false, failure_logged_ = false, protocol_error_logged_ = false,
+         ws_error_logged_ = false;
     int attempts_ = 0;
+    std::uint64_t gen_ = 0;
     int step_ = -1;
     std::uint64_t step_measured_ = 0;
     std::int64_t last_id_ = 0;
+    bool have_position_ = false;  // last_id_ holds a position to resume from
 };
 
 void open_connection(context& c, const settings& s, shared_state& g) {
@@ -522,7 +664,7 @@ cpu_snap take_cpu(const std::vector<int>& pids) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"stream-bench: SSE latency / throughput / idle-memory benchmark for broker-bridge"};
+    CLI::App app{"stream-bench: SSE / WebSocket latency, throughput and idle-memory benchmark for broker-bridge"};
     std::string host = "127.0.0.1";
     int port = 0;
     std::string mqtt_url = "tcp://127.0.0.1:1883";
@@ -533,13 +675,17 @@ int main(int argc, char** argv) {
     double duration = 10, warmup = 1, drain = 5, drain_max = 30, settle = 1, connect_timeout = 120, idle_hold = 0;
     int qos = 1, sensors = 10, threads = 1, parallel = 200;
     bool no_reconnect = false;
+    std::string transport_name = "sse";
     std::vector<int> watch;
     app.add_option("--host", host, "bridge HTTP address")->capture_default_str();
     app.add_option("--port", port, "bridge HTTP port")->required();
     app.add_option("--mqtt", mqtt_url, "broker URL the bridge reads from")->capture_default_str();
     app.add_option("--prefix", prefix, "topic prefix")->capture_default_str();
     app.add_option("--topic", topic, "the stream's topic filter (empty: none given, i.e. #)")->capture_default_str();
-    app.add_option("--subscribers,-n", subscribers, "SSE connections")->capture_default_str();
+    app.add_option("--transport", transport_name, "sse: GET /api/v1/stream; ws: WebSocket GET /api/v1/ws")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"sse", "ws"}));
+    app.add_option("--subscribers,-n", subscribers, "streaming connections")->capture_default_str();
     app.add_option("--rate", rates, "readings/s in total; several (comma-separated) = steps")->delimiter(',');
     app.add_option("--duration", duration, "measured seconds per step")->capture_default_str();
     app.add_option("--warmup", warmup, "unmeasured seconds of publishing before each step")->capture_default_str();
@@ -567,18 +713,10 @@ int main(int argc, char** argv) {
     s.ep = tcp::endpoint(asio::ip::make_address(host), static_cast<unsigned short>(port));
     s.n = subscribers;
     s.reconnect = !no_reconnect;
-    s.request_head = "GET /api/v1/stream";
-    if (!topic.empty() && topic != "#") {
-        std::string enc;
-        for (char ch : topic) {
-            if (ch == '+') enc += "%2B";
-            else if (ch == '#') enc += "%23";
-            else if (ch == '/') enc += "%2F";
-            else enc += ch;
-        }
-        s.request_head += "?topic=" + enc;
-    }
-    s.request_head += " HTTP/1.1\r\nHost: " + host + "\r\nAccept: text/event-stream\r\n";
+    s.kind = transport_name == "ws" ? transport::ws : transport::sse;
+    s.host = host;
+    s.topic = topic.empty() ? "#" : topic;
+    s.request_head = s.kind == transport::ws ? ws::upgrade_head(host) : sse::request_head(host, topic);
     shared_state g;
 
     const long bench_rss0 = proc_rss_kib(0);
@@ -655,9 +793,9 @@ int main(int argc, char** argv) {
         for (int p : watch) rss2.push_back(proc_rss_kib(p));
         std::uint64_t disc = 0;
         for (auto& c : ctxs) disc += c->disconnects.load();
-        std::printf("RESULT mode=idle streams=%zu open_after_hold=%zu hold_s=%.0f connect_s=%.2f disconnects=%" PRIu64
+        std::printf("RESULT mode=idle transport=%s streams=%zu open_after_hold=%zu hold_s=%.0f connect_s=%.2f disconnects=%" PRIu64
                     " bench_rss_kib=%ld->%ld bench_kib_per_stream=%.2f",
-                    ready, open, idle_hold, connect_s, disc, bench_rss0, bench_rss1,
+                    transport_name.c_str(), ready, open, idle_hold, connect_s, disc, bench_rss0, bench_rss1,
                     ready ? static_cast<double>(bench_rss1 - bench_rss0) / static_cast<double>(ready) : 0.0);
         for (std::size_t i = 0; i < watch.size(); ++i)
             std::printf(" pid%d_rss_kib=%ld->%ld->%ld pid%d_kib_per_stream=%.2f", watch[i], rss0[i], rss1[i], rss2[i],
@@ -764,7 +902,7 @@ int main(int argc, char** argv) {
             while (acks.ok.load() + acks.failed.load() - acked0 - nacked0 < pr.sent && mono_s() - ta < 5)
                 std::this_thread::sleep_for(5ms);
         }
-        std::printf("RESULT mode=latency step=%d subscribers=%zu rate=%.0f qos=%d publish_s=%.2f published=%ld "
+        std::printf("RESULT mode=latency transport=%s step=%d subscribers=%zu rate=%.0f qos=%d publish_s=%.2f published=%ld "
                     "acked=%ld publish_failed=%ld pub_late_max_ms=%.1f expected=%" PRIu64 " received=%" PRIu64
                     " complete=%s short_streams=%zu dup_streams=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f mean_ms=%.3f "
                     "k_p50_ms=%.3f k_p99_ms=%.3f k_max_ms=%.3f reads_without_kernel_ts=%" PRIu64 " "
@@ -772,7 +910,7 @@ int main(int argc, char** argv) {
                     "deliveries=%" PRIu64 " deliveries_per_s=%.0f offered_per_s=%.0f span_s=%.2f wall_s=%.2f "
                     "disconnects=%" PRIu64 " reconnects=%" PRIu64 " order_errors=%" PRIu64 " heartbeats=%" PRIu64
                     " status_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f",
-                    step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
+                    transport_name.c_str(), step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
                     pr.late_max_ms, expected, got, got == expected ? "yes" : "no", short_streams, over_streams,
                     p.p50, p.p99, p.max, p.mean, pk.p50, pk.p99, pk.max, no_kts, pa.p50, pa.p99, pa.max, readings1 - readings0, deliveries_per_s,
                     rate * static_cast<double>(ready), span_s, wall, disc1 - disc0, reco1 - reco0, order1 - order0,
