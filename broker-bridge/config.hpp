@@ -1,6 +1,7 @@
 // The bridge's typed configuration: TOML file -> config, or an error naming file:line and key.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -62,6 +63,14 @@ struct stream_config {
     std::chrono::milliseconds retry{2000};  // SSE reconnect hint
     std::chrono::seconds write_timeout{30};
     std::size_t max_filters = 32;
+
+    // How many readings a replay or back-fill queues at once, at most `most`: half the send
+    // queue's bound in events, and in bytes at up to 512 bytes a reading, so that a client
+    // resuming far behind is never closed by its own replay, however small the bound.
+    std::size_t replay_chunk(std::size_t most) const {
+        const std::size_t fit = std::min(max_queue_events / 2, max_queue_bytes / 1024);
+        return std::clamp<std::size_t>(fit, 1, most);
+    }
 };
 
 struct hub_config {

@@ -74,6 +74,9 @@ std::string metrics::render(const hub& h) const {
     o << "telemetry_stream_readings_sent_total " << rd(stream_readings_sent) << '\n';
     family("telemetry_stream_slow_disconnects_total", "counter", "Streams closed because the client fell behind its send-queue bound.");
     o << "telemetry_stream_slow_disconnects_total " << rd(stream_slow_disconnects) << '\n';
+    family("telemetry_stream_readings_conflated_total", "counter",
+           "Readings not sent to a conflating stream because a newer one of the series replaced them.");
+    o << "telemetry_stream_readings_conflated_total " << rd(stream_conflated) << '\n';
     family("telemetry_longpoll_parked", "gauge", "Long polls currently waiting for a reading.");
     o << "telemetry_longpoll_parked " << h.parked() << '\n';
     family("telemetry_series", "gauge", "Series known to the bridge.");

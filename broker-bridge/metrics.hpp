@@ -47,6 +47,7 @@ public:
     std::atomic<std::int64_t> ws_connections{0};
     std::atomic<std::uint64_t> stream_readings_sent{0};
     std::atomic<std::uint64_t> stream_slow_disconnects{0};
+    std::atomic<std::uint64_t> stream_conflated{0};
 
     std::string render(const hub& h) const;
 

@@ -462,9 +462,14 @@ action router::stream(const request_info& ri, const request& req) {
     const std::string_view target(req.target().data(), req.target().size());
     const auto u = *boost::urls::parse_origin_form(target);
     params p;
-    if (auto e = p.parse(u, {"after", "topic"}, {"topic"}); !e.empty())
+    if (auto e = p.parse(u, {"after", "topic", "policy"}, {"topic"}); !e.empty())
         return responder_.error(ri, error_code::bad_parameter, e);
     stream_request s;
+    if (auto pol = p.get("policy")) {
+        if (*pol != "all" && *pol != "conflate")
+            return responder_.error(ri, error_code::bad_parameter, "policy must be all or conflate");
+        s.conflate = *pol == "conflate";
+    }
     // A browser reconnecting sends Last-Event-ID; it wins over the `after` of the original URL.
     std::optional<std::string> resume;
     if (auto it = req.find("Last-Event-ID"); it != req.end()) resume = std::string(it->value());

@@ -37,6 +37,9 @@ struct long_poll {
 struct stream_request {
     std::optional<std::int64_t> after;
     std::vector<topic_filter> filters;
+    // policy=conflate: while the client is behind, keep only the newest reading per series and
+    // tell it how many were skipped (for dashboards that want the present, not every reading).
+    bool conflate = false;
 };
 
 // A WebSocket upgrade on /api/v1/ws (subscriptions arrive as messages).

@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace telemetry::bridge::http {
@@ -20,8 +21,7 @@ namespace beast = boost::beast;
 
 namespace {
 
-constexpr std::size_t storage_chunk = 1000;
-constexpr std::size_t replay_chunk_events = 1000;
+constexpr std::size_t replay_chunk_most = 1000;
 
 
 void append_reading_frame(std::string& out, const live_reading& l) {
@@ -30,6 +30,18 @@ void append_reading_frame(std::string& out, const live_reading& l) {
     out += "\nevent: reading\ndata: ";
     out += l.json;
     out += "\n\n";
+}
+
+// The same, for a conflating stream: the reading says how many older ones of its series it replaced.
+void append_conflated_frame(std::string& out, const live_reading& l, std::uint64_t skipped) {
+    if (skipped == 0) return append_reading_frame(out, l);
+    out += "id: ";
+    append_int(out, l.r.id);
+    out += "\nevent: reading\ndata: ";
+    out.append(l.json, 0, l.json.size() - 1);  // without the closing brace
+    out += ",\"skipped\":";
+    append_int(out, static_cast<std::int64_t>(skipped));
+    out += "}\n\n";
 }
 
 }  // namespace
@@ -93,7 +105,8 @@ void sse_session::try_attach() {
     for (;;) {
         if (phase_ == phase::closing || phase_ == phase::closed) return;
         replay.clear();
-        switch (ctx_.live.attach(last_id_, req_.filters, shared_from_this(), replay, replay_chunk_events)) {
+        switch (ctx_.live.attach(last_id_, req_.filters, shared_from_this(), replay,
+                                 cfg_.replay_chunk(replay_chunk_most))) {
         case hub::attach_outcome::attached:
             phase_ = phase::live;
             for (const auto& l : replay) queue_reading(*l);
@@ -121,7 +134,8 @@ void sse_session::replay_chunk() {
     const std::int64_t after = last_id_;
     const bool check_reset = !reset_checked_ && req_.after.has_value();
     reset_checked_ = true;
-    const bool queued = ctx_.queries.submit([self, after, check_reset](storage::reader& rd) {
+    const std::size_t limit = cfg_.replay_chunk(replay_chunk_most);
+    const bool queued = ctx_.queries.submit([self, after, check_reset, limit](storage::reader& rd) {
         std::string frames;
         std::size_t events = 0;
         // Read before querying: every id up to this floor was committed before the query, so an
@@ -141,9 +155,10 @@ void sse_session::replay_chunk() {
                     frames += "}\n\n";
                 }
             }
-            auto rows = rd.after_id(after, storage_chunk);
+            auto rows = rd.after_id(after, replay_chunk_most);
             if (rows.empty()) cursor = std::max(after, floor);
             for (auto& r : rows) {
+                if (events >= limit) break;  // the rest in the next chunk
                 cursor = r.id;
                 const auto l = self->ctx_.live.make_live(std::move(r));
                 if (!matches_any(self->req_.filters, l->topic)) continue;
@@ -188,6 +203,17 @@ void sse_session::deliver(const reading_batch& batch) {
     std::size_t events = 0;
     for (const auto& l : *batch) {
         if (l->r.id <= last_id_ || !matches_any(req_.filters, l->topic)) continue;
+        if (req_.conflate && write_in_flight_) {
+            // Behind: hold only the newest reading of each series until the write completes.
+            auto [it, fresh] = behind_.try_emplace(l->topic);
+            if (!fresh) {
+                ++it->second.skipped;
+                ctx_.stats.stream_conflated.fetch_add(1, std::memory_order_relaxed);
+            }
+            it->second.newest = l;
+            last_id_ = l->r.id;
+            continue;
+        }
         const std::size_t before = pending_.size();
         append_reading_frame(pending_, *l);
         last_id_ = l->r.id;
@@ -252,6 +278,24 @@ void sse_session::overflow() {
     close();
 }
 
+// What a conflating stream held while it was behind, oldest first.
+void sse_session::queue_conflated() {
+    std::vector<const held_reading*> held;
+    held.reserve(behind_.size());
+    for (const auto& [topic, h] : behind_) held.push_back(&h);
+    std::sort(held.begin(), held.end(),
+              [](const held_reading* a, const held_reading* b) { return a->newest->r.id < b->newest->r.id; });
+    const std::size_t before = pending_.size();
+    for (const held_reading* h : held) append_conflated_frame(pending_, *h->newest, h->skipped);
+    behind_.clear();
+    pending_events_ += held.size();
+    ctx_.stats.stream_readings_sent.fetch_add(held.size(), std::memory_order_relaxed);
+    if (!fits(0, 0)) {
+        pending_.resize(before);
+        overflow();
+    }
+}
+
 // Queues without writing: the caller flushes once it has queued everything it has.
 void sse_session::queue(std::string_view frame, std::size_t events) {
     if (phase_ == phase::closed) return;
@@ -296,6 +340,7 @@ void sse_session::on_write(beast::error_code ec, std::size_t) {
         return close();
     }
     writing_.clear();
+    if (!behind_.empty()) queue_conflated();
     do_write();  // what was queued meanwhile
     if (write_in_flight_ || phase_ == phase::closed) return;
     if (phase_ == phase::closing) return close();

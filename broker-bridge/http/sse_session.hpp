@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 
 #include <memory>
+#include <unordered_map>
 #include <optional>
 #include <string>
 
@@ -47,6 +48,7 @@ private:
     void try_attach();
     void queue_reading(const live_reading& l);
     void queue(std::string_view frame, std::size_t events);
+    void queue_conflated();
     bool fits(std::size_t more_bytes, std::size_t more_events) const;
     void overflow();
     void do_write();
@@ -72,6 +74,12 @@ private:
     std::string pending_;            // frames waiting for the next write
     std::size_t pending_events_ = 0;
     std::string writing_;            // the frames of the write in flight
+    // policy=conflate: per series (topic), the newest reading held while a write is in flight.
+    struct held_reading {
+        live_ptr newest;
+        std::uint64_t skipped = 0;
+    };
+    std::unordered_map<std::string, held_reading> behind_;
     bool write_in_flight_ = false;
     bool replay_in_flight_ = false;
     bool reset_checked_ = false;

@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace telemetry::bridge::http {
@@ -22,7 +23,7 @@ namespace websocket = boost::beast::websocket;
 
 namespace {
 
-constexpr std::size_t backfill_chunk = 500;
+constexpr std::size_t backfill_chunk_most = 500;
 constexpr std::size_t max_waiting_backfills = 64;
 constexpr std::size_t max_message_bytes = 64 * 1024;
 
@@ -113,13 +114,19 @@ void ws_session::handle_message(std::string_view text) {
             else if (a->is_uint64() && a->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) after = static_cast<std::int64_t>(a->as_uint64());
             else return send_error("bad_request", "\"after\" must be a reading id (a non-negative integer)");
         }
-        return subscribe(std::move(t), after);
+        bool conflate = false;
+        if (const auto* p = o.if_contains("policy"); p && !p->is_null()) {
+            if (!p->is_string() || (p->as_string() != "all" && p->as_string() != "conflate"))
+                return send_error("bad_request", "\"policy\" must be \"all\" or \"conflate\"");
+            conflate = p->as_string() == "conflate";
+        }
+        return subscribe(std::move(t), after, conflate);
     }
     if (*op == "unsubscribe") return unsubscribe(t);
     send_error("bad_request", "\"op\" must be subscribe or unsubscribe");
 }
 
-void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after) {
+void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate) {
     auto filter = topic_filter::parse(topic);
     if (!filter) return send_error("bad_topic", "'" + topic + "' is not a valid MQTT topic filter");
     const bool known = std::any_of(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == topic; });
@@ -131,9 +138,14 @@ void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after)
     append_int(m, cursor_);
     m += '}';
     queue(std::move(m));
-    if (known) return;  // already subscribed: its readings are flowing
+    if (known) {
+        // Already subscribed: its readings are flowing; only the policy may change.
+        for (auto& s : subs_)
+            if (s.topic == topic) s.conflate = conflate;
+        return;
+    }
     const std::int64_t start = after.value_or(cursor_);
-    subs_.push_back({topic, std::move(*filter), start});
+    subs_.push_back({topic, std::move(*filter), start, conflate});
     if (start >= cursor_) return;
     if (waiting_backfills_.size() >= max_waiting_backfills)
         return close(websocket::close_code::try_again_later, "too many subscriptions replaying at once");
@@ -177,8 +189,9 @@ void ws_session::backfill_step() {
     // From memory when the window still holds it (and no reset can be due), else from storage.
     if (!(b.check_reset && b.from < ctx_.live.retired_max_id())) {
         std::vector<live_ptr> chunk;
-        if (ctx_.live.window_range(b.from, b.upto, sub->filter, backfill_chunk, chunk)) {
-            const std::int64_t reached = chunk.size() >= backfill_chunk ? chunk.back()->r.id : b.upto;
+        const std::size_t limit = cfg_.replay_chunk(backfill_chunk_most);
+        if (ctx_.live.window_range(b.from, b.upto, sub->filter, limit, chunk)) {
+            const std::int64_t reached = chunk.size() >= limit ? chunk.back()->r.id : b.upto;
             return on_backfill_chunk(std::move(chunk), reached, {});
         }
     }
@@ -186,7 +199,8 @@ void ws_session::backfill_step() {
     const backfill job = b;
     const topic_filter filter = sub->filter;
     b.check_reset = false;
-    const bool queued = ctx_.queries.submit([self, job, filter](storage::reader& rd) {
+    const std::size_t limit = cfg_.replay_chunk(backfill_chunk_most);
+    const bool queued = ctx_.queries.submit([self, job, filter, limit](storage::reader& rd) {
         std::vector<live_ptr> chunk;
         std::string reset;
         std::int64_t reached = job.upto;
@@ -200,10 +214,14 @@ void ws_session::backfill_step() {
                 append_int(reset, rd.oldest_id());
                 reset += '}';
             }
-            auto rows = rd.after_id(job.from, backfill_chunk * 2);
-            if (rows.size() >= backfill_chunk * 2 && rows.back().id < job.upto) reached = rows.back().id;
+            auto rows = rd.after_id(job.from, backfill_chunk_most * 2);
+            if (rows.size() >= backfill_chunk_most * 2 && rows.back().id < job.upto) reached = rows.back().id;
             for (auto& r : rows) {
                 if (r.id > job.upto) break;
+                if (chunk.size() >= limit) {
+                    reached = chunk.back()->r.id;  // the rest in the next chunk
+                    break;
+                }
                 auto l = self->ctx_.live.make_live(std::move(r));
                 if (filter.matches(l->topic)) chunk.push_back(std::move(l));
             }
@@ -276,14 +294,28 @@ void ws_session::process_batch(const std::vector<live_ptr>& batch) {
     for (const auto& l : batch) {
         if (l->r.id <= cursor_) continue;
         cursor_ = l->r.id;
-        // Once per connection, however many subscriptions match.
+        // Once per connection, however many subscriptions match; conflated only if every
+        // subscription that wants it conflates.
+        bool wanted = false, every_conflates = true;
         for (const auto& s : subs_) {
             if (s.start < l->r.id && s.filter.matches(l->topic)) {
-                ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
-                queue(std::shared_ptr<const std::string>(l, &l->ws_json));
-                break;
+                wanted = true;
+                every_conflates = every_conflates && s.conflate;
+                if (!every_conflates) break;
             }
         }
+        if (!wanted) continue;
+        if (every_conflates && writing_) {
+            auto [it, fresh] = behind_.try_emplace(l->topic);
+            if (!fresh) {
+                ++it->second.skipped;
+                ctx_.stats.stream_conflated.fetch_add(1, std::memory_order_relaxed);
+            }
+            it->second.newest = l;
+            continue;
+        }
+        ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
+        queue(std::shared_ptr<const std::string>(l, &l->ws_json));
         if (closing_ || closed_) return;
     }
 }
@@ -301,6 +333,32 @@ void ws_session::on_shutdown() {
     asio::post(ws_.get_executor(), [self = shared_from_this()] {
         self->close(websocket::close_code::going_away, "server shutting down; reconnect with after");
     });
+}
+
+// What conflating subscriptions held while a write was in flight, oldest first; each message says
+// how many older readings of its series it replaced.
+void ws_session::queue_conflated() {
+    std::vector<held_reading> held;
+    held.reserve(behind_.size());
+    for (auto& [topic, h] : behind_) held.push_back(std::move(h));
+    behind_.clear();
+    std::sort(held.begin(), held.end(),
+              [](const held_reading& a, const held_reading& b) { return a.newest->r.id < b.newest->r.id; });
+    for (const auto& h : held) {
+        ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
+        if (h.skipped == 0) {
+            queue(std::shared_ptr<const std::string>(h.newest, &h.newest->ws_json));
+            continue;
+        }
+        const std::string& j = h.newest->ws_json;
+        std::string m;
+        m.reserve(j.size() + 24);
+        m.append(j, 0, j.size() - 1);  // without the closing brace
+        m += ",\"skipped\":";
+        append_int(m, static_cast<std::int64_t>(h.skipped));
+        m += '}';
+        queue(std::move(m));
+    }
 }
 
 void ws_session::queue(std::shared_ptr<const std::string> msg) {
@@ -337,6 +395,7 @@ void ws_session::on_write(beast::error_code ec, std::size_t) {
                         [self = shared_from_this()](beast::error_code) { self->finish(); });
         return;
     }
+    if (!behind_.empty()) queue_conflated();
     if (!out_.empty()) return do_write();
     if (backfill_) backfill_step();
 }

@@ -13,6 +13,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <string>
 
 namespace telemetry::bridge::http {
@@ -46,6 +47,11 @@ private:
         std::string topic;
         topic_filter filter;
         std::int64_t start = 0;  // readings with id > start are this subscription's
+        bool conflate = false;   // while a write is in flight, keep only the newest per series
+    };
+    struct held_reading {
+        live_ptr newest;
+        std::uint64_t skipped = 0;
     };
     struct backfill {
         std::string topic;
@@ -58,7 +64,7 @@ private:
     void do_read();
     void on_read(boost::beast::error_code ec, std::size_t);
     void handle_message(std::string_view text);
-    void subscribe(std::string topic, std::optional<std::int64_t> after);
+    void subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate);
     void unsubscribe(const std::string& topic);
     void send_error(std::string_view code, std::string_view message);
 
@@ -69,6 +75,7 @@ private:
     void finish_backfill();
     bool covered_by_other(const live_reading& l, const std::string& topic) const;
 
+    void queue_conflated();
     void queue(std::shared_ptr<const std::string> msg);
     void queue(std::string msg) { queue(std::make_shared<const std::string>(std::move(msg))); }
     void do_write();
@@ -89,6 +96,8 @@ private:
     std::deque<backfill> waiting_backfills_;
     std::deque<std::shared_ptr<const std::vector<live_ptr>>> held_;  // live batches during a back-fill
     std::size_t held_readings_ = 0;
+    // Readings of conflating subscriptions that arrived while a write was in flight, per series.
+    std::unordered_map<std::string, held_reading> behind_;
 
     std::deque<std::shared_ptr<const std::string>> out_;
     std::size_t out_bytes_ = 0;

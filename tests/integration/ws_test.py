@@ -226,6 +226,51 @@ async def case_bad_frames(sys_):
         await asyncio.wait_for(pong, 5)
 
 
+def newest_id(sys_):
+    body = sys_.http("/api/v1/updates?timeout=0").split(b"\r\n\r\n", 1)[1]
+    return json.loads(body)["cursor"]
+
+
+async def case_conflate_stalled(sys_):
+    # A dashboard subscription with policy "conflate" that stops reading is not disconnected:
+    # while it is behind it gets the newest reading per series, each saying how many it replaced.
+    per_line, lines_n = 400, 160
+    total = per_line * lines_n
+    senml = "[" + ",".join('{"n":"temperature","v":%d}' % (i % 40) for i in range(per_line)) + "]"
+    lines = [(f"sensors/c{i % 4}/temperature", senml) for i in range(lines_n)]
+    # No compression and small client buffers, so that the bridge's writes back up quickly.
+    async with websockets.connect(sys_.url(), compression=None, max_queue=1, read_limit=4096) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/#", "policy": "conflate"}))
+        check((await recv_json(ws))["op"] == "subscribed", "subscribed")
+        await asyncio.get_running_loop().run_in_executor(None, sys_.pub_many, lines)
+        deadline = time.time() + 60
+        while newest_id(sys_) < total and time.time() < deadline:
+            await asyncio.sleep(0.05)
+        check(newest_id(sys_) == total, "all committed")
+        accounted, newest, last, skipped_total, n = {}, {}, 0, 0, 0
+        while sum(accounted.values()) < total:
+            got, _ = await readings(ws, 1, 30)
+            r = got[0]
+            check(r["id"] > last, f"id order {last} then {r['id']}")
+            last = r["id"]
+            k = r.get("skipped", 0)
+            skipped_total += k
+            accounted[r["sensor"]] = accounted.get(r["sensor"], 0) + 1 + k
+            newest[r["sensor"]] = r["id"]
+            n += 1
+        check(accounted == {f"c{i}": total // 4 for i in range(4)}, f"every reading sent or counted {accounted}")
+        check(skipped_total > 0 and n < total, f"conflated: {n} messages for {total} readings")
+        for i in range(4):
+            body = sys_.http(f"/api/v1/sensors/c{i}/temperature/latest").split(b"\r\n\r\n", 1)[1]
+            check(newest[f"c{i}"] == json.loads(body)["id"], f"newest of c{i} was sent last")
+        metrics = sys_.http("/metrics").decode()
+        check("telemetry_stream_slow_disconnects_total 0" in metrics, "not disconnected")
+        check(f"telemetry_stream_readings_conflated_total {skipped_total}" in metrics, "conflated counted")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "x/#", "policy": "newest"}))
+        err = await recv_json(ws)
+        check(err["op"] == "error" and "policy" in err["message"], f"bad policy {err}")
+
+
 async def case_shutdown(sys_):
     async with websockets.connect(sys_.url()) as ws:
         await ws.send(json.dumps({"op": "subscribe", "topic": "#"}))
@@ -245,6 +290,7 @@ CASES = {
     "backfill_second_subscription": case_backfill_second_subscription,
     "bad_frames": case_bad_frames,
     "shutdown": case_shutdown,
+    "conflate_stalled": case_conflate_stalled,
 }
 
 if __name__ == "__main__":
