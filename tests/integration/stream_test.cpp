@@ -274,13 +274,14 @@ TEST_CASE("sse - policy=conflate keeps a stalled client connected with the newes
     CHECK_FALSE(stalled.closed());
     // Every reading is either sent or counted as skipped, series by series...
     CHECK(sum == total);
-    for (int s = 0; s < 4; ++s) CHECK(accounted["s" + std::to_string(s)] == total / 4);
+    const std::vector<std::string> sensors{"s0", "s1", "s2", "s3"};
+    for (const auto& s : sensors) CHECK(accounted[s] == total / 4);
     CHECK(skipped_any > 0);
     // ...and the last one sent of each series is its newest.
-    for (int s = 0; s < 4; ++s) {
-        const auto l = http_get(br.port(), "/api/v1/sensors/s" + std::to_string(s) + "/temperature/latest");
+    for (const auto& s : sensors) {
+        const auto l = http_get(br.port(), "/api/v1/sensors/" + s + "/temperature/latest");
         REQUIRE(l.status == 200);
-        CHECK(newest["s" + std::to_string(s)] == json::parse(l.body).at("id").as_int64());
+        CHECK(newest[s] == json::parse(l.body).at("id").as_int64());
     }
     const auto m = http_get(br.port(), "/metrics").body;
     CHECK(m.find("telemetry_stream_slow_disconnects_total 0") != std::string::npos);
