@@ -126,6 +126,24 @@ std::filesystem::path bridge_binary() {
 std::filesystem::path sim_binary() {
     return std::filesystem::path(TELEMETRY_BINARY_DIR) / "sensor-sim" / "sensor-sim";
 }
+std::filesystem::path cli_binary() {
+    return std::filesystem::path(TELEMETRY_BINARY_DIR) / "bridge-cli" / "bridge-cli";
+}
+
+run_result run(const std::filesystem::path& dir, std::vector<std::string> argv,
+               std::chrono::milliseconds timeout) {
+    static int runs = 0;
+    const std::string name = "run-" + std::to_string(++runs);
+    const auto out = dir / (name + ".out"), err = dir / (name + ".err");
+    run_result r;
+    {
+        child c(std::move(argv), out, err);
+        if (auto st = c.wait(timeout)) r.exit_code = *st;
+    }  // a command still running is killed here
+    r.out = read_file(out);
+    r.err = read_file(err);
+    return r;
+}
 
 broker::broker(const std::filesystem::path& dir) : dir_(dir) {
     std::filesystem::create_directories(dir_);
@@ -178,10 +196,11 @@ bridge::bridge(const std::filesystem::path& dir, const std::string& mqtt_url,
 
 bridge::~bridge() = default;
 
-void bridge::start() {
+void bridge::start(bool same_port) {
     const auto out = dir_ / ("bridge-" + std::to_string(++starts_) + ".out");
+    const std::string listen = "127.0.0.1:" + std::to_string(same_port ? port_ : 0);
     std::vector<std::string> argv{bridge_binary().string(), "--mqtt", mqtt_url_, "--http",
-                                  "127.0.0.1:0", "--db", db().string()};
+                                  listen, "--db", db().string()};
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     proc_ = std::make_unique<child>(argv, out, dir_ / "bridge.err");
     const std::string marker = "serving http://127.0.0.1:";

@@ -57,6 +57,18 @@ private:
 
 std::filesystem::path bridge_binary();
 std::filesystem::path sim_binary();
+std::filesystem::path cli_binary();
+
+// What a finished command printed and how it exited.
+struct run_result {
+    int exit_code = -1;  // 128 + signal if killed; -1 if it was still running at the timeout
+    std::string out, err;
+};
+
+// Runs `argv` to completion with stdout and stderr captured in files under `dir` (killed after
+// `timeout`, which then shows as exit_code -1).
+run_result run(const std::filesystem::path& dir, std::vector<std::string> argv,
+               std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 // A real Mosquitto on a free loopback port, with persistence in its own folder, so that it can be
 // restarted on the same port and keep its sessions.
@@ -87,7 +99,9 @@ public:
     bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
     int stop();  // SIGTERM, returns the exit status
     void kill(); // SIGKILL
-    void start();
+    // Starts the bridge (again). `same_port`: on the port it had, as a restarted service would be,
+    // so that clients reconnecting to the old URL find it.
+    void start(bool same_port = false);
     std::filesystem::path db() const { return dir_ / "bridge.db"; }
 
 private:
