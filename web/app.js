@@ -20,7 +20,7 @@ const presence = new Map();  // sensor -> true/false (a status may come before a
 const dirty = new Set();
 let frameRequested = false;
 let transportState = { mode: startMode, state: 'connecting' };
-const rate = { count: 0, perSecond: 0 };
+const rate = { count: 0, perSecond: 0, last: [] };  // readings/s over the last 5 s
 
 const UNITS = { Cel: '°C', K: 'K', '%RH': '% RH', Pa: 'Pa', hPa: 'hPa', V: 'V', A: 'A', W: 'W' };
 
@@ -173,11 +173,7 @@ function applyFilter(s) {
 }
 $('filter').addEventListener('input', () => { for (const s of series.values()) applyFilter(s); });
 
-// Once a second: ages move, sparklines slide, the summary and the transport line refresh.
-setInterval(() => {
-  rate.perSecond = rate.count;
-  rate.count = 0;
-  for (const s of series.values()) if (s.visible) markDirty(s);
+function showSummary() {
   let on = 0, off = 0;
   for (const s of series.values()) {
     const p = presence.get(s.sensor);
@@ -185,6 +181,16 @@ setInterval(() => {
     else if (p === false) off++;
   }
   $('summary').textContent = `${series.size} series · ${on} online · ${off} offline`;
+}
+
+// Once a second: ages move, sparklines slide, the summary and the transport line refresh.
+setInterval(() => {
+  rate.last.push(rate.count);
+  if (rate.last.length > 5) rate.last.shift();
+  rate.count = 0;
+  rate.perSecond = Math.round(rate.last.reduce((a, b) => a + b, 0) / rate.last.length);
+  for (const s of series.values()) if (s.visible) markDirty(s);
+  showSummary();
   showTransport();
 }, 1000);
 
@@ -232,6 +238,7 @@ async function start() {
       if (!l.ok) throw new Error(`HTTP ${l.status}`);
       onSeries((await l.json()).series);
       if (!series.size) $('empty').hidden = false;
+      showSummary();
       feed.start(cursor);
       window.__dashboard.ready = true;
       await backfill();

@@ -90,7 +90,7 @@ export function historyChart(el, width) {
     series: [
       {},
       { label: 'min', stroke: band, width: 1, value: fmt, points: { show: false } },
-      { label: 'avg', stroke: accent, width: 2, value: fmt, points: { show: false } },
+      { label: 'avg', stroke: accent, width: 2, value: fmt },
       { label: 'max', stroke: band, width: 1, value: fmt, points: { show: false } },
     ],
     bands: [{ series: [3, 1], fill: band }],

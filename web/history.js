@@ -17,13 +17,16 @@ export function chooseBucket(rangeMs, widthPx) {
   return BUCKETS.find(([, ms]) => ms >= wanted) ?? BUCKETS[BUCKETS.length - 1];
 }
 
-// uPlot columns from buckets; a null where buckets are missing, so the chart shows a gap
-// instead of a line across time without readings (/aggregate omits empty buckets).
+// uPlot columns from buckets. /aggregate omits empty buckets; where readings stop for clearly
+// longer than usual (three times the median spacing, and more than a bucket) a null is put in, so
+// the chart shows a gap instead of a line across time without readings.
 export function toColumns(buckets, bucketMs) {
+  const steps = buckets.slice(1).map((b, i) => b.t - buckets[i].t).sort((x, y) => x - y);
+  const gap = Math.max(bucketMs, 3 * (steps[Math.floor(steps.length / 2)] ?? bucketMs));
   const cols = [[], [], [], []];
   let prev = null;
   for (const b of buckets) {
-    if (prev !== null && b.t - prev > bucketMs) {
+    if (prev !== null && b.t - prev > gap) {
       cols[0].push((prev + bucketMs) / 1000);
       cols[1].push(null); cols[2].push(null); cols[3].push(null);
     }
