@@ -74,6 +74,8 @@ export class LiveFeed {
 
   connect() {
     clearTimeout(this.timer);
+    if (this.stopHandle) this.stopHandle();  // never two modes at once
+    this.stopHandle = null;
     const gen = ++this.generation;
     const alive = () => gen === this.generation;
     let established = false;
@@ -100,9 +102,12 @@ export class LiveFeed {
 
   async onFailure(wasEstablished, why) {
     this.close();
+    const gen = this.generation;
     this.failures = wasEstablished ? 1 : this.failures + 1;
     const last = this.index === MODES.length - 1;
-    if (!last && this.failures >= 2 && await serverAnswers()) {
+    const blocked = !last && this.failures >= 2 && await serverAnswers();
+    if (gen !== this.generation) return;  // the upgrade timer reconnected meanwhile
+    if (blocked) {
       this.stats.fallbacks.push({ from: this.mode, to: MODES[this.index + 1], why, cursor: this.cursor });
       this.index++;
       this.failures = 0;

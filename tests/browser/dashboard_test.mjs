@@ -353,28 +353,30 @@ const cases = {
   // History: a series with an hour of past readings; the ranges; a custom range; CSV export.
   async history(sys) {
     sys.sim('live-', 2, 1);
-    // 120 readings, one every 30 s over the last hour, with explicit timestamps.
+    // 720 readings, one every 5 s over the last hour, with explicit timestamps and some noise.
     const now = Date.now();
     const lines = [];
-    for (let i = 120; i >= 1; i--) lines.push(JSON.stringify({ value: 20 + Math.sin(i / 10) * 3, ts: now - i * 30_000, unit: 'Cel' }));
+    for (let i = 720; i >= 1; i--) {
+      lines.push(JSON.stringify({ value: 20 + Math.sin(i / 60) * 3 + Math.sin(i * 7.3) * 0.4, ts: now - i * 5_000, unit: 'Cel' }));
+    }
     const pub = spawnSync('mosquitto_pub', ['-p', String(sys.mqttPort), '-q', '1', '-t', 'sensors/archive/temperature', '-l'],
                           { input: lines.join('\n') + '\n' });
     check(pub.status === 0, 'published an hour of past readings');
-    await until('the past readings stored', async () => (await sys.api('/api/v1/sensors/archive/temperature/aggregate?bucket=1d')).buckets.reduce((n, x) => n + x.count, 0) === 120);
+    await until('the past readings stored', async () => (await sys.api('/api/v1/sensors/archive/temperature/aggregate?bucket=1d')).buckets.reduce((n, x) => n + x.count, 0) === 720);
     const b = await browser();
     try {
       const { page } = await openPage(b, sys.url + '/');
       await page.locator('[data-series="archive/temperature"]').click();
       await until('the last hour loaded', async () => (await dash(page)).history.loads >= 1);
       let h = (await dash(page)).history;
-      check(h.readings >= 119 && h.buckets >= 100, `last hour: ${h.buckets} buckets of ${h.bucket}, ${h.readings} readings`);
+      check(h.readings >= 715 && h.buckets >= 300, `last hour: ${h.buckets} buckets of ${h.bucket}, ${h.readings} readings`);
       check(await page.locator('#h-chart canvas').count() > 0, 'the history chart is drawn');
       await page.screenshot({ path: path.join(SHOTS, 'dashboard-history.png') });
 
       await page.locator('[data-range="24h"]').click();
       await until('the last day loaded', async () => (await dash(page)).history.loads >= 2);
       h = (await dash(page)).history;
-      check(h.readings === 120 && h.bucket !== '10s' && h.buckets < 120, `last day: ${h.buckets} buckets of ${h.bucket} (a coarser bucket)`);
+      check(h.readings === 720 && h.bucket !== '10s' && h.buckets < 100, `last day: ${h.buckets} buckets of ${h.bucket} (a coarser bucket)`);
 
       // Custom: the first half hour of the past readings.
       const local = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
@@ -384,7 +386,7 @@ const cases = {
       await page.locator('#h-custom button[type=submit]').click();
       await until('the custom range loaded', async () => (await dash(page)).history.loads >= 3);
       h = (await dash(page)).history;
-      check(h.readings >= 58 && h.readings <= 61, `custom half hour: ${h.readings} readings in ${h.buckets} buckets of ${h.bucket}`);
+      check(h.readings >= 358 && h.readings <= 361, `custom half hour: ${h.readings} readings in ${h.buckets} buckets of ${h.bucket}`);
 
       const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#h-csv').click()]);
       const csv = fs.readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
@@ -402,7 +404,7 @@ const cases = {
     await until('all series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= sensors, 60_000);
     const b = await browser();
     try {
-      const { page } = await openPage(b, sys.url + '/', { size: { width: 1600, height: 1000 } });
+      const { page } = await openPage(b, sys.url + '/', { size: { width: 1600, height: Number(process.env.HEIGHT ?? 1000) } });
       await until('backfill done', () => page.evaluate(() => __dashboard.backfilled), 60_000);
       await sleep(3000);
       const before = (await dash(page)).delivered;
@@ -430,6 +432,7 @@ const cases = {
       const visible = await page.evaluate(() => [...document.querySelectorAll('.card')].filter((c) => c.series.visible).length);
       console.log(`series: ${Object.keys(d.series).length} (${visible} on screen), transport: ${d.mode}, readings during the run: ${d.delivered - before} in ${(m.elapsed / 1000).toFixed(1)} s`);
       console.log(`frames: ${f.length}, interval median ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${f[f.length - 1].toFixed(1)} ms`);
+      console.log(`chart draw cost (moving average): ${(await page.evaluate(() => __dashboard.drawCostMs)).toFixed(2)} ms`);
       console.log(`long tasks (>50 ms): ${m.longTasks}, ${m.busy.toFixed(0)} ms; main thread busy (timer lateness): ${(100 * m.lateness / m.elapsed).toFixed(1)} %`);
     } finally {
       await b.close();
