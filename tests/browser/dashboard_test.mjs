@@ -332,10 +332,12 @@ const cases = {
     }
   },
 
-  // Each mode started directly (?transport=...) delivers readings without a gap.
+  // Each mode started directly (?transport=...) delivers readings without a gap; the polling
+  // modes learn presence from /api/v1/sensors.
   async start_modes(sys) {
     sys.sim('m-', 3, 4);
-    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 3);
+    const doomed = sys.sim('gone-', 1, 1);
+    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 4);
     const b = await browser();
     try {
       for (const mode of ['sse', 'longpoll', 'poll']) {
@@ -343,6 +345,13 @@ const cases = {
         await until(`${mode} live with readings`, async () => { const d = await dash(page); return d.mode === mode && d.state === 'live' && d.delivered > 30; }, 30_000);
         check(true, `?transport=${mode} starts in that mode and receives readings`);
         await checkNoGap(sys, await dash(page));
+        if (mode === 'poll') {
+          const p = page.locator('[data-series="gone-0000/temperature"] .presence');
+          await until('gone-0000 online', async () => (await p.textContent()) === 'online');
+          await stop(doomed, 'SIGKILL');
+          await until('presence offline by polling', async () => (await p.textContent()) === 'offline');
+          check(true, 'interval polling shows a killed sensor offline');
+        }
         await context.close();
       }
     } finally {
