@@ -13,7 +13,11 @@ packages=(
   mosquitto mosquitto-clients
   curl procps
   python3 python3-websockets
+  chromium
 )
+# The dashboard's build runs npm ci (uPlot, playwright-core); keep a Node.js that is already there
+# (playwright-core wants Node 20 or later), else take Debian's.
+if ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 packages+=("$@")
 
 missing=()

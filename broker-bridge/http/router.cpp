@@ -137,7 +137,9 @@ action router::route(const request& req) {
         return std::nullopt;
     };
 
-    if (seg.empty()) return index(ri);
+    // The dashboard. `/` ignores its query: the page reads it (e.g. ?transport=sse).
+    if (seg.empty()) return assets_.get(responder_, ri, "index.html");
+    if (seg.size() == 2 && seg[0] == "assets") return assets_.get(responder_, ri, seg[1]);
     if (seg.size() == 1 && seg[0] == "healthz") return health(ri);
     if (seg.size() == 1 && seg[0] == "readyz") return ready(ri);
     if (seg.size() == 1 && seg[0] == "metrics") return metrics_page(ri);
@@ -168,20 +170,6 @@ action router::route(const request& req) {
         }
     }
     return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
-}
-
-answer router::index(const request_info& ri) const {
-    content c;
-    c.content_type = "text/html; charset=utf-8";
-    c.body =
-        "<!doctype html><html><head><meta charset=utf-8><title>telemetry broker-bridge</title></head>"
-        "<body><h1>telemetry broker-bridge</h1><ul>"
-        "<li><a href=\"/api/v1/sensors\">/api/v1/sensors</a>: every series</li>"
-        "<li>/api/v1/sensors/{sensor}/{metric}/latest, /readings, /aggregate</li>"
-        "<li>/api/v1/updates?after=ID: long polling</li>"
-        "<li><a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, "
-        "<a href=\"/readyz\">/readyz</a></li></ul></body></html>";
-    return responder_.ok(ri, std::move(c));
 }
 
 answer router::health(const request_info& ri) const {

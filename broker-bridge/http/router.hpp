@@ -4,6 +4,7 @@
 
 #include "config.hpp"
 #include "http/answer.hpp"
+#include "http/assets.hpp"
 #include "hub.hpp"
 
 #include <chrono>
@@ -76,7 +77,6 @@ private:
     answer health(const request_info& ri) const;
     answer ready(const request_info& ri) const;
     answer metrics_page(const request_info& ri) const;
-    answer index(const request_info& ri) const;
 
     // Validators of stored-query answers, by request target: valid while the series' version is
     // unchanged, so a revalidation is answered 304 without touching storage.
@@ -97,6 +97,7 @@ private:
     const config& cfg_;
     std::function<bool()> mqtt_ready_;
     responder responder_;
+    asset_server assets_;
 
     std::mutex cache_mutex_;
     std::unordered_map<std::string, cached_validators> cache_;

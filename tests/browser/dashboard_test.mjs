@@ -1,0 +1,471 @@
+// Browser tests of the dashboard (web/): Debian's headless Chromium, driven by playwright-core,
+// against a real Mosquitto, broker-bridge and sensor-sim started here on free loopback ports.
+//
+// Usage: node dashboard_test.mjs BUILD_DIR CASE
+//   CASE: assets | live | fallback | history | start_modes | smoothness (a measurement, see
+//   bench/dashboard.sh). Screenshots go to BUILD_DIR/tests/. Every wait is bounded and polls a
+//   condition; nothing asserts on speed. Only the processes started here are stopped, by pid.
+import { spawn, spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+const [BUILD, CASE] = process.argv.slice(2);
+if (!BUILD || !CASE) {
+  console.error('usage: dashboard_test.mjs BUILD_DIR CASE');
+  process.exit(2);
+}
+// playwright-core is installed by the build (npm ci in BUILD_DIR/web), not in the source tree.
+const { chromium } = createRequire(path.join(path.resolve(BUILD), 'web', 'package.json'))('playwright-core');
+const SHOTS = path.join(path.resolve(BUILD), 'tests');
+fs.mkdirSync(SHOTS, { recursive: true });
+
+// ---------------------------------------------------------------- processes
+
+const children = new Set();
+const hasSetpriv = fs.existsSync('/usr/bin/setpriv');
+
+// Starts a child that dies with us even if we are killed (setpriv --pdeathsig).
+function start(argv, logFile) {
+  const cmd = hasSetpriv ? ['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--', ...argv] : argv;
+  const log = fs.openSync(logFile, 'a');
+  const p = spawn(cmd[0], cmd.slice(1), { stdio: ['ignore', 'pipe', log] });
+  p.stdout.on('data', (d) => { p.out = (p.out ?? '') + d; fs.appendFileSync(logFile, d); });
+  p.exited = new Promise((r) => p.on('exit', (code, sig) => { children.delete(p); r(code ?? sig); }));
+  children.add(p);
+  return p;
+}
+
+async function stop(p, signal = 'SIGTERM') {
+  if (!children.has(p)) return;
+  p.kill(signal);
+  const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
+  await p.exited;
+  clearTimeout(t);
+}
+
+function stopAllNow() {
+  for (const p of children) p.kill('SIGKILL');
+}
+process.on('exit', stopAllNow);
+for (const s of ['SIGINT', 'SIGTERM']) process.on(s, () => { stopAllNow(); process.exit(1); });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls `cond` until it returns a truthy value; throws naming `what` after `ms`.
+async function until(what, cond, ms = 20_000) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await cond();
+      if (last) return last;
+    } catch (e) {
+      last = e.message;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+    await sleep(100);
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+function portOpen(port) {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('connect', () => { c.destroy(); resolve(true); });
+    c.on('error', () => resolve(false));
+  });
+}
+
+// A private Mosquitto + bridge + simulators in a temporary folder.
+class System {
+  async up() {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'telemetry-dash-'));
+    this.mqttPort = await freePort();
+    const conf = path.join(this.dir, 'mosquitto.conf');
+    fs.writeFileSync(conf, [
+      `listener ${this.mqttPort} 127.0.0.1`, 'allow_anonymous true', 'set_tcp_nodelay true',
+      'max_queued_messages 1000000', 'persistence false', ...(process.getuid() === 0 ? ['user root'] : []), '',
+    ].join('\n'));
+    this.mosquitto = start(['mosquitto', '-c', conf], path.join(this.dir, 'mosquitto.log'));
+    await until('mosquitto', () => portOpen(this.mqttPort), 10_000);
+    this.mqtt = `tcp://127.0.0.1:${this.mqttPort}`;
+    this.sims = [];
+    await this.startBridge('127.0.0.1:0');
+    return this;
+  }
+
+  async startBridge(listen) {
+    const b = start([path.join(BUILD, 'broker-bridge', 'broker-bridge'), '--mqtt', this.mqtt, '--http', listen,
+                     '--db', path.join(this.dir, 'bridge.db')], path.join(this.dir, 'bridge.log'));
+    const m = await until('the bridge to print its address', () => {
+      if (b.exitCode !== null) throw new Error(`bridge exited: ${fs.readFileSync(path.join(this.dir, 'bridge.log'))}`);
+      return /serving http:\/\/127\.0\.0\.1:(\d+)/.exec(b.out ?? '');
+    });
+    this.bridge = b;
+    this.port = Number(m[1]);
+    this.url = `http://127.0.0.1:${this.port}`;
+    await until('the bridge to be ready', async () => (await fetch(`${this.url}/readyz`)).ok);
+  }
+
+  // A bridge restart on the same port (streams and polls in progress are cut).
+  async restartBridge(between = async () => {}) {
+    await stop(this.bridge);
+    await between();
+    await this.startBridge(`127.0.0.1:${this.port}`);
+  }
+
+  sim(prefix, sensors, rate) {
+    const p = start([path.join(BUILD, 'sensor-sim', 'sensor-sim'), '--mqtt', this.mqtt, '--sensors', String(sensors),
+                     '--rate', String(rate), '--id-prefix', prefix, '--quiet'], path.join(this.dir, `sim-${prefix}.log`));
+    this.sims.push(p);
+    return p;
+  }
+
+  async api(p) {
+    const r = await fetch(this.url + p);
+    if (!r.ok) throw new Error(`${p}: HTTP ${r.status}`);
+    return r.json();
+  }
+
+  // Every stored id of a series, oldest first.
+  async storedIds(key) {
+    const ids = [];
+    let cursor = null;
+    do {
+      const page = await this.api(`/api/v1/sensors/${key}/readings?limit=10000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      ids.push(...page.readings.map((r) => r.id));
+      cursor = page.next;
+    } while (cursor);
+    return ids.sort((a, b) => a - b);
+  }
+
+  async down() {
+    for (const s of this.sims) await stop(s);
+    if (this.bridge) await stop(this.bridge);
+    if (this.mosquitto) await stop(this.mosquitto);
+    if (this.dir && !process.env.KEEP_TEST_DIR) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function browser() {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    // No sandbox as root; no background traffic to the internet this machine does not have.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--no-proxy-server',
+           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+async function openPage(b, url, { size = { width: 1280, height: 820 } } = {}) {
+  const context = await b.newContext({ viewport: size });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
+  await page.goto(url);
+  await until('the dashboard to start', () => page.evaluate(() => window.__dashboard?.ready));
+  return { context, page };
+}
+
+const dash = (page) => page.evaluate(() => ({
+  mode: __dashboard.mode, state: __dashboard.state, cursor: __dashboard.cursor,
+  delivered: __dashboard.delivered, duplicates: __dashboard.duplicates, fallbacks: __dashboard.fallbacks,
+  series: __dashboard.series(), history: __dashboard.history,
+}));
+
+function check(cond, what) {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+// Each series' ids received live, compared with storage over the same id range: equal lists mean
+// no gap and no duplicate.
+async function checkNoGap(sys, d) {
+  let compared = 0;
+  for (const [key, s] of Object.entries(d.series)) {
+    if (!s.ids.length) continue;
+    const first = s.ids[0], last = s.ids[s.ids.length - 1];
+    const stored = (await sys.storedIds(key)).filter((id) => id >= first && id <= last);
+    if (JSON.stringify(stored) !== JSON.stringify(s.ids)) {
+      const missing = stored.filter((id) => !s.ids.includes(id));
+      const extra = s.ids.filter((id, i) => !stored.includes(id) || s.ids.indexOf(id) !== i);
+      throw new Error(`${key}: received ${s.ids.length} ids, stored ${stored.length}; missing ${missing.slice(0, 10)}; extra or repeated ${extra.slice(0, 10)}`);
+    }
+    compared += s.ids.length;
+  }
+  check(compared > 0 && d.duplicates === 0, `${compared} ids received live match storage: no gap, no duplicate`);
+}
+
+// ---------------------------------------------------------------- cases
+
+const cases = {
+  // The bridge serves the page and its assets itself, with validators, revalidation, gzip and HEAD.
+  async assets(sys) {
+    const index = await fetch(`${sys.url}/`, { headers: { 'Accept-Encoding': 'identity' } });
+    const html = await index.text();
+    check(index.status === 200 && index.headers.get('content-type').startsWith('text/html'), 'GET / is the HTML page');
+    check(!/(src|href)="(https?:)?\/\//.test(html), 'the page loads nothing from another host');
+    const tag = index.headers.get('etag');
+    check(/^"[0-9a-f]+"$/.test(tag) && index.headers.get('cache-control') === 'no-cache', 'strong ETag, Cache-Control: no-cache');
+    const again = await fetch(`${sys.url}/?transport=sse`, { headers: { 'If-None-Match': tag, 'Accept-Encoding': 'identity' } });
+    check(again.status === 304 && again.headers.get('etag') === tag && (await again.text()) === '', 'revalidation answers 304 with the same tag');
+    const head = await fetch(`${sys.url}/`, { method: 'HEAD', headers: { 'Accept-Encoding': 'identity' } });
+    check(head.status === 200 && Number(head.headers.get('content-length')) === Buffer.byteLength(html), 'HEAD: same length, no body');
+    const refs = [...html.matchAll(/(?:src|href)="(assets\/[^"]+)"/g)].map((m) => m[1]);
+    check(refs.length >= 4, `the page references ${refs.length} assets`);
+    for (const ref of [...refs, 'assets/transport.js', 'assets/charts.js', 'assets/history.js']) {
+      const r = await fetch(`${sys.url}/${ref}`, { headers: { 'Accept-Encoding': 'gzip' } });
+      const type = ref.endsWith('.css') ? 'text/css' : 'text/javascript';
+      check(r.status === 200 && r.headers.get('content-type').startsWith(type) && (await r.text()).length > 100,
+            `${ref}: 200 ${type}${r.headers.get('content-encoding') ? ', gzip' : ''}`);
+    }
+    const big = await fetch(`${sys.url}/assets/uPlot.iife.min.js`, { headers: { 'Accept-Encoding': 'gzip' } });
+    await big.arrayBuffer();
+    check(big.headers.get('content-encoding') === 'gzip' && big.headers.get('etag').endsWith('-gz"'), 'uPlot is gzipped with its own tag');
+    const missing = await fetch(`${sys.url}/assets/nothing.js`);
+    const err = await missing.json();
+    check(missing.status === 404 && err.error.code === 'not_found', 'an unknown asset is a 404 JSON error');
+  },
+
+  // Values, charts and presence on the default (WebSocket) transport; the screenshot.
+  async live(sys) {
+    sys.sim('room-', 8, 2);
+    const doomed = sys.sim('doomed-', 1, 2);
+    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 9);
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, sys.url + '/');
+      await until('WebSocket live', async () => { const d = await dash(page); return d.mode === 'websocket' && d.state === 'live'; });
+      check(true, 'the page connects by WebSocket');
+      const card = page.locator('[data-series="room-0000/temperature"]');
+      const value1 = await card.locator('.value').textContent();
+      const spark1 = await card.locator('.spark').screenshot();
+      const count1 = (await dash(page)).series['room-0000/temperature'].count;
+      await until('new readings on the card', async () => (await dash(page)).series['room-0000/temperature'].count >= count1 + 4);
+      await until('the value to change', async () => (await card.locator('.value').textContent()) !== value1);
+      check(/^-?\d+\.\d\d$/.test(await card.locator('.value').textContent()) && (await card.locator('.unit').textContent()) === '°C',
+            'the card shows a value with its unit');
+      check(/s ago|min ago/.test(await card.locator('.age').textContent()), 'the card shows the age of the last reading');
+      await until('the sparkline to move', async () => !(await card.locator('.spark').screenshot()).equals(spark1));
+      check(true, 'the sparkline redraws as readings arrive');
+      check(await page.locator('#transport').getAttribute('data-state') === 'live' &&
+            (await page.locator('#t-mode').textContent()) === 'WebSocket', 'the transport indicator says WebSocket, live');
+
+      const doomedCard = page.locator('[data-series="doomed-0000/temperature"] .presence');
+      await until('the doomed sensor online', async () => (await doomedCard.textContent()) === 'online');
+      await stop(doomed, 'SIGKILL');  // no DISCONNECT: the broker publishes its last will
+      await until('presence to flip to offline', async () => (await doomedCard.textContent()) === 'offline');
+      check(true, 'a killed sensor shows offline (last will)');
+      check(await page.locator('[data-series="room-0001/temperature"] .presence').textContent() === 'online', 'the others stay online');
+      await sleep(1500);  // let the sparklines gather a few more points for the picture
+      await page.screenshot({ path: path.join(SHOTS, 'dashboard.png') });
+      console.log(`screenshot: ${path.join(SHOTS, 'dashboard.png')}`);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The WebSocket path fails for real (the socket is dropped and new ones refused): SSE takes over.
+  // Then the bridge restarts with SSE blocked: long polling takes over; then again with long polls
+  // blocked: interval polling. At the end every series' received ids equal storage's.
+  async fallback(sys) {
+    sys.sim('fb-', 5, 4);
+    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 5);
+    const b = await browser();
+    try {
+      const context = await b.newContext({ viewport: { width: 1280, height: 820 } });
+      let wsBlocked = false;
+      const open = [];
+      await context.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
+        if (wsBlocked) return ws.close({ code: 1011, reason: 'blocked by the test' });
+        ws.connectToServer();  // pass-through, both ways
+        open.push(ws);
+      });
+      let sseBlocked = false, longPollBlocked = false;
+      await context.route(/\/api\/v1\/(stream|updates)/, (route) => {
+        const u = route.request().url();
+        if (sseBlocked && u.includes('/stream')) return route.abort('connectionrefused');
+        if (longPollBlocked && u.includes('/updates') && !u.includes('timeout=0')) return route.abort('connectionrefused');
+        return route.continue();
+      });
+      const page = await context.newPage();
+      page.on('pageerror', (e) => console.error('page error:', e.message));
+      await page.goto(sys.url + '/?trace=1');
+      await until('WebSocket live', async () => { const d = await dash(page); return d.mode === 'websocket' && d.state === 'live' && d.delivered > 20; });
+      check(true, 'WebSocket live, readings flowing');
+
+      wsBlocked = true;
+      for (const ws of open) await ws.close({ code: 1011, reason: 'dropped by the test' });
+      const atDrop = (await dash(page)).delivered;
+      await until('SSE to take over', async () => { const d = await dash(page); return d.mode === 'sse' && d.state === 'live' && d.delivered > atDrop + 20; }, 30_000);
+      check(true, 'WebSocket dropped and refused: Server-Sent Events took over');
+      await checkNoGap(sys, await dash(page));
+
+      sseBlocked = true;
+      await sys.restartBridge(() => sleep(500));
+      const atRestart = (await dash(page)).delivered;
+      await until('long polling to take over', async () => { const d = await dash(page); return d.mode === 'longpoll' && d.delivered > atRestart + 20; }, 40_000);
+      check(true, 'bridge restarted with streams blocked: long polling took over');
+      await checkNoGap(sys, await dash(page));
+
+      longPollBlocked = true;
+      await sys.restartBridge(() => sleep(500));
+      const atRestart2 = (await dash(page)).delivered;
+      await until('interval polling to take over', async () => { const d = await dash(page); return d.mode === 'poll' && d.delivered > atRestart2 + 20; }, 40_000);
+      check(await page.locator('#t-mode').textContent() === 'interval polling', 'long polls blocked: interval polling took over and says so');
+
+      const d = await dash(page);
+      check(JSON.stringify(d.fallbacks.map((f) => f.to)) === '["sse","longpoll","poll"]', `fell back WebSocket -> SSE -> long poll -> poll`);
+      await checkNoGap(sys, d);
+      await page.screenshot({ path: path.join(SHOTS, 'dashboard-fallback.png') });
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Each mode started directly (?transport=...) delivers readings without a gap; the polling
+  // modes learn presence from /api/v1/sensors.
+  async start_modes(sys) {
+    sys.sim('m-', 3, 4);
+    const doomed = sys.sim('gone-', 1, 1);
+    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 4);
+    const b = await browser();
+    try {
+      for (const mode of ['sse', 'longpoll', 'poll']) {
+        const { context, page } = await openPage(b, `${sys.url}/?transport=${mode}&trace=1`);
+        await until(`${mode} live with readings`, async () => { const d = await dash(page); return d.mode === mode && d.state === 'live' && d.delivered > 30; }, 30_000);
+        check(true, `?transport=${mode} starts in that mode and receives readings`);
+        await checkNoGap(sys, await dash(page));
+        if (mode === 'poll') {
+          const p = page.locator('[data-series="gone-0000/temperature"] .presence');
+          await until('gone-0000 online', async () => (await p.textContent()) === 'online');
+          await stop(doomed, 'SIGKILL');
+          await until('presence offline by polling', async () => (await p.textContent()) === 'offline');
+          check(true, 'interval polling shows a killed sensor offline');
+        }
+        await context.close();
+      }
+    } finally {
+      await b.close();
+    }
+  },
+
+  // History: a series with an hour of past readings; the ranges; a custom range; CSV export.
+  async history(sys) {
+    sys.sim('live-', 2, 1);
+    // 720 readings, one every 5 s over the last hour, with explicit timestamps and some noise.
+    const now = Date.now();
+    const lines = [];
+    for (let i = 720; i >= 1; i--) {
+      lines.push(JSON.stringify({ value: 20 + Math.sin(i / 60) * 3 + Math.sin(i * 7.3) * 0.4, ts: now - i * 5_000, unit: 'Cel' }));
+    }
+    const pub = spawnSync('mosquitto_pub', ['-p', String(sys.mqttPort), '-q', '1', '-t', 'sensors/archive/temperature', '-l'],
+                          { input: lines.join('\n') + '\n' });
+    check(pub.status === 0, 'published an hour of past readings');
+    await until('the past readings stored', async () => (await sys.api('/api/v1/sensors/archive/temperature/aggregate?bucket=1d')).buckets.reduce((n, x) => n + x.count, 0) === 720);
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, sys.url + '/');
+      await page.locator('[data-series="archive/temperature"]').click();
+      await until('the last hour loaded', async () => (await dash(page)).history.loads >= 1);
+      let h = (await dash(page)).history;
+      check(h.readings >= 715 && h.buckets >= 300, `last hour: ${h.buckets} buckets of ${h.bucket}, ${h.readings} readings`);
+      check(await page.locator('#h-chart canvas').count() > 0, 'the history chart is drawn');
+      await page.screenshot({ path: path.join(SHOTS, 'dashboard-history.png') });
+
+      await page.locator('[data-range="24h"]').click();
+      await until('the last day loaded', async () => (await dash(page)).history.loads >= 2);
+      h = (await dash(page)).history;
+      check(h.readings === 720 && h.bucket !== '10s' && h.buckets < 100, `last day: ${h.buckets} buckets of ${h.bucket} (a coarser bucket)`);
+
+      // Custom: the first half hour of the past readings.
+      const local = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+      const from = Math.ceil((now - 3_600_000) / 60_000) * 60_000;
+      await page.fill('#h-from', local(from));
+      await page.fill('#h-to', local(from + 30 * 60_000));
+      await page.locator('#h-custom button[type=submit]').click();
+      await until('the custom range loaded', async () => (await dash(page)).history.loads >= 3);
+      h = (await dash(page)).history;
+      check(h.readings >= 358 && h.readings <= 361, `custom half hour: ${h.readings} readings in ${h.buckets} buckets of ${h.bucket}`);
+
+      const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#h-csv').click()]);
+      const csv = fs.readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+      check(csv[0] === 'id,sensor,metric,ts,value,unit,seq' && csv.length - 1 === h.readings,
+            `CSV export: header and ${csv.length - 1} rows (${download.suggestedFilename()})`);
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Not a test: frame timing with many series updating (bench/dashboard.sh prints the figures).
+  async smoothness(sys) {
+    const sensors = Number(process.env.SENSORS ?? 200), seconds = Number(process.env.DURATION ?? 20);
+    sys.sim('load-', sensors, 1);
+    await until('all series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= sensors, 60_000);
+    const b = await browser();
+    try {
+      const { page } = await openPage(b, sys.url + '/', { size: { width: 1600, height: Number(process.env.HEIGHT ?? 1000) } });
+      await until('backfill done', () => page.evaluate(() => __dashboard.backfilled), 60_000);
+      await sleep(3000);
+      const before = (await dash(page)).delivered;
+      const m = await page.evaluate((ms) => new Promise((resolve) => {
+        const frames = [];
+        let busy = 0, longTasks = 0, last = performance.now();
+        const obs = new PerformanceObserver((l) => { for (const e of l.getEntries()) { busy += e.duration; longTasks++; } });
+        obs.observe({ type: 'longtask' });
+        const t0 = performance.now();
+        // Main-thread busy time: how late a 0 ms timer chain runs adds up the time others held it.
+        let lateness = 0, expected = performance.now();
+        const probe = () => { const n = performance.now(); lateness += Math.max(0, n - expected - 4); expected = n; if (n - t0 < ms) setTimeout(probe, 0); };
+        setTimeout(probe, 0);
+        const tick = (t) => {
+          frames.push(t - last);
+          last = t;
+          if (t - t0 < ms) requestAnimationFrame(tick);
+          else { obs.disconnect(); resolve({ frames, busy, longTasks, lateness, elapsed: t - t0 }); }
+        };
+        requestAnimationFrame(tick);
+      }), seconds * 1000);
+      const d = await dash(page);
+      const f = m.frames.slice(1).sort((x, y) => x - y);
+      const q = (p) => f[Math.min(f.length - 1, Math.floor(p * f.length))].toFixed(1);
+      const visible = await page.evaluate(() => [...document.querySelectorAll('.card')].filter((c) => c.series.visible).length);
+      console.log(`series: ${Object.keys(d.series).length} (${visible} on screen), transport: ${d.mode}, readings during the run: ${d.delivered - before} in ${(m.elapsed / 1000).toFixed(1)} s`);
+      console.log(`frames: ${f.length}, interval median ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${f[f.length - 1].toFixed(1)} ms`);
+      console.log(`chart draw cost (moving average): ${(await page.evaluate(() => __dashboard.drawCostMs)).toFixed(2)} ms`);
+      console.log(`long tasks (>50 ms): ${m.longTasks}, ${m.busy.toFixed(0)} ms; main thread busy (timer lateness): ${(100 * m.lateness / m.elapsed).toFixed(1)} %`);
+    } finally {
+      await b.close();
+    }
+  },
+};
+
+// ---------------------------------------------------------------- main
+
+if (!cases[CASE]) {
+  console.error(`unknown case ${CASE}; one of ${Object.keys(cases).join(', ')}`);
+  process.exit(2);
+}
+const sys = new System();
+let failed = false;
+try {
+  await sys.up();
+  await cases[CASE](sys);
+} catch (e) {
+  failed = true;
+  console.error(`not ok - ${CASE}: ${e.stack ?? e}`);
+  if (sys.dir) process.env.KEEP_TEST_DIR = '1';
+  if (sys.dir) console.error(`logs kept in ${sys.dir}`);
+} finally {
+  await sys.down().catch((e) => console.error(e));
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,272 @@
+// The dashboard's live feed: readings and presence over the best transport the network allows.
+//
+// Modes, best first: WebSocket, Server-Sent Events, long polling, interval polling. Every mode
+// resumes after ONE cursor, the greatest reading id handed to the page, and deliver() drops
+// anything at or below it; so a reconnect, or a fall back to the next mode, shows no gap and no
+// duplicate (the bridge gives ids in commit order and replays everything after a given id).
+//
+// A mode that cannot be established twice in a row while /healthz answers is taken as blocked
+// (a proxy that drops upgrades or buffers streams) and the next mode is tried. While /healthz does
+// not answer either, the bridge itself is away: the same mode is retried with exponential backoff
+// and jitter instead, so a bridge restart does not push the page down to polling.
+
+export const MODES = ['websocket', 'sse', 'longpoll', 'poll'];
+export const MODE_NAMES = {
+  websocket: 'WebSocket',
+  sse: 'Server-Sent Events',
+  longpoll: 'long polling',
+  poll: 'interval polling',
+};
+
+const LONG_POLL_TIMEOUT_S = 25;
+const PRESENCE_POLL_MS = 5000;     // long-poll mode: /sensors revalidation for presence
+const UPGRADE_RETRY_MS = 300_000;  // after a fall back, try the best mode again this often
+const MAX_BACKOFF_MS = 30_000;
+
+// Exponential backoff with jitter: attempt 1 waits about base, each further one twice as long,
+// capped; the random half spreads many dashboards reconnecting to one bridge at once.
+export function backoff(attempt, base = 500, cap = MAX_BACKOFF_MS) {
+  const full = Math.min(cap, base * 2 ** Math.max(0, attempt - 1));
+  return full / 2 + Math.random() * (full / 2);
+}
+
+export class LiveFeed {
+  // handlers: onReadings(array, mode), onStatus(sensor, online), onSeries(seriesList),
+  // onState({mode, state, attempt, retryAt, note}).
+  constructor({ startMode = 'websocket', handlers }) {
+    this.h = handlers;
+    this.startIndex = Math.max(0, MODES.indexOf(startMode));
+    this.index = this.startIndex;
+    this.cursor = 0;
+    this.failures = 0;       // consecutive failed attempts of the current mode
+    this.stopHandle = null;  // closes the running mode
+    this.timer = null;
+    this.upgradeTimer = null;
+    this.generation = 0;     // callbacks of a closed attempt carry an old generation and are ignored
+    this.stats = { delivered: 0, duplicates: 0, fallbacks: [], lastMessageAt: 0 };
+  }
+
+  get mode() { return MODES[this.index]; }
+
+  start(cursor) {
+    this.cursor = cursor;
+    this.connect();
+  }
+
+  // Hands readings newer than the cursor to the page, in id order.
+  deliver(readings) {
+    const fresh = [];
+    for (const r of readings) {
+      if (r.id <= this.cursor) { this.stats.duplicates++; continue; }
+      this.cursor = r.id;
+      fresh.push(r);
+    }
+    this.stats.lastMessageAt = performance.now();
+    if (fresh.length) {
+      this.stats.delivered += fresh.length;
+      this.h.onReadings(fresh, this.mode);
+    }
+  }
+
+  state(state, extra = {}) {
+    this.h.onState({ mode: this.mode, state, attempt: this.failures, ...extra });
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    if (this.stopHandle) this.stopHandle();  // never two modes at once
+    this.stopHandle = null;
+    const gen = ++this.generation;
+    const alive = () => gen === this.generation;
+    let established = false;
+    const ctl = {
+      alive,
+      opened: () => {
+        if (!alive()) return;
+        established = true;
+        this.failures = 0;
+        this.state('live');
+      },
+      failed: (why) => { if (alive()) this.onFailure(established, why); },
+    };
+    this.state('connecting');
+    const run = { websocket: runWebSocket, sse: runSse, longpoll: runLongPoll, poll: runPoll }[this.mode];
+    this.stopHandle = run(this, ctl);
+  }
+
+  close() {
+    this.generation++;
+    if (this.stopHandle) this.stopHandle();
+    this.stopHandle = null;
+  }
+
+  async onFailure(wasEstablished, why) {
+    this.close();
+    const gen = this.generation;
+    this.failures = wasEstablished ? 1 : this.failures + 1;
+    const last = this.index === MODES.length - 1;
+    const blocked = !last && this.failures >= 2 && await serverAnswers();
+    if (gen !== this.generation) return;  // the upgrade timer reconnected meanwhile
+    if (blocked) {
+      this.stats.fallbacks.push({ from: this.mode, to: MODES[this.index + 1], why, cursor: this.cursor });
+      this.index++;
+      this.failures = 0;
+      this.scheduleUpgrade();
+      return this.connect();
+    }
+    const delay = backoff(this.failures);
+    this.state('reconnecting', { retryAt: Date.now() + delay, note: why });
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  // A fall back is not for ever: a proxy may have been fixed or the failure was a fluke.
+  scheduleUpgrade() {
+    clearTimeout(this.upgradeTimer);
+    this.upgradeTimer = setTimeout(() => {
+      if (this.index === this.startIndex) return;
+      this.close();
+      this.index = this.startIndex;
+      this.failures = 0;
+      this.connect();
+    }, UPGRADE_RETRY_MS);
+  }
+}
+
+async function serverAnswers() {
+  try {
+    const r = await fetch('healthz', { cache: 'no-store', signal: AbortSignal.timeout(3000) });
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
+
+function wsUrl(path) {
+  const u = new URL(path, location.href);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u.href;
+}
+
+// WebSocket: one subscription to every topic, after the cursor. Established on `subscribed`, not on
+// open, so a socket that opens and is dropped at once counts as a failure.
+function runWebSocket(feed, ctl) {
+  const ws = new WebSocket(wsUrl('api/v1/ws'));
+  ws.onopen = () => ws.send(JSON.stringify({ op: 'subscribe', topic: '#', after: feed.cursor }));
+  ws.onmessage = (e) => {
+    if (!ctl.alive()) return;
+    let m;
+    try { m = JSON.parse(e.data); } catch { return; }
+    if (m.op === 'reading') feed.deliver([m]);
+    else if (m.op === 'status') feed.h.onStatus(m.sensor, m.online);
+    else if (m.op === 'subscribed') ctl.opened();
+    else if (m.op === 'reset') feed.state('live', { note: `retention deleted readings after ${m.after}` });
+    else if (m.op === 'error') console.warn('dashboard: WebSocket error message', m);
+  };
+  ws.onclose = (e) => ctl.failed(`WebSocket closed (${e.code}${e.reason ? ' ' + e.reason : ''})`);
+  return () => { ws.onclose = null; ws.close(); };
+}
+
+// SSE: the browser's own reconnect would resume from its Last-Event-ID, but we close and reopen
+// ourselves so that one policy (and one cursor) rules every mode.
+function runSse(feed, ctl) {
+  const es = new EventSource(`api/v1/stream?topic=%23&after=${feed.cursor}`);
+  es.onopen = () => ctl.opened();
+  es.addEventListener('reading', (e) => { if (ctl.alive()) feed.deliver([JSON.parse(e.data)]); });
+  es.addEventListener('status', (e) => {
+    if (!ctl.alive()) return;
+    const s = JSON.parse(e.data);
+    feed.h.onStatus(s.sensor, s.online);
+  });
+  es.addEventListener('reset', (e) => {
+    feed.state('live', { note: `retention deleted readings after ${JSON.parse(e.data).after}` });
+  });
+  es.onerror = () => { es.close(); ctl.failed('event stream lost'); };
+  return () => es.close();
+}
+
+// Fetches JSON; throws on a network error or a status other than 200/304.
+async function getJson(url, { signal, etag } = {}) {
+  const headers = etag ? { 'If-None-Match': etag } : {};
+  // no-store: we revalidate ourselves, so the 304 is seen (the HTTP cache would hide it).
+  const r = await fetch(url, { cache: 'no-store', headers, signal });
+  if (r.status === 304) return { status: 304, etag };
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return { status: 200, etag: r.headers.get('ETag'), body: await r.json() };
+}
+
+// /api/v1/sensors revalidated with If-None-Match: presence, new series and their intervals.
+class SeriesPoller {
+  constructor(feed) { this.feed = feed; this.etag = null; }
+  async poll(signal) {
+    const r = await getJson('api/v1/sensors', { signal, etag: this.etag });
+    if (r.status === 200) {
+      this.etag = r.etag;
+      this.feed.h.onSeries(r.body.series);
+    }
+    return r;
+  }
+}
+
+function runLongPoll(feed, ctl) {
+  const abort = new AbortController();
+  const presence = new SeriesPoller(feed);
+  const presenceTimer = setInterval(() => presence.poll(abort.signal).catch(() => {}), PRESENCE_POLL_MS);
+  (async () => {
+    while (ctl.alive()) {
+      try {
+        const url = `api/v1/updates?topic=%23&limit=1000&timeout=${LONG_POLL_TIMEOUT_S}&after=${feed.cursor}`;
+        const r = await getJson(url, { signal: abort.signal });
+        if (!ctl.alive()) return;
+        ctl.opened();
+        feed.deliver(r.body.readings);
+        // At a timeout the cursor moves to the newest id: everything up to it has been seen.
+        if (r.body.cursor > feed.cursor) feed.cursor = r.body.cursor;
+      } catch (e) {
+        return ctl.failed(`long poll failed: ${e.message}`);
+      }
+    }
+  })();
+  return () => { clearInterval(presenceTimer); abort.abort(); };
+}
+
+// Interval polling: a conditional GET of /sensors each interval (a 304 when nothing changed); when
+// it changed, the readings after the cursor are fetched, page by page. The interval follows the
+// fastest series' observed interval, within bounds; errors back off with jitter.
+function runPoll(feed, ctl) {
+  const abort = new AbortController();
+  const series = new SeriesPoller(feed);
+  let interval = 2000;
+  let errors = 0;
+  let timer = null;
+  const tick = async () => {
+    try {
+      const r = await series.poll(abort.signal);
+      if (r.status === 200) {
+        const ms = r.body.series.map((s) => s.interval_ms).filter((v) => v > 0);
+        interval = Math.min(30_000, Math.max(500, ms.length ? Math.min(...ms) : 2000));
+        for (;;) {
+          const u = await getJson(`api/v1/updates?topic=%23&limit=1000&timeout=0&after=${feed.cursor}`,
+                                  { signal: abort.signal });
+          if (!ctl.alive()) return;
+          feed.deliver(u.body.readings);
+          if (u.body.cursor > feed.cursor) feed.cursor = u.body.cursor;
+          if (u.body.readings.length < 1000) break;
+        }
+      }
+      if (!ctl.alive()) return;
+      errors = 0;
+      ctl.opened();
+      feed.state('live', { note: `every ${(interval / 1000).toFixed(1)} s`, lastPoll: r.status });
+      timer = setTimeout(tick, interval);
+    } catch (e) {
+      if (!ctl.alive()) return;
+      // The last mode never gives up: it backs off and tries again.
+      errors++;
+      const delay = backoff(errors, interval, 60_000);
+      feed.state('reconnecting', { retryAt: Date.now() + delay, note: e.message, attempt: errors });
+      timer = setTimeout(tick, delay);
+    }
+  };
+  tick();
+  return () => { clearTimeout(timer); abort.abort(); };
+}
