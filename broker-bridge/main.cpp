@@ -7,10 +7,15 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 int main(int argc, char** argv) {
     using namespace telemetry::bridge;
+    // Paho C takes http_proxy/https_proxy from the environment even when they are set but empty,
+    // and then cannot reach the broker at all. Empty means "no proxy": drop them.
+    for (const char* v : {"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"})
+        if (const char* s = std::getenv(v); s && !*s) unsetenv(v);
     CLI::App app{"broker-bridge: stores MQTT sensor readings in SQLite and serves them over HTTP"};
     std::string config_file, mqtt_url, http_listen, db_path, log_level;
     app.add_option("--config", config_file, "TOML configuration file (see conf/broker-bridge.toml)");

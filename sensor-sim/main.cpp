@@ -7,6 +7,7 @@
 #include <toml++/toml.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -127,6 +128,10 @@ payload_format parse_format(const std::string& f) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Paho C takes http_proxy/https_proxy from the environment even when they are set but empty,
+  // and then cannot reach the broker at all. Empty means "no proxy": drop them.
+  for (const char* v : {"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"})
+    if (const char* s = std::getenv(v); s && !*s) unsetenv(v);
   // Block the stop signals before any thread exists (Paho's included) so that only the
   // signal thread below receives them, synchronously, where it may take locks.
   sigset_t stop_signals;

@@ -115,6 +115,19 @@ TEST_CASE("integration - simulator readings appear over HTTP with presence") {
     }));
 }
 
+TEST_CASE("integration - empty proxy variables in the environment do not keep MQTT from connecting") {
+    // Set but empty, as container setups often leave them; the children inherit them.
+    for (const char* v : {"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"}) setenv(v, "", 1);
+    system_under_test s;
+    child sim({sim_binary().string(), "--mqtt", s.mosq.url(), "--sensors", "1", "--rate", "10",
+               "--duration", "2", "--seed", "3"},
+              s.dir / "sim.out", s.dir / "sim.err");
+    CHECK(eventually([&] {
+        const auto r = http_get(s.br.port(), "/api/v1/sensors");
+        return r.status == 200 && json::parse(r.body).at("series").as_array().size() == 1;
+    }));
+}
+
 TEST_CASE("integration - presence follows the last will of a killed simulator") {
     system_under_test s;
     child sim({sim_binary().string(), "--mqtt", s.mosq.url(), "--sensors", "1", "--rate", "5", "--seed", "3"},
