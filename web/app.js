@@ -32,14 +32,94 @@ function formatAge(ms) {
   return `${Math.floor(s / 86400)} d ago`;
 }
 
-// Cards are only drawn while on screen; one observer tells which are.
+// Cards are only drawn while on screen; one observer tells which are. A card's first time on
+// screen also asks for the history of its sparkline's window.
+let visibilityKnown = false;  // the observer has reported at least once
 const visibility = new IntersectionObserver((entries) => {
+  visibilityKnown = true;
   for (const e of entries) {
     const s = e.target.series;
     s.visible = e.isIntersecting;
-    if (s.visible) markDirty(s);
+    if (s.visible) {
+      markDirty(s);
+      wantRecent(s);
+    }
   }
 }, { rootMargin: '200px' });
+
+// ---------------------------------------------------------------- sparkline history
+// The live feed only brings what happens after the page opened; the sparkline's window (the last
+// LIVE_WINDOW_MS) before that comes from /readings, fetched when a card is first on (or near) the
+// screen, a few requests at a time, so 200 cards do not ask at once and cards never scrolled to
+// never ask. What the fetch returns is merged with what the feed delivered meanwhile (by id, see
+// SeriesBuffer.merge); the feed's own accounting (cursor, delivered, duplicates) is not touched.
+// A series denser than RAW_LIMIT readings per window gets 1 s bucket averages from /aggregate
+// instead: about one point per pixel of a sparkline, a few KB instead of hundreds per card.
+// A failed fetch is retried once, RETRY_MS later; the card stays live either way.
+const RECENT_CONCURRENCY = 3;
+const RAW_LIMIT = 1500;
+const PAST_BUCKET = ['1s', 1000];
+const RETRY_MS = 8000;
+const recentQueue = [];
+const recentStats = { requests: 0, failures: 0, inFlight: 0, maxInFlight: 0 };
+
+// s.recent: 'new' (not asked yet) -> 'queued' -> 'loading' -> 'done'; on a failure 'retry' (once,
+// back to 'new' after RETRY_MS), then 'failed'. A card that leaves the screen while queued goes
+// back to 'new' and is asked for again when it returns.
+function wantRecent(s) {
+  if (s.recent !== 'new') return;
+  s.recent = 'queued';
+  recentQueue.push(s);
+  pumpRecent();
+}
+
+function pumpRecent() {
+  while (recentStats.inFlight < RECENT_CONCURRENCY && recentQueue.length) {
+    const s = recentQueue.shift();
+    if (!s.visible) { s.recent = 'new'; continue; }
+    s.recent = 'loading';
+    recentStats.inFlight++;
+    recentStats.maxInFlight = Math.max(recentStats.maxInFlight, recentStats.inFlight);
+    loadRecent(s)
+      .then(() => { s.recent = 'done'; })
+      .catch(() => {
+        recentStats.failures++;
+        if (++s.recentFailures > 1) { s.recent = 'failed'; return; }
+        s.recent = 'retry';
+        setTimeout(() => { s.recent = 'new'; if (s.visible) wantRecent(s); }, RETRY_MS * (0.75 + Math.random() / 2));
+      })
+      .finally(() => {
+        recentStats.inFlight--;
+        markDirty(s);
+        pumpRecent();
+      });
+  }
+}
+
+async function getJson(url) {
+  recentStats.requests++;
+  const r = await fetch(url, { cache: 'no-store' });
+  if (!r.ok) throw new Error(`HTTP ${r.status}`);
+  return r.json();
+}
+
+async function loadRecent(s) {
+  const from = Date.now() - LIVE_WINDOW_MS;
+  const path = `api/v1/sensors/${encodeURIComponent(s.sensor)}/${encodeURIComponent(s.metric)}`;
+  // The interval says whether the window fits in one page of readings; if it is unknown or wrong,
+  // a page that does not hold the whole window (a `next` cursor) says so.
+  const dense = s.interval_ms > 0 && LIVE_WINDOW_MS / s.interval_ms > RAW_LIMIT;
+  if (!dense) {
+    const page = await getJson(`${path}/readings?from=${from}&order=asc&limit=${RAW_LIMIT}`);
+    if (!page.next) {
+      s.buffer.merge(page.readings);
+      return;
+    }
+  }
+  const [bucket, bucketMs] = PAST_BUCKET;
+  const agg = await getJson(`${path}/aggregate?from=${from}&bucket=${bucket}`);
+  s.buffer.setPast(agg.buckets.map((b) => [b.t + bucketMs / 2, b.avg]));
+}
 
 function ensureSeries(sensor, metric) {
   const key = `${sensor}/${metric}`;
@@ -51,7 +131,7 @@ function ensureSeries(sensor, metric) {
   el.querySelector('.metric').textContent = metric;
   s = {
     key, sensor, metric, unit: null, latest: null, interval_ms: null, count: 0, ids: [],
-    el, visible: false, chart: null, buffer: new SeriesBuffer(),
+    el, visible: false, chart: null, buffer: new SeriesBuffer(), recent: 'new', recentFailures: 0,
     value: el.querySelector('.value'), unitEl: el.querySelector('.unit'),
     age: el.querySelector('.age'), presence: el.querySelector('.presence'),
   };
@@ -199,7 +279,11 @@ setInterval(() => {
   if (rate.last.length > 5) rate.last.shift();
   rate.count = 0;
   rate.perSecond = Math.round(rate.last.reduce((a, b) => a + b, 0) / rate.last.length);
-  for (const s of series.values()) if (s.visible) markDirty(s);
+  const now = Date.now();
+  for (const s of series.values()) {
+    if (s.visible) markDirty(s);
+    else s.buffer.trim(now);  // off screen: not drawn, but kept to the window
+  }
   showSummary();
   showTransport();
 }, 1000);
@@ -217,25 +301,6 @@ const feed = new LiveFeed({
   handlers: { onReadings, onStatus: setPresence, onSeries, onState },
 });
 
-// Fills each sparkline with the window before the page was opened (a few requests at a time);
-// ids already received live are skipped by the buffer.
-async function backfill() {
-  const queue = [...series.values()];
-  const from = Date.now() - LIVE_WINDOW_MS;
-  const worker = async () => {
-    for (let s; (s = queue.shift());) {
-      try {
-        const path = `api/v1/sensors/${encodeURIComponent(s.sensor)}/${encodeURIComponent(s.metric)}`;
-        const r = await fetch(`${path}/readings?from=${from}&limit=1000&order=asc`);
-        if (!r.ok) continue;
-        for (const x of (await r.json()).readings) s.buffer.add(x);
-        markDirty(s);
-      } catch { /* the live feed still fills it */ }
-    }
-  };
-  await Promise.all([worker(), worker(), worker(), worker()]);
-}
-
 // Start: the newest id first, then the series list (which is at least as new), then the feed
 // after that id: whatever is committed in between comes through the feed, nothing is missed.
 async function start() {
@@ -251,8 +316,6 @@ async function start() {
       showSummary();
       feed.start(cursor);
       window.__dashboard.ready = true;
-      await backfill();
-      window.__dashboard.backfilled = true;
       return;
     } catch (e) {
       $('t-health').textContent = `bridge unreachable (${e.message}); retrying`;
@@ -264,7 +327,14 @@ async function start() {
 // For tests and the curious: what the page received, over which transport.
 window.__dashboard = {
   ready: false,
-  backfilled: false,
+  // Every card on screen has its sparkline's history (or gave up on it); cards off screen have
+  // not asked for theirs.
+  get backfilled() {
+    if (!this.ready || (series.size && !visibilityKnown)) return false;
+    for (const s of series.values()) if (s.visible && ['new', 'queued', 'loading'].includes(s.recent)) return false;
+    return true;
+  },
+  get recent() { return { ...recentStats, queued: recentQueue.length }; },
   get mode() { return feed.mode; },
   get state() { return transportState.state; },
   get cursor() { return feed.cursor; },
@@ -277,9 +347,15 @@ window.__dashboard = {
     const out = {};
     for (const s of series.values()) {
       out[s.key] = { count: s.count, ids: s.ids, value: s.latest?.value ?? null,
-                     online: presence.get(s.sensor) ?? null, points: s.buffer.ts.length };
+                     online: presence.get(s.sensor) ?? null, points: s.buffer.length,
+                     drawn: s.chart ? s.chart.points : null, recent: s.recent };
     }
     return out;
+  },
+  // One sparkline's readings (the past bucket averages of a dense series have no ids).
+  sparkline(key) {
+    const b = series.get(key)?.buffer;
+    return b && { ts: [...b.ts], ids: b.values.map((x) => x.id), past: b.pastShown() };
   },
 };
 

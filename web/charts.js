@@ -5,17 +5,30 @@ const uPlot = window.uPlot;
 
 export const LIVE_WINDOW_MS = 5 * 60_000;
 
-// The readings of one series inside the live window, ordered by ts, each id once.
+// The readings of one series inside the live window, ordered by ts, each id once: the ones the
+// live feed delivers plus the ones fetched from history when the card is first shown (merge()).
 // Readings arrive in id order, which is ts order except for late readings: those are inserted.
+// A series too dense to fetch reading by reading gets its history as bucket averages instead
+// (setPast()); those have no ids, so they are only drawn left of the first live reading, where
+// the feed has nothing: a bucket and the readings it summarises are never both on the chart.
 export class SeriesBuffer {
   constructor() {
     this.ts = [];
     this.values = [];
     this.ids = new Set();
+    this.pastTs = [];       // bucket averages (dense series only), ascending
+    this.pastValues = [];
+    this.liveFrom = Infinity;  // ts of the first reading the live feed delivered
   }
 
+  // A reading from the live feed.
   add(r) {
-    if (this.ids.has(r.id)) return false;  // a back-filled reading the stream delivers again
+    if (this.liveFrom === Infinity) this.liveFrom = r.ts;
+    return this.insert(r);
+  }
+
+  insert(r) {
+    if (this.ids.has(r.id)) return false;  // already here (fetched history and live overlap)
     this.ids.add(r.id);
     let at = this.ts.length;
     while (at > 0 && this.ts[at - 1] > r.ts) at--;
@@ -24,9 +37,46 @@ export class SeriesBuffer {
     return true;
   }
 
+  // Fetched history (any order): readings not here yet are merged in, in one pass. Live readings
+  // that arrived while the fetch was in flight stay; ones the fetch also returned are kept once.
+  merge(readings) {
+    const fresh = readings.filter((r) => !this.ids.has(r.id));
+    if (!fresh.length) return 0;
+    const all = this.ts.map((t, i) => ({ ts: t, id: this.values[i].id, v: this.values[i].v }));
+    for (const r of fresh) {
+      this.ids.add(r.id);
+      all.push({ ts: r.ts, id: r.id, v: r.value });
+    }
+    all.sort((a, b) => a.ts - b.ts || a.id - b.id);
+    this.ts = all.map((x) => x.ts);
+    this.values = all.map((x) => ({ id: x.id, v: x.v }));
+    return fresh.length;
+  }
+
+  // Fetched history of a dense series: [ts, value] points, ascending.
+  setPast(points) {
+    this.pastTs = points.map((p) => p[0]);
+    this.pastValues = points.map((p) => p[1]);
+  }
+
+  // How many past points are drawn: those left of the live feed's first reading.
+  pastShown() {
+    let n = 0;
+    while (n < this.pastTs.length && this.pastTs[n] < this.liveFrom) n++;
+    return n;
+  }
+
+  get length() { return this.pastShown() + this.ts.length; }
+
   // Drops what slid out of the window.
   trim(now) {
     const oldest = now - LIVE_WINDOW_MS;
+    let p = 0;
+    while (p < this.pastTs.length && this.pastTs[p] < oldest) p++;
+    if (p) {
+      this.pastTs.splice(0, p);
+      this.pastValues.splice(0, p);
+    }
     let n = 0;
     while (n < this.ts.length && this.ts[n] < oldest) n++;
     if (!n) return;
@@ -37,7 +87,11 @@ export class SeriesBuffer {
 
   // uPlot's columnar data: x in seconds (uPlot's time unit), y.
   data() {
-    return [this.ts.map((t) => t / 1000), this.values.map((x) => x.v)];
+    const p = this.pastShown();
+    const x = new Array(p + this.ts.length), y = new Array(p + this.ts.length);
+    for (let i = 0; i < p; i++) { x[i] = this.pastTs[i] / 1000; y[i] = this.pastValues[i]; }
+    for (let i = 0; i < this.ts.length; i++) { x[p + i] = this.ts[i] / 1000; y[p + i] = this.values[i].v; }
+    return [x, y];
   }
 }
 
@@ -74,6 +128,8 @@ export function sparkline(el, width) {
       nowSec = now / 1000;
       chart.setData(buffer.data());
     },
+    // Points on the chart now (for tests).
+    get points() { return chart.data[0].length; },
     resize(w) { chart.setSize({ width: w, height: 56 }); },
   };
 }

@@ -137,12 +137,12 @@ class System {
     return r.json();
   }
 
-  // Every stored id of a series, oldest first.
-  async storedIds(key) {
+  // Every stored id of a series (with ts >= from, if given), oldest first.
+  async storedIds(key, from = null) {
     const ids = [];
     let cursor = null;
     do {
-      const page = await this.api(`/api/v1/sensors/${key}/readings?limit=10000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+      const page = await this.api(`/api/v1/sensors/${key}/readings?limit=10000${from === null ? '' : `&from=${from}`}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
       ids.push(...page.readings.map((r) => r.id));
       cursor = page.next;
     } while (cursor);
@@ -166,8 +166,9 @@ async function browser() {
   });
 }
 
-async function openPage(b, url, { size = { width: 1280, height: 820 } } = {}) {
+async function openPage(b, url, { size = { width: 1280, height: 820 }, setup = async () => {} } = {}) {
   const context = await b.newContext({ viewport: size });
+  await setup(context);
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e.message));
   page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
@@ -205,6 +206,29 @@ async function checkNoGap(sys, d) {
   check(compared > 0 && d.duplicates === 0, `${compared} ids received live match storage: no gap, no duplicate`);
 }
 
+// Publishes readings with explicit timestamps (JSON lines) to sensors/<key>.
+function publish(sys, key, readings) {
+  const pub = spawnSync('mosquitto_pub', ['-p', String(sys.mqttPort), '-q', '1', '-t', `sensors/${key}`, '-l'],
+                        { input: readings.map((r) => JSON.stringify(r)).join('\n') + '\n' });
+  if (pub.status !== 0) throw new Error(`mosquitto_pub: ${pub.stderr}`);
+}
+
+// A sparkline's readings: each id once, ascending ts, and every stored reading of the series from
+// `from` (default: all of it) up to the newest one shown.
+async function checkSparkline(sys, page, key, what, from = null) {
+  const sp = await page.evaluate((k) => __dashboard.sparkline(k), key);
+  check(new Set(sp.ids).size === sp.ids.length && sp.ts.every((t, i) => i === 0 || sp.ts[i - 1] <= t),
+        `${key}: ${sp.ids.length} points on the sparkline, each id once, ascending ts`);
+  const newest = Math.max(...sp.ids);
+  const stored = (await sys.storedIds(key, from)).filter((id) => id <= newest);
+  const shown = [...sp.ids].sort((a, b) => a - b);
+  if (JSON.stringify(stored) !== JSON.stringify(shown)) {
+    throw new Error(`${key}: sparkline ids ${shown.slice(0, 20)}... differ from stored ${stored.slice(0, 20)}...`);
+  }
+  check(true, `${key}: ${what}: the sparkline holds exactly the ${stored.length} stored readings up to id ${newest}`);
+  return sp;
+}
+
 // ---------------------------------------------------------------- cases
 
 const cases = {
@@ -236,16 +260,81 @@ const cases = {
     check(missing.status === 404 && err.error.code === 'not_found', 'an unknown asset is a 404 JSON error');
   },
 
-  // Values, charts and presence on the default (WebSocket) transport; the screenshot.
+  // Values, charts and presence on the default (WebSocket) transport; sparklines filled with the
+  // minutes before the page opened; the screenshot.
   async live(sys) {
+    // A series whose last minutes were published before the page opens: 10 readings older than
+    // the sparkline's 5 minutes, 40 inside them (the oldest 30 s inside, so it stays there while
+    // the test runs).
+    const t0 = Date.now();
+    const past = [];
+    for (let i = 0; i < 10; i++) past.push({ value: 18 + i * 0.1, ts: t0 - 600_000 + i * 25_000, unit: 'Cel' });
+    for (let i = 0; i < 40; i++) past.push({ value: 21 + Math.sin(i / 5) * 2, ts: t0 - 270_000 + i * 6_500, unit: 'Cel' });
+    publish(sys, 'warm/temperature', past);
     sys.sim('room-', 8, 2);
     const doomed = sys.sim('doomed-', 1, 2);
-    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 9);
+    sys.sim('fast-', 1, 10);  // 3000 readings per 5 minutes: its history comes as 1 s averages
+    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 11);
+    await until('the past readings stored', async () => (await sys.storedIds('warm/temperature')).length === 50);
+    await sleep(1500);  // some readings of the simulated series before the page opens
     const b = await browser();
     try {
-      const { page } = await openPage(b, sys.url + '/');
+      // The history of room-0001 is fetched from the bridge at once but handed to the page only
+      // after the page received live readings of it; room-0002's first fetch fails (it is retried
+      // once, later).
+      let failedOnce = false, page = null, liveWhileHeld = -1;
+      const liveCount = async () => (page ? page.evaluate(() => __dashboard.series()['room-0001/temperature']?.count ?? 0) : 0);
+      const setup = (context) => context.route(/\/readings\?/, async (route) => {
+        const u = route.request().url();
+        if (u.includes('/room-0002/') && !failedOnce) { failedOnce = true; return route.abort('failed'); }
+        if (!u.includes('/room-0001/')) return route.continue();
+        const response = await route.fetch();
+        try {
+          await until('live readings of room-0001 while its history is held', async () => (await liveCount()) >= 3, 15_000);
+        } finally {
+          liveWhileHeld = await liveCount().catch(() => -1);
+          await route.fulfill({ response });
+        }
+      });
+      ({ page } = await openPage(b, sys.url + '/?trace=1', { setup }));
+      const loaded = Date.now();
+      const warm = await until('the sparkline of warm/temperature to show its last minutes', async () => {
+        const s = (await dash(page)).series['warm/temperature'];
+        return s?.recent === 'done' && s.drawn === 40 && s;
+      }, 10_000);
+      check(warm.points === 40 && warm.count === 0,
+            `${warm.drawn} readings published before the page opened are on the sparkline ${((Date.now() - loaded) / 1000).toFixed(1)} s after load (none older than its window)`);
       await until('WebSocket live', async () => { const d = await dash(page); return d.mode === 'websocket' && d.state === 'live'; });
       check(true, 'the page connects by WebSocket');
+      for (let i = 0; i < 5; i++) {
+        publish(sys, 'warm/temperature', [{ value: 22 + i * 0.2, ts: Date.now(), unit: 'Cel' }]);
+        await sleep(200);
+      }
+      await until('live readings appended to warm/temperature', async () => {
+        const s = (await dash(page)).series['warm/temperature'];
+        return s.count === 5 && s.drawn === 45;
+      });
+      await checkSparkline(sys, page, 'warm/temperature', 'history then live', t0 - 300_000);
+
+      const held = await until('the late history of room-0001', async () => (await dash(page)).series['room-0001/temperature'].recent === 'done');
+      const sp = await checkSparkline(sys, page, 'room-0001/temperature', 'history answered late, live readings arriving meanwhile');
+      const live1 = (await dash(page)).series['room-0001/temperature'].ids;
+      check(held && liveWhileHeld >= 3 && sp.ids.includes(live1[0]) && Math.min(...sp.ids) < live1[0],
+            `room-0001: readings from before the page opened merged with ${liveWhileHeld} that arrived live while the fetch was in flight`);
+      await until('room-0002 history after a failure and a retry',
+                  async () => (await dash(page)).series['room-0002/temperature'].recent === 'done', 20_000);
+      await checkSparkline(sys, page, 'room-0002/temperature', 'history retried once after a failure');
+      const recent = await page.evaluate(() => __dashboard.recent);
+      check(recent.failures === 1 && recent.maxInFlight <= 3,
+            `history requests: ${recent.requests}, at most ${recent.maxInFlight} at once, ${recent.failures} failure`);
+      const fast = await until('the history of the dense series', async () => {
+        const s = (await dash(page)).series['fast-0000/temperature'];
+        return s.recent === 'done' && s;
+      });
+      const fastSp = await page.evaluate(() => __dashboard.sparkline('fast-0000/temperature'));
+      check(fastSp.past >= 1 && fast.drawn === fastSp.past + fastSp.ids.length && new Set(fastSp.ids).size === fastSp.ids.length,
+            `fast-0000 (10 Hz): ${fastSp.past} 1 s averages from before the page opened, then ${fastSp.ids.length} live readings`);
+      await checkNoGap(sys, await dash(page));
       const card = page.locator('[data-series="room-0000/temperature"]');
       const value1 = await card.locator('.value').textContent();
       const spark1 = await card.locator('.spark').screenshot();
@@ -442,6 +531,8 @@ const cases = {
       console.log(`series: ${Object.keys(d.series).length} (${visible} on screen), transport: ${d.mode}, readings during the run: ${d.delivered - before} in ${(m.elapsed / 1000).toFixed(1)} s`);
       console.log(`frames: ${f.length}, interval median ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${f[f.length - 1].toFixed(1)} ms`);
       console.log(`chart draw cost (moving average): ${(await page.evaluate(() => __dashboard.drawCostMs)).toFixed(2)} ms`);
+      const recent = await page.evaluate(() => __dashboard.recent);
+      console.log(`sparkline history: ${recent.requests} requests (cards near the screen only), at most ${recent.maxInFlight} at once, ${recent.failures} failed`);
       console.log(`long tasks (>50 ms): ${m.longTasks}, ${m.busy.toFixed(0)} ms; main thread busy (timer lateness): ${(100 * m.lateness / m.elapsed).toFixed(1)} %`);
     } finally {
       await b.close();
