@@ -47,7 +47,15 @@ void ws_session::start(request req) {
     websocket::permessage_deflate pmd;
     pmd.server_enable = true;  // used when the client offers it
     ws_.set_option(pmd);
+    // Then each message goes through Beast, which compresses it. Otherwise the session frames
+    // messages itself, so that everything queued shares one write (coalescing_stream).
+    if (auto it = req.find(beast::http::field::sec_websocket_extensions); it != req.end())
+        compress_ = it->value().find("permessage-deflate") != beast::string_view::npos;
     ws_.read_message_max(max_message_bytes);
+    // Called from inside our own read (which holds us alive) when the peer's close arrives.
+    ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+        if (kind == websocket::frame_type::close) on_peer_close();
+    });
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(beast::http::field::server, "telemetry-broker-bridge"); }));
     beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
@@ -274,6 +282,7 @@ void ws_session::on_readings(const std::shared_ptr<const std::vector<live_ptr>>&
 
 void ws_session::deliver(const reading_batch& batch) {
     if (closing_ || closed_) return;
+    batching_ = true;  // flush() writes what this queues
     if (backfill_) {
         // Held, not sent: a back-fill is sending older readings of some subscription first.
         held_readings_ += batch->size();
@@ -287,8 +296,10 @@ void ws_session::deliver(const reading_batch& batch) {
     process_batch(*batch);
 }
 
-// Each reading is its own WebSocket message; queue() already starts the first write.
-void ws_session::flush() {}
+void ws_session::flush() {
+    batching_ = false;
+    if (!writing_) do_write();
+}
 
 void ws_session::process_batch(const std::vector<live_ptr>& batch) {
     for (const auto& l : batch) {
@@ -370,12 +381,22 @@ void ws_session::queue(std::shared_ptr<const std::string> msg) {
     }
     out_bytes_ += msg->size();
     out_.push_back(std::move(msg));
-    if (!writing_) do_write();
+    if (!writing_ && !batching_) do_write();
 }
 
 void ws_session::do_write() {
     if (out_.empty() || closed_) return;
     writing_ = true;
+    if (!compress_) {
+        // Every queued message, framed here, in one write.
+        frames_.clear();
+        for (const auto& m : out_) append_text_frame(frames_, *m);
+        out_.clear();
+        out_bytes_ = 0;
+        ws_.next_layer().append(frames_);
+        ws_.next_layer().flush([self = shared_from_this()](beast::error_code ec) { self->on_write(ec, 0); });
+        return;
+    }
     // The message in flight is held apart from the queue, which a close may clear meanwhile.
     in_flight_ = std::move(out_.front());
     out_.pop_front();
@@ -411,6 +432,19 @@ void ws_session::close(websocket::close_code code, std::string_view reason) {
     }
     ws_.async_close(websocket::close_reason(code, reason),
                     [self = shared_from_this()](beast::error_code) { self->finish(); });
+}
+
+// The peer is closing: send it nothing more, so Beast's answering close frame follows at once
+// whatever is already being written, instead of a queue of readings the peer will not read.
+void ws_session::on_peer_close() {
+    spdlog::debug("ws: peer sent close");
+    closing_ = true;
+    out_.clear();
+    out_bytes_ = 0;
+    behind_.clear();
+    held_.clear();
+    held_readings_ = 0;
+    ws_.next_layer().drop_unsent();
 }
 
 void ws_session::finish() {

@@ -4,6 +4,7 @@
 
 #include "config.hpp"
 #include "http/answer.hpp"
+#include "http/coalescing_stream.hpp"
 #include "http/session.hpp"
 #include "hub.hpp"
 
@@ -82,8 +83,9 @@ private:
     void on_write(boost::beast::error_code ec, std::size_t);
     void close(boost::beast::websocket::close_code code, std::string_view reason);
     void finish();
+    void on_peer_close();
 
-    boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+    boost::beast::websocket::stream<coalescing_stream> ws_;
     io_shard& shard_;
     boost::beast::flat_buffer in_;
     session_context& ctx_;
@@ -103,6 +105,9 @@ private:
     std::size_t out_bytes_ = 0;
     std::shared_ptr<const std::string> in_flight_;
     bool writing_ = false;
+    bool batching_ = false;  // inside deliver(): queue now, write at flush()
+    bool compress_ = false;  // the client offered permessage-deflate: Beast writes (and compresses)
+    std::string frames_;     // scratch: the frames of one write, when we frame messages ourselves
     bool closing_ = false;
     bool closed_ = false;
     std::optional<std::pair<boost::beast::websocket::close_code, std::string>> close_after_write_;
