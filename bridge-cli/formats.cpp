@@ -31,22 +31,6 @@ std::string format_time(std::int64_t epoch_ms) {
     return s + frac;
 }
 
-std::optional<std::int64_t> parse_duration_ms(std::string_view s) {
-    std::size_t digits = 0;
-    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-    if (digits == 0 || digits > 12) return std::nullopt;
-    std::int64_t n = 0;
-    std::from_chars(s.data(), s.data() + digits, n);
-    const std::string_view unit = s.substr(digits);
-    std::int64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60'000;
-    else if (unit == "h") scale = 3'600'000;
-    else if (unit == "d") scale = 86'400'000;
-    if (scale == 0 || n <= 0) return std::nullopt;
-    return n * scale;
-}
 
 std::string format_duration(std::int64_t ms) {
     if (ms < 0) ms = 0;

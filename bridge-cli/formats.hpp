@@ -16,8 +16,6 @@ enum class output_format { table, json, jsonl, csv };
 
 // Epoch milliseconds -> "2024-11-22T10:06:40.123Z" (UTC, always milliseconds: sortable, fixed width).
 std::string format_time(std::int64_t epoch_ms);
-// "500ms", "10s", "1m", "1h", "1d" -> milliseconds; nullopt unless a positive whole number + unit.
-std::optional<std::int64_t> parse_duration_ms(std::string_view s);
 // Milliseconds -> a short human duration: "850ms", "1.5s", "12m", "3h", "2d".
 std::string format_duration(std::int64_t ms);
 // The shortest text that reads back as the same double (21.37 stays "21.37").

@@ -3,6 +3,7 @@
 #include "commands.hpp"
 #include "exit_codes.hpp"
 #include "http_client.hpp"
+#include "text.hpp"
 
 #include <boost/json/value.hpp>
 
@@ -51,7 +52,7 @@ std::string str_or(const json::value* v, const std::string& fallback) {
 query_list range_query(const range_options& r) {
     query_list q;
     if (!r.last.empty()) {
-        const auto d = parse_duration_ms(r.last);
+        const auto d = telemetry::bridge::parse_duration_ms(r.last);
         if (!d) throw cli_error(exit_code::usage, "--last must be a duration such as 30s, 15m, 1h or 7d");
         q.emplace_back("from", std::to_string(now_ms() - *d));
     } else if (!r.from.empty()) {

@@ -2,10 +2,9 @@
 #include "journal.hpp"
 
 #include "database.hpp"
+#include "temp_dir.hpp"
 
 #include <doctest/doctest.h>
-
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -16,18 +15,7 @@ using namespace telemetry::storage;
 
 namespace {
 
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "journal_test_XXXXXX").string();
-        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using telemetry::testing::temp_dir;
 
 reading make(std::int64_t id, std::string sensor, double value, std::optional<std::int64_t> seq = {}) {
     reading r;
@@ -45,7 +33,7 @@ reading make(std::int64_t id, std::string sensor, double value, std::optional<st
 
 TEST_CASE("journal - readings survive closing and reopening exactly") {
     temp_dir dir;
-    const auto file = dir.path / "j";
+    const auto file = dir / "j";
     std::vector<reading> written{make(1, "a", 21.5, 7), make(2, "b", -3.25), make(3, "a", 1e300, 0)};
     {
         journal j(file, 1 << 20);
@@ -59,7 +47,7 @@ TEST_CASE("journal - readings survive closing and reopening exactly") {
 
 TEST_CASE("journal - a torn or corrupt tail is ignored and appending continues after the intact part") {
     temp_dir dir;
-    const auto file = dir.path / "j";
+    const auto file = dir / "j";
     std::uint64_t intact = 0;
     {
         journal j(file, 1 << 20);
@@ -89,7 +77,7 @@ TEST_CASE("journal - a torn or corrupt tail is ignored and appending continues a
 
 TEST_CASE("journal - reset empties it and rewrite keeps only what is given") {
     temp_dir dir;
-    const auto file = dir.path / "j";
+    const auto file = dir / "j";
     journal j(file, 1 << 20);
     std::vector<reading> rs{make(1, "a", 1.0), make(2, "a", 2.0)};
     j.append(rs);
@@ -106,7 +94,7 @@ TEST_CASE("journal - reset empties it and rewrite keeps only what is given") {
 
 TEST_CASE("journal - a full journal refuses the append with an error and keeps what it has") {
     temp_dir dir;
-    journal j(dir.path / "j", 4096);
+    journal j(dir / "j", 4096);
     std::vector<reading> one{make(1, std::string(100, 's'), 1.0)};
     int appended = 0;
     for (; appended < 100; ++appended) {

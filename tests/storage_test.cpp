@@ -1,10 +1,11 @@
 // Tests of the SQLite store on real database files in a temporary directory.
 #include "database.hpp"
 
+#include "temp_dir.hpp"
+
 #include <doctest/doctest.h>
 
 #include <sqlite3.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,19 +22,9 @@ using namespace telemetry::storage;
 
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it at scope exit.
-struct temp_dir {
-    fs::path path;
-    temp_dir() {
-        std::string tmpl = (fs::temp_directory_path() / "storage_test_XXXXXX").string();
-        REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path db() const { return path / "telemetry.db"; }
+// A fresh directory with the test's database in it.
+struct temp_dir : telemetry::testing::temp_dir {
+    fs::path db() const { return *this / "telemetry.db"; }
 };
 
 reading make(std::string sensor, std::string metric, std::int64_t ts, double value,

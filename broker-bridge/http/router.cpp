@@ -7,6 +7,7 @@
 #include "metrics.hpp"
 #include "payload.hpp"
 #include "reading_json.hpp"
+#include "text.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
@@ -69,22 +70,6 @@ std::optional<std::int64_t> to_int(std::string_view s) {
     return v;
 }
 
-// "10s", "1m", "500ms", "1h", "1d" -> milliseconds.
-std::optional<std::int64_t> parse_duration(std::string_view s) {
-    std::size_t digits = 0;
-    while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
-    if (digits == 0 || digits > 12) return std::nullopt;
-    const auto n = to_int(s.substr(0, digits));
-    const std::string_view unit = s.substr(digits);
-    std::int64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60'000;
-    else if (unit == "h") scale = 3'600'000;
-    else if (unit == "d") scale = 86'400'000;
-    if (!n || scale == 0 || *n <= 0) return std::nullopt;
-    return *n * scale;
-}
 
 
 void append_csv_field(std::string& out, std::string_view s) {
@@ -357,7 +342,7 @@ action router::aggregate(const request_info& ri, const request& req, std::string
     if (auto e = parse_range(p, q.from, q.to); !e.empty())
         return responder_.error(ri, error_code::bad_parameter, e);
     if (auto s = p.get("bucket")) {
-        auto b = parse_duration(*s);
+        auto b = parse_duration_ms(*s);
         if (!b) return responder_.error(ri, error_code::bad_parameter, "bucket must be a duration such as 500ms, 10s, 1m, 1h or 1d");
         q.bucket_ms = *b;
     }

@@ -21,17 +21,6 @@
 
 namespace telemetry::testing {
 
-temp_dir::temp_dir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "telemetry-test-XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-}
-
-temp_dir::~temp_dir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-}
-
 std::uint16_t free_port() {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};

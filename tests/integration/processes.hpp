@@ -2,6 +2,8 @@
 // simulator started as a user would start them.
 #pragma once
 
+#include "temp_dir.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -14,19 +16,6 @@
 namespace telemetry::testing {
 
 // A fresh folder under /tmp, removed with everything in it when this goes out of scope.
-class temp_dir {
-public:
-    temp_dir();
-    ~temp_dir();
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-    const std::filesystem::path& path() const { return path_; }
-    std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    std::filesystem::path path_;
-};
-
 // A loopback TCP port that was free a moment ago (bind 127.0.0.1:0, read, close).
 std::uint16_t free_port();
 // True once something accepts TCP connections on 127.0.0.1:port.
