@@ -32,28 +32,10 @@ discard_bin=$build/bench/mqtt-discard
 for b in "$bridge_bin" "$sim_bin" "$discard_bin"; do
   [[ -x $b ]] || { echo "missing $b (build first: cmake --build $build)" >&2; exit 1; }
 done
-unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY
-export no_proxy='*' NO_PROXY='*'
+BENCH_NAME=ingest-bench
+source "$(dirname "$0")/common.sh"
 clk=$(getconf CLK_TCK)
-
-work=$(mktemp -d /tmp/ingest-bench-XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-check_time() { (( SECONDS < LIMIT_S )) || { echo "ingest.sh: over the ${LIMIT_S}s limit, giving up" >&2; exit 1; }; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 ticks_to_s() { python3 -c "print(f'{$1/$clk:.2f}')"; }
-stop_pid() { kill -TERM "$1" 2>/dev/null || true; timeout 20 tail --pid="$1" -f /dev/null || kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Polls the bridge's /metrics over one keep-alive connection every 20 ms; prints
 # "<unix_s> <readings_stored_total>" samples until the count reaches STOP_AT (0: never), or

@@ -22,27 +22,10 @@ for t in wrk nginx mosquitto mosquitto_pub curl python3; do
   command -v "$t" > /dev/null || { echo "missing $t" >&2; exit 1; }
 done
 (( 2 * ROUNDS * DURATION + 20 < LIMIT_S )) || { echo "ROUNDS*DURATION too large for the ${LIMIT_S}s limit" >&2; exit 1; }
-unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY
-export no_proxy='*' NO_PROXY='*'
+BENCH_NAME=not-modified-bench
+source "$(dirname "$0")/common.sh"
 clk=$(getconf CLK_TCK)
-
-work=$(mktemp -d /tmp/not-modified-bench-XXXXXX)
 chmod 755 "$work"  # nginx workers may run as another user and must read the file
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do timeout 5 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_tcp() { for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
-cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo $t; }
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # ---- Mosquitto + bridge with one reading.
 mport=$(free_port)

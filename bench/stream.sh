@@ -48,35 +48,12 @@ for b in "$bridge_bin" "$bench_bin"; do
   [[ -x $b ]] || { echo "missing $b (build first: cmake --build $build --target broker-bridge stream-bench)" >&2; exit 1; }
 done
 command -v mosquitto >/dev/null || { echo "mosquitto not installed" >&2; exit 1; }
-unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY
-export no_proxy='*' NO_PROXY='*'
+BENCH_NAME=stream-bench
+source "$(dirname "$0")/common.sh"
 # 10,000 streams: one descriptor each in the bridge and in the bench (separate processes).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (( $(ulimit -n) > IDLE_SUBS + 200 )) || { echo "open-files limit $(ulimit -n) too low for IDLE_SUBS=$IDLE_SUBS" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/stream-bench-XXXXXX)
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-remaining() { echo $(( LIMIT_S - SECONDS )); }
-check_time() { (( SECONDS < LIMIT_S )) || { echo "stream.sh: over the ${LIMIT_S}s limit, giving up" >&2; exit 1; }; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-stop_pid() {
-  kill -TERM "$1" 2>/dev/null || true
-  timeout 20 tail --pid="$1" -f /dev/null || kill -KILL "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-  local keep=() p
-  for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-  pids=("${keep[@]}")
-}
 metric() {  # metric PORT NAME-WITH-LABELS
   curl --noproxy '*' -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
 }
