@@ -43,8 +43,9 @@ struct poll_waiter {
     std::function<void(poll_result)> done;
 };
 
-// A streaming subscriber (SSE now; WebSocket to come). The hub holds it weakly and calls it on the
-// committing thread, after releasing its lock: implementations only post onto their own strand.
+// A streaming subscriber (an SSE or WebSocket session). The hub holds it weakly and calls it on
+// the committing thread, after releasing its lock: implementations only hand the call over to
+// their own I/O thread.
 class stream_subscriber {
 public:
     virtual ~stream_subscriber() = default;

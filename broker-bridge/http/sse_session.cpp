@@ -24,24 +24,13 @@ namespace {
 constexpr std::size_t replay_chunk_most = 1000;
 
 
-void append_reading_frame(std::string& out, const live_reading& l) {
+// `skipped`: for a conflating stream, how many older readings of its series this one replaced.
+void append_reading_frame(std::string& out, const live_reading& l, std::uint64_t skipped = 0) {
     out += "id: ";
     append_int(out, l.r.id);
     out += "\nevent: reading\ndata: ";
-    out += l.json;
+    append_with_skipped(out, l.json, skipped);
     out += "\n\n";
-}
-
-// The same, for a conflating stream: the reading says how many older ones of its series it replaced.
-void append_conflated_frame(std::string& out, const live_reading& l, std::uint64_t skipped) {
-    if (skipped == 0) return append_reading_frame(out, l);
-    out += "id: ";
-    append_int(out, l.r.id);
-    out += "\nevent: reading\ndata: ";
-    out.append(l.json, 0, l.json.size() - 1);  // without the closing brace
-    out += ",\"skipped\":";
-    append_int(out, static_cast<std::int64_t>(skipped));
-    out += "}\n\n";
 }
 
 }  // namespace
@@ -109,14 +98,14 @@ void sse_session::try_attach() {
                                  cfg_.replay_chunk(replay_chunk_most))) {
         case hub::attach_outcome::attached:
             phase_ = phase::live;
-            for (const auto& l : replay) queue_reading(*l);
+            queue_all(replay);
             return flush();
         case hub::attach_outcome::more:
             // A long replay from memory goes chunk by chunk, like one from storage, so that it
             // never overflows the send queue: the next chunk is taken once this one is written
             // (at once, or in on_write).
             phase_ = phase::replay_memory;
-            for (const auto& l : replay) queue_reading(*l);
+            queue_all(replay);
             flush();
             if (write_in_flight_) return;
             continue;
@@ -200,31 +189,21 @@ void sse_session::on_readings(const std::shared_ptr<const std::vector<live_ptr>>
 
 void sse_session::deliver(const reading_batch& batch) {
     if (phase_ != phase::live) return;
-    std::size_t events = 0;
+    std::size_t sent = 0, conflated = 0;
     for (const auto& l : *batch) {
         if (l->r.id <= last_id_ || !matches_any(req_.filters, l->topic)) continue;
         if (req_.conflate && write_in_flight_) {
             // Behind: hold only the newest reading of each series until the write completes.
-            auto [it, fresh] = behind_.try_emplace(l->topic);
-            if (!fresh) {
-                ++it->second.skipped;
-                ctx_.stats.stream_conflated.fetch_add(1, std::memory_order_relaxed);
-            }
-            it->second.newest = l;
+            conflated += behind_.hold(l) ? 1 : 0;
             last_id_ = l->r.id;
             continue;
         }
-        const std::size_t before = pending_.size();
-        append_reading_frame(pending_, *l);
-        last_id_ = l->r.id;
-        ++events;
-        if (!fits(0, events)) {
-            pending_.resize(before);
-            return overflow();
-        }
+        if (!queue_reading(*l)) break;
+        ++sent;
     }
-    pending_events_ += events;
-    ctx_.stats.stream_readings_sent.fetch_add(events, std::memory_order_relaxed);
+    // One update of the shared counters per batch, not per reading.
+    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
+    if (conflated) ctx_.stats.stream_conflated.fetch_add(conflated, std::memory_order_relaxed);
 }
 
 void sse_session::flush() {
@@ -256,13 +235,29 @@ void sse_session::on_shutdown() {
     });
 }
 
-void sse_session::queue_reading(const live_reading& l) {
-    if (l.r.id <= last_id_) return;
-    std::string frame;
-    append_reading_frame(frame, l);
+// Queues one reading, newer than any queued before (callers check), without writing; false if
+// it overflowed the queue (the stream is then closed). Callers count what was sent.
+bool sse_session::queue_reading(const live_reading& l, std::uint64_t skipped) {
+    if (phase_ == phase::closed) return false;
+    const std::size_t before = pending_.size();
+    append_reading_frame(pending_, l, skipped);
+    if (!fits(0, 1)) {
+        pending_.resize(before);
+        overflow();
+        return false;
+    }
+    ++pending_events_;
     last_id_ = std::max(last_id_, l.r.id);
-    ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
-    queue(frame, 1);
+    return true;
+}
+
+void sse_session::queue_all(const std::vector<live_ptr>& readings) {
+    std::size_t sent = 0;
+    for (const auto& l : readings) {
+        if (!queue_reading(*l)) break;
+        ++sent;
+    }
+    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 
 bool sse_session::fits(std::size_t more_bytes, std::size_t more_events) const {
@@ -280,20 +275,12 @@ void sse_session::overflow() {
 
 // What a conflating stream held while it was behind, oldest first.
 void sse_session::queue_conflated() {
-    std::vector<const held_reading*> held;
-    held.reserve(behind_.size());
-    for (const auto& [topic, h] : behind_) held.push_back(&h);
-    std::sort(held.begin(), held.end(),
-              [](const held_reading* a, const held_reading* b) { return a->newest->r.id < b->newest->r.id; });
-    const std::size_t before = pending_.size();
-    for (const held_reading* h : held) append_conflated_frame(pending_, *h->newest, h->skipped);
-    behind_.clear();
-    pending_events_ += held.size();
-    ctx_.stats.stream_readings_sent.fetch_add(held.size(), std::memory_order_relaxed);
-    if (!fits(0, 0)) {
-        pending_.resize(before);
-        overflow();
+    std::size_t sent = 0;
+    for (const auto& h : behind_.take()) {
+        if (!queue_reading(*h.newest, h.skipped)) break;
+        ++sent;
     }
+    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 
 // Queues without writing: the caller flushes once it has queued everything it has.

@@ -4,6 +4,7 @@
 
 #include "config.hpp"
 #include "http/answer.hpp"
+#include "http/conflation.hpp"
 #include "http/session.hpp"
 #include "hub.hpp"
 
@@ -12,7 +13,6 @@
 #include <boost/beast/http.hpp>
 
 #include <memory>
-#include <unordered_map>
 #include <optional>
 #include <string>
 
@@ -46,7 +46,8 @@ private:
     void replay_chunk();
     void on_replay_chunk(std::string frames, std::int64_t cursor, std::size_t events);
     void try_attach();
-    void queue_reading(const live_reading& l);
+    bool queue_reading(const live_reading& l, std::uint64_t skipped = 0);
+    void queue_all(const std::vector<live_ptr>& readings);
     void queue(std::string_view frame, std::size_t events);
     void queue_conflated();
     bool fits(std::size_t more_bytes, std::size_t more_events) const;
@@ -74,12 +75,7 @@ private:
     std::string pending_;            // frames waiting for the next write
     std::size_t pending_events_ = 0;
     std::string writing_;            // the frames of the write in flight
-    // policy=conflate: per series (topic), the newest reading held while a write is in flight.
-    struct held_reading {
-        live_ptr newest;
-        std::uint64_t skipped = 0;
-    };
-    std::unordered_map<std::string, held_reading> behind_;
+    conflation behind_;              // policy=conflate: held while a write is in flight
     bool write_in_flight_ = false;
     bool replay_in_flight_ = false;
     bool reset_checked_ = false;

@@ -317,12 +317,7 @@ void ws_session::process_batch(const std::vector<live_ptr>& batch) {
         }
         if (!wanted) continue;
         if (every_conflates && writing_) {
-            auto [it, fresh] = behind_.try_emplace(l->topic);
-            if (!fresh) {
-                ++it->second.skipped;
-                ctx_.stats.stream_conflated.fetch_add(1, std::memory_order_relaxed);
-            }
-            it->second.newest = l;
+            if (behind_.hold(l)) ctx_.stats.stream_conflated.fetch_add(1, std::memory_order_relaxed);
             continue;
         }
         ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
@@ -349,25 +344,14 @@ void ws_session::on_shutdown() {
 // What conflating subscriptions held while a write was in flight, oldest first; each message says
 // how many older readings of its series it replaced.
 void ws_session::queue_conflated() {
-    std::vector<held_reading> held;
-    held.reserve(behind_.size());
-    for (auto& [topic, h] : behind_) held.push_back(std::move(h));
-    behind_.clear();
-    std::sort(held.begin(), held.end(),
-              [](const held_reading& a, const held_reading& b) { return a.newest->r.id < b.newest->r.id; });
-    for (const auto& h : held) {
+    for (const auto& h : behind_.take()) {
         ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
         if (h.skipped == 0) {
             queue(std::shared_ptr<const std::string>(h.newest, &h.newest->ws_json));
             continue;
         }
-        const std::string& j = h.newest->ws_json;
         std::string m;
-        m.reserve(j.size() + 24);
-        m.append(j, 0, j.size() - 1);  // without the closing brace
-        m += ",\"skipped\":";
-        append_int(m, static_cast<std::int64_t>(h.skipped));
-        m += '}';
+        append_with_skipped(m, h.newest->ws_json, h.skipped);
         queue(std::move(m));
     }
 }

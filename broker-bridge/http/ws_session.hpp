@@ -5,6 +5,7 @@
 #include "config.hpp"
 #include "http/answer.hpp"
 #include "http/coalescing_stream.hpp"
+#include "http/conflation.hpp"
 #include "http/session.hpp"
 #include "hub.hpp"
 
@@ -14,7 +15,6 @@
 #include <deque>
 #include <memory>
 #include <optional>
-#include <unordered_map>
 #include <string>
 
 namespace telemetry::bridge::http {
@@ -49,10 +49,6 @@ private:
         topic_filter filter;
         std::int64_t start = 0;  // readings with id > start are this subscription's
         bool conflate = false;   // while a write is in flight, keep only the newest per series
-    };
-    struct held_reading {
-        live_ptr newest;
-        std::uint64_t skipped = 0;
     };
     struct backfill {
         std::string topic;
@@ -99,7 +95,7 @@ private:
     std::deque<std::shared_ptr<const std::vector<live_ptr>>> held_;  // live batches during a back-fill
     std::size_t held_readings_ = 0;
     // Readings of conflating subscriptions that arrived while a write was in flight, per series.
-    std::unordered_map<std::string, held_reading> behind_;
+    conflation behind_;
 
     std::deque<std::shared_ptr<const std::string>> out_;
     std::size_t out_bytes_ = 0;

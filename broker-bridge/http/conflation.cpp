@@ -1,0 +1,37 @@
+// The conflate policy of a stream: the newest reading per series while the client is behind.
+#include "http/conflation.hpp"
+
+#include "reading_json.hpp"
+
+#include <algorithm>
+
+namespace telemetry::bridge::http {
+
+bool conflation::hold(const live_ptr& l) {
+    auto [it, fresh] = by_series_.try_emplace(l->topic);
+    if (!fresh) ++it->second.skipped;
+    it->second.newest = l;
+    return !fresh;
+}
+
+std::vector<conflation::held> conflation::take() {
+    std::vector<held> out;
+    out.reserve(by_series_.size());
+    for (auto& [topic, h] : by_series_) out.push_back(std::move(h));
+    by_series_.clear();
+    std::sort(out.begin(), out.end(), [](const held& a, const held& b) { return a.newest->r.id < b.newest->r.id; });
+    return out;
+}
+
+void append_with_skipped(std::string& out, std::string_view json, std::uint64_t skipped) {
+    if (skipped == 0) {
+        out += json;
+        return;
+    }
+    out += json.substr(0, json.size() - 1);  // without the closing brace
+    out += ",\"skipped\":";
+    append_int(out, static_cast<std::int64_t>(skipped));
+    out += '}';
+}
+
+}  // namespace telemetry::bridge::http
