@@ -3,7 +3,7 @@
 #include "commands.hpp"
 #include "exit_codes.hpp"
 #include "http_client.hpp"
-#include "text.hpp"
+#include "core/text.hpp"
 
 #include <boost/json/value.hpp>
 

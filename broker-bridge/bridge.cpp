@@ -1,15 +1,16 @@
 // Wires the bridge together: storage -> ingest -> hub -> HTTP, and runs it until a signal.
 #include "bridge.hpp"
 
-#include "committer.hpp"
+#include "pipeline/committer.hpp"
 #include "database.hpp"
-#include "http/listener.hpp"
+#include "net/listener.hpp"
+#include "pipeline/catch_up.hpp"
 #include "http/router.hpp"
-#include "hub.hpp"
-#include "ingest.hpp"
-#include "metrics.hpp"
-#include "query_pool.hpp"
-#include "retention_worker.hpp"
+#include "live/hub.hpp"
+#include "pipeline/ingest.hpp"
+#include "core/metrics.hpp"
+#include "pipeline/query_pool.hpp"
+#include "pipeline/retention_worker.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -49,8 +50,11 @@ struct bridge::parts {
           queries(cfg.storage.db_path, cfg.storage.query_threads, max_queued_queries),
           retention(cfg.storage.db_path, cfg.storage.retention_days, cfg.storage.retention_interval,
                     cfg.storage.retention_chunk, live),
-          routes(live, stats, cfg, [this] { return mqtt.subscribed(); }),
-          ctx{routes, live, queries, stats, cfg.http, cfg.stream},
+          catchup(live, queries),
+          routes(live, stats, cfg, [this] { return mqtt.subscribed(); },
+                 [this] { return commits.health().writable(); }),
+          connections(cfg.http.max_connections),
+          ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream},
           mqtt(cfg.mqtt, cfg.ingest, commits, stats) {
         commits.recover();  // readings acknowledged but not yet in SQLite when we last stopped
         load_hub();
@@ -77,10 +81,12 @@ struct bridge::parts {
     committer commits;
     query_pool queries;
     retention_worker retention;
+    catch_up catchup;
     http::router routes;
+    http::connection_gauge connections;
     http::session_context ctx;
     ingest mqtt;
-    http::io_shards io{cfg.http.threads};  // one I/O thread per shard
+    http::io_shards io{cfg.http.threads, cfg.stream.max_queue_events};  // one I/O thread per shard
     std::shared_ptr<http::listener> http;
 };
 
@@ -115,7 +121,7 @@ int bridge::run() {
     // 2. Answer parked long polls, send streams their retry hint, and give in-flight answers a
     //    moment to be written.
     p.live.release_all();
-    for (int i = 0; i < 20 && p.stats.http_connections.load() + p.stats.sse_connections.load() + p.stats.ws_connections.load() > 0; ++i)
+    for (int i = 0; i < 20 && p.connections.open() > 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     // 3. Stop I/O, then the background threads; storage closes last (parts' destructor).
     p.io.stop();

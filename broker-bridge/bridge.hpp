@@ -1,7 +1,7 @@
 // Wires the bridge together: storage -> ingest -> hub -> HTTP, and runs it until a signal.
 #pragma once
 
-#include "config.hpp"
+#include "core/config.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 

@@ -1,6 +1,6 @@
 // broker-bridge: reads configuration and flags, builds the bridge, runs it. Nothing else.
 #include "bridge.hpp"
-#include "config.hpp"
+#include "core/config.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>

@@ -57,7 +57,8 @@ void append_seconds(std::string& out, std::int64_t ms) {
 //
 // Threads: try_publish/flush and backlog_ belong to the scheduler thread. Paho calls
 // on_success/on_failure and the connection handlers on its own thread: they touch atomics and
-// start async publishes, never wait (PITFALLS: a wait there deadlocks every client).
+// start async publishes, never wait (every Paho client of a process shares one
+// callback thread: a wait there deadlocks them all).
 class sensor_link final : public mqtt::iaction_listener {
  public:
   sensor_link(const publisher_options& opts, std::string id, std::atomic<bool>& retry_flag)
@@ -68,7 +69,7 @@ class sensor_link final : public mqtt::iaction_listener {
         qos_(opts.qos),
         window_(static_cast<std::uint64_t>(opts.max_buffered)),
         client_(opts.server_uri, id_, make_create_options(opts)) {
-    // Version first: set_mqtt_version resets the clean-session flags (PITFALLS).
+    // Version first: set_mqtt_version resets the clean-session flags (Paho C++ 1.2.0).
     conn_opts_.set_mqtt_version(MQTTVERSION_5);
     // Clean start, deliberately, and no session expiry: we resend unacknowledged readings
     // ourselves (on_failure). With a persistent session Paho C 1.3.12 resends them itself on

@@ -113,7 +113,8 @@ void transaction::commit() {
 void apply_pragmas(sqlite3* db, bool read_write) {
     // journal_mode is stored in the file: only the writer sets it, and the file is created by the
     // writer before any reader opens it. Debian builds with WAL synchronous=FULL and secure_delete
-    // on: set both explicitly (NORMAL is durable across process crashes, see PITFALLS.md).
+    // on: set both explicitly (NORMAL is durable across process crashes, not power
+    // loss; see docs/architecture.md, Durability).
     // Foreign keys stay off: they would cost a lookup per inserted reading for a constraint the
     // single writer keeps by construction.
     const char* common =

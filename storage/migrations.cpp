@@ -10,7 +10,7 @@ namespace telemetry::storage {
 namespace {
 
 // Schema v1, and why it looks like this:
-// - readings is a rowid table whose rowid `id` is the global cursor (API.md 2). The writer hands
+// - readings is a rowid table whose rowid `id` is the global cursor (docs/api.md section 2). The writer hands
 //   ids out itself from an in-memory counter instead of AUTOINCREMENT, which would write the
 //   sqlite_sequence page in every transaction; meta.retired_max_id (written by retention before it
 //   deletes) keeps the counter from going back when the newest rows are deleted.

@@ -8,7 +8,7 @@
 namespace telemetry {
 
 // One sample of a series (sensor, metric). `id` is 0 until the reading is committed; after that it
-// is the global, strictly increasing cursor of API.md section 2.
+// is the global, strictly increasing cursor of docs/api.md section 2.
 struct reading {
     std::int64_t id = 0;
     std::string sensor;

@@ -1,5 +1,5 @@
 // Unit tests for conditional requests: If-None-Match, If-Modified-Since, HTTP dates, strong ETags.
-#include "http/conditional.hpp"
+#include "core/conditional.hpp"
 
 #include <doctest/doctest.h>
 

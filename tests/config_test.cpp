@@ -1,5 +1,5 @@
 // Unit tests of the bridge configuration: TOML -> typed config, errors naming file:line and key.
-#include "config.hpp"
+#include "core/config.hpp"
 
 #include <doctest/doctest.h>
 

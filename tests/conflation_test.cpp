@@ -1,5 +1,5 @@
 // Unit tests of the conflate policy's buffer: newest per series, counts, oldest first.
-#include "http/conflation.hpp"
+#include "streams/conflation.hpp"
 
 #include <doctest/doctest.h>
 

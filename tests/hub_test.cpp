@@ -1,7 +1,13 @@
-// Unit tests of the hub: series summaries, cached representations, the window and parked polls.
-#include "hub.hpp"
+// Unit tests of the live state: the series table and its cached representations, the recent
+// window, the subscriber registry (topic index, presence by filter) and the hub that orders
+// commits against attaching subscribers.
+#include "live/hub.hpp"
+
+#include "http/representations.hpp"
 
 #include <doctest/doctest.h>
+
+#include <algorithm>
 
 using namespace telemetry;
 using namespace telemetry::bridge;
@@ -19,141 +25,216 @@ reading make(std::int64_t id, std::string sensor, std::string metric, std::int64
     return r;
 }
 
-std::shared_ptr<poll_waiter> waiter(const std::string& filter, std::vector<poll_result>& sink,
-                                    std::size_t limit = 100) {
-    auto w = std::make_shared<poll_waiter>();
-    w->filters.push_back(*topic_filter::parse(filter));
-    w->limit = limit;
-    w->done = [&sink](poll_result r) { sink.push_back(std::move(r)); };
-    return w;
+selector_ptr selecting(std::initializer_list<const char*> filters) {
+    std::vector<topic_filter> v;
+    for (const char* f : filters) v.push_back(*topic_filter::parse(f));
+    return std::make_shared<const reading_selector>(std::move(v));
 }
+
+// Records what the hub delivers (called on the publishing thread in these tests).
+struct recording_subscriber : subscriber {
+    std::vector<std::int64_t> ids;
+    std::vector<std::pair<std::string, bool>> statuses;
+    std::vector<std::int64_t> newest;
+    int deliveries = 0;
+    int shutdowns = 0;
+    void on_delivery(const delivery& d) override {
+        ++deliveries;
+        if (d.readings)
+            for (const auto& l : *d.readings) ids.push_back(l->r.id);
+        if (d.statuses)
+            for (const auto& s : *d.statuses) statuses.emplace_back(s->sensor, s->online);
+        newest.push_back(d.newest);
+    }
+    void on_shutdown() override { ++shutdowns; }
+};
+
+std::string sensors_body(hub& h) { return http::sensors_representation(h.series())->body; }
 
 }  // namespace
 
 TEST_CASE("hub - latest is the greatest ts and its tag ignores late readings") {
     hub h("sensors", 100);
     h.publish({make(1, "a", "t", 1000, 20.0)});
-    const auto first = h.latest("a", "t");
+    const auto first = http::latest_representation(h.series(), "a", "t");
     REQUIRE(first);
     h.publish({make(2, "a", "t", 500, 19.0)});  // late: older ts
-    const auto second = h.latest("a", "t");
+    const auto second = http::latest_representation(h.series(), "a", "t");
     CHECK(second->etag == first->etag);
     CHECK(second->body.find("\"id\":1") != std::string::npos);
     h.publish({make(3, "a", "t", 2000, 21.0)});
-    CHECK(h.latest("a", "t")->etag != first->etag);
-    CHECK(!h.latest("a", "missing"));
+    CHECK(http::latest_representation(h.series(), "a", "t")->etag != first->etag);
+    CHECK(!http::latest_representation(h.series(), "a", "missing"));
 }
 
 TEST_CASE("hub - sensors list counts readings and median interval and presence") {
     hub h("sensors", 100);
-    h.set_online("a", true);
+    h.publish({}, {{"a", true}});
     for (int i = 0; i < 5; ++i) h.publish({make(i + 1, "a", "t", 1000 + i * 250, 20.0)});
-    const auto rep = h.sensors();
+    const auto rep = http::sensors_representation(h.series());
     CHECK(rep->body.find("\"count\":5") != std::string::npos);
     CHECK(rep->body.find("\"interval_ms\":250") != std::string::npos);
     CHECK(rep->body.find("\"online\":true") != std::string::npos);
-    CHECK(h.sensors()->etag == rep->etag);  // unchanged state, same tag
-    h.set_online("a", false);
-    CHECK(h.sensors()->etag != rep->etag);
+    CHECK(http::sensors_representation(h.series())->etag == rep->etag);  // unchanged state, same tag
+    h.publish({}, {{"a", false}});
+    CHECK(http::sensors_representation(h.series())->etag != rep->etag);
 }
 
-TEST_CASE("hub - a parked poll wakes only for matching readings") {
+TEST_CASE("hub - a parked poll wakes only for matching readings, once") {
     hub h("sensors", 100);
     h.publish({make(1, "a", "t", 1000, 20.0)});
-    std::vector<poll_result> done;
-    auto w = waiter("sensors/+/humidity", done);
-    poll_result out;
-    REQUIRE(h.poll(1, w, out) == hub::poll_outcome::parked);
+    auto w = std::make_shared<recording_subscriber>();
+    std::vector<live_ptr> out;
+    std::int64_t reached = 0;
+    bool attached = false;
+    REQUIRE(h.read_and_attach(1, selecting({"sensors/+/humidity"}), 100, w, true, out, reached, attached));
+    CHECK(attached);
     CHECK(h.parked() == 1);
-    h.publish({make(2, "a", "t", 1100, 20.0)});
-    CHECK(done.empty());
+    h.publish({make(2, "a", "t", 1100, 20.0)}, {{"a", true}});
+    CHECK(w->deliveries == 0);  // neither the reading nor presence is for it
     h.publish({make(3, "b", "humidity", 1100, 40.0), make(4, "c", "humidity", 1100, 41.0)});
-    REQUIRE(done.size() == 1);
-    CHECK(done[0].readings.size() == 2);
-    CHECK(done[0].cursor == 4);
+    CHECK(w->ids == std::vector<std::int64_t>{3, 4});
     CHECK(h.parked() == 0);
-    CHECK(!h.cancel(w));  // already completed: the hub, not the caller, answered
+    CHECK(!h.unsubscribe(w.get()));  // already completed: the hub, not the caller, answered
+    h.publish({make(5, "c", "humidity", 1200, 41.0)});
+    CHECK(w->deliveries == 1);
 }
 
-TEST_CASE("hub - poll answers from the window and asks for storage below it") {
+TEST_CASE("hub - a window read stops at the limit, and says when storage is needed") {
     hub h("sensors", 3);
     for (int i = 1; i <= 5; ++i) h.publish({make(i, "a", "t", 1000 + i, 20.0)});
-    CHECK(h.window_floor() == 2);
-    std::vector<poll_result> done;
-    auto w = waiter("#", done, 2);
-    poll_result out;
-    CHECK(h.poll(1, w, out) == hub::poll_outcome::need_storage);
-    REQUIRE(h.poll(2, w, out) == hub::poll_outcome::ready);
-    CHECK(out.readings.size() == 2);
-    CHECK(out.readings[0]->r.id == 3);
-    CHECK(out.cursor == 4);  // truncated by the limit: resume after the last one sent
-    REQUIRE(h.poll(5, w, out) == hub::poll_outcome::parked);
-    const auto newest = h.cancel(w);
-    REQUIRE(newest);
-    CHECK(*newest == 5);
+    CHECK(h.window().floor() == 2);
+    std::vector<live_ptr> out;
+    std::int64_t reached = 0;
+    const auto all = selecting({"#"});
+    CHECK(!h.window().read(1, INT64_MAX, *all, 2, out, reached));
+    REQUIRE(h.window().read(2, INT64_MAX, *all, 2, out, reached));
+    REQUIRE(out.size() == 2);
+    CHECK(out[0]->r.id == 3);
+    CHECK(reached == 4);  // cut by the limit: resume after the last one taken
+    out.clear();
+    REQUIRE(h.window().read(2, 4, *selecting({"sensors/b/#"}), 10, out, reached));
+    CHECK(out.empty());
+    CHECK(reached == 4);  // bounded by `upto`, everything up to it looked at
 }
 
-TEST_CASE("hub - retention lowers counts and changes the series version") {
-    hub h("sensors", 10);
-    h.publish({make(1, "a", "t", 1000, 20.0), make(2, "a", "t", 2000, 20.0)});
-    const auto v1 = h.version("a", "t");
-    storage::retention_result r;
-    r.deleted = 1;
-    r.deleted_per_series[{"a", "t"}] = 1;
-    h.retention_applied(r, 1500);
-    CHECK(!(h.version("a", "t") == v1));
-    CHECK(h.sensors()->body.find("\"count\":1") != std::string::npos);
-}
-
-namespace {
-struct recording_subscriber : stream_subscriber {
-    std::vector<std::int64_t> ids;
-    std::vector<std::pair<std::string, bool>> statuses;
-    int shutdowns = 0;
-    void on_readings(const std::shared_ptr<const std::vector<live_ptr>>& batch) override {
-        for (const auto& l : *batch) ids.push_back(l->r.id);
-    }
-    void on_status(const std::string& sensor, bool online) override { statuses.emplace_back(sensor, online); }
-    void on_shutdown() override { ++shutdowns; }
-};
-}  // namespace
-
-TEST_CASE("hub - an attached stream gets the window replay then every later batch once") {
+TEST_CASE("hub - a read that does not reach the newest reading does not attach") {
     hub h("sensors", 100);
     h.publish({make(1, "a", "t", 1000, 20.0), make(2, "b", "t", 1000, 20.0)});
     auto sub = std::make_shared<recording_subscriber>();
-    std::vector<live_ptr> replay;
-    const std::vector<topic_filter> all{*topic_filter::parse("#")};
-    CHECK(h.attach(0, all, sub, replay, 1) == hub::attach_outcome::more);
-    REQUIRE(replay.size() == 1);
-    replay.clear();
-    REQUIRE(h.attach(0, all, sub, replay, 10) == hub::attach_outcome::attached);
-    REQUIRE(replay.size() == 2);
-    CHECK(replay[0]->r.id == 1);
-    // Several batches and status changes in a row all reach it (the list of streams survives).
+    std::vector<live_ptr> out;
+    std::int64_t reached = 0;
+    bool attached = false;
+    REQUIRE(h.read_and_attach(0, selecting({"#"}), 1, sub, false, out, reached, attached));
+    CHECK(!attached);
+    CHECK(reached == 1);
+    out.clear();
+    REQUIRE(h.read_and_attach(reached, selecting({"#"}), 10, sub, false, out, reached, attached));
+    CHECK(attached);
+    REQUIRE(out.size() == 1);
+    CHECK(out[0]->r.id == 2);
     h.publish({make(3, "a", "t", 1001, 20.0)});
-    h.set_online("a", false);
     h.publish({make(4, "a", "t", 1002, 20.0)});
-    h.set_online("a", true);
     CHECK(sub->ids == std::vector<std::int64_t>{3, 4});
-    CHECK(sub->statuses.size() == 2);
     CHECK(h.streams() == 1);
-    h.detach(sub.get());
+    CHECK(h.unsubscribe(sub.get()));
     h.publish({make(5, "a", "t", 1003, 20.0)});
     CHECK(sub->ids.size() == 2);
     CHECK(h.streams() == 0);
 }
 
-TEST_CASE("hub - a stream below the window must replay from storage and shutdown reaches streams") {
+TEST_CASE("hub - a commit reaches only the subscribers whose filters match, each reading once") {
+    hub h("sensors", 100);
+    auto exact = std::make_shared<recording_subscriber>();
+    auto plus = std::make_shared<recording_subscriber>();
+    auto hash = std::make_shared<recording_subscriber>();
+    auto overlapping = std::make_shared<recording_subscriber>();
+    auto other = std::make_shared<recording_subscriber>();
+    h.subscribe(exact, selecting({"sensors/a/t"}));
+    h.subscribe(plus, selecting({"sensors/+/t"}));
+    h.subscribe(hash, selecting({"#"}));
+    h.subscribe(overlapping, selecting({"sensors/a/#", "sensors/+/t", "sensors/a/t"}));
+    h.subscribe(other, selecting({"sensors/zzz/t", "elsewhere/#"}));
+    h.publish({make(1, "a", "t", 1, 1.0), make(2, "b", "t", 1, 1.0), make(3, "a", "h", 1, 1.0)});
+    CHECK(exact->ids == std::vector<std::int64_t>{1});
+    CHECK(plus->ids == std::vector<std::int64_t>{1, 2});
+    CHECK(hash->ids == std::vector<std::int64_t>{1, 2, 3});
+    CHECK(overlapping->ids == std::vector<std::int64_t>{1, 2, 3});
+    CHECK(other->deliveries == 0);
+    CHECK(exact->newest == std::vector<std::int64_t>{3});
+    // Changing a subscriber's filters re-indexes it; the old filter no longer matches.
+    h.subscribe(exact, selecting({"sensors/b/t"}));
+    h.publish({make(4, "a", "t", 2, 1.0), make(5, "b", "t", 2, 1.0)});
+    CHECK(exact->ids == std::vector<std::int64_t>{1, 5});
+}
+
+TEST_CASE("hub - presence reaches only the streams whose filters can match the sensor") {
+    hub h("sensors", 100);
+    auto a = std::make_shared<recording_subscriber>();
+    auto any_temperature = std::make_shared<recording_subscriber>();
+    auto all = std::make_shared<recording_subscriber>();
+    auto b_only = std::make_shared<recording_subscriber>();
+    auto none = std::make_shared<recording_subscriber>();
+    h.subscribe(a, selecting({"sensors/a/temperature"}));
+    h.subscribe(any_temperature, selecting({"sensors/+/temperature"}));
+    h.subscribe(all, selecting({"sensors/#"}));
+    h.subscribe(b_only, selecting({"sensors/b/+"}));
+    h.subscribe(none, selecting({}));  // a WebSocket before its first subscription
+    h.publish({}, {{"a", true}, {"b", false}, {"c", true}});
+    CHECK(a->statuses == std::vector<std::pair<std::string, bool>>{{"a", true}});
+    CHECK(any_temperature->statuses.size() == 3);
+    CHECK(all->statuses.size() == 3);
+    CHECK(b_only->statuses == std::vector<std::pair<std::string, bool>>{{"b", false}});
+    CHECK(none->deliveries == 0);
+}
+
+TEST_CASE("hub - the registry forgets unsubscribed filters and destroyed subscribers") {
+    hub h("sensors", 100);
+    for (int i = 0; i < 1000; ++i) {
+        auto s = std::make_shared<recording_subscriber>();
+        h.subscribe(s, selecting({("sensors/s" + std::to_string(i) + "/t").c_str()}));
+        if (i % 2) h.unsubscribe(s.get());
+    }
+    // The even ones were destroyed without unsubscribing: the next commit that hits them drops them.
+    CHECK(h.streams() == 500);
+    std::vector<reading> batch;
+    for (int i = 0; i < 1000; ++i) batch.push_back(make(i + 1, "s" + std::to_string(i), "t", 1, 1.0));
+    h.publish(batch);
+    CHECK(h.streams() == 0);
+}
+
+TEST_CASE("hub - retention lowers counts and changes the series version") {
+    hub h("sensors", 10);
+    h.publish({make(1, "a", "t", 1000, 20.0), make(2, "a", "t", 2000, 20.0)});
+    const auto v1 = h.series().version("a", "t");
+    storage::retention_result r;
+    r.deleted = 1;
+    r.retired_max_id = 1;
+    r.deleted_per_series[{"a", "t"}] = 1;
+    h.retention_applied(r, 1500);
+    CHECK(!(h.series().version("a", "t") == v1));
+    CHECK(sensors_body(h).find("\"count\":1") != std::string::npos);
+    CHECK(h.retired_max_id() == 1);
+    std::vector<live_ptr> out;
+    std::int64_t reached = 0;
+    REQUIRE(h.window().read(0, INT64_MAX, *selecting({"#"}), 10, out, reached));
+    REQUIRE(out.size() == 1);  // what storage no longer has, memory does not replay
+    CHECK(out[0]->r.id == 2);
+}
+
+TEST_CASE("hub - shutdown reaches every subscriber and empties the registry") {
     hub h("sensors", 2);
-    for (int i = 1; i <= 4; ++i) h.publish({make(i, "a", "t", 1000 + i, 20.0)});
     auto sub = std::make_shared<recording_subscriber>();
-    std::vector<live_ptr> replay;
-    const std::vector<topic_filter> all{*topic_filter::parse("#")};
-    CHECK(h.attach(1, all, sub, replay, 10) == hub::attach_outcome::need_storage);
-    REQUIRE(h.attach(2, all, sub, replay, 10) == hub::attach_outcome::attached);
-    CHECK(replay.size() == 2);
+    auto poll = std::make_shared<recording_subscriber>();
+    h.subscribe(sub, selecting({"#"}));
+    std::vector<live_ptr> out;
+    std::int64_t reached = 0;
+    bool attached = false;
+    REQUIRE(h.read_and_attach(0, selecting({"#"}), 10, poll, true, out, reached, attached));
+    CHECK(attached);
     h.release_all();
     CHECK(sub->shutdowns == 1);
+    CHECK(poll->shutdowns == 1);
     CHECK(h.streams() == 0);
+    CHECK(h.parked() == 0);
 }

@@ -1,5 +1,5 @@
 // Unit tests for payload parsing: topics, the three payload formats, every reject reason, RFC 3339.
-#include "payload.hpp"
+#include "core/payload.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,5 +1,5 @@
 // Unit tests for MQTT topic filter validation and matching.
-#include "topic_filter.hpp"
+#include "core/topic_filter.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,10 +1,10 @@
 // Building HTTP answers: JSON errors, conditional 304s, HEAD, gzip, all through one place.
 #include "http/answer.hpp"
 
-#include "http/conditional.hpp"
-#include "http/gzip.hpp"
-#include "metrics.hpp"
-#include "reading_json.hpp"
+#include "core/conditional.hpp"
+#include "core/gzip.hpp"
+#include "core/metrics.hpp"
+#include "core/wire_format.hpp"
 
 namespace telemetry::bridge::http {
 namespace {

@@ -42,7 +42,7 @@ struct answer {
     bool keep_alive() const { return msg ? msg->keep_alive() : true; }
 };
 
-// Error codes of API.md section 3; each maps to one status in error_status().
+// Error codes of docs/api.md section 3.9; each maps to one status in error_status().
 enum class error_code {
     bad_request,         // 400: malformed request line, headers or percent-encoding
     bad_parameter,       // 400: a query parameter, named in the message

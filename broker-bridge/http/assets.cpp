@@ -1,7 +1,7 @@
 // Serves the dashboard embedded into the binary (web/): `/` and `/assets/<name>`.
 #include "http/assets.hpp"
 
-#include "http/conditional.hpp"
+#include "core/conditional.hpp"
 #include "web_assets.hpp"
 
 namespace telemetry::bridge::http {

@@ -3,11 +3,12 @@
 #include "http/router.hpp"
 
 #include "database.hpp"
-#include "http/conditional.hpp"
-#include "metrics.hpp"
-#include "payload.hpp"
-#include "reading_json.hpp"
-#include "text.hpp"
+#include "core/conditional.hpp"
+#include "http/representations.hpp"
+#include "core/metrics.hpp"
+#include "core/payload.hpp"
+#include "core/wire_format.hpp"
+#include "core/text.hpp"
 
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
@@ -72,19 +73,6 @@ std::optional<std::int64_t> to_int(std::string_view s) {
 
 
 
-void append_csv_field(std::string& out, std::string_view s) {
-    if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
-        out += s;
-        return;
-    }
-    out.push_back('"');
-    for (char c : s) {
-        if (c == '"') out.push_back('"');
-        out.push_back(c);
-    }
-    out.push_back('"');
-}
-
 bool wants_csv(const request& req) {
     auto it = req.find(bhttp::field::accept);
     if (it == req.end()) return false;
@@ -95,8 +83,10 @@ bool wants_csv(const request& req) {
 
 }  // namespace
 
-router::router(hub& h, metrics& m, const config& c, std::function<bool()> mqtt_ready)
+router::router(hub& h, metrics& m, const config& c, std::function<bool()> mqtt_ready,
+               std::function<bool()> storage_writable)
     : hub_(h), metrics_(m), cfg_(c), mqtt_ready_(std::move(mqtt_ready)),
+      storage_writable_(std::move(storage_writable)),
       responder_(m, c.http.gzip_min_bytes) {}
 
 action router::route(const request& req) {
@@ -166,7 +156,7 @@ answer router::health(const request_info& ri) const {
 
 answer router::ready(const request_info& ri) const {
     const bool mqtt = mqtt_ready_();
-    const bool storage = metrics_.storage_ok.load() == 1;
+    const bool storage = storage_writable_();
     std::string body = "{\"ready\":";
     body += (mqtt && storage) ? "true" : "false";
     body += ",\"mqtt_subscribed\":";
@@ -188,14 +178,14 @@ answer router::ready(const request_info& ri) const {
 
 answer router::metrics_page(const request_info& ri) const {
     content c;
-    c.body = metrics_.render(hub_);
+    c.body = metrics_.render({hub_.parked(), hub_.series_count(), hub_.newest_id(), storage_writable_()});
     c.content_type = "text/plain; version=0.0.4; charset=utf-8";
     c.cache_control = "no-store";
     return responder_.ok(ri, std::move(c));
 }
 
 action router::sensors(const request_info& ri) {
-    const auto rep = hub_.sensors();
+    const auto rep = sensors_representation(hub_.series());
     content c;
     c.body = rep->body;
     c.etag = rep->etag;
@@ -204,7 +194,7 @@ action router::sensors(const request_info& ri) {
 }
 
 action router::latest(const request_info& ri, std::string_view sensor, std::string_view metric) {
-    auto rep = hub_.latest(sensor, metric);
+    auto rep = latest_representation(hub_.series(), sensor, metric);
     if (!rep)
         return responder_.error(ri, error_code::not_found,
                                 "unknown series " + std::string(sensor) + "/" + std::string(metric));
@@ -281,7 +271,7 @@ action router::readings(const request_info& ri, const request& req, std::string 
         csv = *s == "csv";
     }
 
-    const auto v = hub_.version(sensor, metric);
+    const auto v = hub_.series().version(sensor, metric);
     if (!v) return responder_.error(ri, error_code::not_found, "unknown series " + sensor + "/" + metric);
     std::string key = std::string(target) + (csv ? "\ncsv" : "\njson");
     if (auto a = cached_304(ri, key, *v)) return std::move(*a);
@@ -297,23 +287,8 @@ action router::readings(const request_info& ri, const request& req, std::string 
         content c;
         if (csv) {
             c.content_type = "text/csv; charset=utf-8";
-            c.body = "id,sensor,metric,ts,value,unit,seq\r\n";
-            for (const auto& rd : page.readings) {
-                append_int(c.body, rd.id);
-                c.body += ',';
-                c.body += rd.sensor;
-                c.body += ',';
-                c.body += rd.metric;
-                c.body += ',';
-                append_int(c.body, rd.ts);
-                c.body += ',';
-                append_double(c.body, rd.value);
-                c.body += ',';
-                append_csv_field(c.body, rd.unit);
-                c.body += ',';
-                if (rd.seq) append_int(c.body, *rd.seq);
-                c.body += "\r\n";
-            }
+            c.body = csv_header;
+            for (const auto& rd : page.readings) append_csv_row(c.body, rd);
             if (page.next) c.headers.emplace_back("X-Next-Cursor", *page.next);
         } else {
             c.body = "{\"readings\":[";
@@ -351,7 +326,7 @@ action router::aggregate(const request_info& ri, const request& req, std::string
         if ((q.to - q.from) / q.bucket_ms > static_cast<std::int64_t>(max_buckets))
             return responder_.error(ri, error_code::bad_parameter, "bucket is too small for this range (at most 100000 buckets)");
     }
-    const auto v = hub_.version(sensor, metric);
+    const auto v = hub_.series().version(sensor, metric);
     if (!v) return responder_.error(ri, error_code::not_found, "unknown series " + sensor + "/" + metric);
     std::string key(target);
     if (auto a = cached_304(ri, key, *v)) return std::move(*a);
@@ -466,18 +441,15 @@ action router::stream(const request_info& ri, const request& req) {
 }
 
 answer router::poll_answer(const request_info& ri, const poll_result& r,
-                           const std::optional<std::pair<std::int64_t, std::int64_t>>& reset) const {
+                           const std::optional<reset_notice>& reset) const {
     content c;
     c.body = "{\"cursor\":";
     append_int(c.body, r.cursor);
     if (reset) {
         // The same reset the streams send, as a field: the readings that follow start at the
         // oldest one retention kept.
-        c.body += ",\"reset\":{\"reason\":\"retention\",\"after\":";
-        append_int(c.body, reset->first);
-        c.body += ",\"oldest_id\":";
-        append_int(c.body, reset->second);
-        c.body += '}';
+        c.body += ",\"reset\":";
+        append_reset_json(c.body, *reset);
     }
     c.body += ",\"readings\":[";
     for (std::size_t i = 0; i < r.readings.size(); ++i) {

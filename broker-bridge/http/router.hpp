@@ -2,10 +2,12 @@
 // storage query / long poll the session must run to get one.
 #pragma once
 
-#include "config.hpp"
+#include "core/config.hpp"
 #include "http/answer.hpp"
 #include "http/assets.hpp"
-#include "hub.hpp"
+#include "core/topic_filter.hpp"
+#include "core/wire_format.hpp"
+#include "live/hub.hpp"
 
 #include <chrono>
 #include <functional>
@@ -20,6 +22,12 @@ class metrics;
 }
 
 namespace telemetry::bridge::http {
+
+// What a long poll answers: the readings, and the cursor to poll after next.
+struct poll_result {
+    std::int64_t cursor = 0;
+    std::vector<live_ptr> readings;
+};
 
 // A query to run on a storage thread; it returns the answer.
 struct storage_job {
@@ -52,14 +60,16 @@ using action = std::variant<answer, storage_job, long_poll, stream_request, webs
 // own mutex, everything else is the hub's.
 class router {
 public:
-    router(hub& h, metrics& m, const config& c, std::function<bool()> mqtt_ready);
+    // `mqtt_ready` and `storage_writable` tell readiness (their owners keep that state).
+    router(hub& h, metrics& m, const config& c, std::function<bool()> mqtt_ready,
+           std::function<bool()> storage_writable);
 
     action route(const request& req);
 
     // The answer to a long poll, once readings arrived or it timed out.
-    // `reset`: retention deleted readings after the client's cursor (after, oldest id kept).
+    // `reset`: retention deleted readings after the client's cursor.
     answer poll_answer(const request_info& ri, const poll_result& r,
-                       const std::optional<std::pair<std::int64_t, std::int64_t>>& reset = {}) const;
+                       const std::optional<reset_notice>& reset = {}) const;
     // 503 for a storage queue that is full.
     answer busy(const request_info& ri) const;
     const responder& respond() const noexcept { return responder_; }
@@ -96,6 +106,7 @@ private:
     metrics& metrics_;
     const config& cfg_;
     std::function<bool()> mqtt_ready_;
+    std::function<bool()> storage_writable_;
     responder responder_;
     asset_server assets_;
 

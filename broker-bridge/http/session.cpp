@@ -2,11 +2,11 @@
 // writes answers, one at a time and in order.
 #include "http/session.hpp"
 
-#include "http/sse_session.hpp"
-#include "http/ws_session.hpp"
-#include "hub.hpp"
-#include "metrics.hpp"
-#include "query_pool.hpp"
+#include "streams/sse_session.hpp"
+#include "streams/ws_session.hpp"
+#include "live/hub.hpp"
+#include "core/metrics.hpp"
+#include "pipeline/query_pool.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -19,12 +19,42 @@ namespace telemetry::bridge::http {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 
-namespace {
-constexpr std::size_t storage_scan_chunk = 1000;
-}
+// A parked long poll as the hub sees it: completed at most once, by the first commit that has a
+// reading for it (the hub then unregisters it), or by shutdown. It only hops onto the session's
+// thread; the session owns the answer.
+class session::poll_waiter : public subscriber {
+public:
+    poll_waiter(std::weak_ptr<session> owner, std::size_t limit) : owner_(std::move(owner)), limit_(limit) {}
 
-session::session(asio::ip::tcp::socket&& socket, io_shard& shard, session_context& ctx)
-    : stream_(std::move(socket)), shard_(shard), ctx_(ctx), poll_timer_(stream_.get_executor()) {
+    void on_delivery(const delivery& d) override {
+        poll_result r;
+        if (d.readings) {
+            const auto n = std::min(limit_, d.readings->size());
+            r.readings.assign(d.readings->begin(), d.readings->begin() + static_cast<std::ptrdiff_t>(n));
+        }
+        // Cut by the limit: resume after the last one sent. Otherwise everything up to the
+        // newest id has been looked at, so the client may skip past it.
+        r.cursor = !r.readings.empty() && r.readings.size() >= limit_ ? r.readings.back()->r.id : d.newest;
+        complete(std::move(r));
+    }
+    void on_shutdown() override {
+        if (auto self = owner_.lock()) complete({self->ctx_.live.newest_id(), {}});
+    }
+
+private:
+    void complete(poll_result r) {
+        if (auto self = owner_.lock())
+            asio::post(self->stream_.get_executor(),
+                       [self, r = std::move(r)]() mutable { self->finish_poll(std::move(r)); });
+    }
+    std::weak_ptr<session> owner_;
+    std::size_t limit_;
+};
+
+session::session(asio::ip::tcp::socket&& socket, io_shard& shard, session_context& ctx,
+                 connection_gauge::slot slot)
+    : stream_(std::move(socket)), shard_(shard), ctx_(ctx), slot_(std::move(slot)),
+      poll_timer_(stream_.get_executor()) {
     ctx_.stats.http_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -86,12 +116,15 @@ void session::handle(request&& req) {
     if (auto* lp = std::get_if<long_poll>(&a)) return start_poll(ri, std::move(*lp));
     if (std::holds_alternative<websocket_request>(a)) {
         // Hand the connection and the upgrade request over to the WebSocket session.
-        std::make_shared<ws_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg)->start(std::move(req));
+        std::make_shared<ws_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg, std::move(slot_))
+            ->start(std::move(req));
         return;
     }
     if (auto* sr = std::get_if<stream_request>(&a)) {
         // Hand the connection over: from here the SSE session alone owns it.
-        std::make_shared<sse_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg, ri, std::move(*sr))->start();
+        std::make_shared<sse_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg, ri, std::move(*sr),
+                                      std::move(slot_))
+            ->start();
         return;
     }
 
@@ -142,97 +175,72 @@ void session::do_close() {
     stream_.socket().close(ec);
 }
 
-// Long polling: park in the hub until a matching reading is committed or the timeout passes.
+// Long polling: catch up from the cursor (window or storage) until a reading is found; when the
+// catch-up reaches the newest reading with nothing found, the waiter is parked in the hub in the
+// same step, until a commit has a reading for it or the timeout passes.
 void session::start_poll(const request_info& ri, long_poll lp) {
     poll_ri_ = ri;
-    waiter_ = std::make_shared<poll_waiter>();
-    waiter_->filters = std::move(lp.filters);
-    waiter_->limit = lp.limit;
-    std::weak_ptr<session> weak = weak_from_this();
-    waiter_->done = [weak](poll_result r) {
-        // Runs on the committing thread: only hop onto our thread.
-        if (auto self = weak.lock())
-            asio::post(self->stream_.get_executor(),
-                       [self, r = std::move(r)]() mutable { self->finish_poll(std::move(r)); });
-    };
+    waiter_ = std::make_shared<poll_waiter>(weak_from_this(), lp.limit);
     // While parked nothing is read or written; the poll's own timer bounds the wait.
     stream_.expires_never();
     poll_timer_.expires_after(lp.timeout);
     poll_timer_.async_wait(beast::bind_front_handler(&session::on_poll_timeout, shared_from_this()));
+    poll_reset_.reset();
     const std::int64_t newest = ctx_.live.newest_id();
     if (lp.after > newest) {
         // A cursor from the future (for instance from a wiped database): tell the client where
         // the present is rather than make it wait for ids that may never come.
         return finish_poll({newest, {}});
     }
-    poll_reset_.reset();
-    // Retention may have deleted readings after this cursor: storage says whether, and from where.
-    if (lp.after < ctx_.live.retired_max_id()) return scan_storage(lp.after, true);
-    continue_poll(lp.after);
+    poll_query_ = catch_up_query{};
+    poll_query_.after = lp.after;
+    poll_query_.selector = std::make_shared<const reading_selector>(std::move(lp.filters));
+    poll_query_.limit = lp.limit;
+    poll_query_.check_reset = true;
+    poll_query_.attach = waiter_;
+    poll_query_.parks = true;
+    poll_step();
 }
 
-void session::continue_poll(std::int64_t after) {
+void session::poll_step() {
     if (!waiter_) return;
-    poll_result out;
-    switch (ctx_.live.poll(after, waiter_, out)) {
-    case hub::poll_outcome::ready: return finish_poll(std::move(out));
-    case hub::poll_outcome::parked: return;
-    case hub::poll_outcome::need_storage: return scan_storage(after);
-    }
+    auto self = shared_from_this();
+    auto c = ctx_.catchup.next(poll_query_, stream_.get_executor(),
+                               [self](catch_up_chunk chunk) { self->on_poll_chunk(std::move(chunk)); });
+    if (c) on_poll_chunk(std::move(*c));
 }
 
-// The cursor is older than the hub's window: look for matches in storage, chunk by chunk, up to
-// the window; then the hub takes over from there (no gap: every id > floor is in the window).
-void session::scan_storage(std::int64_t after, bool check_reset) {
-    auto self = shared_from_this();
-    auto waiter = waiter_;
-    const bool queued = ctx_.queries.submit([self, waiter, after, check_reset](storage::reader& rd) {
-        poll_result res;
-        std::int64_t cursor = after;
-        const std::int64_t floor = self->ctx_.live.window_floor();
-        try {
-            if (check_reset && after < rd.retired_max_id()) {
-                const std::int64_t oldest = rd.oldest_id();
-                asio::post(self->stream_.get_executor(),
-                           [self, after, oldest] { self->poll_reset_.emplace(after, oldest); });
-            }
-            while (res.readings.size() < waiter->limit && cursor < floor) {
-                auto rows = rd.after_id(cursor, storage_scan_chunk);
-                if (rows.empty()) break;
-                for (auto& r : rows) {
-                    cursor = r.id;
-                    auto l = self->ctx_.live.make_live(std::move(r));
-                    if (matches_any(waiter->filters, l->topic)) res.readings.push_back(std::move(l));
-                    if (res.readings.size() >= waiter->limit) break;
-                }
-            }
-        } catch (const std::exception& e) {
-            spdlog::error("http: long poll storage scan failed: {}", e.what());
-        }
-        if (res.readings.empty()) {
-            // Nothing matched up to the window (or storage has nothing more): continue from it.
-            const std::int64_t next = std::max(cursor, floor);
-            asio::post(self->stream_.get_executor(), [self, next] { self->continue_poll(next); });
-            return;
-        }
-        res.cursor = res.readings.size() >= waiter->limit ? res.readings.back()->r.id : cursor;
-        asio::post(self->stream_.get_executor(),
-                   [self, res = std::move(res)]() mutable { self->finish_poll(std::move(res)); });
-    });
-    if (!queued) {
+void session::on_poll_chunk(catch_up_chunk c) {
+    if (!waiter_) return;  // answered meanwhile (timeout)
+    if (c.result != catch_up_chunk::outcome::ok) {
+        ctx_.live.unsubscribe(waiter_.get());
         waiter_.reset();
         poll_timer_.cancel();
-        send(ctx_.routes.busy(poll_ri_));
+        if (c.result == catch_up_chunk::outcome::busy) return send(ctx_.routes.busy(poll_ri_));
+        return send(ctx_.routes.respond().error(poll_ri_, error_code::unavailable,
+                                                "storage is not available right now", {{"Retry-After", "1"}}));
     }
+    if (c.reset) poll_reset_ = c.reset;
+    poll_query_.check_reset = false;
+    if (!c.readings.empty()) {
+        poll_result r;
+        // Cut by the limit: resume after the last one sent; otherwise after all that was looked at.
+        r.cursor = c.readings.size() >= poll_query_.limit ? c.readings.back()->r.id : c.reached;
+        r.readings = std::move(c.readings);
+        return finish_poll(std::move(r));
+    }
+    if (c.attached) return;  // parked: a commit or the timeout answers
+    poll_query_.after = std::max(poll_query_.after, c.reached);
+    poll_step();
 }
 
 void session::on_poll_timeout(beast::error_code ec) {
     if (ec || !waiter_) return;  // cancelled: the poll was answered
-    if (auto newest = ctx_.live.cancel(waiter_)) {
-        finish_poll({*newest, {}});
+    if (ctx_.live.unsubscribe(waiter_.get())) {
+        finish_poll({ctx_.live.newest_id(), {}});
         return;
     }
-    // Not parked: either the hub completed it (its answer is on the way) or a storage scan is
+    // Not parked: either the hub completed it (its answer is on the way) or a storage read is
     // running; either way an answer follows. Check again shortly in the second case.
     poll_timer_.expires_after(std::chrono::milliseconds(50));
     poll_timer_.async_wait(beast::bind_front_handler(&session::on_poll_timeout, shared_from_this()));
@@ -240,8 +248,9 @@ void session::on_poll_timeout(beast::error_code ec) {
 
 void session::finish_poll(poll_result r) {
     if (!waiter_) return;  // already answered
-    ctx_.live.cancel(waiter_);
+    ctx_.live.unsubscribe(waiter_.get());
     waiter_.reset();
+    poll_query_.attach.reset();
     poll_timer_.cancel();
     send(ctx_.routes.poll_answer(poll_ri_, r, poll_reset_));
     poll_reset_.reset();

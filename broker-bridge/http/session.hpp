@@ -2,9 +2,11 @@
 // writes answers, one at a time and in order.
 #pragma once
 
-#include "config.hpp"
-#include "http/io_shards.hpp"
+#include "core/config.hpp"
 #include "http/router.hpp"
+#include "net/connection_gauge.hpp"
+#include "net/io_shards.hpp"
+#include "pipeline/catch_up.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,6 +30,8 @@ struct session_context {
     router& routes;
     hub& live;
     query_pool& queries;
+    catch_up& catchup;
+    connection_gauge& connections;
     metrics& stats;
     const http_config& cfg;
     const stream_config& stream_cfg;
@@ -37,7 +41,8 @@ struct session_context {
 // handlers run on its shard's one thread, so its members need no lock.
 class session : public std::enable_shared_from_this<session> {
 public:
-    session(boost::asio::ip::tcp::socket&& socket, io_shard& shard, session_context& ctx);
+    session(boost::asio::ip::tcp::socket&& socket, io_shard& shard, session_context& ctx,
+            connection_gauge::slot slot);
     ~session();
     void run();
 
@@ -49,9 +54,10 @@ private:
     void on_write(bool keep_alive, boost::beast::error_code ec, std::size_t bytes);
     void do_close();
 
+    class poll_waiter;
     void start_poll(const request_info& ri, long_poll lp);
-    void continue_poll(std::int64_t after);
-    void scan_storage(std::int64_t after, bool check_reset = false);
+    void poll_step();
+    void on_poll_chunk(catch_up_chunk c);
     void on_poll_timeout(boost::beast::error_code ec);
     void finish_poll(poll_result r);
 
@@ -60,13 +66,15 @@ private:
     boost::beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     session_context& ctx_;
+    connection_gauge::slot slot_;
 
-    // The long poll in progress, if any.
+    // The long poll in progress, if any: its catch-up query (with the waiter it parks), and the
+    // reset to report when retention deleted readings after its cursor.
     boost::asio::steady_timer poll_timer_;
     std::shared_ptr<poll_waiter> waiter_;
     request_info poll_ri_;
-    // Set when retention deleted readings after the poll's cursor: (after, oldest id kept).
-    std::optional<std::pair<std::int64_t, std::int64_t>> poll_reset_;
+    catch_up_query poll_query_;
+    std::optional<reset_notice> poll_reset_;
 };
 
 }  // namespace telemetry::bridge::http

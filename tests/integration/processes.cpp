@@ -142,7 +142,7 @@ broker::broker(const std::filesystem::path& dir) : dir_(dir) {
 broker::~broker() = default;
 
 void broker::start() {
-    // Mosquitto cannot listen on port 0: pick a free port and retry on a clash (PITFALLS.md).
+    // Mosquitto cannot listen on port 0: pick a free port and retry on a clash (Mosquitto 2.0 has no port 0).
     for (int attempt = 0; attempt < 10; ++attempt) {
         if (port_ == 0 || attempt > 0) port_ = free_port();
         const auto conf = dir_ / "mosquitto.conf";

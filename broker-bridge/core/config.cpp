@@ -1,0 +1,202 @@
+// The bridge's typed configuration: TOML file -> config, or an error naming file:line and key.
+#include "core/config.hpp"
+
+#include "core/payload.hpp"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace telemetry::bridge {
+namespace {
+
+std::string where(const std::string& origin, const toml::source_region& src) {
+    std::ostringstream out;
+    out << origin << ':' << src.begin.line;
+    return out.str();
+}
+
+// Reads a table's keys into typed fields, remembering which keys it knew so the rest are errors.
+class table_reader {
+public:
+    table_reader(const toml::table* t, std::string name, const std::string& origin)
+        : table_(t), name_(std::move(name)), origin_(origin) {}
+
+    template <typename T>
+    void integer(const char* key, T& out, std::int64_t lo, std::int64_t hi) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        auto v = n->value<std::int64_t>();
+        if (!v || !n->is_integer()) fail(*n, key, "must be an integer");
+        if (*v < lo || *v > hi)
+            fail(*n, key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+        out = static_cast<T>(*v);
+    }
+    void seconds(const char* key, std::chrono::seconds& out, std::int64_t lo, std::int64_t hi) {
+        std::int64_t v = out.count();
+        integer(key, v, lo, hi);
+        out = std::chrono::seconds{v};
+    }
+    void string(const char* key, std::string& out) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        if (!n->is_string()) fail(*n, key, "must be a string");
+        out = *n->value<std::string>();
+    }
+    void path(const char* key, std::filesystem::path& out) {
+        std::string s = out.string();
+        string(key, s);
+        out = s;
+    }
+    void allow(const char* key) { known_.insert(key); }
+    void finish() {
+        if (!table_) return;
+        for (const auto& [k, v] : *table_) {
+            if (!known_.count(std::string(k.str())))
+                fail(v, std::string(k.str()).c_str(), "is not a known key");
+        }
+    }
+
+private:
+    const toml::node* find(const char* key) {
+        known_.insert(key);
+        return table_ ? table_->get(key) : nullptr;
+    }
+    [[noreturn]] void fail(const toml::node& n, const char* key, const std::string& why) {
+        throw config_error(where(origin_, n.source()) + ": " + (name_.empty() ? "" : name_ + ".") +
+                           key + " " + why);
+    }
+    const toml::table* table_;
+    std::string name_;
+    const std::string& origin_;
+    std::set<std::string> known_;
+};
+
+}  // namespace
+
+config parse_config(std::string_view toml_text, const std::string& origin) {
+    toml::table root;
+    try {
+        root = toml::parse(toml_text, origin);
+    } catch (const toml::parse_error& e) {
+        throw config_error(where(origin, e.source()) + ": " + std::string(e.description()));
+    }
+    config c;
+    const auto section = [&](const char* name) -> const toml::table* {
+        const toml::node* n = root.get(name);
+        if (!n) return nullptr;
+        if (!n->is_table()) throw config_error(where(origin, n->source()) + ": " + name + " must be a table");
+        return n->as_table();
+    };
+
+    table_reader top(&root, "", origin);
+    top.string("log_level", c.log_level);
+    for (const char* name : {"mqtt", "http", "storage", "ingest", "stream", "hub"}) top.allow(name);
+    top.finish();
+
+    table_reader m(section("mqtt"), "mqtt", origin);
+    m.string("url", c.mqtt.url);
+    m.string("client_id", c.mqtt.client_id);
+    m.string("topic_prefix", c.mqtt.topic_prefix);
+    m.string("username", c.mqtt.username);
+    m.string("password", c.mqtt.password);
+    m.seconds("keepalive_s", c.mqtt.keepalive, 5, 3600);
+    m.integer("session_expiry_s", c.mqtt.session_expiry_s, 1, 0xFFFFFFFE);
+    m.seconds("reconnect_min_s", c.mqtt.reconnect_min, 1, 3600);
+    m.seconds("reconnect_max_s", c.mqtt.reconnect_max, 1, 3600);
+    m.finish();
+
+    table_reader h(section("http"), "http", origin);
+    std::string listen;
+    h.string("listen", listen);
+    h.integer("threads", c.http.threads, 1, 64);
+    h.integer("max_header_bytes", c.http.max_header_bytes, 1024, 1 << 20);
+    h.integer("max_body_bytes", c.http.max_body_bytes, 0, 64 << 20);
+    h.integer("max_target_bytes", c.http.max_target_bytes, 256, 1 << 20);
+    h.integer("max_connections", c.http.max_connections, 1, 1'000'000);
+    h.seconds("idle_timeout_s", c.http.idle_timeout, 1, 3600);
+    h.seconds("longpoll_default_s", c.http.longpoll_default, 1, 3600);
+    h.seconds("longpoll_max_s", c.http.longpoll_max, 1, 3600);
+    h.integer("longpoll_max_filters", c.http.longpoll_max_filters, 1, 1024);
+    h.integer("gzip_min_bytes", c.http.gzip_min_bytes, 0, 1 << 30);
+    h.finish();
+    if (!listen.empty()) apply_listen(c.http, listen);
+
+    table_reader s(section("storage"), "storage", origin);
+    s.path("db_path", c.storage.db_path);
+    s.integer("query_threads", c.storage.query_threads, 1, 64);
+    s.integer("retention_days", c.storage.retention_days, 0, 100'000);
+    s.seconds("retention_interval_s", c.storage.retention_interval, 1, 86'400);
+    s.integer("retention_chunk", c.storage.retention_chunk, 1, 1'000'000);
+    s.finish();
+
+    table_reader i(section("ingest"), "ingest", origin);
+    i.integer("max_payload_bytes", c.ingest.max_payload_bytes, 16, 256 << 20);
+    i.integer("max_senml_records", c.ingest.max_senml_records, 1, 1'000'000);
+    i.finish();
+
+    table_reader st(section("stream"), "stream", origin);
+    st.integer("max_queue_bytes", c.stream.max_queue_bytes, 1024, 1 << 30);
+    st.integer("max_queue_events", c.stream.max_queue_events, 1, 10'000'000);
+    st.seconds("heartbeat_s", c.stream.heartbeat, 1, 3600);
+    std::int64_t retry_ms = c.stream.retry.count();
+    st.integer("retry_ms", retry_ms, 0, 3'600'000);
+    c.stream.retry = std::chrono::milliseconds(retry_ms);
+    st.seconds("write_timeout_s", c.stream.write_timeout, 1, 3600);
+    st.integer("max_filters", c.stream.max_filters, 1, 1024);
+    st.finish();
+
+    table_reader hb(section("hub"), "hub", origin);
+    hb.integer("window", c.hub.window, 16, 100'000'000);
+    hb.finish();
+
+    validate(c);
+    return c;
+}
+
+config load_config(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw config_error(file.string() + ": cannot open the configuration file");
+    std::ostringstream text;
+    text << in.rdbuf();
+    return parse_config(text.str(), file.string());
+}
+
+void apply_listen(http_config& http, const std::string& host_port) {
+    const auto colon = host_port.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == host_port.size())
+        throw config_error("listen address '" + host_port + "' must be HOST:PORT");
+    std::string host = host_port.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const std::string port = host_port.substr(colon + 1);
+    unsigned long p = 0;
+    try {
+        std::size_t used = 0;
+        p = std::stoul(port, &used);
+        if (used != port.size()) throw std::invalid_argument(port);
+    } catch (const std::exception&) {
+        throw config_error("listen port '" + port + "' is not a number");
+    }
+    if (p > 65535) throw config_error("listen port " + port + " is out of range");
+    http.host = host;
+    http.port = static_cast<std::uint16_t>(p);
+}
+
+void validate(const config& c) {
+    if (c.mqtt.topic_prefix.empty() || c.mqtt.topic_prefix.find_first_of("+#") != std::string::npos ||
+        c.mqtt.topic_prefix.front() == '/' || c.mqtt.topic_prefix.back() == '/')
+        throw config_error("mqtt.topic_prefix '" + c.mqtt.topic_prefix +
+                           "' must be topic levels without wildcards or outer slashes");
+    if (c.mqtt.reconnect_min > c.mqtt.reconnect_max)
+        throw config_error("mqtt.reconnect_min_s must not exceed mqtt.reconnect_max_s");
+    if (c.http.longpoll_default > c.http.longpoll_max)
+        throw config_error("http.longpoll_default_s must not exceed http.longpoll_max_s");
+    if (c.storage.db_path.empty()) throw config_error("storage.db_path must not be empty");
+    static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+    if (!levels.count(c.log_level))
+        throw config_error("log_level '" + c.log_level + "' must be one of trace, debug, info, warn, error, critical, off");
+}
+
+}  // namespace telemetry::bridge

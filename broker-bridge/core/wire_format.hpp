@@ -1,0 +1,72 @@
+// Every wire form of what the bridge sends about readings: the Reading JSON object (docs/api.md
+// section 3), CSV rows, SSE frames, WebSocket messages, and the status and reset events in each
+// transport's form. One module, so a field added to a reading reaches every transport at once.
+#pragma once
+
+#include "reading.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace telemetry::bridge {
+
+// A committed reading as the live side hands it out: its MQTT topic (for filter matching) and its
+// wire forms, serialised once and shared by every client that receives it.
+struct live_reading {
+    reading r;
+    std::string topic;
+    std::string json;
+    std::string ws_json;  // the same as a WebSocket message: {"op":"reading",...}
+};
+using live_ptr = std::shared_ptr<const live_reading>;
+
+// `prefix/sensor/metric`, the JSON and the WebSocket message of a committed reading.
+live_ptr make_live(std::string_view topic_prefix, reading r);
+
+// A sensor's presence changed (its retained `status` topic).
+struct status_event {
+    std::string sensor;
+    bool online = false;
+};
+using status_ptr = std::shared_ptr<const status_event>;
+
+// Retention deleted readings after a client's cursor: it resumes from the oldest reading kept.
+struct reset_notice {
+    std::int64_t after = 0;
+    std::int64_t oldest_id = 0;
+};
+
+// JSON primitives. Numbers in their shortest exact decimal form (std::to_chars).
+void append_int(std::string& out, std::int64_t v);
+void append_double(std::string& out, double v);
+// `s` as a JSON string literal (quotes included), escaping what RFC 8259 requires.
+void append_json_string(std::string& out, std::string_view s);
+
+// {"id":..,"sensor":..,"metric":..,"ts":..,"value":..,"unit":..|null,"seq":..|null}
+void append_reading_json(std::string& out, const reading& r);
+std::string reading_json(const reading& r);
+// A reading's JSON object with `"skipped":N` added when N > 0 (`json` ends with its '}'); a
+// conflating stream says so how many older readings of the series it replaced.
+void append_with_skipped(std::string& out, std::string_view json, std::uint64_t skipped);
+
+// CSV (RFC 4180, CRLF): the header row and one row per reading. Cells that a spreadsheet would
+// take for a formula are not altered here; quoting follows RFC 4180.
+inline constexpr std::string_view csv_header = "id,sensor,metric,ts,value,unit,seq\r\n";
+void append_csv_row(std::string& out, const reading& r);
+
+// {"reason":"retention","after":N,"oldest_id":M}
+void append_reset_json(std::string& out, const reset_notice& r);
+
+// Server-Sent Events frames.
+void append_sse_reading(std::string& out, const live_reading& l, std::uint64_t skipped = 0);
+void append_sse_status(std::string& out, const status_event& s);
+void append_sse_reset(std::string& out, const reset_notice& r);
+void append_sse_retry(std::string& out, std::int64_t retry_ms);
+
+// WebSocket messages (the text of one message each).
+std::string ws_status_message(const status_event& s);
+std::string ws_reset_message(std::string_view topic, const reset_notice& r);
+
+}  // namespace telemetry::bridge

@@ -1,0 +1,56 @@
+// The HTTP representations of live state, cached in the series table.
+#include "http/representations.hpp"
+
+#include "core/conditional.hpp"
+#include "core/wire_format.hpp"
+
+namespace telemetry::bridge::http {
+
+representation_ptr latest_representation(series_table& t, std::string_view sensor, std::string_view metric) {
+    auto d = t.latest(sensor, metric, [](const reading& r, std::time_t changed_at) -> series_table::derived {
+        auto rep = std::make_shared<representation>();
+        rep->body = reading_json(r);
+        rep->etag = strong_etag(rep->body);
+        rep->last_modified = changed_at;
+        rep->not_modified_http11 =
+            std::make_shared<const std::string>(http11_not_modified(rep->etag, rep->last_modified));
+        return rep;
+    });
+    return std::static_pointer_cast<const representation>(d);
+}
+
+representation_ptr sensors_representation(series_table& t) {
+    auto d = t.overview([](const std::vector<series_row>& rows, std::time_t changed_at) -> series_table::derived {
+        auto rep = std::make_shared<representation>();
+        std::string& out = rep->body;
+        out.reserve(64 + rows.size() * 256);
+        out += "{\"series\":[";
+        bool first = true;
+        for (const auto& s : rows) {
+            if (!first) out.push_back(',');
+            first = false;
+            out += "{\"sensor\":";
+            append_json_string(out, s.sensor);
+            out += ",\"metric\":";
+            append_json_string(out, s.metric);
+            out += ",\"unit\":";
+            if (s.unit.empty()) out += "null"; else append_json_string(out, s.unit);
+            out += ",\"online\":";
+            out += !s.online ? "null" : (*s.online ? "true" : "false");
+            out += ",\"count\":";
+            append_int(out, s.count);
+            out += ",\"interval_ms\":";
+            if (s.interval_ms) append_int(out, *s.interval_ms); else out += "null";
+            out += ",\"latest\":";
+            if (s.latest) append_reading_json(out, *s.latest); else out += "null";
+            out.push_back('}');
+        }
+        out += "]}";
+        rep->etag = strong_etag(rep->body);
+        rep->last_modified = changed_at;
+        return rep;
+    });
+    return std::static_pointer_cast<const representation>(d);
+}
+
+}  // namespace telemetry::bridge::http

@@ -1,0 +1,91 @@
+// Group commit for ingest: readings are journaled (durable) in the MQTT callback, acknowledged,
+// and moved into SQLite in batches by one writer thread, which then hands them to the hub.
+#pragma once
+
+#include "core/wire_format.hpp"
+#include "database.hpp"
+#include "journal.hpp"
+#include "pipeline/storage_health.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace telemetry::bridge {
+
+class hub;
+class metrics;
+
+// Why: Paho acknowledges a QoS 1 message when its callback returns, one message at a time, so
+// committing each message to SQLite in the callback costs a transaction per reading (measured:
+// ~14k readings/s, a fifth of what the broker delivers). Appending to the journal costs one
+// write() with the same crash durability as SQLite's WAL at synchronous=NORMAL; SQLite then
+// commits whatever has accumulated in one transaction.
+//
+// Invariants: ids are assigned here, in journal order, so they increase in commit order; a
+// reading reaches the hub only after its SQLite transaction committed; the journal is emptied
+// only when every reading in it is in SQLite.
+//
+// Thread safety: submit*() from the ingest thread, the rest from the owner; one mutex guards the
+// journal and the queue, never held across a SQLite call.
+class committer {
+public:
+    committer(storage::writer& writer, const std::filesystem::path& journal_file, hub& h, metrics& m,
+              std::size_t max_pending = 100'000);
+    ~committer();
+    committer(const committer&) = delete;
+    committer& operator=(const committer&) = delete;
+
+    // Start-up, before start(): stores whatever the journal holds that SQLite lacks (a crash
+    // between acknowledgement and commit). Returns how many readings it stored.
+    std::size_t recover();
+    void start();
+    // Journals the readings (assigning their ids) and queues them; once this returns they are
+    // durable and may be acknowledged. Blocks while max_pending readings wait for SQLite (so a
+    // slow disk slows ingest instead of growing memory). Throws storage_error if the journal
+    // cannot be written: then nothing was queued and nothing may be acknowledged.
+    void submit(std::vector<reading> readings);
+    // Queues a presence change. Changes not yet committed are conflated to the newest per sensor,
+    // so a fleet reconnecting costs one entry per sensor, never a queue per message.
+    void submit_status(std::string sensor, bool online, std::int64_t at_ms);
+    storage_health& health() noexcept { return health_; }
+    // Commits everything queued, then stops the thread.
+    void stop();
+
+private:
+    struct status_change {
+        std::string sensor;
+        bool online;
+        std::int64_t at_ms;
+    };
+    void run();
+    void commit(std::vector<reading>& batch, std::vector<status_change>& statuses);
+
+    storage::writer& writer_;
+    storage::journal journal_;
+    hub& hub_;
+    metrics& metrics_;
+    const std::size_t max_pending_;
+    storage_health health_;
+
+    std::mutex mutex_;
+    std::condition_variable work_cv_;
+    std::condition_variable space_cv_;
+    std::deque<reading> pending_;
+    std::vector<status_change> statuses_;  // in arrival order, one per sensor
+    std::unordered_map<std::string, std::size_t> status_index_;  // sensor -> its place in statuses_
+    std::int64_t next_id_ = 1;
+    std::size_t last_batch_ = 0;  // writer thread only
+    bool writer_idle_ = false;    // the writer waits for any work
+    bool gathering_ = false;      // the writer waits briefly for a fuller batch
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+}  // namespace telemetry::bridge

@@ -1,0 +1,292 @@
+// Server-Sent Events on /api/v1/stream: replay from the client's last id (memory or storage), then
+// live readings in id order, with heartbeats, presence events and a bounded send queue.
+#include "streams/sse_session.hpp"
+
+#include "core/metrics.hpp"
+#include "core/wire_format.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+
+namespace telemetry::bridge::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+
+namespace {
+
+constexpr std::size_t replay_chunk_most = 1000;
+
+
+}  // namespace
+
+sse_session::sse_session(beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+                         const stream_config& cfg, request_info ri, stream_request req,
+                         connection_gauge::slot slot)
+    : stream_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), ri_(std::move(ri)), req_(std::move(req)),
+      selector_(std::make_shared<const reading_selector>(req_.filters)), slot_(std::move(slot)),
+      heartbeat_(stream_.get_executor()) {
+    ctx_.stats.sse_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+sse_session::~sse_session() { ctx_.stats.sse_connections.fetch_sub(1, std::memory_order_relaxed); }
+
+void sse_session::start() {
+    res_ = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::ok, ri_.version);
+    res_->set(bhttp::field::server, "telemetry-broker-bridge");
+    res_->set(bhttp::field::content_type, "text/event-stream; charset=utf-8");
+    res_->set(bhttp::field::cache_control, "no-store");
+    // No Content-Length and not chunked: the body is the event stream, ended by closing.
+    res_->keep_alive(false);
+    res_->set("X-Accel-Buffering", "no");
+    serializer_ = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*res_);
+    ctx_.stats.count_response(200);
+    stream_.expires_after(cfg_.write_timeout);
+    bhttp::async_write_header(stream_, *serializer_,
+                              beast::bind_front_handler(&sse_session::on_header, shared_from_this()));
+}
+
+void sse_session::on_header(beast::error_code ec, std::size_t) {
+    if (ec) return close();
+    stream_.expires_never();
+    // Writes first try to complete at once (see do_write); that needs a non-blocking socket.
+    stream_.socket().non_blocking(true, ec);
+    if (ec) return close();
+    watch_peer();
+    heartbeat_.expires_after(cfg_.heartbeat);
+    heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
+
+    std::string first;
+    append_sse_retry(first, cfg_.retry.count());
+    queue(first, 0);
+    flush();
+    // Live from now unless resuming: the catch-up then has nothing older to replay.
+    last_id_ = req_.after.value_or(ctx_.live.newest_id());
+    phase_ = phase::catching_up;
+    catch_up_step();
+}
+
+// One step of the catch-up: readings after last_id_ from the window or storage. The step that
+// reaches the newest reading attaches the stream to the hub, so live delivery follows with no
+// gap and no duplicate. Flow control: the next step is taken once this one is on the wire.
+void sse_session::catch_up_step() {
+    if (step_in_flight_ || phase_ != phase::catching_up) return;
+    catch_up_query q;
+    q.after = last_id_;
+    q.selector = selector_;
+    q.limit = cfg_.replay_chunk(replay_chunk_most);
+    q.check_reset = req_.after.has_value() && !reset_checked_;
+    q.attach = shared_from_this();
+    step_in_flight_ = true;
+    auto self = shared_from_this();
+    auto c = ctx_.catchup.next(q, stream_.get_executor(),
+                               [self](catch_up_chunk chunk) { self->on_catch_up(std::move(chunk)); });
+    if (c) on_catch_up(std::move(*c));
+}
+
+void sse_session::on_catch_up(catch_up_chunk c) {
+    step_in_flight_ = false;
+    if (phase_ != phase::catching_up) return;
+    if (c.result != catch_up_chunk::outcome::ok) {
+        if (c.result == catch_up_chunk::outcome::busy) ctx_.stats.query_jobs_rejected.fetch_add(1, std::memory_order_relaxed);
+        return close();  // storage is saturated or failing; the client retries with its Last-Event-ID
+    }
+    reset_checked_ = true;
+    if (c.reset) {
+        std::string frame;
+        append_sse_reset(frame, *c.reset);
+        queue(frame, 1);
+    }
+    queue_all(c.readings);
+    if (phase_ == phase::closed) return;
+    last_id_ = std::max(last_id_, c.reached);
+    if (c.attached) phase_ = phase::live;
+    flush();
+    if (phase_ == phase::catching_up && !write_in_flight_) catch_up_step();
+}
+
+void sse_session::on_delivery(const delivery& d) { shard_.hand_over(shared_from_this(), d); }
+
+void sse_session::deliver(const delivery& d) {
+    if (phase_ != phase::live) return;
+    std::size_t sent = 0, conflated = 0;
+    if (d.readings) {
+        for (const auto& l : *d.readings) {
+            if (l->r.id <= last_id_) continue;  // already replayed by the catch-up
+            if (req_.conflate && write_in_flight_) {
+                // Behind: hold only the newest reading of each series until the write completes.
+                conflated += behind_.hold(l) ? 1 : 0;
+                last_id_ = l->r.id;
+                continue;
+            }
+            if (!queue_reading(*l)) break;
+            ++sent;
+        }
+    }
+    if (d.statuses && phase_ == phase::live) {
+        std::string frames;
+        for (const auto& st : *d.statuses) append_sse_status(frames, *st);
+        queue(frames, d.statuses->size());
+    }
+    // One update of the shared counters per commit, not per reading.
+    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
+    if (conflated) ctx_.stats.stream_conflated.fetch_add(conflated, std::memory_order_relaxed);
+}
+
+void sse_session::flush() {
+    if (!write_in_flight_) do_write();
+}
+
+void sse_session::overflowed() {
+    if (phase_ == phase::closed) return;
+    overflow();
+}
+
+void sse_session::on_shutdown() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+        if (self->phase_ == phase::closed) return;
+        std::string frame;
+        append_sse_retry(frame, self->cfg_.retry.count());
+        self->queue(frame, 0);
+        self->flush();
+        self->phase_ = phase::closing;  // close once the queue is written
+        if (!self->write_in_flight_) self->close();
+    });
+}
+
+// Queues one reading, newer than any queued before (callers check), without writing; false if
+// it overflowed the queue (the stream is then closed). Callers count what was sent.
+bool sse_session::queue_reading(const live_reading& l, std::uint64_t skipped) {
+    if (phase_ == phase::closed) return false;
+    const std::size_t before = pending_.size();
+    append_sse_reading(pending_, l, skipped);
+    if (!fits(0, 1)) {
+        pending_.resize(before);
+        overflow();
+        return false;
+    }
+    ++pending_events_;
+    last_id_ = std::max(last_id_, l.r.id);
+    return true;
+}
+
+void sse_session::queue_all(const std::vector<live_ptr>& readings) {
+    std::size_t sent = 0;
+    for (const auto& l : readings) {
+        if (!queue_reading(*l)) break;
+        ++sent;
+    }
+    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
+}
+
+// The write in flight counts: it is memory this client holds until it reads.
+bool sse_session::fits(std::size_t more_bytes, std::size_t more_events) const {
+    return pending_.size() + writing_.size() + more_bytes <= cfg_.max_queue_bytes &&
+           pending_events_ + more_events <= cfg_.max_queue_events;
+}
+
+void sse_session::overflow() {
+    // Too slow: drop the connection, never the readings. The browser reconnects with
+    // Last-Event-ID and gets everything after the last event it received.
+    ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("sse: client fell {} bytes behind; disconnecting it", pending_.size());
+    close();
+}
+
+// What a conflating stream held while it was behind, oldest first.
+void sse_session::queue_conflated() {
+    std::size_t sent = 0;
+    for (const auto& h : behind_.take()) {
+        if (!queue_reading(*h.newest, h.skipped)) break;
+        ++sent;
+    }
+    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
+}
+
+// Queues without writing: the caller flushes once it has queued everything it has.
+void sse_session::queue(std::string_view frame, std::size_t events) {
+    if (phase_ == phase::closed) return;
+    if (!fits(frame.size(), events)) return overflow();
+    pending_.append(frame);
+    pending_events_ += events;
+}
+
+void sse_session::do_write() {
+    if (pending_.empty() || phase_ == phase::closed) return;
+    // Everything queued goes out in one write: under load several readings share a write. Most
+    // writes fit into the socket's send buffer, so try a plain non-blocking send first: no
+    // asynchronous operation, timer or completion to schedule. Only a remainder waits.
+    beast::error_code ec;
+    std::size_t sent = stream_.socket().write_some(asio::buffer(pending_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        sent = 0;
+        ec = {};
+    }
+    if (ec) {
+        spdlog::debug("sse: write failed: {}", ec.message());
+        return close();
+    }
+    pending_events_ = 0;
+    if (sent == pending_.size()) {
+        pending_.clear();
+        return;
+    }
+    writing_.assign(pending_, sent);
+    pending_.clear();
+    write_in_flight_ = true;
+    stream_.expires_after(cfg_.write_timeout);
+    asio::async_write(stream_, asio::buffer(writing_),
+                      beast::bind_front_handler(&sse_session::on_write, shared_from_this()));
+}
+
+void sse_session::on_write(beast::error_code ec, std::size_t) {
+    write_in_flight_ = false;
+    stream_.expires_never();
+    if (ec) {
+        spdlog::debug("sse: write failed: {}", ec.message());
+        return close();
+    }
+    writing_.clear();
+    if (!behind_.empty()) queue_conflated();
+    do_write();  // what was queued meanwhile
+    if (write_in_flight_ || phase_ == phase::closed) return;
+    if (phase_ == phase::closing) return close();
+    if (phase_ == phase::catching_up) catch_up_step();
+}
+
+// The client sends nothing on an event stream; a read completes only when it goes away.
+void sse_session::watch_peer() {
+    stream_.socket().async_read_some(
+        asio::buffer(peer_byte_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            if (ec) {
+                spdlog::debug("sse: peer read ended: {}", ec.message());
+                return self->close();
+            }
+            self->watch_peer();
+        });
+}
+
+void sse_session::on_heartbeat(beast::error_code ec) {
+    if (ec || phase_ == phase::closed) return;
+    queue(": heartbeat\n\n", 0);
+    flush();
+    heartbeat_.expires_after(cfg_.heartbeat);
+    heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
+}
+
+void sse_session::close() {
+    if (phase_ == phase::closed) return;
+    spdlog::debug("sse: closing stream after id {}", last_id_);
+    phase_ = phase::closed;
+    ctx_.live.unsubscribe(this);
+    heartbeat_.cancel();
+    beast::error_code ignored;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+}
+
+}  // namespace telemetry::bridge::http

@@ -1,0 +1,88 @@
+// Server-Sent Events on /api/v1/stream: replay from the client's last id (memory or storage), then
+// live readings in id order, with heartbeats, presence events and a bounded send queue.
+#pragma once
+
+#include "core/config.hpp"
+#include "http/answer.hpp"
+#include "http/session.hpp"
+#include "live/hub.hpp"
+#include "pipeline/catch_up.hpp"
+#include "streams/conflation.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace telemetry::bridge::http {
+
+// Owns the connection after the HTTP session hands it over. All its handlers run on its shard's
+// thread; the hub calls the subscriber functions from the committing thread and they only
+// hand over to that thread.
+//
+// Invariant: readings are queued in strictly increasing id order and each at most once
+// (`last_id_` is the greatest id queued). It catches up through the one catch-up path, which
+// attaches it to the hub when it reaches the newest reading. The send queue, the write in flight
+// included, never holds more than the configured bytes or events: a client that falls that far
+// behind is disconnected, and resumes losslessly with Last-Event-ID.
+class sse_session : public subscriber,
+                    public stream_sink,
+                    public std::enable_shared_from_this<sse_session> {
+public:
+    sse_session(boost::beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+                const stream_config& cfg, request_info ri, stream_request req, connection_gauge::slot slot);
+    ~sse_session() override;
+    void start();
+
+    void on_delivery(const delivery& d) override;
+    void on_shutdown() override;
+    void deliver(const delivery& d) override;
+    void flush() override;
+    void overflowed() override;
+
+private:
+    void on_header(boost::beast::error_code ec, std::size_t);
+    void catch_up_step();
+    void on_catch_up(catch_up_chunk c);
+    bool queue_reading(const live_reading& l, std::uint64_t skipped = 0);
+    void queue_all(const std::vector<live_ptr>& readings);
+    void queue(std::string_view frame, std::size_t events);
+    void queue_conflated();
+    bool fits(std::size_t more_bytes, std::size_t more_events) const;
+    void overflow();
+    void do_write();
+    void on_write(boost::beast::error_code ec, std::size_t);
+    void watch_peer();
+    void on_heartbeat(boost::beast::error_code ec);
+    void close();
+
+    enum class phase { header, catching_up, live, closing, closed };
+
+    boost::beast::tcp_stream stream_;
+    io_shard& shard_;
+    session_context& ctx_;
+    const stream_config& cfg_;
+    request_info ri_;
+    stream_request req_;
+    selector_ptr selector_;
+    connection_gauge::slot slot_;
+    std::shared_ptr<bhttp::response<bhttp::empty_body>> res_;
+    std::shared_ptr<bhttp::response_serializer<bhttp::empty_body>> serializer_;
+    boost::asio::steady_timer heartbeat_;
+
+    phase phase_ = phase::header;
+    std::int64_t last_id_ = 0;       // greatest id queued to this client
+    std::string pending_;            // frames waiting for the next write
+    std::size_t pending_events_ = 0;
+    std::string writing_;            // the frames of the write in flight
+    conflation behind_;              // policy=conflate: held while a write is in flight
+    bool write_in_flight_ = false;
+    bool step_in_flight_ = false;     // a catch-up step reads storage
+    bool reset_checked_ = false;
+    char peer_byte_[512];
+};
+
+}  // namespace telemetry::bridge::http

@@ -1,0 +1,429 @@
+// WebSocket on /api/v1/ws: JSON subscribe/unsubscribe with per-subscription `after`, replay then
+// live readings, each reading sent once per connection, a bounded send queue, ping/pong keepalive.
+#include "streams/ws_session.hpp"
+
+#include "core/metrics.hpp"
+#include "core/wire_format.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+
+namespace telemetry::bridge::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = boost::beast::websocket;
+
+namespace {
+
+constexpr std::size_t backfill_chunk_most = 500;
+constexpr std::size_t max_waiting_backfills = 64;
+constexpr std::size_t max_message_bytes = 64 * 1024;
+
+std::string subscribed_message(std::string_view topic, std::int64_t cursor) {
+    std::string m = "{\"op\":\"subscribed\",\"topic\":";
+    append_json_string(m, topic);
+    m += ",\"cursor\":";
+    append_int(m, cursor);
+    m += '}';
+    return m;
+}
+
+
+}  // namespace
+
+ws_session::ws_session(beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+                       const stream_config& cfg, connection_gauge::slot slot)
+    : ws_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), slot_(std::move(slot)) {
+    ctx_.stats.ws_connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+ws_session::~ws_session() { ctx_.stats.ws_connections.fetch_sub(1, std::memory_order_relaxed); }
+
+void ws_session::start(request req) {
+    auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    // Ping an idle peer, and drop one that stops answering: Beast pings at half the idle timeout.
+    timeouts.idle_timeout = cfg_.heartbeat * 2;
+    timeouts.keep_alive_pings = true;
+    ws_.set_option(timeouts);
+    websocket::permessage_deflate pmd;
+    pmd.server_enable = true;  // used when the client offers it
+    ws_.set_option(pmd);
+    // Then each message goes through Beast, which compresses it. Otherwise the session frames
+    // messages itself, so that everything queued shares one write (coalescing_stream).
+    if (auto it = req.find(beast::http::field::sec_websocket_extensions); it != req.end())
+        compress_ = it->value().find("permessage-deflate") != beast::string_view::npos;
+    ws_.read_message_max(max_message_bytes);
+    // Called from inside our own read (which holds us alive) when the peer's close arrives.
+    ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+        if (kind == websocket::frame_type::close) on_peer_close();
+    });
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(beast::http::field::server, "telemetry-broker-bridge"); }));
+    beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
+    auto self = shared_from_this();
+    auto held = std::make_shared<request>(std::move(req));
+    ws_.async_accept(*held, [self, held](beast::error_code ec) { self->on_accept(ec); });
+}
+
+void ws_session::on_accept(beast::error_code ec) {
+    if (ec) return finish();
+    ctx_.stats.count_response(101);
+    // Registered with no filters yet: subscriptions add theirs (register_filters).
+    cursor_ = ctx_.live.subscribe(shared_from_this(), std::make_shared<const reading_selector>(std::vector<topic_filter>{}));
+    registered_ = true;
+    do_read();
+}
+
+void ws_session::do_read() {
+    ws_.async_read(in_, beast::bind_front_handler(&ws_session::on_read, shared_from_this()));
+}
+
+void ws_session::on_read(beast::error_code ec, std::size_t) {
+    if (ec) {
+        // Closed by the peer, timed out, or a protocol error (Beast has already answered it with
+        // the fitting close code, e.g. 1009 for an oversize message).
+        if (ec != websocket::error::closed && ec != asio::error::operation_aborted)
+            spdlog::debug("ws: read ended: {}", ec.message());
+        return finish();
+    }
+    if (!ws_.got_text()) {
+        in_.consume(in_.size());
+        return close(websocket::close_code::unknown_data, "only JSON text messages are accepted");
+    }
+    const std::string text = beast::buffers_to_string(in_.data());
+    in_.consume(in_.size());
+    handle_message(text);
+    if (!closing_ && !closed_) do_read();
+}
+
+void ws_session::send_error(std::string_view code, std::string_view message) {
+    std::string m = "{\"op\":\"error\",\"code\":";
+    append_json_string(m, code);
+    m += ",\"message\":";
+    append_json_string(m, message);
+    m += '}';
+    queue(std::move(m));
+}
+
+void ws_session::handle_message(std::string_view text) {
+    boost::system::error_code ec;
+    const auto doc = boost::json::parse(text, ec);
+    if (ec || !doc.is_object()) return send_error("bad_json", "messages are JSON objects with an \"op\"");
+    const auto& o = doc.as_object();
+    const auto* op = o.if_contains("op");
+    if (!op || !op->is_string()) return send_error("bad_request", "\"op\" must be a string");
+    const auto* topic = o.if_contains("topic");
+    if (!topic || !topic->is_string())
+        return send_error("bad_request", "\"topic\" must be an MQTT topic filter string");
+    std::string t(topic->as_string());
+    if (*op == "subscribe") {
+        std::optional<std::int64_t> after;
+        if (const auto* a = o.if_contains("after"); a && !a->is_null()) {
+            if (a->is_int64() && a->as_int64() >= 0) after = a->as_int64();
+            else if (a->is_uint64() && a->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) after = static_cast<std::int64_t>(a->as_uint64());
+            else return send_error("bad_request", "\"after\" must be a reading id (a non-negative integer)");
+        }
+        bool conflate = false;
+        if (const auto* p = o.if_contains("policy"); p && !p->is_null()) {
+            if (!p->is_string() || (p->as_string() != "all" && p->as_string() != "conflate"))
+                return send_error("bad_request", "\"policy\" must be \"all\" or \"conflate\"");
+            conflate = p->as_string() == "conflate";
+        }
+        return subscribe(std::move(t), after, conflate);
+    }
+    if (*op == "unsubscribe") return unsubscribe(t);
+    send_error("bad_request", "\"op\" must be subscribe or unsubscribe");
+}
+
+void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate) {
+    auto filter = topic_filter::parse(topic);
+    if (!filter) return send_error("bad_topic", "'" + topic + "' is not a valid MQTT topic filter");
+    const bool known = std::any_of(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == topic; });
+    if (!known && subs_.size() >= cfg_.max_filters)
+        return send_error("too_many_subscriptions", "at most " + std::to_string(cfg_.max_filters) + " subscriptions per connection");
+    if (known) {
+        // Already subscribed: its readings are flowing; only the policy may change.
+        for (auto& s : subs_)
+            if (s.topic == topic) s.conflate = conflate;
+        queue(subscribed_message(topic, cursor_));
+        return;
+    }
+    subs_.push_back({topic, std::move(*filter), 0, 0, conflate});
+    // From the hub's answer on, commits reach us with this filter: what came before is back-filled.
+    const std::int64_t live_from = register_filters();
+    auto& sub = subs_.back();
+    sub.live_from = live_from;
+    sub.start = after.value_or(live_from);
+    queue(subscribed_message(topic, live_from));
+    if (sub.start >= live_from) return;
+    if (waiting_backfills_.size() >= max_waiting_backfills)
+        return close(websocket::close_code::try_again_later, "too many subscriptions replaying at once");
+    start_backfill({std::move(topic), sub.start, live_from, true});
+}
+
+std::int64_t ws_session::register_filters() {
+    std::vector<topic_filter> all;
+    all.reserve(subs_.size());
+    for (const auto& s : subs_) all.push_back(s.filter);
+    return ctx_.live.subscribe(shared_from_this(), std::make_shared<const reading_selector>(std::move(all)));
+}
+
+void ws_session::unsubscribe(const std::string& topic) {
+    if (std::erase_if(subs_, [&](const subscription& s) { return s.topic == topic; })) register_filters();
+    std::string m = "{\"op\":\"unsubscribed\",\"topic\":";
+    append_json_string(m, topic);
+    m += '}';
+    queue(std::move(m));
+}
+
+// A reading of the subscription being back-filled is skipped if another subscription, complete
+// for it, has already sent it (its start is below the id and it matches).
+bool ws_session::covered_by_other(const live_reading& l, const std::string& topic) const {
+    for (const auto& s : subs_) {
+        if (s.topic == topic || s.start >= l.r.id || !s.filter.matches(l.topic)) continue;
+        // Live for it, or back-filled already (its back-fill is not still waiting below the id).
+        const bool waiting = l.r.id <= s.live_from &&
+                             std::any_of(waiting_backfills_.begin(), waiting_backfills_.end(),
+                                         [&](const backfill& b) { return b.topic == s.topic && b.from < l.r.id; });
+        if (!waiting) return true;
+    }
+    return false;
+}
+
+void ws_session::start_backfill(backfill b) {
+    if (backfill_) {
+        waiting_backfills_.push_back(std::move(b));
+        return;
+    }
+    backfill_ = std::move(b);
+    backfill_step();
+}
+
+void ws_session::backfill_step() {
+    if (!backfill_ || closing_ || closed_) return;
+    auto& b = *backfill_;
+    auto sub = std::find_if(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == b.topic; });
+    if (sub == subs_.end() || b.from >= b.upto) return finish_backfill();
+    catch_up_query q;
+    q.after = b.from;
+    q.upto = b.upto;
+    q.selector = std::make_shared<const reading_selector>(std::vector<topic_filter>{sub->filter});
+    q.limit = cfg_.replay_chunk(backfill_chunk_most);
+    q.check_reset = b.check_reset;
+    auto self = shared_from_this();
+    auto c = ctx_.catchup.next(q, ws_.get_executor(),
+                               [self](catch_up_chunk chunk) { self->on_backfill_chunk(std::move(chunk)); });
+    if (c) on_backfill_chunk(std::move(*c));
+}
+
+void ws_session::on_backfill_chunk(catch_up_chunk c) {
+    if (!backfill_ || closing_ || closed_) return;
+    if (c.result == catch_up_chunk::outcome::busy)
+        return close(websocket::close_code::try_again_later, "storage busy; retry with after");
+    if (c.result == catch_up_chunk::outcome::failed)
+        return close(websocket::close_code::internal_error, "storage unavailable; retry with after");
+    auto& b = *backfill_;
+    b.check_reset = false;
+    if (c.reset) queue(ws_reset_message(b.topic, *c.reset));
+    for (const auto& l : c.readings)
+        if (!covered_by_other(*l, b.topic)) {
+            ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
+            queue(std::shared_ptr<const std::string>(l, &l->ws_json));
+        }
+    if (closing_ || closed_) return;
+    b.from = std::max(b.from, c.reached);
+    if (b.from >= b.upto) return finish_backfill();
+    // Flow control: the next chunk once this one is written (on_write).
+    if (!writing_) backfill_step();
+}
+
+void ws_session::finish_backfill() {
+    backfill_.reset();
+    if (!waiting_backfills_.empty()) {
+        auto next = std::move(waiting_backfills_.front());
+        waiting_backfills_.pop_front();
+        return start_backfill(std::move(next));
+    }
+    auto held = std::move(held_);
+    held_.clear();
+    held_readings_ = 0;
+    for (const auto& d : held) {
+        if (d.readings) process_batch(*d.readings);
+        if (d.statuses) process_statuses(*d.statuses);
+    }
+}
+
+void ws_session::on_delivery(const delivery& d) { shard_.hand_over(shared_from_this(), d); }
+
+void ws_session::deliver(const delivery& d) {
+    if (closing_ || closed_) return;
+    batching_ = true;  // flush() writes what this queues
+    if (backfill_) {
+        // Held, not sent: a back-fill is sending older readings of some subscription first.
+        held_readings_ += (d.readings ? d.readings->size() : 0) + (d.statuses ? d.statuses->size() : 0);
+        if (held_readings_ > cfg_.max_queue_events) {
+            ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+            return close(websocket::close_code::policy_error, "too far behind; reconnect with after");
+        }
+        held_.push_back(d);
+        return;
+    }
+    if (d.readings) process_batch(*d.readings);
+    if (d.statuses) process_statuses(*d.statuses);
+}
+
+void ws_session::overflowed() {
+    ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+    close(websocket::close_code::policy_error, "too far behind; reconnect with after");
+}
+
+void ws_session::flush() {
+    batching_ = false;
+    if (!writing_) do_write();
+}
+
+void ws_session::process_batch(const std::vector<live_ptr>& batch) {
+    for (const auto& l : batch) {
+        if (l->r.id <= cursor_) continue;
+        cursor_ = l->r.id;
+        // Once per connection, however many subscriptions match; conflated only if every
+        // subscription that wants it conflates.
+        bool wanted = false, every_conflates = true;
+        for (const auto& s : subs_) {
+            if (std::max(s.start, s.live_from) < l->r.id && s.filter.matches(l->topic)) {
+                wanted = true;
+                every_conflates = every_conflates && s.conflate;
+                if (!every_conflates) break;
+            }
+        }
+        if (!wanted) continue;
+        if (every_conflates && writing_) {
+            if (behind_.hold(l)) ctx_.stats.stream_conflated.fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
+        queue(std::shared_ptr<const std::string>(l, &l->ws_json));
+        if (closing_ || closed_) return;
+    }
+}
+
+void ws_session::process_statuses(const std::vector<status_ptr>& statuses) {
+    for (const auto& st : statuses) queue(ws_status_message(*st));
+}
+
+void ws_session::on_shutdown() {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] {
+        self->close(websocket::close_code::going_away, "server shutting down; reconnect with after");
+    });
+}
+
+// What conflating subscriptions held while a write was in flight, oldest first; each message says
+// how many older readings of its series it replaced.
+void ws_session::queue_conflated() {
+    for (const auto& h : behind_.take()) {
+        ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
+        if (h.skipped == 0) {
+            queue(std::shared_ptr<const std::string>(h.newest, &h.newest->ws_json));
+            continue;
+        }
+        std::string m;
+        append_with_skipped(m, h.newest->ws_json, h.skipped);
+        queue(std::move(m));
+    }
+}
+
+void ws_session::queue(std::shared_ptr<const std::string> msg) {
+    if (closing_ || closed_) return;
+    // The write in flight counts: it is memory this client holds until it reads.
+    if (out_bytes_ + writing_bytes_ + msg->size() > cfg_.max_queue_bytes || out_.size() + 1 > cfg_.max_queue_events) {
+        ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("ws: client fell {} bytes behind; disconnecting it", out_bytes_);
+        return close(websocket::close_code::policy_error, "too far behind; reconnect with after");
+    }
+    out_bytes_ += msg->size();
+    out_.push_back(std::move(msg));
+    if (!writing_ && !batching_) do_write();
+}
+
+void ws_session::do_write() {
+    if (out_.empty() || closed_) return;
+    writing_ = true;
+    if (!compress_) {
+        // Every queued message, framed here, in one write.
+        frames_.clear();
+        for (const auto& m : out_) append_text_frame(frames_, *m);
+        writing_bytes_ = out_bytes_;
+        out_.clear();
+        out_bytes_ = 0;
+        ws_.next_layer().append(frames_);
+        ws_.next_layer().flush([self = shared_from_this()](beast::error_code ec) { self->on_write(ec, 0); });
+        return;
+    }
+    // The message in flight is held apart from the queue, which a close may clear meanwhile.
+    in_flight_ = std::move(out_.front());
+    out_.pop_front();
+    out_bytes_ -= in_flight_->size();
+    writing_bytes_ = in_flight_->size();
+    ws_.text(true);
+    ws_.async_write(asio::buffer(*in_flight_), beast::bind_front_handler(&ws_session::on_write, shared_from_this()));
+}
+
+void ws_session::on_write(beast::error_code ec, std::size_t) {
+    writing_ = false;
+    writing_bytes_ = 0;
+    in_flight_.reset();
+    if (ec) return finish();
+    if (close_after_write_) {
+        auto [code, reason] = *close_after_write_;
+        close_after_write_.reset();
+        ws_.async_close(websocket::close_reason(code, reason),
+                        [self = shared_from_this()](beast::error_code) { self->finish(); });
+        return;
+    }
+    if (!behind_.empty()) queue_conflated();
+    if (!out_.empty()) return do_write();
+    if (backfill_) backfill_step();
+}
+
+void ws_session::close(websocket::close_code code, std::string_view reason) {
+    if (closing_ || closed_) return;
+    closing_ = true;
+    out_.clear();
+    out_bytes_ = 0;
+    if (writing_) {
+        close_after_write_.emplace(code, std::string(reason));
+        return;
+    }
+    ws_.async_close(websocket::close_reason(code, reason),
+                    [self = shared_from_this()](beast::error_code) { self->finish(); });
+}
+
+// The peer is closing: send it nothing more, so Beast's answering close frame follows at once
+// whatever is already being written, instead of a queue of readings the peer will not read.
+void ws_session::on_peer_close() {
+    spdlog::debug("ws: peer sent close");
+    closing_ = true;
+    out_.clear();
+    out_bytes_ = 0;
+    behind_.clear();
+    held_.clear();
+    held_readings_ = 0;
+    ws_.next_layer().drop_unsent();
+}
+
+void ws_session::finish() {
+    if (closed_) return;
+    closed_ = true;
+    if (registered_) ctx_.live.unsubscribe(this);
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(ws_).socket().close(ignored);
+}
+
+}  // namespace telemetry::bridge::http
