@@ -41,6 +41,7 @@ struct subscriber_registry::entry {
     std::uint64_t tick = 0;        // the last reading or status that hit this entry
     std::uint64_t generation = 0;  // the last commit that hit it; then `slot` is its match
     std::size_t slot = 0;
+    std::uint64_t takes_all = 0;   // the commit in which it has `#` and takes every reading
 };
 
 struct subscriber_registry::node {
@@ -142,8 +143,9 @@ bool subscriber_registry::remove(const subscriber* s) {
 
 template <typename Hit>
 void subscriber_registry::walk(node& n, const std::vector<std::string_view>& levels, std::size_t i,
-                               bool children_too, Hit& hit) {
-    for (entry* e : n.hash) hit(e);
+                               bool children_too, Hit& hit, bool skip_root_hash) {
+    if (!(skip_root_hash && i == 0))
+        for (entry* e : n.hash) hit(e);
     if (i == levels.size()) {
         for (entry* e : n.ends) hit(e);
         if (!children_too) return;
@@ -182,16 +184,22 @@ std::vector<subscriber_registry::match> subscriber_registry::match_commit(
 
     std::vector<std::string_view> levels;
     if (readings) {
+        // `#` alone selects every reading: such subscribers take the commit's batch as it is,
+        // without a walk or a list per reading (the common dashboard-on-everything case).
+        for (entry* e : root_->hash) {
+            e->takes_all = generation;
+            slot_of(e);
+        }
         for (const auto& l : *readings) {
             const live_ptr* current = &l;
             const std::uint64_t tick = ++tick_;
             auto hit = [&](entry* e) {
-                if (e->tick == tick) return;  // another filter of the same subscriber matched
+                if (e->tick == tick || e->takes_all == generation) return;  // selected already
                 e->tick = tick;
                 picked[slot_of(e)].push_back(*current);
             };
             split_levels(l->topic, levels);
-            walk(*root_, levels, 0, false, hit);
+            walk(*root_, levels, 0, false, hit, /*skip_root_hash=*/true);
         }
     }
     if (statuses) {
@@ -220,8 +228,9 @@ std::vector<subscriber_registry::match> subscriber_registry::match_commit(
             continue;
         }
         match m{std::move(target), {}};
-        if (!picked[i].empty())
-            m.what.readings = picked[i].size() == readings->size()
+        const bool all = readings && (e->takes_all == generation || picked[i].size() == readings->size());
+        if (all || !picked[i].empty())
+            m.what.readings = all
                                   ? readings  // selects all of them: share the commit's batch
                                   : std::make_shared<const std::vector<live_ptr>>(std::move(picked[i]));
         if (!picked_status[i].empty())

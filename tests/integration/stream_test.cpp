@@ -13,6 +13,7 @@
 #include <csignal>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 using namespace telemetry::testing;
@@ -80,7 +81,7 @@ TEST_CASE("sse - replays after an id then continues live in id order") {
 
     p.pub("sensors/b/humidity", "41");       // filtered out
     p.pub("sensors/b/temperature", "22.5");  // delivered live
-    p.pub("sensors/b/status", "offline");    // presence, not filtered by topic
+    p.pub("sensors/b/status", "offline");    // presence of a sensor the filter can match
     auto live = take_readings(c, 1);
     REQUIRE(live.size() == 1);
     CHECK(live[0].at("sensor").as_string() == "b");
@@ -325,4 +326,46 @@ TEST_CASE("sse - shutdown closes streams with a retry hint and SIGTERM exits 0")
     CHECK(!c.next(10s));
     CHECK(c.closed());
     CHECK(br.process().wait(20s) == std::optional<int>(0));
+}
+
+// docs/api.md section 4: a stream receives the presence of the sensors its filters can match, and
+// nothing of the others, even when a whole fleet comes online at once.
+TEST_CASE("sse - presence follows the stream's filters, also when a fleet comes online") {
+    temp_dir dir;
+    broker mosq(dir / "mosquitto");
+    bridge br(dir / "bridge", mosq.url());
+    REQUIRE(br.wait_ready());
+    publisher p(mosq.url(), "t-sse-presence");
+    sse_client narrow(br.port(), "/api/v1/stream?topic=sensors/s7/temperature");
+    sse_client wide(br.port(), "/api/v1/stream?topic=sensors/%2B/temperature");
+    REQUIRE(narrow.next());  // retry
+    REQUIRE(wide.next());
+    constexpr int fleet = 300;
+    for (int i = 0; i < fleet; ++i) p.pub("sensors/s" + std::to_string(i) + "/status", "online");
+    for (int i = 0; i < fleet; ++i) p.pub("sensors/s" + std::to_string(i) + "/temperature", "20");
+    p.pub("sensors/s7/temperature", "21");
+
+    std::vector<std::string> narrow_status;
+    int narrow_readings = 0;
+    while (narrow_readings < 2) {
+        auto ev = narrow.next(10s);
+        REQUIRE(ev);
+        if (ev->event == "status") narrow_status.push_back(ev->data);
+        if (ev->event == "reading") {
+            CHECK(json::parse(ev->data).at("sensor").as_string() == "s7");
+            ++narrow_readings;
+        }
+    }
+    REQUIRE(narrow_status.size() == 1);
+    CHECK(json::parse(narrow_status[0]) == json::parse(R"({"sensor":"s7","online":true})"));
+
+    std::set<std::string> wide_status;
+    int wide_readings = 0;
+    while (wide_readings < fleet + 1) {
+        auto ev = wide.next(10s);
+        REQUIRE(ev);
+        if (ev->event == "status") wide_status.insert(std::string(json::parse(ev->data).at("sensor").as_string()));
+        if (ev->event == "reading") ++wide_readings;
+    }
+    CHECK(wide_status.size() == fleet);  // every sensor's presence, each at least once
 }

@@ -165,6 +165,38 @@ async def case_replay_live_once(sys_):
         check(status == {"op": "status", "sensor": "c", "online": False}, f"status {status}")
 
 
+async def case_presence_follows_filters(sys_):
+    # docs/api.md section 5.2: presence only for sensors the subscriptions can match; none before
+    # the first subscription.
+    async with connect(sys_.url()) as narrow, connect(sys_.url()) as wide, connect(sys_.url()) as idle:
+        await narrow.send(json.dumps({"op": "subscribe", "topic": "sensors/a/temperature"}))
+        check((await recv_json(narrow))["op"] == "subscribed", "narrow subscribed")
+        await wide.send(json.dumps({"op": "subscribe", "topic": "sensors/+/temperature"}))
+        check((await recv_json(wide))["op"] == "subscribed", "wide subscribed")
+        for sensor in ("a", "b", "c"):
+            sys_.pub(f"sensors/{sensor}/status", "online")
+        sys_.pub("sensors/b/temperature", "20")
+        sys_.pub("sensors/a/temperature", "21")  # last: once it arrives, the statuses have
+        got, other = await readings(narrow, 1)
+        check(got[0]["sensor"] == "a", f"narrow reading {got}")
+        check([(m["op"], m.get("sensor")) for m in other] == [("status", "a")], f"narrow presence {other}")
+        got, other = await readings(wide, 2)
+        check(sorted(m["sensor"] for m in other if m["op"] == "status") == ["a", "b", "c"], f"wide presence {other}")
+        # Widening a subscription widens presence from then on.
+        await narrow.send(json.dumps({"op": "subscribe", "topic": "sensors/c/#"}))
+        check((await recv_json(narrow))["op"] == "subscribed", "second subscribed")
+        sys_.pub("sensors/b/status", "offline")
+        sys_.pub("sensors/c/status", "offline")
+        sys_.pub("sensors/a/temperature", "22")
+        got, other = await readings(narrow, 1)
+        check([(m["op"], m.get("sensor")) for m in other] == [("status", "c")], f"widened presence {other}")
+        try:
+            m = await recv_json(idle, 1)
+            check(False, f"a connection without subscriptions got {m}")
+        except asyncio.TimeoutError:
+            pass
+
+
 async def case_resume_under_load(sys_):
     total = 2000
     lines = [(f"sensors/r{i % 4}/temperature", str(i)) for i in range(total)]
@@ -303,6 +335,7 @@ CASES = {
     "bad_frames": case_bad_frames,
     "shutdown": case_shutdown,
     "conflate_stalled": case_conflate_stalled,
+    "presence_follows_filters": case_presence_follows_filters,
 }
 
 if __name__ == "__main__":
