@@ -17,8 +17,9 @@
 //       reading (or `drain` seconds without progress). One `RESULT` line per step.
 //   stream-bench --port P --subscribers N --idle-hold S
 //       open N streams, print `READY`, hold them S seconds, print `RESULT mode=idle ...`.
-//   --transport sse|ws  sse (default): a stream counts once its `retry:` line arrived; readings
-//       are `id:` + `data:` lines (bench/stream_sse.hpp). ws: an upgrade without extensions, then
+//   --transport sse|ws  sse (default): a stream counts once its `retry:` hint arrived; readings
+//       are `event: reading` events (request in bench/stream_sse.hpp, parsing by the shared
+//       telemetry::sse parser, bridge-cli/sse_parser.hpp). ws: an upgrade without extensions, then
 //       {"op":"subscribe","topic":...}; a stream counts once `subscribed` arrived; readings are
 //       {"op":"reading",...} text frames; pings are answered (bench/stream_ws.hpp).
 //   --watch-pid PID[,PID]  CPU seconds (utime+stime) of these processes over each measured
@@ -37,6 +38,7 @@
 #include <boost/asio/write.hpp>
 #include <mqtt/async_client.h>
 
+#include "sse_parser.hpp"
 #include "stream_sse.hpp"
 #include "stream_ws.hpp"
 
@@ -355,10 +357,15 @@ private:
 
     void on_body(const char* p, std::size_t n, std::int64_t rx, std::int64_t krx) {
         if (s_.kind == transport::sse) {
-            sse_.feed(p, n, [&](std::string_view l) {
-                on_sse_line(l, rx, krx);
-                return state_ == st::body;
-            });
+            sse_sink sink(*this, rx, krx);
+            if (!sse_.feed(std::string_view(p, n), sink) && sse_.overflowed() && state_ == st::body) {
+                if (!protocol_error_logged_) {
+                    protocol_error_logged_ = true;
+                    std::fprintf(stderr, "stream-bench: connection %zu: an SSE line or event over the parser's limits\n",
+                                 index_);
+                }
+                on_error(asio::error::message_size);
+            }
             return;
         }
         const bool ok = ws_.feed(
@@ -381,24 +388,41 @@ private:
         }
     }
 
-    // ---- Server-Sent Events: retry: (the stream is open), id:, data:, comments ----
+    // ---- Server-Sent Events: retry (the stream is open), reading and status events, comments ----
 
-    void on_sse_line(std::string_view l, std::int64_t rx, std::int64_t krx) {
-        if (l.empty()) return;
-        if (l.rfind("data: ", 0) == 0) {
-            if (l.find("\"seq\":") == std::string_view::npos) {
-                if (l.find("\"online\"") != std::string_view::npos) ++c_.status_events;
-                else ++c_.other_events;
-                return;
-            }
-            on_reading(l.substr(6), rx, krx);
-        } else if (l.rfind("id: ", 0) == 0) {
+    // Hands the events of one read to the connection with that read's receive times. The parser
+    // lends the views without copying them, so this path allocates nothing per event. Stops the
+    // read once the connection is no longer streaming (it failed and will reconnect).
+    class sse_sink final : public telemetry::sse::handler {
+    public:
+        sse_sink(connection& conn, std::int64_t rx, std::int64_t krx) : conn_(conn), rx_(rx), krx_(krx) {}
+        bool on_event(const telemetry::sse::event& ev) override {
+            conn_.on_sse_event(ev, rx_, krx_);
+            return conn_.state_ == st::body;
+        }
+        bool on_retry(std::chrono::milliseconds) override {
+            conn_.mark_ready();
+            return conn_.state_ == st::body;
+        }
+        bool on_comment(std::string_view) override {
+            ++conn_.c_.heartbeats;
+            return true;
+        }
+
+    private:
+        connection& conn_;
+        std::int64_t rx_, krx_;
+    };
+
+    void on_sse_event(const telemetry::sse::event& ev, std::int64_t rx, std::int64_t krx) {
+        if (ev.type == "reading") {
             std::int64_t id = 0;
-            if (parse_i64(l.substr(4), id)) on_id(id);
-        } else if (l.rfind("retry:", 0) == 0) {
-            mark_ready();
-        } else if (l.front() == ':') {
-            ++c_.heartbeats;
+            if (parse_i64(ev.id, id)) on_id(id);
+            on_reading(ev.data, rx, krx);
+        } else if (ev.type == "status") {
+            ++c_.status_events;
+        } else {
+            ++c_.other_events;
         }
     }
 
@@ -541,7 +565,7 @@ private:
     std::unique_ptr<asio::steady_timer> timer_;
     std::unique_ptr<char[]> buf_;
     std::string head_, out_;
-    sse::line_splitter sse_;
+    telemetry::sse::parser sse_;
     ws::frame_reader ws_;
     st state_ = st::connecting;
     bool writing_ = false, ws_closing_ = false;

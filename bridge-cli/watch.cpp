@@ -4,7 +4,7 @@
 #include "commands.hpp"
 #include "exit_codes.hpp"
 #include "http_client.hpp"
-#include "sse_reader.hpp"
+#include "sse_parser.hpp"
 
 #include <boost/json/parse.hpp>
 
@@ -38,28 +38,29 @@ std::optional<std::int64_t> newest_id(http_client& c) {
     return cursor->get_int64();
 }
 
-class watcher {
+class watcher : public sse::handler {
 public:
     watcher(const global_options& g, const watch_options& o) : g_(g), o_(o) {}
 
     // Prints what `ev` says; false once --count readings have been printed.
-    bool on_event(const sse_event& ev) {
-        if (ev.event == "reading") return on_reading(ev);
-        if (ev.event == "status" && o_.status) print_status(ev);
-        if (ev.event == "reset") warn_reset(ev);
+    bool on_event(const sse::event& ev) override {
+        if (ev.type == "reading") return on_reading(ev);
+        if (ev.type == "status" && o_.status) print_status(ev);
+        if (ev.type == "reset") warn_reset(ev);
         return true;  // other event types are for other clients
     }
 
     std::optional<std::int64_t> last_id;
 
 private:
-    bool on_reading(const sse_event& ev) {
+    bool on_reading(const sse::event& ev) {
         boost::system::error_code ec;
         const auto v = json::parse(ev.data, ec);
         const json::object* r = !ec && v.is_object() ? &v.get_object() : nullptr;
         const json::value* id = r ? r->if_contains("id") : nullptr;
         if (!id || !id->is_int64())
-            throw cli_error(exit_code::bad_response, "a reading event without a reading: " + ev.data.substr(0, 200));
+            throw cli_error(exit_code::bad_response,
+                            "a reading event without a reading: " + std::string(ev.data.substr(0, 200)));
         // The server promises no duplicate after a resume; this keeps the promise of our output
         // even if it did send one.
         if (last_id && id->get_int64() <= *last_id) return true;
@@ -74,7 +75,8 @@ private:
                 if (const auto* unit = r->if_contains("unit"); unit && unit->is_string())
                     line += ' ' + std::string(unit->get_string());
             } catch (const std::exception&) {
-                throw cli_error(exit_code::bad_response, "a malformed reading: " + ev.data.substr(0, 200));
+                throw cli_error(exit_code::bad_response,
+                                "a malformed reading: " + std::string(ev.data.substr(0, 200)));
             }
         }
         line += '\n';
@@ -85,7 +87,7 @@ private:
         return o_.count == 0 || printed_ < o_.count;
     }
 
-    void print_status(const sse_event& ev) {
+    void print_status(const sse::event& ev) {
         if (o_.json) {
             std::cout << ev.data << '\n' << std::flush;
             return;
@@ -102,7 +104,7 @@ private:
                   << std::flush;
     }
 
-    void warn_reset(const sse_event& ev) {
+    void warn_reset(const sse::event& ev) {
         if (g_.quiet) return;
         std::string oldest = "?";
         boost::system::error_code ec;
@@ -145,15 +147,12 @@ int run_watch(const global_options& g, const watch_options& o) {
         // Last-Event-ID, as a browser sends it on reconnect, wins over `after` on the server.
         if (w.last_id) headers.emplace_back("Last-Event-ID", std::to_string(*w.last_id));
         http_response head;
-        sse_reader reader;
+        sse::parser reader;
         std::string why;
         stream_end end = stream_end::closed;
         try {
-            end = client.stream(target, headers, idle_limit, head, [&](std::string_view bytes) {
-                for (const auto& ev : reader.feed(bytes))
-                    if (!w.on_event(ev)) return false;
-                return !reader.overflowed();
-            });
+            end = client.stream(target, headers, idle_limit, head,
+                                [&](std::string_view bytes) { return reader.feed(bytes, w); });
         } catch (const cli_error& e) {
             // The first connection failing is an answer for a script; later ones are outages.
             if (e.code() != exit_code::network || !connected_once) throw;
@@ -168,7 +167,7 @@ int run_watch(const global_options& g, const watch_options& o) {
                 connected_once = true;
                 if (reader.retry()) retry = *reader.retry();
                 why = end == stream_end::idle ? "no heartbeat for " + format_duration(idle_limit.count())
-                      : reader.overflowed()   ? "an oversize event line"
+                      : reader.overflowed()   ? "an event or line over the size limit"
                                               : "the server closed the stream";
             } else if (!connected_once || (head.status < 500 && head.status != 429)) {
                 check_status(head);  // 4xx (and a first 5xx): the exit code says which

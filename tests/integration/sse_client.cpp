@@ -1,5 +1,5 @@
-// Test support: a Server-Sent Events reader that behaves like a browser's EventSource (it keeps
-// the last event id and can reconnect with Last-Event-ID).
+// Test support: a Server-Sent Events client that behaves like a browser's EventSource (it keeps
+// the last event id and can reconnect with Last-Event-ID). The parsing is telemetry::sse's.
 #include "sse_client.hpp"
 
 #include <arpa/inet.h>
@@ -27,18 +27,35 @@ sse_client::sse_client(std::uint16_t port, const std::string& target,
     req += "\r\n";
     ::send(fd_, req.data(), req.size(), MSG_NOSIGNAL);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (buf_.find("\r\n\r\n") == std::string::npos)
+    while (head_buf_.find("\r\n\r\n") == std::string::npos)
         if (!fill(deadline)) break;
-    const auto end = buf_.find("\r\n\r\n");
+    const auto end = head_buf_.find("\r\n\r\n");
     if (end == std::string::npos) return;
-    header_ = buf_.substr(0, end);
-    buf_.erase(0, end + 4);
+    header_ = head_buf_.substr(0, end);
     if (header_.size() > 12) status_ = std::stoi(header_.substr(9, 3));
     if (last_event_id) last_id_ = *last_event_id;
+    parser_.reset(last_id_);
+    in_body_ = true;
+    parse(std::string_view(head_buf_).substr(end + 4));
+    std::string().swap(head_buf_);
 }
 
 sse_client::~sse_client() {
     if (fd_ >= 0) ::close(fd_);
+}
+
+bool sse_client::on_event(const sse::event& ev) {
+    parsed_.push_back({std::string(ev.id), std::string(ev.type), std::string(ev.data), std::nullopt});
+    return true;
+}
+
+bool sse_client::on_retry(std::chrono::milliseconds ms) {
+    parsed_.push_back({parser_.last_event_id(), "retry", "", ms});
+    return true;
+}
+
+void sse_client::parse(std::string_view bytes) {
+    if (!parser_.feed(bytes, *this)) throw std::runtime_error("sse: the event stream exceeds the parser's limits");
 }
 
 bool sse_client::fill(std::chrono::steady_clock::time_point deadline) {
@@ -53,43 +70,20 @@ bool sse_client::fill(std::chrono::steady_clock::time_point deadline) {
         closed_ = true;
         return false;
     }
-    buf_.append(tmp, static_cast<std::size_t>(n));
+    const std::string_view bytes(tmp, static_cast<std::size_t>(n));
+    if (in_body_) parse(bytes);
+    else head_buf_.append(bytes);
     return true;
 }
 
 std::optional<sse_event> sse_client::next(std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        const auto end = buf_.find("\n\n");
-        if (end == std::string::npos) {
-            if (!fill(deadline)) return std::nullopt;
-            continue;
-        }
-        const std::string block = buf_.substr(0, end + 1);
-        buf_.erase(0, end + 2);
-        sse_event ev;
-        bool any = false;
-        std::size_t pos = 0;
-        while (pos < block.size()) {
-            const auto eol = block.find('\n', pos);
-            const std::string line = block.substr(pos, eol - pos);
-            pos = eol + 1;
-            if (line.empty() || line[0] == ':') continue;
-            const auto colon = line.find(':');
-            const std::string field = line.substr(0, colon);
-            std::string value = colon == std::string::npos ? "" : line.substr(colon + 1);
-            if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-            any = true;
-            if (field == "id") ev.id = value;
-            else if (field == "event") ev.event = value;
-            else if (field == "data") ev.data += (ev.data.empty() ? "" : "\n") + value;
-            else if (field == "retry") ev.retry = value;
-        }
-        if (!any) continue;  // a comment (heartbeat)
-        if (ev.event.empty()) ev.event = ev.data.empty() && !ev.retry.empty() ? "retry" : "message";
-        if (!ev.id.empty()) last_id_ = ev.id;
-        return ev;
-    }
+    while (parsed_.empty())
+        if (!fill(deadline)) return std::nullopt;
+    sse_event ev = std::move(parsed_.front());
+    parsed_.pop_front();
+    last_id_ = ev.id;
+    return ev;
 }
 
 }  // namespace telemetry::testing

@@ -322,7 +322,7 @@ TEST_CASE("sse - shutdown closes streams with a retry hint and SIGTERM exits 0")
     br.process().signal(SIGTERM);
     auto ev = c.next(10s);
     REQUIRE(ev);
-    CHECK(!ev->retry.empty());
+    CHECK(ev->retry.has_value());
     CHECK(!c.next(10s));
     CHECK(c.closed());
     CHECK(br.process().wait(20s) == std::optional<int>(0));
