@@ -1,7 +1,8 @@
 # Shared by the benchmark scripts. Source it after `set -euo pipefail` with BENCH_NAME (used for
 # the work directory and messages) and LIMIT_S (the script's hard limit in seconds) set. It gives
 # a work directory `$work`, a list `pids` of what the script started (stopped, by PID, at exit,
-# with the work directory removed), and small helpers.
+# with the work directory removed), small helpers, and starters for a private Mosquitto and a
+# bridge set up for the streaming benchmarks (stream.sh, fanout_narrow.sh).
 
 # Everything runs on loopback: keep any HTTP proxy of the environment out of it.
 unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY
@@ -34,4 +35,68 @@ stop_pid() {
   local keep=() p
   for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
   pids=("${keep[@]}")
+}
+
+# A private Mosquitto on a free loopback port: no persistence, TCP_NODELAY, queues large enough
+# that a burst is never dropped. Sets `mport` and `mpid`.
+start_mosquitto() {
+  mport=$(free_port)
+  {
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n' "$mport"
+    printf 'max_queued_messages 1000000\nmax_queued_bytes 0\npersistence false\n'
+    # Mosquitto drops privileges to `mosquitto` when started as root unless told otherwise.
+    if [[ $(id -u) -eq 0 ]]; then echo "user root"; fi
+  } > "$work/mosquitto.conf"
+  mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
+  mpid=$!; pids+=("$mpid")
+  wait_tcp "$mport" || { echo "mosquitto did not start:" >&2; cat "$work/mosquitto.log" >&2; exit 1; }
+}
+
+# Starts the bridge binary $1 with its own config and database in the new directory $2, reading
+# from the Mosquitto of start_mosquitto, with `[http] threads = HTTP_THREADS` (default 2) and
+# `max_connections = $3`; waits for /readyz. Sets `bpid` and `bport` (printed by the bridge).
+launch_bridge() {
+  local bin=$1 dir=$2 max_connections=$3
+  mkdir -p "$dir"
+  cat > "$dir/bridge.toml" <<EOF
+log_level = "warn"
+[mqtt]
+url = "tcp://127.0.0.1:$mport"
+client_id = "$BENCH_NAME-$(basename "$dir")"
+session_expiry_s = 5
+[http]
+listen = "127.0.0.1:0"
+threads = ${HTTP_THREADS:-2}
+max_connections = $max_connections
+[storage]
+db_path = "$dir/telemetry.db"
+EOF
+  : > "$dir/out.log"  # exists before the poll below reads it, however late the child opens it
+  "$bin" --config "$dir/bridge.toml" > "$dir/out.log" 2> "$dir/err.log" &
+  bpid=$!; pids+=("$bpid")
+  bport=''
+  for _ in $(seq 200); do
+    bport=$(sed -n 's#^broker-bridge: serving http://127.0.0.1:\([0-9]*\).*#\1#p' "$dir/out.log")
+    [[ -n $bport ]] && break
+    kill -0 "$bpid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [[ -n $bport ]] || { echo "bridge did not start:" >&2; cat "$dir/err.log" >&2; exit 1; }
+  for _ in $(seq 100); do
+    [[ $(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$bport/readyz") == 200 ]] && return 0
+    sleep 0.1
+  done
+  echo "bridge not ready:" >&2; cat "$dir/err.log" >&2; exit 1
+}
+
+metric() {  # metric PORT NAME-WITH-LABELS: one value from the bridge's /metrics
+  curl --noproxy '*' -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+}
+bridge_stream_metrics() {  # of the bridge on `bport`
+  echo "  bridge /metrics: sse_connections=$(metric "$bport" 'telemetry_stream_connections{transport="sse"}')" \
+       "ws_connections=$(metric "$bport" 'telemetry_stream_connections{transport="websocket"}')" \
+       "readings_sent_total=$(metric "$bport" telemetry_stream_readings_sent_total)" \
+       "slow_disconnects_total=$(metric "$bport" telemetry_stream_slow_disconnects_total)" \
+       "readings_stored_total=$(metric "$bport" telemetry_readings_stored_total)" \
+       "rejected_connections=$(metric "$bport" telemetry_http_connections_rejected_total)"
 }

@@ -54,28 +54,8 @@ source "$(dirname "$0")/common.sh"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (( $(ulimit -n) > IDLE_SUBS + 200 )) || { echo "open-files limit $(ulimit -n) too low for IDLE_SUBS=$IDLE_SUBS" >&2; exit 1; }
 
-metric() {  # metric PORT NAME-WITH-LABELS
-  curl --noproxy '*' -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
-}
-
 # ---- Mosquitto ----
-mport=$(free_port)
-cat > "$work/mosquitto.conf" <<EOF
-listener $mport 127.0.0.1
-allow_anonymous true
-set_tcp_nodelay true
-max_queued_messages 1000000
-max_queued_bytes 0
-persistence false
-user root
-EOF
-mosquitto -c "$work/mosquitto.conf" > "$work/mosquitto.log" 2>&1 &
-mpid=$!; pids+=("$mpid")
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break
-  sleep 0.1
-done
-(exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null || { echo "mosquitto did not start:" >&2; cat "$work/mosquitto.log" >&2; exit 1; }
+start_mosquitto
 mver=$(mosquitto -h 2>/dev/null | head -1 || true)
 
 # ---- bridge (fresh for each scenario) ----
@@ -83,45 +63,7 @@ bridge_n=0
 bpid='' bport=''
 start_bridge() {
   bridge_n=$((bridge_n + 1))
-  local dir=$work/bridge$bridge_n
-  mkdir -p "$dir"
-  cat > "$dir/bridge.toml" <<EOF
-log_level = "warn"
-[mqtt]
-url = "tcp://127.0.0.1:$mport"
-client_id = "stream-bench-bridge-$bridge_n"
-session_expiry_s = 5
-[http]
-listen = "127.0.0.1:0"
-threads = $HTTP_THREADS
-max_connections = $((IDLE_SUBS + 5000))
-[storage]
-db_path = "$dir/telemetry.db"
-EOF
-  : > "$dir/out.log"  # exists before the poll below reads it, however late the child opens it
-  "$bridge_bin" --config "$dir/bridge.toml" > "$dir/out.log" 2> "$dir/err.log" &
-  bpid=$!; pids+=("$bpid")
-  bport=''
-  for _ in $(seq 200); do
-    bport=$(sed -n 's#^broker-bridge: serving http://127.0.0.1:\([0-9]*\).*#\1#p' "$dir/out.log")
-    [[ -n $bport ]] && break
-    kill -0 "$bpid" 2>/dev/null || break
-    sleep 0.05
-  done
-  [[ -n $bport ]] || { echo "bridge did not start:" >&2; cat "$dir/err.log" >&2; exit 1; }
-  for _ in $(seq 100); do
-    [[ $(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$bport/readyz") == 200 ]] && return 0
-    sleep 0.1
-  done
-  echo "bridge not ready:" >&2; cat "$dir/err.log" >&2; exit 1
-}
-bridge_stream_metrics() {
-  echo "  bridge /metrics: sse_connections=$(metric "$bport" 'telemetry_stream_connections{transport="sse"}')" \
-       "ws_connections=$(metric "$bport" 'telemetry_stream_connections{transport="websocket"}')" \
-       "readings_sent_total=$(metric "$bport" telemetry_stream_readings_sent_total)" \
-       "slow_disconnects_total=$(metric "$bport" telemetry_stream_slow_disconnects_total)" \
-       "readings_stored_total=$(metric "$bport" telemetry_readings_stored_total)" \
-       "rejected_connections=$(metric "$bport" telemetry_http_connections_rejected_total)"
+  launch_bridge "$bridge_bin" "$work/bridge$bridge_n" $((IDLE_SUBS + 5000))
 }
 
 results=$work/results.txt

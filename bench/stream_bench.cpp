@@ -23,7 +23,13 @@
 //       {"op":"subscribe","topic":...}; a stream counts once `subscribed` arrived; readings are
 //       {"op":"reading",...} text frames; pings are answered (bench/stream_ws.hpp).
 //   --watch-pid PID[,PID]  CPU seconds (utime+stime) of these processes over each measured
-//       window, and their VmRSS (idle mode), printed beside our own.
+//       window (and per reading delivered), and their VmRSS (idle mode), printed beside our own.
+//   --narrow  subscriber i streams only the topic of sensor i mod --sensors (the dashboard case:
+//       one card, one series) instead of --topic; what each stream is owed is counted per sensor.
+//   --status-online  the first step starts with the sensors coming online, as after a broker
+//       restart: a retained `online` on <prefix>/bench<k>/status for every sensor, then the
+//       readings at once (no warm-up). The step reports how soon readings flowed (first reading
+//       on any stream, streams with one within --first-within s) and the status events per stream.
 //
 // A subscriber that the bridge disconnects (slow client) reconnects, unless --no-reconnect, and
 // resumes after the last id it saw: SSE with Last-Event-ID, as a browser does; WebSocket with
@@ -149,6 +155,13 @@ std::string_view json_string_field(std::string_view json, std::string_view key) 
     return v.substr(0, v.find('"'));
 }
 
+// The publisher's sensors are bench0, bench1, ...; a subscriber in --narrow mode streams one.
+std::string sensor_name(std::size_t k) { return "bench" + std::to_string(k); }
+
+std::string reading_topic(const std::string& prefix, std::size_t k) {
+    return prefix + '/' + sensor_name(k) + "/temperature";
+}
+
 // ---- settings and state shared by every connection ----
 
 enum class transport { sse, ws };
@@ -159,6 +172,9 @@ struct settings {
     std::string host;
     std::string topic = "#";   // the stream's topic filter
     std::string request_head;  // "GET ... HTTP/1.1\r\nHost: ...\r\n" without the final CRLF
+    std::string prefix = "sensors";
+    int sensors = 10;
+    bool narrow = false;  // stream i: only sensor i mod `sensors` (else `topic`)
     std::size_t n = 0;
     bool reconnect = true;
     int max_attempts = 5;
@@ -194,7 +210,9 @@ struct context {
     std::atomic<std::uint64_t> measured{0};   // readings of the current step's window
     std::atomic<std::int64_t> last_rx_us{0};  // receive time of the last reading
     std::atomic<std::uint64_t> disconnects{0}, reconnects{0}, order_errors{0};
-    std::uint64_t heartbeats = 0, status_events = 0, other_events = 0;  // heartbeats: SSE comments, WS pings
+    std::uint64_t heartbeats = 0, other_events = 0;  // heartbeats: SSE comments, WS pings
+    std::atomic<std::uint64_t> status_events{0};      // polled while draining: they are progress too
+    std::int64_t last_status_rx_us = 0;
     std::vector<std::vector<std::int32_t>> lat_us = std::vector<std::vector<std::int32_t>>(max_steps);
     std::vector<std::vector<std::int32_t>> klat_us = std::vector<std::vector<std::int32_t>>(max_steps);
     std::vector<std::vector<std::int32_t>> arrival_us = std::vector<std::vector<std::int32_t>>(max_steps);
@@ -205,7 +223,13 @@ struct context {
 class connection : public std::enable_shared_from_this<connection> {
 public:
     connection(context& c, const settings& s, shared_state& g, std::size_t index)
-        : c_(c), s_(s), g_(g), index_(index), sock_(c.ioc) {}
+        : c_(c), s_(s), g_(g), index_(index), sock_(c.ioc) {
+        if (s_.narrow) {
+            sensor_ = index_ % static_cast<std::size_t>(s_.sensors);
+            topic_ = reading_topic(s_.prefix, sensor_);
+            own_name_ = sensor_name(sensor_);
+        }
+    }
 
     void start() {
         ++attempts_;
@@ -235,6 +259,16 @@ public:
     bool is_ready() const { return ready_; }
     bool is_open() const { return state_ == st::body; }
     std::uint64_t measured(int step) const { return step == step_ ? step_measured_ : 0; }
+    // Receive time of the first reading of `step`'s window, by our clock and the kernel's; 0 when
+    // none arrived.
+    std::int64_t first_rx(int step) const { return step == step_ ? step_first_rx_ : 0; }
+    std::int64_t first_krx(int step) const { return step == step_ ? step_first_krx_ : 0; }
+    // Readings of the window this stream is owed: all of them, or (narrow) its sensor's.
+    std::uint64_t owed(const std::vector<long>& per_sensor, long all) const {
+        return static_cast<std::uint64_t>(s_.narrow ? per_sensor[sensor_] : all);
+    }
+    std::uint64_t status_seen() const { return status_seen_; }
+    std::uint64_t status_own() const { return status_own_; }
 
 private:
     enum class st { connecting, header, body, closed };
@@ -243,7 +277,7 @@ private:
         if (ec) return on_error(ec);
         const int one = 1;
         ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
-        std::string req = s_.request_head;
+        std::string req = s_.narrow && s_.kind == transport::sse ? sse::request_head(s_.host, topic_) : s_.request_head;
         if (s_.kind == transport::ws) {
             req += ws::key_header(c_.rng);
         } else if (last_id_ > 0) {
@@ -348,7 +382,7 @@ private:
             // at), the WebSocket counterpart of Last-Event-ID.
             std::string frame;
             ws::append_client_frame(frame, ws::opcode::text,
-                                    ws::subscribe_message(s_.topic, have_position_ ? std::optional(last_id_) : std::nullopt),
+                                    ws::subscribe_message(s_.narrow ? topic_ : s_.topic, have_position_ ? std::optional(last_id_) : std::nullopt),
                                     c_.rng);
             send(std::move(frame));
         }
@@ -420,7 +454,7 @@ private:
             if (parse_i64(ev.id, id)) on_id(id);
             on_reading(ev.data, rx, krx);
         } else if (ev.type == "status") {
-            ++c_.status_events;
+            on_status(ev.data, rx);
         } else {
             ++c_.other_events;
         }
@@ -449,7 +483,7 @@ private:
             }
             mark_ready();
         } else if (kind == "status") {
-            ++c_.status_events;
+            on_status(m, rx);
         } else {
             ++c_.other_events;
             if (kind == "error" && !ws_error_logged_) {
@@ -480,6 +514,14 @@ private:
 
     // ---- shared by both transports ----
 
+    // A presence event ({"sensor":...,"online":...}, or the WebSocket message carrying it).
+    void on_status(std::string_view json, std::int64_t rx) {
+        c_.status_events.fetch_add(1, std::memory_order_relaxed);
+        c_.last_status_rx_us = std::max(c_.last_status_rx_us, rx);
+        ++status_seen_;
+        if (s_.narrow && json_string_field(json, "\"sensor\":\"") == own_name_) ++status_own_;
+    }
+
     void mark_ready() {
         if (ready_) return;
         ready_ = true;
@@ -508,6 +550,8 @@ private:
         if (step_ != s) {
             step_ = s;
             step_measured_ = 0;
+            step_first_rx_ = rx;
+            step_first_krx_ = krx;
         }
         ++step_measured_;
         c_.measured.fetch_add(1, std::memory_order_relaxed);
@@ -575,6 +619,11 @@ private:
     std::uint64_t gen_ = 0;
     int step_ = -1;
     std::uint64_t step_measured_ = 0;
+    std::int64_t step_first_rx_ = 0, step_first_krx_ = 0;
+    std::size_t sensor_ = 0;      // narrow: the one sensor streamed
+    std::string topic_;           // narrow: its topic filter
+    std::string own_name_;        // narrow: its name, as status events carry it
+    std::uint64_t status_seen_ = 0, status_own_ = 0;
     std::int64_t last_id_ = 0;
     bool have_position_ = false;  // last_id_ holds a position to resume from
 };
@@ -613,16 +662,46 @@ public:
     void on_failure(const mqtt::token&) override { failed.fetch_add(1, std::memory_order_relaxed); }
 };
 
+// Hands one message to the client; false (counted as failed, the first failure logged) when it
+// refuses. A refusal because its queue is full (the broker's Receive Maximum, 20 unacknowledged
+// QoS 1 messages per client for Mosquitto, holds messages in it) is waited out for up to a
+// second: a burst from our one connection stands for many devices, each with its own allowance,
+// so it is delayed, never dropped.
+bool publish_one(mqtt::async_client& cli, ack_counter& acks, const mqtt::message_ptr& msg) {
+    static std::atomic<bool> logged{false};
+    const auto give_up = std::chrono::steady_clock::now() + 1s;
+    for (;;) {
+        try {
+            cli.publish(msg, nullptr, acks);
+            return true;
+        } catch (const mqtt::exception& e) {
+            const int rc = e.get_return_code();
+            if ((rc == MQTTASYNC_MAX_BUFFERED_MESSAGES || rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT) &&
+                std::chrono::steady_clock::now() < give_up) {
+                std::this_thread::sleep_for(50us);
+                continue;
+            }
+            acks.failed.fetch_add(1);
+            if (!logged.exchange(true)) std::fprintf(stderr, "stream-bench: publish failed: %s\n", e.what());
+            return false;
+        }
+    }
+}
+
 struct pub_result {
     long sent = 0;
+    std::vector<long> per_sensor;  // of `sent`, how many went to each sensor
     std::int64_t first_seq = 0, last_seq = 0;
     double late_max_ms = 0;  // worst lag of a publish behind its schedule
 };
 
-// Publishes at `rate`/s until `until` (steady clock seconds); seq = system_clock us at publish.
+// Publishes at `rate`/s for `seconds`; seq = system_clock us at publish. A publisher that falls
+// `seconds` behind its schedule (the broker acknowledging slower than the rate, the client's
+// queue full) stops there, so a step never publishes for more than twice its duration.
 pub_result publish_for(mqtt::async_client& cli, ack_counter& acks, const std::string& prefix, int sensors,
                        int qos, double rate, double seconds, std::int64_t& sensor_rr) {
     pub_result res;
+    res.per_sensor.assign(static_cast<std::size_t>(sensors), 0);
     const auto period = std::chrono::duration<double>(1.0 / rate);
     const auto start = std::chrono::steady_clock::now();
     const auto end = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -630,24 +709,31 @@ pub_result publish_for(mqtt::async_client& cli, ack_counter& acks, const std::st
     std::string payload;
     for (long i = 0;; ++i) {
         const auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(period * static_cast<double>(i));
-        if (due >= end) break;
+        if (due >= end || std::chrono::steady_clock::now() >= end + (end - start)) break;
         std::this_thread::sleep_until(due);
         const double late = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - due).count();
         res.late_max_ms = std::max(res.late_max_ms, late);
-        const std::string topic = prefix + "/bench" + std::to_string(sensor_rr++ % sensors) + "/temperature";
+        const auto sensor = static_cast<std::size_t>(sensor_rr++ % sensors);
+        const std::string topic = reading_topic(prefix, sensor);
         const std::int64_t seq = now_us();
         payload = "{\"value\":21.5,\"seq\":" + std::to_string(seq) + "}";
-        try {
-            cli.publish(mqtt::make_message(topic, payload, qos, false), nullptr, acks);
-        } catch (const mqtt::exception&) {
-            acks.failed.fetch_add(1);
-            continue;
-        }
+        if (!publish_one(cli, acks, mqtt::make_message(topic, payload, qos, false))) continue;
         if (res.sent == 0) res.first_seq = seq;
         res.last_seq = seq;
         ++res.sent;
+        ++res.per_sensor[sensor];
     }
     return res;
+}
+
+// Every sensor comes online, as sensor-sim does on (re)connecting: a retained `online` at QoS 1
+// on <prefix>/bench<k>/status, all at once (after a broker restart they reconnect together).
+// Returns how many were handed to the client.
+long publish_online(mqtt::async_client& cli, ack_counter& acks, const std::string& prefix, int sensors) {
+    long sent = 0;
+    for (std::size_t k = 0; k < static_cast<std::size_t>(sensors); ++k)
+        if (publish_one(cli, acks, mqtt::make_message(prefix + '/' + sensor_name(k) + "/status", "online", 1, true))) ++sent;
+    return sent;
 }
 
 struct percentiles {
@@ -697,8 +783,9 @@ int main(int argc, char** argv) {
     std::size_t subscribers = 100;
     std::vector<double> rates{100};
     double duration = 10, warmup = 1, drain = 5, drain_max = 30, settle = 1, connect_timeout = 120, idle_hold = 0;
+    double first_within = 5;
     int qos = 1, sensors = 10, threads = 1, parallel = 200;
-    bool no_reconnect = false;
+    bool no_reconnect = false, narrow = false, status_online = false;
     std::string transport_name = "sse";
     std::vector<int> watch;
     app.add_option("--host", host, "bridge HTTP address")->capture_default_str();
@@ -719,7 +806,14 @@ int main(int argc, char** argv) {
     app.add_option("--connect-timeout", connect_timeout, "seconds to open every connection")->capture_default_str();
     app.add_option("--idle-hold", idle_hold, "idle mode: hold the connections this long, publish nothing");
     app.add_option("--qos", qos, "publish QoS (0 or 1)")->capture_default_str()->check(CLI::Range(0, 1));
-    app.add_option("--sensors", sensors, "distinct sensors published to, round-robin")->capture_default_str();
+    app.add_option("--sensors", sensors, "distinct sensors published to, round-robin")
+        ->capture_default_str()
+        ->check(CLI::PositiveNumber);
+    app.add_flag("--narrow", narrow, "subscriber i streams only sensor i mod --sensors (instead of --topic)");
+    app.add_flag("--status-online", status_online,
+                 "first step: every sensor publishes a retained `online` status, then readings at once (no warm-up)");
+    app.add_option("--first-within", first_within, "with --status-online: count streams with a reading within this many s")
+        ->capture_default_str();
     app.add_option("--threads", threads, "receiving threads (one io_context each)")->capture_default_str();
     app.add_option("--parallel", parallel, "connection attempts in flight while connecting")->capture_default_str();
     app.add_flag("--no-reconnect", no_reconnect, "do not reconnect streams the bridge closes");
@@ -740,6 +834,9 @@ int main(int argc, char** argv) {
     s.kind = transport_name == "ws" ? transport::ws : transport::sse;
     s.host = host;
     s.topic = topic.empty() ? "#" : topic;
+    s.prefix = prefix;
+    s.sensors = sensors;
+    s.narrow = narrow;
     s.request_head = s.kind == transport::ws ? ws::upgrade_head(host) : sse::request_head(host, topic);
     shared_state g;
 
@@ -747,13 +844,15 @@ int main(int argc, char** argv) {
     std::vector<long> rss0;
     for (int p : watch) rss0.push_back(proc_rss_kib(p));
 
-    // MQTT publisher first (latency mode), so its connection is not part of any window.
+    // MQTT publisher first (latency mode), so its connection is not part of any window. Messages
+    // beyond the broker's Receive Maximum wait in the client; room for a whole status burst.
+    const int max_buffered = std::max(10000, sensors);
     std::unique_ptr<mqtt::async_client> pub;
     ack_counter acks;
     if (!idle) {
         try {
             pub = std::make_unique<mqtt::async_client>(mqtt_url, "stream-bench-pub-" + std::to_string(getpid()),
-                                                       mqtt::create_options(MQTTVERSION_5));
+                                                       mqtt::create_options(MQTTVERSION_5, max_buffered));
             mqtt::connect_options o;
             o.set_mqtt_version(MQTTVERSION_5);
             o.set_clean_start(true);
@@ -836,8 +935,10 @@ int main(int argc, char** argv) {
     for (std::size_t si = 0; si < rates.size(); ++si) {
         const int step = static_cast<int>(si);
         const double rate = rates[si];
+        // Sensors coming online publish their first reading inside the window: no warm-up.
+        const bool coming_online = status_online && si == 0;
         // Warm-up: published before the window opens, so never measured.
-        if (warmup > 0) {
+        if (warmup > 0 && !coming_online) {
             const pub_result w = publish_for(*pub, acks, prefix, sensors, qos, rate, warmup, sensor_rr);
             published_total += w.sent;  // wait for the warm-up's acks: not counted as this step's
             const double ta = mono_s();
@@ -857,22 +958,37 @@ int main(int argc, char** argv) {
         g.step = step;
         const cpu_snap cpu0 = take_cpu(watch);
         const double t0 = mono_s();
-        const std::int64_t t0_us = now_us();
+        const std::int64_t t0_us = now_us();  // the step's first publish (status or reading)
+        const long status_sent = coming_online ? publish_online(*pub, acks, prefix, sensors) : 0;
+        published_total += status_sent;
         pub_result pr = publish_for(*pub, acks, prefix, sensors, qos, rate, duration, sensor_rr);
         g.win_end[step] = pr.last_seq + 1;
         published_total += pr.sent;
         const double t_pub = mono_s();
         const double pub_s = t_pub - t0;
-        const std::uint64_t expected = static_cast<std::uint64_t>(pr.sent) * ready;
-        // Drain: until every stream has every measured reading, or no progress for `drain` s.
-        std::uint64_t got = 0, last_got = 0;
-        double last_progress = mono_s();
+        std::atomic<std::uint64_t> owed{0};
+        on_each(ctxs, [&](context& c) {
+            for (auto& cn : c.conns)
+                if (cn->is_ready()) owed.fetch_add(cn->owed(pr.per_sensor, pr.sent), std::memory_order_relaxed);
+        });
+        const std::uint64_t expected = owed.load();
+        // Drain: until every stream has every measured reading, or no progress for `drain` s. A
+        // status event is progress too: readings may wait behind a burst of them. With sensors
+        // coming online, also until status events stop (1 s without one), so that all are counted.
+        std::uint64_t got = 0, last_got = 0, events = 0, last_events = 0;
+        double last_progress = mono_s(), last_event = last_progress;
         for (;;) {
             got = 0;
-            for (auto& c : ctxs) got += c->measured.load();
+            events = 0;
+            for (auto& c : ctxs) {
+                got += c->measured.load();
+                events += c->status_events.load(std::memory_order_relaxed);
+            }
             const double now = mono_s();
-            if (got != last_got) last_progress = now, last_got = got;
-            if (got >= expected || now - last_progress > drain || now - t_pub > drain_max) break;
+            if (events != last_events) last_event = now;
+            if (got != last_got || events != last_events) last_progress = now, last_got = got, last_events = events;
+            const bool settled = got >= expected && (!coming_online || now - last_event > 1.0);
+            if (settled || now - last_progress > drain || now - t_pub > drain_max) break;
             std::this_thread::sleep_for(5ms);
         }
         const cpu_snap cpu1 = take_cpu(watch);
@@ -890,7 +1006,13 @@ int main(int argc, char** argv) {
         std::vector<std::int32_t> lat, klat, arr;
         std::size_t short_streams = 0, over_streams = 0;
         std::uint64_t hb = 0, status = 0;
-        const std::uint64_t want = static_cast<std::uint64_t>(pr.sent);
+        // How soon readings flowed: per stream, its first reading of the window after the step's
+        // first publish; and the presence events each stream received (since connecting).
+        std::vector<std::int32_t> first_us;
+        std::int64_t first_rx = 0, first_krx = 0, last_status_rx = 0;
+        std::uint64_t status_min = std::numeric_limits<std::uint64_t>::max(), status_max = 0;
+        std::size_t own_status_streams = 0, first_within_n = 0, first_within_k = 0;
+        const auto within_us = static_cast<std::int64_t>(first_within * 1e6);
         g.step = -1;  // later arrivals of this window are not counted
         std::mutex mu;
         on_each(ctxs, [&](context& c) {
@@ -906,12 +1028,28 @@ int main(int argc, char** argv) {
             for (auto& cn : c.conns) {
                 if (!cn->is_ready()) continue;
                 const auto m = cn->measured(step);
+                const auto want = cn->owed(pr.per_sensor, pr.sent);
                 if (m < want) ++short_streams;
                 if (m > want) ++over_streams;
+                if (const std::int64_t f = cn->first_rx(step); f > 0) {
+                    first_us.push_back(clamp32(f - t0_us));
+                    if (first_rx == 0 || f < first_rx) first_rx = f;
+                    if (f - t0_us <= within_us) ++first_within_n;
+                    // The kernel's stamp: when the bridge wrote it, before our own reading delay.
+                    const std::int64_t fk = cn->first_krx(step);
+                    if (first_krx == 0 || fk < first_krx) first_krx = fk;
+                    if (fk - t0_us <= within_us) ++first_within_k;
+                }
+                status_min = std::min(status_min, cn->status_seen());
+                status_max = std::max(status_max, cn->status_seen());
+                if (cn->status_own() > 0) ++own_status_streams;
             }
             hb += c.heartbeats;
-            status += c.status_events;
+            status += c.status_events.load(std::memory_order_relaxed);
+            last_status_rx = std::max(last_status_rx, c.last_status_rx_us);
         });
+        if (status_min > status_max) status_min = 0;
+        const percentiles pf = summarize(first_us);
         const percentiles p = summarize(lat);
         const percentiles pa = summarize(arr);
         const percentiles pk = summarize(klat);
@@ -920,10 +1058,13 @@ int main(int argc, char** argv) {
         const double span_s = std::max(1e-6, static_cast<double>(last_rx - t0_us) / 1e6);
         const double wall = t1 - t0;
         const double deliveries_per_s = static_cast<double>(readings1 - readings0) / span_s;
+        const auto ms_after = [](std::int64_t t_us, std::int64_t from_us) {
+            return t_us > 0 ? static_cast<double>(t_us - from_us) / 1000.0 : -1.0;
+        };
         // Wait for the publisher's acknowledgements (QoS 1) of this step.
         if (qos > 0) {
             const double ta = mono_s();
-            while (acks.ok.load() + acks.failed.load() - acked0 - nacked0 < pr.sent && mono_s() - ta < 5)
+            while (acks.ok.load() + acks.failed.load() - acked0 - nacked0 < pr.sent + status_sent && mono_s() - ta < 5)
                 std::this_thread::sleep_for(5ms);
         }
         std::printf("RESULT mode=latency transport=%s step=%d subscribers=%zu rate=%.0f qos=%d publish_s=%.2f published=%ld "
@@ -937,12 +1078,28 @@ int main(int argc, char** argv) {
                     transport_name.c_str(), step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
                     pr.late_max_ms, expected, got, got == expected ? "yes" : "no", short_streams, over_streams,
                     p.p50, p.p99, p.max, p.mean, pk.p50, pk.p99, pk.max, no_kts, pa.p50, pa.p99, pa.max, readings1 - readings0, deliveries_per_s,
-                    rate * static_cast<double>(ready), span_s, wall, disc1 - disc0, reco1 - reco0, order1 - order0,
+                    rate * static_cast<double>(expected) / static_cast<double>(std::max(1L, pr.sent)), span_s, wall, disc1 - disc0, reco1 - reco0, order1 - order0,
                     hb, status, cpu1.self - cpu0.self, 100.0 * (cpu1.self - cpu0.self) / wall);
         for (std::size_t i = 0; i < watch.size(); ++i) {
             const double d = cpu1.watched[i] - cpu0.watched[i];
-            std::printf(" pid%d_cpu_s=%.2f pid%d_cpu_pct=%.0f", watch[i], d, watch[i], 100.0 * d / wall);
+            std::printf(" pid%d_cpu_s=%.2f pid%d_cpu_pct=%.0f pid%d_cpu_us_per_delivery=%.1f", watch[i], d, watch[i],
+                        100.0 * d / wall, watch[i],
+                        readings1 > readings0 ? d * 1e6 / static_cast<double>(readings1 - readings0) : 0.0);
         }
+        // Times are from the step's first publish (with --status-online: the first status).
+        const auto share = [ready](std::size_t n) { return ready ? static_cast<double>(n) / static_cast<double>(ready) : 0.0; };
+        std::printf(" narrow=%s status_published=%ld first_reading_ms=%.1f first_reading_k_ms=%.1f "
+                    "first_reading_after_reading_pub_ms=%.1f "
+                    "stream_first_reading_p50_ms=%.1f stream_first_reading_p99_ms=%.1f stream_first_reading_max_ms=%.1f "
+                    "streams_without_reading=%zu first_within_s=%g streams_reading_within=%zu streams_reading_within_frac=%.3f "
+                    "streams_reading_within_k_frac=%.3f "
+                    "status_per_stream_mean=%.1f status_per_stream_min=%" PRIu64 " status_per_stream_max=%" PRIu64
+                    " streams_with_own_status=%zu last_status_ms=%.1f",
+                    narrow ? "yes" : "no", status_sent, ms_after(first_rx, t0_us), ms_after(first_krx, t0_us),
+                    ms_after(first_rx, pr.first_seq), pf.p50, pf.p99, pf.max, ready - first_us.size(), first_within,
+                    first_within_n, share(first_within_n), share(first_within_k),
+                    ready ? static_cast<double>(status) / static_cast<double>(ready) : 0.0, status_min, status_max,
+                    own_status_streams, ms_after(last_status_rx, t0_us));
         std::printf("\n");
         if (got != expected) rc = 1;
         if (si + 1 < rates.size()) std::this_thread::sleep_for(1s);
