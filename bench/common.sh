@@ -54,10 +54,15 @@ start_mosquitto() {
 
 # Starts the bridge binary $1 with its own config and database in the new directory $2, reading
 # from the Mosquitto of start_mosquitto, with `[http] threads = HTTP_THREADS` (default 2) and
-# `max_connections = $3`; waits for /readyz. Sets `bpid` and `bport` (printed by the bridge).
+# `max_connections = $3` (also per client address: every bench client is 127.0.0.1); waits for
+# /readyz. Sets `bpid` and `bport` (printed by the bridge).
 launch_bridge() {
-  local bin=$1 dir=$2 max_connections=$3
+  local bin=$1 dir=$2 max_connections=$3 per_address=''
   mkdir -p "$dir"
+  # Builds before the per-address limit existed refuse the key: give it only to those that know it.
+  if "$bin" --help 2>/dev/null | grep -q -- --allow-public-without-auth; then
+    per_address="max_connections_per_address = $max_connections"
+  fi
   cat > "$dir/bridge.toml" <<EOF
 log_level = "warn"
 [mqtt]
@@ -68,6 +73,7 @@ session_expiry_s = 5
 listen = "127.0.0.1:0"
 threads = ${HTTP_THREADS:-2}
 max_connections = $max_connections
+$per_address
 [storage]
 db_path = "$dir/telemetry.db"
 EOF

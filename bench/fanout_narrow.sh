@@ -15,7 +15,7 @@
 # (A, B, A, B, ... with ROUNDS > 1, so machine load drifts hit both), medians per binary.
 #
 # Usage: bench/fanout_narrow.sh [BRIDGE ...]   (or BRIDGE=path; default
-#        /work/main/build/broker-bridge/broker-bridge)
+#        <this repo>/build/broker-bridge/broker-bridge)
 # Environment: STREAM_BENCH=<this repo>/build/bench/stream-bench LABELS="A B ..." SENSORS=2000
 #              STREAMS=2000 RATE_PER_SENSOR=1 DURATION=10 WARMUP=2 ONLINE_DURATION=15
 #              FIRST_WITHIN=5 ROUNDS=1 SCENARIOS="steady online" TRANSPORTS="sse ws" QOS=1
@@ -24,7 +24,7 @@
 # cut at 120 s.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-if (( $# > 0 )); then bridges=("$@"); else bridges=("${BRIDGE:-/work/main/build/broker-bridge/broker-bridge}"); fi
+if (( $# > 0 )); then bridges=("$@"); else bridges=("${BRIDGE:-$here/../build/broker-bridge/broker-bridge}"); fi
 bench_bin=${STREAM_BENCH:-$here/../build/bench/stream-bench}
 read -r -a labels <<< "${LABELS:-}"
 : "${SENSORS:=2000}" "${STREAMS:=2000}" "${RATE_PER_SENSOR:=1}" "${DURATION:=10}" "${WARMUP:=2}"

@@ -1,6 +1,8 @@
 // Wires the bridge together: storage -> ingest -> hub -> HTTP, and runs it until a signal.
 #include "bridge.hpp"
 
+#include "core/auth.hpp"
+
 #include "pipeline/committer.hpp"
 #include "database.hpp"
 #include "net/listener.hpp"
@@ -51,12 +53,17 @@ struct bridge::parts {
           retention(cfg.storage.db_path, cfg.storage.retention_days, cfg.storage.retention_interval,
                     cfg.storage.retention_chunk, live),
           catchup(live, queries),
-          routes(live, stats, cfg, [this] { return mqtt.subscribed(); },
+          auth(cfg.auth),
+          routes(live, stats, cfg, auth, [this] { return mqtt.subscribed(); },
                  [this] { return commits.health().writable(); }),
-          connections(cfg.http.max_connections),
+          connections(cfg.http.max_connections, cfg.http.max_connections_per_address),
           ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream},
           mqtt(cfg.mqtt, cfg.ingest, commits, stats) {
         commits.recover();  // readings acknowledged but not yet in SQLite when we last stopped
+        if (cfg.auth.enabled())
+            spdlog::info("auth: on ({} static tokens, {} JWT keys)", cfg.auth.tokens.size(), cfg.auth.jwt_hs256_keys.size());
+        else
+            spdlog::warn("auth: off: anyone who reaches {}:{} reads every reading", cfg.http.host, cfg.http.port);
         load_hub();
         const auto addr = asio::ip::make_address(cfg.http.host);
         http = std::make_shared<http::listener>(io, asio::ip::tcp::endpoint(addr, cfg.http.port), ctx);
@@ -82,6 +89,7 @@ struct bridge::parts {
     query_pool queries;
     retention_worker retention;
     catch_up catchup;
+    authenticator auth;
     http::router routes;
     http::connection_gauge connections;
     http::session_context ctx;

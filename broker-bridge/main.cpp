@@ -18,11 +18,15 @@ int main(int argc, char** argv) {
         if (const char* s = std::getenv(v); s && !*s) unsetenv(v);
     CLI::App app{"broker-bridge: stores MQTT sensor readings in SQLite and serves them over HTTP"};
     std::string config_file, mqtt_url, http_listen, db_path, log_level;
+    bool allow_public = false;
     app.add_option("--config", config_file, "TOML configuration file (see conf/broker-bridge.toml)");
     app.add_option("--mqtt", mqtt_url, "MQTT broker URL, e.g. tcp://127.0.0.1:1883 (overrides mqtt.url)");
     app.add_option("--http", http_listen, "HTTP listen address HOST:PORT; port 0 picks a free one (overrides http.listen)");
     app.add_option("--db", db_path, "SQLite database file (overrides storage.db_path)");
     app.add_option("--log-level", log_level, "trace, debug, info, warn, error (overrides log_level)");
+    app.add_flag("--allow-public-without-auth", allow_public,
+                 "listen beyond loopback with authentication off (a proxy in front authenticates)");
+    app.set_version_flag("--version", std::string("broker-bridge ") + TELEMETRY_VERSION);
     CLI11_PARSE(app, argc, argv);
     // Logs go to stderr; stdout carries only the "serving" line that scripts read.
     spdlog::set_default_logger(spdlog::stderr_color_mt("broker-bridge"));
@@ -33,6 +37,7 @@ int main(int argc, char** argv) {
         if (!http_listen.empty()) apply_listen(cfg.http, http_listen);
         if (!db_path.empty()) cfg.storage.db_path = db_path;
         if (!log_level.empty()) cfg.log_level = log_level;
+        if (allow_public) cfg.http.allow_public_without_auth = true;
         validate(cfg);
         spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 

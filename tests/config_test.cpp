@@ -25,8 +25,21 @@ TEST_CASE("config - the shipped conf file parses and sets every section") {
     CHECK(c.mqtt.session_expiry_s == 604800u);
 }
 
+namespace {
+// The error a configuration text gets, or "no error".
+std::string message(const char* text) {
+    try {
+        parse_config(text, "bad.toml");
+    } catch (const config_error& e) {
+        return std::string(e.what());
+    }
+    return std::string("no error");
+}
+}  // namespace
+
 TEST_CASE("config - values are typed and ranges checked") {
-    const config c = parse_config("[http]\nlisten = \"0.0.0.0:9000\"\nthreads = 4\n[storage]\nretention_days = 0\n", "x.toml");
+    const config c = parse_config("[http]\nlisten = \"0.0.0.0:9000\"\nthreads = 4\nallow_public_without_auth = true\n"
+                                  "[storage]\nretention_days = 0\n", "x.toml");
     CHECK(c.http.host == "0.0.0.0");
     CHECK(c.http.port == 9000);
     CHECK(c.http.threads == 4);
@@ -34,14 +47,6 @@ TEST_CASE("config - values are typed and ranges checked") {
 }
 
 TEST_CASE("config - errors name the file line and key") {
-    const auto message = [](const char* text) {
-        try {
-            parse_config(text, "bad.toml");
-        } catch (const config_error& e) {
-            return std::string(e.what());
-        }
-        return std::string("no error");
-    };
     CHECK(message("[http]\nthreads = \"many\"\n") == "bad.toml:2: http.threads must be an integer");
     CHECK(message("[http]\n\nthreads = 0\n").find("bad.toml:3: http.threads must be between 1 and 64") == 0);
     CHECK(message("[mqtt]\nurll = \"x\"\n") == "bad.toml:2: mqtt.urll is not a known key");
@@ -51,6 +56,41 @@ TEST_CASE("config - errors name the file line and key") {
     CHECK(message("log_level = \"loud\"\n").find("log_level") != std::string::npos);
     CHECK(message("[http]\nlisten = \"nowhere\"\n").find("HOST:PORT") != std::string::npos);
     CHECK(message("[http]\nlisten = \"h:99999\"\n").find("out of range") != std::string::npos);
+}
+
+// docs/api.md section 8: authentication is on in any configuration that sets tokens or JWT keys.
+TEST_CASE("config - auth tokens, keys and the public-listen rule") {
+    const config c = parse_config(R"(
+[http]
+listen = "0.0.0.0:8443"
+allowed_origins = ["https://dash.example"]
+[auth]
+jwt_hs256_keys = ["0123456789abcdef0123456789abcdef", "another key that is long enough to be ok"]
+jwt_audience = "telemetry"
+[[auth.tokens]]
+token = "static-token-for-a-0001"
+topics = ["sensors/a/#"]
+name = "dashboard a"
+[[auth.tokens]]
+token = "static-token-for-all-01"
+topics = ["#"]
+)", "auth.toml");
+    CHECK(c.auth.enabled());
+    REQUIRE(c.auth.tokens.size() == 2);
+    CHECK(c.auth.tokens[0].topics == std::vector<std::string>{"sensors/a/#"});
+    CHECK(c.auth.tokens[0].name == "dashboard a");
+    CHECK(c.auth.jwt_hs256_keys.size() == 2);
+    CHECK(c.http.allowed_origins == std::vector<std::string>{"https://dash.example"});
+    CHECK(!parse_config("", "x.toml").auth.enabled());
+
+    // Beyond loopback with authentication off: refused, unless said explicitly.
+    CHECK(message("[http]\nlisten = \"0.0.0.0:80\"\n").find("authentication off") != std::string::npos);
+    CHECK(message("[http]\nlisten = \"127.0.0.1:80\"\n") == "no error");
+    CHECK(message("[auth]\njwt_hs256_keys = [\"short\"]\n").find("bad.toml:2: auth.jwt_hs256_keys") == 0);
+    CHECK(message("[[auth.tokens]]\ntoken = \"long-enough-token-1\"\ntopics = [\"a/#/b\"]\n").find("topic filters") != std::string::npos);
+    CHECK(message("[[auth.tokens]]\ntoken = \"long-enough-token-1\"\n").find("topics") != std::string::npos);
+    CHECK(message("[[auth.tokens]]\ntoken = \"short\"\ntopics = [\"#\"]\n").find("at least 16") != std::string::npos);
+    CHECK(message("[http]\nallowed_origins = [\"*\"]\n").find("allowed_origins") != std::string::npos);
 }
 
 TEST_CASE("config - a missing file is an error naming it") {

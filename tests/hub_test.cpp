@@ -49,7 +49,7 @@ struct recording_subscriber : subscriber {
     void on_shutdown() override { ++shutdowns; }
 };
 
-std::string sensors_body(hub& h) { return http::sensors_representation(h.series())->body; }
+std::string sensors_body(hub& h) { return http::sensors_representation(h.series(), *grant::everything(), "sensors")->body; }
 
 }  // namespace
 
@@ -71,13 +71,13 @@ TEST_CASE("hub - sensors list counts readings and median interval and presence")
     hub h("sensors", 100);
     h.publish({}, {{"a", true}});
     for (int i = 0; i < 5; ++i) h.publish({make(i + 1, "a", "t", 1000 + i * 250, 20.0)});
-    const auto rep = http::sensors_representation(h.series());
+    const auto rep = http::sensors_representation(h.series(), *grant::everything(), "sensors");
     CHECK(rep->body.find("\"count\":5") != std::string::npos);
     CHECK(rep->body.find("\"interval_ms\":250") != std::string::npos);
     CHECK(rep->body.find("\"online\":true") != std::string::npos);
-    CHECK(http::sensors_representation(h.series())->etag == rep->etag);  // unchanged state, same tag
+    CHECK(http::sensors_representation(h.series(), *grant::everything(), "sensors")->etag == rep->etag);  // unchanged state, same tag
     h.publish({}, {{"a", false}});
-    CHECK(http::sensors_representation(h.series())->etag != rep->etag);
+    CHECK(http::sensors_representation(h.series(), *grant::everything(), "sensors")->etag != rep->etag);
 }
 
 TEST_CASE("hub - a parked poll wakes only for matching readings, once") {

@@ -216,7 +216,8 @@ std::string http11_not_modified(std::string_view etag, std::time_t last_modified
     r.append(etag);
     r += "\r\nLast-Modified: ";
     r += format_http_date(last_modified);
-    r += "\r\nCache-Control: no-cache\r\nVary: Accept, Accept-Encoding\r\n\r\n";
+    r += "\r\nCache-Control: no-cache\r\nVary: Accept, Accept-Encoding\r\n"
+         "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n\r\n";
     return r;
 }
 

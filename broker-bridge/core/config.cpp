@@ -2,6 +2,7 @@
 #include "core/config.hpp"
 
 #include "core/payload.hpp"
+#include "core/topic_filter.hpp"
 
 #include <toml++/toml.h>
 
@@ -45,6 +46,39 @@ public:
         if (!n->is_string()) fail(*n, key, "must be a string");
         out = *n->value<std::string>();
     }
+    void boolean(const char* key, bool& out) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        if (!n->is_boolean()) fail(*n, key, "must be true or false");
+        out = *n->value<bool>();
+    }
+    // An array of strings; `check` returns an error message for a bad element, or "".
+    template <typename Check>
+    void strings(const char* key, std::vector<std::string>& out, Check check) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        if (!n->is_array()) fail(*n, key, "must be an array of strings");
+        out.clear();
+        for (const auto& e : *n->as_array()) {
+            if (!e.is_string()) fail(e, key, "must be an array of strings");
+            std::string v = *e.value<std::string>();
+            if (auto why = check(v); !why.empty()) fail(e, key, why);
+            out.push_back(std::move(v));
+        }
+    }
+    // An array of tables ([[name]]): each read by `each(reader)`.
+    template <typename Each>
+    void tables(const char* key, Each each) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        if (!n->is_array_of_tables()) fail(*n, key, "must be an array of tables ([[" + name_ + "." + key + "]])");
+        for (const auto& e : *n->as_array()) {
+            table_reader r(e.as_table(), name_ + "." + key, origin_);
+            each(r, e);
+            r.finish();
+        }
+    }
+    [[noreturn]] void fail_at(const toml::node& n, const char* key, const std::string& why) { fail(n, key, why); }
     void path(const char* key, std::filesystem::path& out) {
         std::string s = out.string();
         string(key, s);
@@ -93,7 +127,7 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
 
     table_reader top(&root, "", origin);
     top.string("log_level", c.log_level);
-    for (const char* name : {"mqtt", "http", "storage", "ingest", "stream", "hub"}) top.allow(name);
+    for (const char* name : {"mqtt", "http", "storage", "ingest", "stream", "hub", "auth"}) top.allow(name);
     top.finish();
 
     table_reader m(section("mqtt"), "mqtt", origin);
@@ -121,6 +155,18 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     h.seconds("longpoll_max_s", c.http.longpoll_max, 1, 3600);
     h.integer("longpoll_max_filters", c.http.longpoll_max_filters, 1, 1024);
     h.integer("gzip_min_bytes", c.http.gzip_min_bytes, 0, 1 << 30);
+    h.integer("max_connections_per_address", c.http.max_connections_per_address, 1, 1'000'000);
+    const auto origin_check = [](const std::string& o) -> std::string {
+        const bool scheme = o.rfind("http://", 0) == 0 || o.rfind("https://", 0) == 0;
+        if (!scheme || o.find('/', o.find("//") + 2) != std::string::npos || o == "*")
+            return "entries must be origins such as \"https://dash.example\" (scheme://host[:port], no path, no *)";
+        return {};
+    };
+    h.strings("allowed_origins", c.http.allowed_origins, origin_check);
+    h.strings("allowed_hosts", c.http.allowed_hosts, [](const std::string& v) -> std::string {
+        return v.empty() || v.find_first_of("/ \t") != std::string::npos ? "entries must be host names" : "";
+    });
+    h.boolean("allow_public_without_auth", c.http.allow_public_without_auth);
     h.finish();
     if (!listen.empty()) apply_listen(c.http, listen);
 
@@ -147,6 +193,28 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     st.seconds("write_timeout_s", c.stream.write_timeout, 1, 3600);
     st.integer("max_filters", c.stream.max_filters, 1, 1024);
     st.finish();
+
+    const auto filter_check = [](const std::string& t) -> std::string {
+        return topic_filter::parse(t) ? "" : "entries must be MQTT topic filters such as \"sensors/a/#\"";
+    };
+    table_reader a(section("auth"), "auth", origin);
+    a.strings("jwt_hs256_keys", c.auth.jwt_hs256_keys, [](const std::string& k) -> std::string {
+        return k.size() < 32 ? "keys must be at least 32 bytes (HS256 keys shorter than the hash are weak)" : "";
+    });
+    a.string("jwt_audience", c.auth.jwt_audience);
+    a.string("jwt_issuer", c.auth.jwt_issuer);
+    a.seconds("leeway_s", c.auth.leeway, 0, 3600);
+    a.string("metrics_token", c.auth.metrics_token);
+    a.tables("tokens", [&](table_reader& t, const toml::node& where_) {
+        static_token tok;
+        t.string("token", tok.token);
+        t.string("name", tok.name);
+        t.strings("topics", tok.topics, filter_check);
+        if (tok.token.size() < 16) t.fail_at(where_, "token", "must be at least 16 characters");
+        if (tok.topics.empty()) t.fail_at(where_, "topics", "must list the topic filters the token may read");
+        c.auth.tokens.push_back(std::move(tok));
+    });
+    a.finish();
 
     table_reader hb(section("hub"), "hub", origin);
     hb.integer("window", c.hub.window, 16, 100'000'000);
@@ -184,6 +252,10 @@ void apply_listen(http_config& http, const std::string& host_port) {
     http.port = static_cast<std::uint16_t>(p);
 }
 
+bool is_loopback_host(std::string_view host) {
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 void validate(const config& c) {
     if (c.mqtt.topic_prefix.empty() || c.mqtt.topic_prefix.find_first_of("+#") != std::string::npos ||
         c.mqtt.topic_prefix.front() == '/' || c.mqtt.topic_prefix.back() == '/')
@@ -194,6 +266,12 @@ void validate(const config& c) {
     if (c.http.longpoll_default > c.http.longpoll_max)
         throw config_error("http.longpoll_default_s must not exceed http.longpoll_max_s");
     if (c.storage.db_path.empty()) throw config_error("storage.db_path must not be empty");
+    if (!c.auth.enabled() && !is_loopback_host(c.http.host) && !c.http.allow_public_without_auth)
+        throw config_error("http listens on " + c.http.host +
+                           ", beyond this machine, with authentication off: anyone who reaches the port "
+                           "reads every reading. Configure [auth] tokens or jwt_hs256_keys, listen on "
+                           "127.0.0.1, or set http.allow_public_without_auth = true "
+                           "(--allow-public-without-auth) if a proxy in front authenticates");
     static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
     if (!levels.count(c.log_level))
         throw config_error("log_level '" + c.log_level + "' must be one of trace, debug, info, warn, error, critical, off");

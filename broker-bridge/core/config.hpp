@@ -41,6 +41,34 @@ struct http_config {
     std::chrono::seconds longpoll_max{120};
     std::size_t longpoll_max_filters = 32;
     std::size_t gzip_min_bytes = 1024;
+    // Connections one client address may hold open: one client cannot lock everyone else out.
+    std::size_t max_connections_per_address = 1000;
+    // Cross-origin callers allowed (CORS, and the Origin of WebSocket and SSE requests); the
+    // bridge's own origin is always allowed.
+    std::vector<std::string> allowed_origins;
+    // Host header names accepted (DNS rebinding); empty: loopback names when listening on a
+    // loopback address, any name otherwise.
+    std::vector<std::string> allowed_hosts;
+    // Listening beyond loopback with authentication off is refused unless this is set.
+    bool allow_public_without_auth = false;
+};
+
+// A static bearer token and the topic filters it may read.
+struct static_token {
+    std::string token;
+    std::vector<std::string> topics;
+    std::string name;  // who holds it, for the log (never the token itself)
+};
+
+struct auth_config {
+    std::vector<std::string> jwt_hs256_keys;  // any of them verifies a JWT (rotation)
+    std::string jwt_audience;                 // when set, a JWT's aud must name it
+    std::string jwt_issuer;                   // when set, a JWT's iss must equal it
+    std::chrono::seconds leeway{30};          // clock skew allowed on exp and nbf
+    std::vector<static_token> tokens;
+    std::string metrics_token;                // when set, GET /metrics requires it
+    // Authentication is on in any configuration that sets tokens or JWT keys.
+    bool enabled() const noexcept { return !jwt_hs256_keys.empty() || !tokens.empty(); }
 };
 
 struct storage_config {
@@ -84,6 +112,7 @@ struct config {
     ingest_config ingest;
     stream_config stream;
     hub_config hub;
+    auth_config auth;
     std::string log_level = "info";
 };
 
@@ -96,6 +125,9 @@ config parse_config(std::string_view toml_text, const std::string& origin);
 
 // "HOST:PORT" -> (host, port); throws config_error.
 void apply_listen(http_config& http, const std::string& host_port);
+
+// 127.x.y.z, ::1 or localhost.
+bool is_loopback_host(std::string_view host);
 
 // Checks cross-field rules (ranges, prefix syntax); throws config_error.
 void validate(const config& c);

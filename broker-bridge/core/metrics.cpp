@@ -64,6 +64,11 @@ std::string metrics::render(const live_gauges& g) const {
     o << "telemetry_http_connections " << rd(http_connections) << '\n';
     family("telemetry_http_connections_rejected_total", "counter", "Connections closed at accept because the limit was reached.");
     o << "telemetry_http_connections_rejected_total " << rd(http_connections_rejected) << '\n';
+    family("telemetry_http_connections_rejected_per_address_total", "counter",
+           "Connections closed at accept because their client address held http.max_connections_per_address.");
+    o << "telemetry_http_connections_rejected_per_address_total " << rd(http_connections_rejected_per_address) << '\n';
+    family("telemetry_http_auth_failures_total", "counter", "Requests refused with 401: no token, or a bad, expired or tampered one.");
+    o << "telemetry_http_auth_failures_total " << rd(auth_failures) << '\n';
     family("telemetry_query_jobs_rejected_total", "counter", "Storage queries refused (503) because the query queue was full.");
     o << "telemetry_query_jobs_rejected_total " << rd(query_jobs_rejected) << '\n';
     family("telemetry_stream_connections", "gauge", "Open streaming connections, by transport.");

@@ -82,6 +82,21 @@ bool topic_filter::matches_child_of(std::string_view parent) const noexcept {
     return cursor.done() && (i + 1 == levels_.size() || (i < levels_.size() && levels_[i] == "#"));
 }
 
+bool topic_filter::overlaps(const topic_filter& other) const noexcept {
+    const auto& a = levels_;
+    const auto& b = other.levels_;
+    if (a.empty() || b.empty()) return false;
+    const std::size_t n = std::min(a.size(), b.size());
+    for (std::size_t i = 0; i < n; ++i) {
+        if (a[i] == "#" || b[i] == "#") return true;
+        if (a[i] != "+" && b[i] != "+" && a[i] != b[i]) return false;
+    }
+    if (a.size() == b.size()) return true;
+    // The longer one must end right here in `#`, which also matches its parent level.
+    const auto& longer = a.size() > b.size() ? a : b;
+    return longer.size() == n + 1 && longer[n] == "#";
+}
+
 bool matches_any(const std::vector<topic_filter>& filters, std::string_view topic) noexcept {
     return std::any_of(filters.begin(), filters.end(), [topic](const topic_filter& f) { return f.matches(topic); });
 }

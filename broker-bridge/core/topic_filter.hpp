@@ -22,6 +22,8 @@ public:
     // True if some topic `parent/X` (X one more level) matches: the filter can select readings
     // of a sensor whose topics are `parent/<metric>`, so it wants that sensor's presence.
     bool matches_child_of(std::string_view parent) const noexcept;
+    // True if some topic is matched by both filters (`a/+` and `+/b` overlap on `a/b`).
+    bool overlaps(const topic_filter& other) const noexcept;
     const std::vector<std::string>& levels() const noexcept { return levels_; }
 
     const std::string& str() const noexcept { return text_; }

@@ -157,6 +157,14 @@ void append_sse_retry(std::string& out, std::int64_t retry_ms) {
     out += "\n\n";
 }
 
+void append_sse_error(std::string& out, std::string_view code, std::string_view message) {
+    out += "event: error\ndata: {\"code\":";
+    append_json_string(out, code);
+    out += ",\"message\":";
+    append_json_string(out, message);
+    out += "}\n\n";
+}
+
 std::string ws_status_message(const status_event& s) {
     std::string m = "{\"op\":\"status\",\"sensor\":";
     append_json_string(m, s.sensor);

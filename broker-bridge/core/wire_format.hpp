@@ -64,6 +64,8 @@ void append_sse_reading(std::string& out, const live_reading& l, std::uint64_t s
 void append_sse_status(std::string& out, const status_event& s);
 void append_sse_reset(std::string& out, const reset_notice& r);
 void append_sse_retry(std::string& out, std::int64_t retry_ms);
+// event: error, {"code":..,"message":..}: why the bridge ends the stream (e.g. token_expired).
+void append_sse_error(std::string& out, std::string_view code, std::string_view message);
 
 // WebSocket messages (the text of one message each).
 std::string ws_status_message(const status_event& s);

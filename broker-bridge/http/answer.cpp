@@ -22,6 +22,19 @@ std::optional<std::string> joined(const request& req, bhttp::field f) {
     return out;
 }
 
+// On every response: no content sniffing, no Referer leaking a URL, and the CORS answer for an
+// allowed cross-origin caller (never `*`: requests carry credentials).
+template <typename Response>
+void set_security_headers(Response& res, const request_info& ri) {
+    res.set("X-Content-Type-Options", "nosniff");
+    res.set("Referrer-Policy", "no-referrer");
+    if (ri.cors_origin) {
+        res.set(bhttp::field::access_control_allow_origin, *ri.cors_origin);
+        res.set(bhttp::field::access_control_expose_headers, "ETag, Last-Modified, X-Next-Cursor, Retry-After");
+        res.insert(bhttp::field::vary, "Origin");
+    }
+}
+
 }  // namespace
 
 request_info request_info::of(const request& req) {
@@ -39,11 +52,14 @@ unsigned error_status(error_code c) noexcept {
     switch (c) {
     case error_code::bad_request: return 400;
     case error_code::bad_parameter: return 400;
+    case error_code::unauthorized: return 401;
+    case error_code::forbidden: return 403;
     case error_code::not_found: return 404;
     case error_code::method_not_allowed: return 405;
     case error_code::payload_too_large: return 413;
     case error_code::upgrade_required: return 426;
     case error_code::uri_too_long: return 414;
+    case error_code::misdirected: return 421;
     case error_code::headers_too_large: return 431;
     case error_code::unavailable: return 503;
     case error_code::not_implemented: return 501;
@@ -56,11 +72,14 @@ std::string_view error_name(error_code c) noexcept {
     switch (c) {
     case error_code::bad_request: return "bad_request";
     case error_code::bad_parameter: return "bad_parameter";
+    case error_code::unauthorized: return "unauthorized";
+    case error_code::forbidden: return "forbidden";
     case error_code::not_found: return "not_found";
     case error_code::method_not_allowed: return "method_not_allowed";
     case error_code::payload_too_large: return "payload_too_large";
     case error_code::upgrade_required: return "upgrade_required";
     case error_code::uri_too_long: return "uri_too_long";
+    case error_code::misdirected: return "misdirected_request";
     case error_code::headers_too_large: return "headers_too_large";
     case error_code::unavailable: return "unavailable";
     case error_code::not_implemented: return "not_implemented";
@@ -107,6 +126,7 @@ answer responder::not_modified(const request_info& ri, const std::string& etag,
     res.set(bhttp::field::last_modified, format_http_date(last_modified));
     res.set(bhttp::field::cache_control, cache_control);
     res.set(bhttp::field::vary, "Accept, Accept-Encoding");
+    set_security_headers(res, ri);
     res.keep_alive(ri.keep_alive);
     metrics_.count_response(304);
     return {304, bhttp::message_generator(std::move(res))};
@@ -136,6 +156,7 @@ answer responder::finish(const request_info& ri, unsigned status, std::string bo
         res.set(bhttp::field::server, server_name);
         res.set(bhttp::field::content_type, content_type);
         for (const auto& [k, v] : headers) res.insert(k, v);
+        set_security_headers(res, ri);
         res.keep_alive(ri.keep_alive);
     };
     if (ri.head) {

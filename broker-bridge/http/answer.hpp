@@ -29,6 +29,8 @@ struct request_info {
     bool gzip_ok = false;
     std::optional<std::string> if_none_match;
     std::optional<std::string> if_modified_since;
+    // A cross-origin caller on the allow-list: echoed in Access-Control-Allow-Origin.
+    std::optional<std::string> cors_origin;
     static request_info of(const request& req);
 };
 
@@ -46,11 +48,14 @@ struct answer {
 enum class error_code {
     bad_request,         // 400: malformed request line, headers or percent-encoding
     bad_parameter,       // 400: a query parameter, named in the message
+    unauthorized,        // 401: no token, or a bad, expired or tampered one
+    forbidden,           // 403: the token's grant covers nothing of what was asked, or a refused origin
     not_found,           // 404
     method_not_allowed,  // 405
     payload_too_large,   // 413
     upgrade_required,    // 426
     uri_too_long,        // 414
+    misdirected,         // 421: a Host this bridge does not serve (DNS rebinding)
     headers_too_large,   // 431
     unavailable,         // 503
     not_implemented,     // 501

@@ -19,14 +19,19 @@ representation_ptr latest_representation(series_table& t, std::string_view senso
     return std::static_pointer_cast<const representation>(d);
 }
 
-representation_ptr sensors_representation(series_table& t) {
-    auto d = t.overview([](const std::vector<series_row>& rows, std::time_t changed_at) -> series_table::derived {
+representation_ptr sensors_representation(series_table& t, const grant& g, std::string_view topic_prefix) {
+    auto d = t.overview(g.key(), [&](const std::vector<series_row>& rows, std::time_t changed_at) -> series_table::derived {
         auto rep = std::make_shared<representation>();
         std::string& out = rep->body;
         out.reserve(64 + rows.size() * 256);
         out += "{\"series\":[";
         bool first = true;
+        std::string topic;
         for (const auto& s : rows) {
+            if (!g.unrestricted()) {
+                topic.assign(topic_prefix).append("/").append(s.sensor).append("/").append(s.metric);
+                if (!g.permits(topic)) continue;
+            }
             if (!first) out.push_back(',');
             first = false;
             out += "{\"sensor\":";

@@ -3,6 +3,7 @@
 // the series table, so a revalidation costs a lookup and a reference count.
 #pragma once
 
+#include "core/auth.hpp"
 #include "live/series_table.hpp"
 
 #include <ctime>
@@ -23,7 +24,8 @@ using representation_ptr = std::shared_ptr<const representation>;
 
 // The series' latest reading (docs/api.md section 3.4); nullptr for an unknown series.
 representation_ptr latest_representation(series_table& t, std::string_view sensor, std::string_view metric);
-// Every series (docs/api.md section 3.3).
-representation_ptr sensors_representation(series_table& t);
+// Every series the grant may read (docs/api.md section 3.3). Cached per grant, so neither the
+// body nor its ETag tells one grant anything of what another sees.
+representation_ptr sensors_representation(series_table& t, const grant& g, std::string_view topic_prefix);
 
 }  // namespace telemetry::bridge::http

@@ -14,6 +14,9 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include <openssl/crypto.h>
+
+#include <algorithm>
 #include <charconv>
 #include <map>
 #include <set>
@@ -83,17 +86,25 @@ bool wants_csv(const request& req) {
 
 }  // namespace
 
-router::router(hub& h, metrics& m, const config& c, std::function<bool()> mqtt_ready,
+router::router(hub& h, metrics& m, const config& c, const authenticator& auth, std::function<bool()> mqtt_ready,
                std::function<bool()> storage_writable)
-    : hub_(h), metrics_(m), cfg_(c), mqtt_ready_(std::move(mqtt_ready)),
+    : hub_(h), metrics_(m), cfg_(c), auth_(auth), mqtt_ready_(std::move(mqtt_ready)),
       storage_writable_(std::move(storage_writable)),
       responder_(m, c.http.gzip_min_bytes) {}
 
 action router::route(const request& req) {
-    const request_info ri = request_info::of(req);
+    request_info ri = request_info::of(req);
+    if (!host_allowed(req))
+        return responder_.error(ri, error_code::misdirected, "this bridge does not serve that Host");
+    // Cross-origin callers: an allowed one gets CORS headers; a refused one gets none (its
+    // browser then keeps the answer from it) and may not open streams at all (below).
+    const auto origin = cross_origin(req);
+    const bool origin_refused = origin && !origin_allowed(*origin);
+    if (origin && !origin_refused) ri.cors_origin = *origin;
+    if (req.method() == bhttp::verb::options) return preflight(ri, req, origin_refused);
     if (req.method() != bhttp::verb::get && req.method() != bhttp::verb::head)
         return responder_.error(ri, error_code::method_not_allowed,
-                                "only GET and HEAD are supported here", {{"Allow", "GET, HEAD"}});
+                                "only GET and HEAD are supported here", {{"Allow", "GET, HEAD, OPTIONS"}});
 
     const std::string_view target(req.target().data(), req.target().size());
     auto parsed = boost::urls::parse_origin_form(target);
@@ -112,39 +123,132 @@ action router::route(const request& req) {
         return std::nullopt;
     };
 
-    // The dashboard. `/` ignores its query: the page reads it (e.g. ?transport=sse).
+    // Open to anyone: the dashboard (it asks for a token itself), liveness and readiness.
+    // `/` ignores its query: the page reads it (e.g. ?transport=sse).
     if (seg.empty()) return assets_.get(responder_, ri, "index.html");
     if (seg.size() == 2 && seg[0] == "assets") return assets_.get(responder_, ri, seg[1]);
     if (seg.size() == 1 && seg[0] == "healthz") return health(ri);
     if (seg.size() == 1 && seg[0] == "readyz") return ready(ri);
-    if (seg.size() == 1 && seg[0] == "metrics") return metrics_page(ri);
-    if (seg.size() >= 2 && seg[0] == "api" && seg[1] == "v1") {
-        if (seg.size() == 3 && seg[2] == "sensors") {
+    if (seg.size() == 1 && seg[0] == "metrics") return metrics_page(ri, req);
+    if (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1")
+        return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
+
+    // Everything under /api/v1 needs a grant. Streams may carry the token in the query: browsers'
+    // EventSource and WebSocket cannot set headers.
+    const bool streaming = seg.size() == 3 && (seg[2] == "stream" || seg[2] == "ws");
+    if (streaming && origin_refused)
+        return responder_.error(ri, error_code::forbidden, "streams are not served to this Origin");
+    auto who = authorize(ri, req, u, streaming);
+    if (auto* refused = std::get_if<answer>(&who)) return std::move(*refused);
+    const grant_ptr g = std::get<grant_ptr>(std::move(who));
+
+    if (seg.size() == 3 && seg[2] == "sensors") {
+        if (auto e = no_params()) return std::move(*e);
+        return sensors(ri, g);
+    }
+    if (seg.size() == 6 && seg[2] == "sensors") {
+        if (!valid_name(seg[3]) || !valid_name(seg[4]))
+            return responder_.error(ri, error_code::not_found,
+                                    "sensor and metric names are [A-Za-z0-9_.-]{1,64}");
+        if (!g->permits(hub_.topic_prefix() + "/" + seg[3] + "/" + seg[4]))
+            return responder_.error(ri, error_code::forbidden, "the token does not grant reading this series");
+        if (seg[5] == "latest") {
             if (auto e = no_params()) return std::move(*e);
-            return sensors(ri);
+            return latest(ri, seg[3], seg[4]);
         }
-        if (seg.size() == 6 && seg[2] == "sensors") {
-            if (!valid_name(seg[3]) || !valid_name(seg[4]))
-                return responder_.error(ri, error_code::not_found,
-                                        "sensor and metric names are [A-Za-z0-9_.-]{1,64}");
-            if (seg[5] == "latest") {
-                if (auto e = no_params()) return std::move(*e);
-                return latest(ri, seg[3], seg[4]);
-            }
-            if (seg[5] == "readings") return readings(ri, req, seg[3], seg[4]);
-            if (seg[5] == "aggregate") return aggregate(ri, req, seg[3], seg[4]);
-        }
-        if (seg.size() == 3 && seg[2] == "updates") return updates(ri, req);
-        if (seg.size() == 3 && seg[2] == "stream") return stream(ri, req);
-        if (seg.size() == 3 && seg[2] == "ws") {
-            if (auto e = no_params()) return std::move(*e);
-            if (!boost::beast::websocket::is_upgrade(req))
-                return responder_.error(ri, error_code::upgrade_required,
-                                        "this path speaks WebSocket: send an Upgrade request");
-            return websocket_request{};
-        }
+        if (seg[5] == "readings") return readings(ri, req, seg[3], seg[4]);
+        if (seg[5] == "aggregate") return aggregate(ri, req, seg[3], seg[4]);
+    }
+    if (seg.size() == 3 && seg[2] == "updates") return updates(ri, req, g);
+    if (seg.size() == 3 && seg[2] == "stream") return stream(ri, req, g);
+    if (seg.size() == 3 && seg[2] == "ws") {
+        for (const auto& p : u.params())
+            if (p.key != "access_token")
+                return responder_.error(ri, error_code::bad_parameter, "unknown query parameter '" + p.key + "'");
+        if (!boost::beast::websocket::is_upgrade(req))
+            return responder_.error(ri, error_code::upgrade_required,
+                                    "this path speaks WebSocket: send an Upgrade request");
+        return websocket_request{g};
     }
     return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
+}
+
+std::variant<grant_ptr, answer> router::authorize(const request_info& ri, const request& req,
+                                                  const boost::urls::url_view& u, bool query_token_ok) const {
+    std::string token;
+    if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
+        const std::string_view v(it->value().data(), it->value().size());
+        if (v.size() > 7 && boost::beast::iequals(v.substr(0, 7), "Bearer ")) token = std::string(v.substr(7));
+    }
+    if (token.empty() && query_token_ok)
+        if (auto it = u.params().find("access_token"); it != u.params().end()) token = (*it).value;
+    auto r = auth_.authenticate(token, std::time(nullptr));
+    if (auto* g = std::get_if<grant_ptr>(&r)) return std::move(*g);
+    const auth_failure why = std::get<auth_failure>(r);
+    metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+    // RFC 6750 section 3: no token, no error attribute; a bad one says invalid_token.
+    std::string challenge = "Bearer realm=\"telemetry\"";
+    if (why != auth_failure::missing) {
+        challenge += ", error=\"invalid_token\", error_description=\"";
+        challenge += describe(why);
+        challenge += '"';
+    }
+    return responder_.error(ri, error_code::unauthorized, describe(why), {{"WWW-Authenticate", challenge}});
+}
+
+bool router::host_allowed(const request& req) const {
+    auto it = req.find(bhttp::field::host);
+    if (it == req.end()) return req.version() < 11;  // HTTP/1.1 requires Host (RFC 9112 3.2)
+    std::string_view host(it->value().data(), it->value().size());
+    // Without the port: "name:8080", "[::1]:8080".
+    if (!host.empty() && host.front() == '[') host = host.substr(0, host.find(']') + 1);
+    else if (auto colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
+    const auto& allowed = cfg_.http.allowed_hosts;
+    if (!allowed.empty())
+        return std::any_of(allowed.begin(), allowed.end(), [&](const std::string& a) { return boost::beast::iequals(a, host); });
+    // Listening on loopback: only loopback names, so a DNS name rebound to 127.0.0.1 by a web
+    // page reaches nothing.
+    if (!is_loopback_host(cfg_.http.host)) return true;
+    return boost::beast::iequals(host, "localhost") || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+std::optional<std::string> router::cross_origin(const request& req) const {
+    auto it = req.find(bhttp::field::origin);
+    if (it == req.end()) return std::nullopt;
+    const std::string_view origin(it->value().data(), it->value().size());
+    if (auto h = req.find(bhttp::field::host); h != req.end()) {
+        const std::string_view host(h->value().data(), h->value().size());
+        for (std::string_view scheme : {"http://", "https://"})
+            if (origin.size() == scheme.size() + host.size() && origin.substr(0, scheme.size()) == scheme &&
+                boost::beast::iequals(origin.substr(scheme.size()), host))
+                return std::nullopt;  // same origin
+    }
+    return std::string(origin);
+}
+
+bool router::origin_allowed(const std::string& origin) const {
+    const auto& allowed = cfg_.http.allowed_origins;
+    return std::find(allowed.begin(), allowed.end(), origin) != allowed.end();
+}
+
+// A CORS preflight (RFC 9110 OPTIONS, Fetch standard): what an allowed origin may send.
+answer router::preflight(const request_info& ri, const request& req, bool origin_refused) const {
+    if (origin_refused || !ri.cors_origin) {
+        if (!req.count(bhttp::field::origin)) {
+            content c;
+            c.cache_control = "no-store";
+            c.headers.emplace_back("Allow", "GET, HEAD, OPTIONS");
+            return responder_.ok(ri, std::move(c));
+        }
+        return responder_.error(ri, error_code::forbidden, "this Origin is not allowed");
+    }
+    content c;
+    c.cache_control = "no-store";
+    c.headers.emplace_back("Access-Control-Allow-Methods", "GET, HEAD");
+    c.headers.emplace_back("Access-Control-Allow-Headers",
+                           "Authorization, If-None-Match, If-Modified-Since, Last-Event-ID, Accept");
+    c.headers.emplace_back("Access-Control-Max-Age", "600");
+    return responder_.ok(ri, std::move(c));
 }
 
 answer router::health(const request_info& ri) const {
@@ -176,7 +280,17 @@ answer router::ready(const request_info& ri) const {
                             {{"Retry-After", "1"}});
 }
 
-answer router::metrics_page(const request_info& ri) const {
+answer router::metrics_page(const request_info& ri, const request& req) const {
+    if (const auto& want = cfg_.auth.metrics_token; !want.empty()) {
+        std::string_view got;
+        if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
+            const std::string_view v(it->value().data(), it->value().size());
+            if (v.size() > 7 && boost::beast::iequals(v.substr(0, 7), "Bearer ")) got = v.substr(7);
+        }
+        if (got.size() != want.size() || CRYPTO_memcmp(got.data(), want.data(), want.size()) != 0)
+            return responder_.error(ri, error_code::unauthorized, "GET /metrics requires the metrics token",
+                                    {{"WWW-Authenticate", "Bearer realm=\"telemetry-metrics\""}});
+    }
     content c;
     c.body = metrics_.render({hub_.parked(), hub_.series_count(), hub_.newest_id(), storage_writable_()});
     c.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -184,8 +298,8 @@ answer router::metrics_page(const request_info& ri) const {
     return responder_.ok(ri, std::move(c));
 }
 
-action router::sensors(const request_info& ri) {
-    const auto rep = sensors_representation(hub_.series());
+action router::sensors(const request_info& ri, const grant_ptr& g) {
+    const auto rep = sensors_representation(hub_.series(), *g, hub_.topic_prefix());
     content c;
     c.body = rep->body;
     c.etag = rep->etag;
@@ -360,7 +474,7 @@ action router::aggregate(const request_info& ri, const request& req, std::string
     }};
 }
 
-action router::updates(const request_info& ri, const request& req) {
+action router::updates(const request_info& ri, const request& req, const grant_ptr& g) {
     const std::string_view target(req.target().data(), req.target().size());
     const auto u = *boost::urls::parse_origin_form(target);
     params p;
@@ -388,8 +502,12 @@ action router::updates(const request_info& ri, const request& req) {
             return responder_.error(ri, error_code::bad_parameter, "limit must be an integer from 1 to 10000");
         lp.limit = static_cast<std::size_t>(*n);
     }
-    if (auto e = parse_filters(p.all("topic"), cfg_.http.longpoll_max_filters, lp.filters); !e.empty())
+    std::vector<topic_filter> filters;
+    if (auto e = parse_filters(p.all("topic"), cfg_.http.longpoll_max_filters, filters); !e.empty())
         return responder_.error(ri, error_code::bad_parameter, e);
+    lp.selector = std::make_shared<const reading_selector>(std::move(filters), g);
+    if (!lp.selector->can_select_anything())
+        return responder_.error(ri, error_code::forbidden, "the token grants none of these topics");
     return lp;
 }
 
@@ -406,11 +524,11 @@ std::string router::parse_filters(const std::vector<std::string>& given, std::si
     return {};
 }
 
-action router::stream(const request_info& ri, const request& req) {
+action router::stream(const request_info& ri, const request& req, const grant_ptr& g) {
     const std::string_view target(req.target().data(), req.target().size());
     const auto u = *boost::urls::parse_origin_form(target);
     params p;
-    if (auto e = p.parse(u, {"after", "topic", "policy"}, {"topic"}); !e.empty())
+    if (auto e = p.parse(u, {"after", "topic", "policy", "access_token"}, {"topic"}); !e.empty())
         return responder_.error(ri, error_code::bad_parameter, e);
     stream_request s;
     if (auto pol = p.get("policy")) {
@@ -429,8 +547,12 @@ action router::stream(const request_info& ri, const request& req) {
                                     "after (or Last-Event-ID) must be a reading id (a non-negative integer)");
         s.after = *n;
     }
-    if (auto e = parse_filters(p.all("topic"), cfg_.stream.max_filters, s.filters); !e.empty())
+    std::vector<topic_filter> filters;
+    if (auto e = parse_filters(p.all("topic"), cfg_.stream.max_filters, filters); !e.empty())
         return responder_.error(ri, error_code::bad_parameter, e);
+    s.selector = std::make_shared<const reading_selector>(std::move(filters), g);
+    if (!s.selector->can_select_anything())
+        return responder_.error(ri, error_code::forbidden, "the token grants none of these topics");
     if (ri.head) {
         content c;
         c.content_type = "text/event-stream; charset=utf-8";

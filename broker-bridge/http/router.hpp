@@ -5,9 +5,13 @@
 #include "core/config.hpp"
 #include "http/answer.hpp"
 #include "http/assets.hpp"
+#include "core/auth.hpp"
+#include "core/selector.hpp"
 #include "core/topic_filter.hpp"
 #include "core/wire_format.hpp"
 #include "live/hub.hpp"
+
+#include <boost/url/url_view.hpp>
 
 #include <chrono>
 #include <functional>
@@ -37,7 +41,7 @@ struct storage_job {
 // A long poll to park in the hub (see session).
 struct long_poll {
     std::int64_t after = 0;
-    std::vector<topic_filter> filters;
+    selector_ptr selector;  // its topic filters within its grant
     std::size_t limit = 1000;
     std::chrono::seconds timeout{30};
 };
@@ -45,14 +49,16 @@ struct long_poll {
 // A Server-Sent Events stream: filters, and where to resume (nullopt: start live).
 struct stream_request {
     std::optional<std::int64_t> after;
-    std::vector<topic_filter> filters;
+    selector_ptr selector;  // its topic filters within its grant
     // policy=conflate: while the client is behind, keep only the newest reading per series and
     // tell it how many were skipped (for dashboards that want the present, not every reading).
     bool conflate = false;
 };
 
 // A WebSocket upgrade on /api/v1/ws (subscriptions arrive as messages).
-struct websocket_request {};
+struct websocket_request {
+    grant_ptr access;  // every subscription of the connection is within it
+};
 
 using action = std::variant<answer, storage_job, long_poll, stream_request, websocket_request>;
 
@@ -61,7 +67,7 @@ using action = std::variant<answer, storage_job, long_poll, stream_request, webs
 class router {
 public:
     // `mqtt_ready` and `storage_writable` tell readiness (their owners keep that state).
-    router(hub& h, metrics& m, const config& c, std::function<bool()> mqtt_ready,
+    router(hub& h, metrics& m, const config& c, const authenticator& auth, std::function<bool()> mqtt_ready,
            std::function<bool()> storage_writable);
 
     action route(const request& req);
@@ -75,18 +81,25 @@ public:
     const responder& respond() const noexcept { return responder_; }
 
 private:
-    action sensors(const request_info& ri);
+    // The grant of the request's bearer token, or the 401 that refuses it.
+    std::variant<grant_ptr, answer> authorize(const request_info& ri, const request& req,
+                                              const boost::urls::url_view& u, bool query_token_ok) const;
+    bool host_allowed(const request& req) const;
+    std::optional<std::string> cross_origin(const request& req) const;  // nullopt: none, or same origin
+    bool origin_allowed(const std::string& origin) const;
+    answer preflight(const request_info& ri, const request& req, bool origin_refused) const;
+    action sensors(const request_info& ri, const grant_ptr& g);
     action latest(const request_info& ri, std::string_view sensor, std::string_view metric);
     action readings(const request_info& ri, const request& req, std::string sensor, std::string metric);
     action aggregate(const request_info& ri, const request& req, std::string sensor, std::string metric);
-    action updates(const request_info& ri, const request& req);
-    action stream(const request_info& ri, const request& req);
+    action updates(const request_info& ri, const request& req, const grant_ptr& g);
+    action stream(const request_info& ri, const request& req, const grant_ptr& g);
     // Parses the repeatable `topic` parameter (default `#`) into filters, or an error message.
     std::string parse_filters(const std::vector<std::string>& topics, std::size_t max,
                               std::vector<topic_filter>& out) const;
     answer health(const request_info& ri) const;
     answer ready(const request_info& ri) const;
-    answer metrics_page(const request_info& ri) const;
+    answer metrics_page(const request_info& ri, const request& req) const;
 
     // Validators of stored-query answers, by request target: valid while the series' version is
     // unchanged, so a revalidation is answered 304 without touching storage.
@@ -105,6 +118,7 @@ private:
     hub& hub_;
     metrics& metrics_;
     const config& cfg_;
+    const authenticator& auth_;
     std::function<bool()> mqtt_ready_;
     std::function<bool()> storage_writable_;
     responder responder_;

@@ -114,9 +114,10 @@ void session::handle(request&& req) {
     action a = ctx_.routes.route(req);
     if (auto* ans = std::get_if<answer>(&a)) return send(std::move(*ans));
     if (auto* lp = std::get_if<long_poll>(&a)) return start_poll(ri, std::move(*lp));
-    if (std::holds_alternative<websocket_request>(a)) {
+    if (auto* wr = std::get_if<websocket_request>(&a)) {
         // Hand the connection and the upgrade request over to the WebSocket session.
-        std::make_shared<ws_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg, std::move(slot_))
+        std::make_shared<ws_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg, std::move(slot_),
+                                     std::move(wr->access))
             ->start(std::move(req));
         return;
     }
@@ -194,7 +195,7 @@ void session::start_poll(const request_info& ri, long_poll lp) {
     }
     poll_query_ = catch_up_query{};
     poll_query_.after = lp.after;
-    poll_query_.selector = std::make_shared<const reading_selector>(std::move(lp.filters));
+    poll_query_.selector = std::move(lp.selector);
     poll_query_.limit = lp.limit;
     poll_query_.check_reset = true;
     poll_query_.attach = waiter_;

@@ -125,17 +125,22 @@ series_table::derived series_table::latest(std::string_view sensor, std::string_
 }
 
 series_table::derived series_table::overview(
-    const std::function<derived(const std::vector<series_row>&, std::time_t)>& make) {
+    const std::string& key, const std::function<derived(const std::vector<series_row>&, std::time_t)>& make) {
+    constexpr std::size_t max_cached = 256;
     std::lock_guard lock(mutex_);
-    if (overview_ && overview_version_ == version_) return overview_;
+    if (overview_version_ != version_ || overviews_.size() >= max_cached) {
+        overviews_.clear();
+        overview_version_ = version_;
+    }
+    if (auto it = overviews_.find(key); it != overviews_.end()) return it->second;
     std::vector<series_row> rows;
     rows.reserve(series_.size());
     for (const auto& [k, st] : series_)
         rows.push_back({k.first, k.second, st.unit, st.online, st.count, median_interval(st.recent_ts),
                         st.latest ? &*st.latest : nullptr});
-    overview_ = make(rows, changed_at_);
-    overview_version_ = version_;
-    return overview_;
+    auto d = make(rows, changed_at_);
+    overviews_.emplace(key, d);
+    return d;
 }
 
 }  // namespace telemetry::bridge

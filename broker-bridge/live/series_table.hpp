@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace telemetry::bridge {
@@ -60,9 +61,10 @@ public:
     // nullptr for an unknown series.
     derived latest(std::string_view sensor, std::string_view metric,
                    const std::function<derived(const reading&, std::time_t)>& make);
-    // Every series, in (sensor, metric) order, turned into a value by `make`, cached until any
-    // summary or presence changes.
-    derived overview(const std::function<derived(const std::vector<series_row>&, std::time_t)>& make);
+    // Every series, in (sensor, metric) order, turned into a value by `make`, cached under `key`
+    // (one value per key: e.g. per read grant) until any summary or presence changes.
+    derived overview(const std::string& key,
+                     const std::function<derived(const std::vector<series_row>&, std::time_t)>& make);
 
 private:
     struct state {
@@ -92,8 +94,9 @@ private:
     std::map<std::string, bool, std::less<>> online_;  // sensors with a status but maybe no series
     std::uint64_t version_ = 0;  // bumps on any change the overview shows
     std::time_t changed_at_ = 0;
+    // Cached overviews by key, all of the same version_; bounded (cleared when full).
     std::uint64_t overview_version_ = 0;
-    derived overview_;
+    std::unordered_map<std::string, derived> overviews_;
 };
 
 }  // namespace telemetry::bridge

@@ -143,9 +143,8 @@ bool subscriber_registry::remove(const subscriber* s) {
 
 template <typename Hit>
 void subscriber_registry::walk(node& n, const std::vector<std::string_view>& levels, std::size_t i,
-                               bool children_too, Hit& hit, bool skip_root_hash) {
-    if (!(skip_root_hash && i == 0))
-        for (entry* e : n.hash) hit(e);
+                               bool children_too, Hit& hit) {
+    for (entry* e : n.hash) hit(e);
     if (i == levels.size()) {
         for (entry* e : n.ends) hit(e);
         if (!children_too) return;
@@ -187,6 +186,7 @@ std::vector<subscriber_registry::match> subscriber_registry::match_commit(
         // `#` alone selects every reading: such subscribers take the commit's batch as it is,
         // without a walk or a list per reading (the common dashboard-on-everything case).
         for (entry* e : root_->hash) {
+            if (!e->selector->unrestricted()) continue;  // a narrower grant: walked like the rest
             e->takes_all = generation;
             slot_of(e);
         }
@@ -196,10 +196,11 @@ std::vector<subscriber_registry::match> subscriber_registry::match_commit(
             auto hit = [&](entry* e) {
                 if (e->tick == tick || e->takes_all == generation) return;  // selected already
                 e->tick = tick;
+                if (!e->selector->unrestricted() && !e->selector->permits((*current)->topic)) return;
                 picked[slot_of(e)].push_back(*current);
             };
             split_levels(l->topic, levels);
-            walk(*root_, levels, 0, false, hit, /*skip_root_hash=*/true);
+            walk(*root_, levels, 0, false, hit);
         }
     }
     if (statuses) {
@@ -210,6 +211,7 @@ std::vector<subscriber_registry::match> subscriber_registry::match_commit(
             auto hit = [&](entry* e) {
                 if (e->tick == tick || e->one_shot) return;  // long polls take readings only
                 e->tick = tick;
+                if (!e->selector->unrestricted() && !e->selector->access()->permits_sensor(sensor_topic)) return;
                 picked_status[slot_of(e)].push_back(*current);
             };
             sensor_topic.assign(topic_prefix).append("/").append(s->sensor);

@@ -57,7 +57,7 @@ private:
     void erase(const subscriber* s);
     template <typename Hit>
     void walk(node& n, const std::vector<std::string_view>& levels, std::size_t i, bool children_too,
-              Hit& hit, bool skip_root_hash = false);
+              Hit& hit);
 
     std::unique_ptr<node> root_;
     std::unordered_map<const subscriber*, std::unique_ptr<entry>> entries_;

@@ -54,9 +54,15 @@ void listener::on_accept(io_shard& shard, beast::error_code ec, asio::ip::tcp::s
         });
         return;
     }
-    auto slot = ctx_.connections.try_open();
+    auto peer = socket.remote_endpoint(ec);
+    auto [slot, refused] = ec ? std::pair{std::optional<connection_gauge::slot>{}, connection_gauge::refusal::none}
+                              : ctx_.connections.try_open(peer.address());
     if (!slot) {
-        ctx_.stats.http_connections_rejected.fetch_add(1, std::memory_order_relaxed);
+        // Closed at once: a refused client gets no answer to tie a thread or memory up with.
+        if (refused == connection_gauge::refusal::per_address)
+            ctx_.stats.http_connections_rejected_per_address.fetch_add(1, std::memory_order_relaxed);
+        else
+            ctx_.stats.http_connections_rejected.fetch_add(1, std::memory_order_relaxed);
         beast::error_code ignored;
         socket.close(ignored);
     } else {

@@ -28,8 +28,8 @@ sse_session::sse_session(beast::tcp_stream&& stream, io_shard& shard, session_co
                          const stream_config& cfg, request_info ri, stream_request req,
                          connection_gauge::slot slot)
     : stream_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), ri_(std::move(ri)), req_(std::move(req)),
-      selector_(std::make_shared<const reading_selector>(req_.filters)), slot_(std::move(slot)),
-      heartbeat_(stream_.get_executor()) {
+      selector_(req_.selector), slot_(std::move(slot)), heartbeat_(stream_.get_executor()),
+      expiry_(stream_.get_executor()) {
     ctx_.stats.sse_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -59,6 +59,10 @@ void sse_session::on_header(beast::error_code ec, std::size_t) {
     watch_peer();
     heartbeat_.expires_after(cfg_.heartbeat);
     heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
+    if (const auto exp = selector_->access()->expires_at(); exp > 0) {
+        expiry_.expires_at(std::chrono::system_clock::from_time_t(static_cast<std::time_t>(exp)));
+        expiry_.async_wait(beast::bind_front_handler(&sse_session::on_token_expired, shared_from_this()));
+    }
 
     std::string first;
     append_sse_retry(first, cfg_.retry.count());
@@ -278,12 +282,25 @@ void sse_session::on_heartbeat(beast::error_code ec) {
     heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
 }
 
+// The grant ends with its token: say why, then close; the client resumes after its last id with
+// a fresh token (docs/api.md section 8).
+void sse_session::on_token_expired(beast::error_code ec) {
+    if (ec || phase_ == phase::closed || phase_ == phase::closing) return;
+    std::string frame;
+    append_sse_error(frame, "token_expired", "the token has expired; reconnect with a fresh one after the last id");
+    pending_ += frame;  // past the queue's bound if need be: it is the last frame
+    flush();
+    phase_ = phase::closing;
+    if (!write_in_flight_) close();
+}
+
 void sse_session::close() {
     if (phase_ == phase::closed) return;
     spdlog::debug("sse: closing stream after id {}", last_id_);
     phase_ = phase::closed;
     ctx_.live.unsubscribe(this);
     heartbeat_.cancel();
+    expiry_.cancel();
     beast::error_code ignored;
     stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     stream_.socket().close(ignored);

@@ -10,6 +10,7 @@
 #include "streams/conflation.hpp"
 
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/system_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -57,6 +58,7 @@ private:
     void on_write(boost::beast::error_code ec, std::size_t);
     void watch_peer();
     void on_heartbeat(boost::beast::error_code ec);
+    void on_token_expired(boost::beast::error_code ec);
     void close();
 
     enum class phase { header, catching_up, live, closing, closed };
@@ -72,6 +74,7 @@ private:
     std::shared_ptr<bhttp::response<bhttp::empty_body>> res_;
     std::shared_ptr<bhttp::response_serializer<bhttp::empty_body>> serializer_;
     boost::asio::steady_timer heartbeat_;
+    boost::asio::system_timer expiry_;  // the token's expiry ends the stream
 
     phase phase_ = phase::header;
     std::int64_t last_id_ = 0;       // greatest id queued to this client

@@ -38,8 +38,9 @@ std::string subscribed_message(std::string_view topic, std::int64_t cursor) {
 }  // namespace
 
 ws_session::ws_session(beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
-                       const stream_config& cfg, connection_gauge::slot slot)
-    : ws_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), slot_(std::move(slot)) {
+                       const stream_config& cfg, connection_gauge::slot slot, grant_ptr access)
+    : ws_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), slot_(std::move(slot)),
+      access_(std::move(access)), expiry_(ws_.get_executor()) {
     ctx_.stats.ws_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -75,9 +76,20 @@ void ws_session::on_accept(beast::error_code ec) {
     if (ec) return finish();
     ctx_.stats.count_response(101);
     // Registered with no filters yet: subscriptions add theirs (register_filters).
-    cursor_ = ctx_.live.subscribe(shared_from_this(), std::make_shared<const reading_selector>(std::vector<topic_filter>{}));
+    cursor_ = ctx_.live.subscribe(shared_from_this(), std::make_shared<const reading_selector>(std::vector<topic_filter>{}, access_));
     registered_ = true;
+    if (const auto exp = access_->expires_at(); exp > 0) {
+        expiry_.expires_at(std::chrono::system_clock::from_time_t(static_cast<std::time_t>(exp)));
+        expiry_.async_wait(beast::bind_front_handler(&ws_session::on_token_expired, shared_from_this()));
+    }
     do_read();
+}
+
+// The grant ends with its token: close with 1008; the client resumes with `after` and a fresh
+// token (docs/api.md section 8).
+void ws_session::on_token_expired(beast::error_code ec) {
+    if (ec) return;
+    close(websocket::close_code::policy_error, "token expired; reconnect with a fresh token and after");
 }
 
 void ws_session::do_read() {
@@ -144,6 +156,8 @@ void ws_session::handle_message(std::string_view text) {
 void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate) {
     auto filter = topic_filter::parse(topic);
     if (!filter) return send_error("bad_topic", "'" + topic + "' is not a valid MQTT topic filter");
+    if (!access_->overlaps(*filter))
+        return send_error("forbidden", "the token grants nothing of '" + topic + "'");
     const bool known = std::any_of(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == topic; });
     if (!known && subs_.size() >= cfg_.max_filters)
         return send_error("too_many_subscriptions", "at most " + std::to_string(cfg_.max_filters) + " subscriptions per connection");
@@ -171,7 +185,7 @@ std::int64_t ws_session::register_filters() {
     std::vector<topic_filter> all;
     all.reserve(subs_.size());
     for (const auto& s : subs_) all.push_back(s.filter);
-    return ctx_.live.subscribe(shared_from_this(), std::make_shared<const reading_selector>(std::move(all)));
+    return ctx_.live.subscribe(shared_from_this(), std::make_shared<const reading_selector>(std::move(all), access_));
 }
 
 void ws_session::unsubscribe(const std::string& topic) {
@@ -213,7 +227,7 @@ void ws_session::backfill_step() {
     catch_up_query q;
     q.after = b.from;
     q.upto = b.upto;
-    q.selector = std::make_shared<const reading_selector>(std::vector<topic_filter>{sub->filter});
+    q.selector = std::make_shared<const reading_selector>(std::vector<topic_filter>{sub->filter}, access_);
     q.limit = cfg_.replay_chunk(backfill_chunk_most);
     q.check_reset = b.check_reset;
     auto self = shared_from_this();
@@ -421,6 +435,7 @@ void ws_session::finish() {
     if (closed_) return;
     closed_ = true;
     if (registered_) ctx_.live.unsubscribe(this);
+    expiry_.cancel();
     beast::error_code ignored;
     beast::get_lowest_layer(ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     beast::get_lowest_layer(ws_).socket().close(ignored);

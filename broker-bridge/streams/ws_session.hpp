@@ -11,6 +11,7 @@
 #include "streams/conflation.hpp"
 
 #include <boost/beast/core.hpp>
+#include <boost/asio/system_timer.hpp>
 #include <boost/beast/websocket.hpp>
 
 #include <deque>
@@ -35,7 +36,7 @@ class ws_session : public subscriber,
                    public std::enable_shared_from_this<ws_session> {
 public:
     ws_session(boost::beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
-               const stream_config& cfg, connection_gauge::slot slot);
+               const stream_config& cfg, connection_gauge::slot slot, grant_ptr access);
     ~ws_session() override;
     void start(request req);
 
@@ -61,6 +62,7 @@ private:
     };
 
     void on_accept(boost::beast::error_code ec);
+    void on_token_expired(boost::beast::error_code ec);
     void do_read();
     void on_read(boost::beast::error_code ec, std::size_t);
     void handle_message(std::string_view text);
@@ -92,6 +94,8 @@ private:
     session_context& ctx_;
     const stream_config& cfg_;
     connection_gauge::slot slot_;
+    grant_ptr access_;                   // every subscription is within it
+    boost::asio::system_timer expiry_;   // the token's expiry ends the connection
 
     std::vector<subscription> subs_;
     std::int64_t cursor_ = 0;

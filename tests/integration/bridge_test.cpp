@@ -403,7 +403,7 @@ TEST_CASE("integration - bad HTTP input gets JSON errors and the server keeps se
     expect_error(http_get(port, base + "aggregate?from=0&to=100000000&bucket=1ms"), 400, "bad_parameter");
     expect_error(http_get(port, "/api/v1/nothing"), 404, "not_found");
     expect_error(http_get(port, "/api/v1/sensors", {}, "POST"), 405, "method_not_allowed");
-    CHECK(http_get(port, "/api/v1/sensors", {}, "DELETE").header("allow") == "GET, HEAD");
+    CHECK(http_get(port, "/api/v1/sensors", {}, "DELETE").header("allow") == "GET, HEAD, OPTIONS");
     expect_error(http_get(port, base + "readings?x=" + std::string(6000, 'a')), 414, "uri_too_long");
     expect_error(http_get(port, "/api/v1/sensors", {{"X-Big", std::string(9000, 'b')}}), 431, "headers_too_large");
     expect_error(http_get(port, "/api/v1/sensors", {{"X-Huge", std::string(40000, 'b')}}), 431, "headers_too_large");

@@ -7,16 +7,13 @@ mosquitto_pub, and checks what a WebSocket user would see. Usage: ws_test.py BUI
 import asyncio
 import json
 import os
-import re
-import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 
 import websockets
+
+from bridge_system import System as _System
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -26,92 +23,14 @@ RAW = CASE.endswith("/raw")
 CASE = CASE.removesuffix("/raw")
 
 
+def System(conf=""):
+    return _System(BUILD, conf)
+
+
 def connect(url, **kw):
     if RAW:
         kw["compression"] = None
     return websockets.connect(url, **kw)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class System:
-    """A private Mosquitto and bridge; stopped (by PID) when the case ends."""
-
-    def __init__(self, bridge_conf=""):
-        self.dir = tempfile.mkdtemp(prefix="telemetry-ws-")
-        self.mqtt_port = free_port()
-        conf = os.path.join(self.dir, "mosquitto.conf")
-        with open(conf, "w") as f:
-            f.write(f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-                    "max_queued_messages 1000000\n")
-            if os.geteuid() == 0:
-                f.write("user root\n")
-        self.mosq = subprocess.Popen(["mosquitto", "-c", conf], stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.mqtt_port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        bconf = os.path.join(self.dir, "bridge.toml")
-        with open(bconf, "w") as f:
-            f.write(bridge_conf)
-        self.out = open(os.path.join(self.dir, "bridge.out"), "w+")
-        self.bridge = subprocess.Popen(
-            [os.path.join(BUILD, "broker-bridge", "broker-bridge"), "--config", bconf, "--mqtt",
-             f"tcp://127.0.0.1:{self.mqtt_port}", "--http", "127.0.0.1:0", "--db",
-             os.path.join(self.dir, "bridge.db")],
-            stdout=self.out, stderr=open(os.path.join(self.dir, "bridge.err"), "w"))
-        self.port = None
-        deadline = time.time() + 20
-        while time.time() < deadline and self.port is None:
-            self.out.seek(0)
-            m = re.search(r"serving http://127\.0\.0\.1:(\d+)", self.out.read())
-            if m:
-                self.port = int(m.group(1))
-            time.sleep(0.05)
-        assert self.port, "bridge did not start"
-        while time.time() < deadline and b"200 OK" not in self.http("/readyz"):
-            time.sleep(0.05)
-
-    def http(self, target):
-        with socket.create_connection(("127.0.0.1", self.port)) as s:
-            s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-            return data
-
-    def url(self):
-        return f"ws://127.0.0.1:{self.port}/api/v1/ws"
-
-    def pub(self, topic, payload):
-        subprocess.run(["mosquitto_pub", "-p", str(self.mqtt_port), "-q", "1", "-t", topic, "-m", payload],
-                       check=True)
-
-    def pub_many(self, lines):
-        """Publishes 'topic payload' lines through one mosquitto_pub connection per topic."""
-        by_topic = {}
-        for topic, payload in lines:
-            by_topic.setdefault(topic, []).append(payload)
-        for topic, payloads in by_topic.items():
-            subprocess.run(["mosquitto_pub", "-p", str(self.mqtt_port), "-q", "1", "-t", topic, "-l"],
-                           input="\n".join(payloads) + "\n", text=True, check=True)
-
-    def stop(self):
-        for p in (self.bridge, self.mosq):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 async def recv_json(ws, timeout=10):

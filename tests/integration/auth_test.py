@@ -1,0 +1,391 @@
+#!/usr/bin/python3
+"""End-to-end tests of authentication, read grants and origin checks (docs/api.md section 8) with
+clients the project did not write: http.client, python3-websockets, and JWTs made with Python's
+own hmac/hashlib. Each case starts its own Mosquitto and bridge. Usage: auth_test.py BUILD_DIR CASE
+"""
+import asyncio
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import socket
+import sys
+import time
+
+import websockets
+
+from bridge_system import System
+
+BUILD = sys.argv[1]
+CASE = sys.argv[2]
+
+KEY = "0123456789abcdef0123456789abcdef-test-key"
+TOKEN_A = "static-token-for-sensor-a"
+TOKEN_ALL = "static-token-for-everything"
+METRICS_TOKEN = "metrics-token-0123456789"
+AUTH_CONF = f"""
+[hub]
+window = 16
+[auth]
+jwt_hs256_keys = ["{KEY}"]
+leeway_s = 0
+metrics_token = "{METRICS_TOKEN}"
+[[auth.tokens]]
+token = "{TOKEN_A}"
+topics = ["sensors/a/#"]
+[[auth.tokens]]
+token = "{TOKEN_ALL}"
+topics = ["#"]
+"""
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_jwt(claims, key=KEY, alg="HS256"):
+    head = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    body = b64url(json.dumps(claims).encode())
+    sig = hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64url(sig)}"
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def seed(sys_, n_each=12):
+    """Readings of sensors a and b (more than the window of 16: replays read storage too), and
+    their presence."""
+    lines = []
+    for i in range(n_each):
+        lines += [("sensors/a/temperature", str(20 + i)), ("sensors/b/temperature", str(30 + i))]
+    sys_.pub_many(lines)
+    sys_.pub("sensors/a/status", "online")
+    sys_.pub("sensors/b/status", "online")
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        s, _, body = sys_.request("/api/v1/updates?timeout=0", bearer(TOKEN_ALL))
+        if s == 200 and json.loads(body)["cursor"] >= 2 * n_each:
+            return 2 * n_each
+        time.sleep(0.05)
+    raise AssertionError("readings not committed")
+
+
+class SSE:
+    """A minimal EventSource over a raw socket: status line, then events as dicts."""
+
+    def __init__(self, port, target, headers=None):
+        self.s = socket.create_connection(("127.0.0.1", port), 10)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{extra}\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1])
+        self.closed = False
+
+    def next(self, timeout=10):
+        """The next event with data, or None on timeout or close."""
+        end = time.time() + timeout
+        while True:
+            while b"\n\n" in self.buf:
+                block, _, self.buf = self.buf.partition(b"\n\n")
+                ev = {"event": "message"}
+                for line in block.decode().split("\n"):
+                    k, _, v = line.partition(": ")
+                    if k in ("id", "event", "data"):
+                        ev[k] = v
+                if "data" in ev:
+                    return ev
+            left = end - time.time()
+            if left <= 0 or self.closed:
+                return None
+            self.s.settimeout(left)
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                self.closed = True
+            self.buf += chunk
+
+    def close(self):
+        self.s.close()
+
+
+async def case_paths(sys_):
+    """Every path of the router: /api/v1 denied without a token and allowed with one; the open
+    ones stay open; /metrics takes its own token."""
+    seed(sys_, 2)
+    api = ["/api/v1/sensors", "/api/v1/sensors/a/temperature/latest", "/api/v1/sensors/a/temperature/readings",
+           "/api/v1/sensors/a/temperature/aggregate?bucket=1m", "/api/v1/updates?timeout=0&after=0"]
+    for path in api:
+        s, h, body = sys_.request(path)
+        check(s == 401, f"{path} without a token: {s}")
+        check(h.get("www-authenticate", "").startswith("Bearer"), f"{path}: WWW-Authenticate {h}")
+        check(json.loads(body)["error"]["code"] == "unauthorized", f"{path}: JSON error")
+        s, h, _ = sys_.request(path, {"Authorization": "Bearer wrong-token-0000000"})
+        check(s == 401 and 'error="invalid_token"' in h.get("www-authenticate", ""), f"{path} bad token: {s} {h}")
+        s, _, _ = sys_.request(path, bearer(TOKEN_A))
+        check(s == 200, f"{path} with a token: {s}")
+    sse = SSE(sys_.port, "/api/v1/stream")
+    check(sse.status == 401, f"stream without a token: {sse.status}")
+    sse.close()
+    for headers, target in (({}, "/api/v1/stream?access_token=" + TOKEN_A), (bearer(TOKEN_A), "/api/v1/stream")):
+        sse = SSE(sys_.port, target, headers)
+        check(sse.status == 200, f"stream with a token: {sse.status}")
+        sse.close()
+    try:
+        async with websockets.connect(sys_.url()):
+            check(False, "WebSocket without a token was accepted")
+    except websockets.exceptions.InvalidStatusCode as e:
+        check(e.status_code == 401, f"ws without a token: {e.status_code}")
+    async with websockets.connect(sys_.url() + "?access_token=" + TOKEN_A) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/a/#"}))
+        check(json.loads(await asyncio.wait_for(ws.recv(), 10))["op"] == "subscribed", "ws subscribed")
+    async with websockets.connect(sys_.url(), extra_headers=bearer(TOKEN_A)) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/a/#"}))
+        check(json.loads(await asyncio.wait_for(ws.recv(), 10))["op"] == "subscribed", "ws (header) subscribed")
+    for path in ("/", "/healthz", "/readyz"):
+        s, h, _ = sys_.request(path)
+        check(s == 200, f"{path} stays open: {s}")
+        check(h.get("x-content-type-options") == "nosniff", f"{path}: nosniff")
+    s, _, _ = sys_.request("/metrics")
+    check(s == 401, f"/metrics without its token: {s}")
+    s, _, _ = sys_.request("/metrics", bearer(TOKEN_ALL))
+    check(s == 401, f"/metrics with a reading token: {s}")
+    s, _, body = sys_.request("/metrics", bearer(METRICS_TOKEN))
+    check(s == 200 and b"telemetry_http_auth_failures_total" in body, f"/metrics with its token: {s}")
+
+
+async def case_no_leak(sys_):
+    """A token for sensors/a/# asking for everything sees sensor a only, on every transport, in
+    replay from storage and memory and live, in history, aggregates, /sensors and presence."""
+    total = seed(sys_)
+    a = bearer(TOKEN_A)
+    s, _, body = sys_.request("/api/v1/sensors", a)
+    check(s == 200 and {x["sensor"] for x in json.loads(body)["series"]} == {"a"}, f"/sensors {body[:200]}")
+    for path in ("/latest", "/readings", "/aggregate"):
+        s, _, _ = sys_.request("/api/v1/sensors/b/temperature" + path, a)
+        check(s == 403, f"b{path} with a's token: {s}")
+    s, _, body = sys_.request("/api/v1/sensors/a/temperature/readings?limit=100", a)
+    check(len(json.loads(body)["readings"]) == total // 2, "a's history")
+    # A request that can see nothing is 403.
+    check(sys_.request("/api/v1/updates?timeout=0&topic=sensors/b/%23", a)[0] == 403, "long poll on b")
+    check(SSE(sys_.port, "/api/v1/stream?topic=sensors/b/%23", a).status == 403, "stream on b")
+    # /sensors is cached per grant: a's tag never revalidates everything's representation.
+    _, h_all, _ = sys_.request("/api/v1/sensors", bearer(TOKEN_ALL))
+    s, h_a, _ = sys_.request("/api/v1/sensors", {**a, "If-None-Match": h_all["etag"]})
+    check(s == 200 and h_a["etag"] != h_all["etag"], f"/sensors tags per grant: {s}")
+
+    # Long poll on '#' after 0: replay from storage (the window holds 16), then memory.
+    seen, cursor = [], 0
+    while True:
+        s, _, body = sys_.request(f"/api/v1/updates?timeout=0&after={cursor}&limit=5", a)
+        check(s == 200, f"long poll {s}")
+        r = json.loads(body)
+        seen += [x["sensor"] for x in r["readings"]]
+        if not r["readings"]:
+            break
+        cursor = r["cursor"]
+    check(seen == ["a"] * (total // 2), f"long poll sees {seen}")
+
+    sse = SSE(sys_.port, "/api/v1/stream?after=0", a)
+    check(sse.status == 200, f"stream {sse.status}")
+    got = []
+    async with websockets.connect(sys_.url(), extra_headers=a) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "#", "after": 0}))
+        ws_got = []
+        # Live: a reading and presence of each sensor.
+        sys_.pub("sensors/b/temperature", "99")
+        sys_.pub("sensors/b/status", "offline")
+        sys_.pub("sensors/a/temperature", "50")
+        deadline = time.time() + 15
+        while len([m for m in ws_got if m["op"] == "reading"]) < total // 2 + 1 and time.time() < deadline:
+            ws_got.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+        while len([e for e in got if e["event"] == "reading"]) < total // 2 + 1:
+            ev = sse.next()
+            check(ev is not None, "stream ended early")
+            got.append(ev)
+        # Whatever else is pending (statuses) within a moment.
+        try:
+            while True:
+                ws_got.append(json.loads(await asyncio.wait_for(ws.recv(), 1)))
+        except asyncio.TimeoutError:
+            pass
+    while (ev := sse.next(1)) is not None:
+        got.append(ev)
+    sse.close()
+    sse_sensors = {json.loads(e["data"])["sensor"] for e in got if e["event"] in ("reading", "status")}
+    ws_sensors = {m["sensor"] for m in ws_got if m["op"] in ("reading", "status")}
+    check(sse_sensors == {"a"}, f"SSE saw {sse_sensors}")
+    check(ws_sensors == {"a"}, f"WebSocket saw {ws_sensors}")
+    check(len([e for e in got if e["event"] == "reading"]) == total // 2 + 1, "SSE: every reading of a")
+
+
+async def case_jwt(sys_):
+    """Expired, not-yet-valid, wrong-key, tampered and alg-none JWTs are 401; a good one reads its
+    grant (made with Python's hmac, as any JWT library would)."""
+    seed(sys_, 2)
+    now = int(time.time())
+    good = make_jwt({"sub": "t", "exp": now + 300, "topics": ["sensors/a/#"]})
+    s, _, body = sys_.request("/api/v1/sensors", bearer(good))
+    check(s == 200 and {x["sensor"] for x in json.loads(body)["series"]} == {"a"}, f"good JWT {s}")
+    head, payload, sig = good.split(".")
+    wider = b64url(json.dumps({"sub": "t", "exp": now + 300, "topics": ["#"]}).encode())
+    bad = {
+        "expired": make_jwt({"exp": now - 10, "topics": ["#"]}),
+        "not yet valid": make_jwt({"exp": now + 300, "nbf": now + 200, "topics": ["#"]}),
+        "wrong key": make_jwt({"exp": now + 300, "topics": ["#"]}, key="another key entirely, 32 bytes+"),
+        "tampered": f"{head}.{wider}.{sig}",
+        "alg none": b64url(b'{"alg":"none"}') + "." + wider + ".",
+        "no topics": make_jwt({"exp": now + 300}),
+    }
+    for what, token in bad.items():
+        s, h, body = sys_.request("/api/v1/sensors", bearer(token))
+        check(s == 401, f"{what}: {s}")
+        check('error="invalid_token"' in h.get("www-authenticate", ""), f"{what}: {h.get('www-authenticate')}")
+
+
+async def case_expiry(sys_):
+    """A token that expires while a stream is open ends it (SSE: an error event; WebSocket: 1008),
+    and the client resumes after the same cursor with a fresh one: no gap, no duplicate."""
+    seed(sys_, 2)
+    exp = int(time.time()) + 3
+    short = make_jwt({"exp": exp, "topics": ["sensors/a/#"]})
+    sse = SSE(sys_.port, "/api/v1/stream?after=0", bearer(short))
+    check(sse.status == 200, f"stream {sse.status}")
+    ids, ended = [], None
+    async with websockets.connect(sys_.url(), extra_headers=bearer(short)) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/a/#", "after": 0}))
+        ws_ids = []
+        try:
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if m["op"] == "reading":
+                    ws_ids.append(m["id"])
+        except websockets.exceptions.ConnectionClosed as e:
+            check(e.code == 1008, f"ws closed with {e.code}")
+        check(time.time() >= exp - 1, "ws closed at expiry, not before")
+    while (ev := sse.next(10)) is not None:
+        if ev["event"] == "reading":
+            ids.append(int(ev["id"]))
+        if ev["event"] == "error":
+            ended = json.loads(ev["data"])
+    check(ended and ended["code"] == "token_expired", f"SSE ended with {ended}")
+    sse.close()
+    # Published while the client was away; then resume with a fresh token after the last id.
+    sys_.pub("sensors/a/temperature", "77")
+    fresh = make_jwt({"exp": int(time.time()) + 300, "topics": ["sensors/a/#"]})
+    sse = SSE(sys_.port, "/api/v1/stream", {**bearer(fresh), "Last-Event-ID": str(ids[-1])})
+    ev = sse.next()
+    while ev and ev["event"] != "reading":
+        ev = sse.next()
+    check(ev is not None, "resumed stream delivers")
+    s, _, body = sys_.request("/api/v1/sensors/a/temperature/readings?limit=100", bearer(fresh))
+    all_a = [r["id"] for r in json.loads(body)["readings"]]
+    check(ids + [int(ev["id"])] == all_a, f"no gap, no duplicate: {ids} + {ev['id']} vs {all_a}")
+    check(ws_ids == all_a[:-1], f"ws before expiry {ws_ids}")
+    sse.close()
+
+
+async def case_origin_host(sys_):
+    """Cross-site WebSocket hijacking and DNS rebinding are refused, also with authentication off;
+    CORS answers an allowed origin's preflight and refuses another's."""
+    seed(sys_, 1)
+    try:
+        async with websockets.connect(sys_.url(), origin="http://attacker.example"):
+            check(False, "WebSocket from a foreign origin was accepted")
+    except websockets.exceptions.InvalidStatusCode as e:
+        check(e.status_code == 403, f"foreign-origin ws: {e.status_code}")
+    async with websockets.connect(sys_.url(), origin="https://dash.example") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "#"}))
+        check(json.loads(await asyncio.wait_for(ws.recv(), 10))["op"] == "subscribed", "allowed origin")
+    async with websockets.connect(sys_.url(), origin=f"http://127.0.0.1:{sys_.port}") as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "#"}))
+        check(json.loads(await asyncio.wait_for(ws.recv(), 10))["op"] == "subscribed", "same origin")
+    check(SSE(sys_.port, "/api/v1/stream", {"Origin": "http://attacker.example"}).status == 403, "foreign-origin SSE")
+    s, _, _ = sys_.request("/api/v1/sensors", {"Host": "attacker.example"})
+    check(s == 421, f"foreign Host: {s}")
+    s, _, _ = sys_.request("/healthz", {"Host": f"localhost:{sys_.port}"})
+    check(s == 200, f"localhost Host: {s}")
+    pre = {"Origin": "https://dash.example", "Access-Control-Request-Method": "GET",
+           "Access-Control-Request-Headers": "authorization"}
+    s, h, _ = sys_.request("/api/v1/sensors", pre, method="OPTIONS")
+    check(s == 200 and h.get("access-control-allow-origin") == "https://dash.example", f"preflight allowed {s} {h}")
+    check("authorization" in h.get("access-control-allow-headers", "").lower(), "preflight allows Authorization")
+    s, h, _ = sys_.request("/api/v1/sensors", {**pre, "Origin": "http://attacker.example"}, method="OPTIONS")
+    check(s == 403 and "access-control-allow-origin" not in h, f"preflight refused {s} {h}")
+    s, h, _ = sys_.request("/api/v1/sensors", {"Origin": "https://dash.example"})
+    check(h.get("access-control-allow-origin") == "https://dash.example" and h.get("access-control-allow-origin") != "*",
+          "CORS on the answer")
+    s, h, _ = sys_.request("/api/v1/sensors", {"Origin": "http://attacker.example"})
+    check("access-control-allow-origin" not in h, "no CORS for a refused origin")
+
+
+async def case_per_address(sys_):
+    """One address over its connection cap is refused while another address keeps being served."""
+    seed(sys_, 1)
+    hogs = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", sys_.port), 5)
+        hogs.append(s)
+    time.sleep(0.3)
+    extra = socket.create_connection(("127.0.0.1", sys_.port), 5)
+    extra.settimeout(5)
+    try:
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        refused = extra.recv(100) == b""
+    except OSError:
+        refused = True
+    check(refused, "the 21st connection from one address is closed")
+    other = socket.socket()
+    other.bind(("127.0.0.2", 0))
+    other.settimeout(5)
+    other.connect(("127.0.0.1", sys_.port))
+    other.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    check(other.recv(100).startswith(b"HTTP/1.1 200"), "another address is served")
+    other.close()
+    for s in hogs:
+        s.close()
+    time.sleep(0.3)
+    check(sys_.request("/healthz")[0] == 200, "served again once the hogs left")
+    _, _, body = sys_.request("/metrics")
+    check(b"telemetry_http_connections_rejected_per_address_total 1" in body, "counted")
+
+
+CASES = {
+    "paths": (case_paths, AUTH_CONF),
+    "no_leak": (case_no_leak, AUTH_CONF),
+    "jwt": (case_jwt, AUTH_CONF),
+    "expiry": (case_expiry, AUTH_CONF),
+    "origin_host": (case_origin_host, '[http]\nallowed_origins = ["https://dash.example"]\n'),
+    "per_address": (case_per_address, "[http]\nmax_connections_per_address = 20\n"),
+}
+
+if __name__ == "__main__":
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        os.environ.pop(var, None)
+    fn, conf = CASES[CASE]
+    s = System(BUILD, conf)
+    try:
+        asyncio.run(fn(s))
+        print(f"auth {CASE}: 1 passed, 0 failed")
+    except Exception as e:
+        print(f"auth {CASE}: FAILED: {e!r}")
+        print(open(os.path.join(s.dir, "bridge.err")).read()[-3000:])
+        sys.exit(1)
+    finally:
+        s.stop()

@@ -1,0 +1,113 @@
+"""Test support: a private Mosquitto and broker-bridge on free loopback ports, for tests that
+drive the bridge with third-party clients (python3-websockets, http.client). Stopped by PID."""
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class System:
+    """A private Mosquitto and bridge; stopped (by PID) when the case ends."""
+
+    def __init__(self, build, bridge_conf="", listen="127.0.0.1:0"):
+        self.mosq = self.bridge = None
+        try:
+            self._start(build, bridge_conf, listen)
+        except BaseException:
+            self.stop()  # what started must not outlive a failed start (it would hold ctest's pipe)
+            raise
+
+    def _start(self, build, bridge_conf, listen):
+        self.dir = tempfile.mkdtemp(prefix="telemetry-ws-")
+        self.mqtt_port = free_port()
+        conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(conf, "w") as f:
+            f.write(f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+                    "max_queued_messages 1000000\n")
+            if os.geteuid() == 0:
+                f.write("user root\n")
+        self.mosq = subprocess.Popen(["mosquitto", "-c", conf], stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.mqtt_port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        bconf = os.path.join(self.dir, "bridge.toml")
+        with open(bconf, "w") as f:
+            f.write(bridge_conf)
+        self.out = open(os.path.join(self.dir, "bridge.out"), "w+")
+        self.bridge = subprocess.Popen(
+            [os.path.join(build, "broker-bridge", "broker-bridge"), "--config", bconf, "--mqtt",
+             f"tcp://127.0.0.1:{self.mqtt_port}", "--http", listen, "--db",
+             os.path.join(self.dir, "bridge.db")],
+            stdout=self.out, stderr=open(os.path.join(self.dir, "bridge.err"), "w"))
+        self.port = None
+        deadline = time.time() + 20
+        while time.time() < deadline and self.port is None:
+            self.out.seek(0)
+            m = re.search(r"serving http://[0-9.]+:(\d+)", self.out.read())
+            if m:
+                self.port = int(m.group(1))
+            time.sleep(0.05)
+        assert self.port, "bridge did not start"
+        while time.time() < deadline and b"200 OK" not in self.http("/readyz"):
+            time.sleep(0.05)
+
+    def http(self, target):
+        with socket.create_connection(("127.0.0.1", self.port)) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return data
+
+    def url(self):
+        return f"ws://127.0.0.1:{self.port}/api/v1/ws"
+
+    def pub(self, topic, payload):
+        subprocess.run(["mosquitto_pub", "-p", str(self.mqtt_port), "-q", "1", "-t", topic, "-m", payload],
+                       check=True)
+
+    def pub_many(self, lines):
+        """Publishes 'topic payload' lines through one mosquitto_pub connection per topic."""
+        by_topic = {}
+        for topic, payload in lines:
+            by_topic.setdefault(topic, []).append(payload)
+        for topic, payloads in by_topic.items():
+            subprocess.run(["mosquitto_pub", "-p", str(self.mqtt_port), "-q", "1", "-t", topic, "-l"],
+                           input="\n".join(payloads) + "\n", text=True, check=True)
+
+    def stop(self):
+        for p in (self.bridge, self.mosq):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+
+    def request(self, target, headers=None, method="GET"):
+        """One HTTP request: (status, headers as a lowercase dict, body bytes)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            c.request(method, target, headers=headers or {})
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
