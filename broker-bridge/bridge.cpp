@@ -35,6 +35,24 @@ std::filesystem::path journal_path(const std::filesystem::path& db) {
     return db.string() + ".ingest-journal";
 }
 
+// The HTTP listener; when its address cannot be used, the error also says what the operator can
+// change.
+std::shared_ptr<http::listener> open_listener(http::io_shards& io, const http_config& h,
+                                              http::session_context& ctx) {
+    boost::system::error_code ec;
+    const auto addr = asio::ip::make_address(h.host, ec);
+    if (ec) throw config_error("http.listen host '" + h.host + "' is not an IP address");
+    try {
+        return std::make_shared<http::listener>(io, asio::ip::tcp::endpoint(addr, h.port), ctx);
+    } catch (const http::listen_error& e) {
+        const bool taken = e.code == asio::error::address_in_use;
+        throw http::listen_error(std::string(e.what()) + (taken ? "; stop what uses it, or set" : "; set") +
+                                     " another address: [http] listen in the configuration, or --http "
+                                     "HOST:PORT",
+                                 e.code);
+    }
+}
+
 std::unique_ptr<storage::writer> open_storage(const storage_config& s) {
     if (s.db_path.has_parent_path()) std::filesystem::create_directories(s.db_path.parent_path());
     return std::make_unique<storage::writer>(s.db_path);
@@ -48,7 +66,8 @@ struct bridge::parts {
         : cfg(std::move(c)),
           writer(open_storage(cfg.storage)),
           live(cfg.mqtt.topic_prefix, cfg.hub.window),
-          commits(*writer, journal_path(cfg.storage.db_path), live, stats),
+          commits(*writer, journal_path(cfg.storage.db_path), cfg.ingest.journal_reserve_mb << 20, live,
+                  stats),
           queries(cfg.storage.db_path, cfg.storage.query_threads, max_queued_queries),
           retention(cfg.storage.db_path, cfg.storage.retention_days, cfg.storage.retention_interval,
                     cfg.storage.retention_chunk, live),
@@ -65,8 +84,7 @@ struct bridge::parts {
         else
             spdlog::warn("auth: off: anyone who reaches {}:{} reads every reading", cfg.http.host, cfg.http.port);
         load_hub();
-        const auto addr = asio::ip::make_address(cfg.http.host);
-        http = std::make_shared<http::listener>(io, asio::ip::tcp::endpoint(addr, cfg.http.port), ctx);
+        http = open_listener(io, cfg.http, ctx);
     }
 
     void load_hub() {

@@ -7,10 +7,13 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace telemetry::storage {
@@ -66,41 +69,78 @@ private:
     throw storage_error("journal: " + what + ": " + std::strerror(errno));
 }
 
+// Sizes as an operator reads them: "64 MiB", "9.8 MiB", "4096 bytes".
+std::string readable(std::uint64_t bytes) {
+    constexpr std::uint64_t mib = 1u << 20;
+    if (bytes < mib / 10) return std::to_string(bytes) + " bytes";
+    char out[32];
+    std::snprintf(out, sizeof out, "%.*f MiB", bytes % mib ? 1 : 0, static_cast<double>(bytes) / mib);
+    return out;
+}
+
 }  // namespace
 
-journal::journal(const std::filesystem::path& file, std::uint64_t capacity)
-    : path_(file), capacity_(capacity) {
-    open_file();
-}
-
-journal::~journal() { close_file(); }
-
-void journal::close_file() noexcept {
-    if (map_) ::munmap(map_, capacity_);
-    if (fd_ >= 0) ::close(fd_);
-    map_ = nullptr;
-    fd_ = -1;
-}
-
-void journal::open_file() {
-    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail("cannot open " + path_.string());
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) fail("cannot stat " + path_.string());
-    // Reserve the blocks now: a write into a mapped page that the file system cannot back (disk
-    // full) would kill the process with SIGBUS; this way a full disk is a clear error at start-up.
-    if (static_cast<std::uint64_t>(st.st_size) < capacity_) {
-        const int rc = ::posix_fallocate(fd_, 0, static_cast<off_t>(capacity_));
-        if (rc != 0) {
-            errno = rc;
-            fail("cannot reserve " + std::to_string(capacity_) + " bytes for " + path_.string());
-        }
+journal::descriptor& journal::descriptor::operator=(descriptor&& o) noexcept {
+    if (this != &o) {
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = std::exchange(o.fd_, -1);
     }
-    void* m = ::mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    return *this;
+}
+
+journal::descriptor::~descriptor() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+journal::mapping& journal::mapping::operator=(mapping&& o) noexcept {
+    if (this != &o) {
+        if (data_) ::munmap(data_, bytes_);
+        data_ = std::exchange(o.data_, nullptr);
+        bytes_ = std::exchange(o.bytes_, 0);
+    }
+    return *this;
+}
+
+journal::mapping::~mapping() {
+    if (data_) ::munmap(data_, bytes_);
+}
+
+// Every resource is a member that releases itself, so a throw anywhere below leaks nothing.
+journal::journal(const std::filesystem::path& file, std::uint64_t capacity)
+    : path_(file), reserve_(capacity), capacity_(capacity),
+      fd_(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
+    if (fd_.get() < 0) fail("cannot open " + path_.string());
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) != 0) fail("cannot stat " + path_.string());
+    const auto existing = static_cast<std::uint64_t>(st.st_size);
+    capacity_ = std::max(capacity_, existing);
+    if (existing < capacity_) reserve(existing == 0);
+    void* m = ::mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
     if (m == MAP_FAILED) fail("cannot map " + path_.string());
-    map_ = static_cast<unsigned char*>(m);
-    size_ = 0;
+    map_ = mapping(static_cast<unsigned char*>(m), capacity_);
     recover();  // finds the end of the intact records
+}
+
+// Reserve the blocks now: a write into a mapped page that the file system cannot back (disk full)
+// would kill the process with SIGBUS; this way a full disk is a clear error when the file is made.
+void journal::reserve(bool created) {
+    const int rc = ::posix_fallocate(fd_.get(), 0, static_cast<off_t>(capacity_));
+    if (rc == 0) return;
+    // A file we just created holds nothing: give back whatever part of it was allocated.
+    if (created) {
+        [[maybe_unused]] const int ignored = ::ftruncate(fd_.get(), 0);
+    }
+    const std::string what = "cannot reserve " + readable(capacity_) + " for " + path_.string();
+    if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
+        struct statvfs fs {};
+        const std::string room =
+            ::fstatvfs(fd_.get(), &fs) == 0
+                ? readable(std::uint64_t{fs.f_bavail} * fs.f_frsize) + " free on its file system"
+                : "free space unknown";
+        throw journal_space_error("journal: " + what + ": " + std::strerror(rc) + " (" + room + ")");
+    }
+    errno = rc;
+    fail(what);
 }
 
 void journal::append(std::span<const reading> readings) {
@@ -132,14 +172,14 @@ void journal::append(std::span<const reading> readings) {
     }
     // The end marker first, then the record: at any instant the journal reads as the old records
     // or the old records plus this one (whose crc proves it whole).
-    std::memset(map_ + size_ + buf_.size(), 0, 4);
-    std::memcpy(map_ + size_, buf_.data(), buf_.size());
+    std::memset(map_.data() + size_ + buf_.size(), 0, 4);
+    std::memcpy(map_.data() + size_, buf_.data(), buf_.size());
     size_ += buf_.size();
 }
 
 std::vector<reading> journal::recover() {
     std::vector<reading> out;
-    const unsigned char* data = map_;
+    const unsigned char* data = map_.data();
     const std::uint64_t got = capacity_;
     std::uint64_t pos = 0;
     while (got - pos >= 8) {
@@ -173,21 +213,28 @@ std::vector<reading> journal::recover() {
 }
 
 void journal::reset() {
-    std::memset(map_, 0, 8);
+    std::memset(map_.data(), 0, 8);
     size_ = 0;
 }
 
 void journal::rewrite(std::span<const reading> pending) {
     // Written beside and renamed over, so a crash leaves either the old or the new file whole.
-    const auto tmp = path_.string() + ".new";
-    {
-        journal fresh(tmp, capacity_);
+    const std::filesystem::path tmp = path_.string() + ".new";
+    try {
+        journal fresh(tmp, reserve_);
         fresh.reset();
         if (!pending.empty()) fresh.append(pending);
+        if (std::rename(tmp.c_str(), path_.c_str()) != 0) fail("cannot replace " + path_.string());
+        // `fresh` has the renamed file open and mapped: take both over; the old ones close here.
+        fd_ = std::move(fresh.fd_);
+        map_ = std::move(fresh.map_);
+        capacity_ = fresh.capacity_;
+        size_ = fresh.size_;
+    } catch (...) {
+        std::error_code ignored;
+        std::filesystem::remove(tmp, ignored);  // a half-reserved copy would only hold the space
+        throw;
     }
-    if (std::rename(tmp.c_str(), path_.c_str()) != 0) fail("cannot replace " + path_.string());
-    close_file();
-    open_file();
 }
 
 }  // namespace telemetry::storage

@@ -23,6 +23,7 @@ TEST_CASE("config - the shipped conf file parses and sets every section") {
     CHECK(c.storage.db_path == "data/telemetry.db");
     CHECK(c.hub.window == 100000);
     CHECK(c.mqtt.session_expiry_s == 604800u);
+    CHECK(c.ingest.journal_reserve_mb == 64u);
 }
 
 namespace {
@@ -39,11 +40,12 @@ std::string message(const char* text) {
 
 TEST_CASE("config - values are typed and ranges checked") {
     const config c = parse_config("[http]\nlisten = \"0.0.0.0:9000\"\nthreads = 4\nallow_public_without_auth = true\n"
-                                  "[storage]\nretention_days = 0\n", "x.toml");
+                                  "[storage]\nretention_days = 0\n[ingest]\njournal_reserve_mb = 8\n", "x.toml");
     CHECK(c.http.host == "0.0.0.0");
     CHECK(c.http.port == 9000);
     CHECK(c.http.threads == 4);
     CHECK(c.storage.retention_days == 0);
+    CHECK(c.ingest.journal_reserve_mb == 8u);
 }
 
 TEST_CASE("config - errors name the file line and key") {
@@ -56,6 +58,7 @@ TEST_CASE("config - errors name the file line and key") {
     CHECK(message("log_level = \"loud\"\n").find("log_level") != std::string::npos);
     CHECK(message("[http]\nlisten = \"nowhere\"\n").find("HOST:PORT") != std::string::npos);
     CHECK(message("[http]\nlisten = \"h:99999\"\n").find("out of range") != std::string::npos);
+    CHECK(message("[ingest]\njournal_reserve_mb = 0\n") == "bad.toml:2: ingest.journal_reserve_mb must be between 1 and 65536");
 }
 
 // docs/api.md section 8: authentication is on in any configuration that sets tokens or JWT keys.

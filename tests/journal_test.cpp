@@ -2,6 +2,7 @@
 #include "journal.hpp"
 
 #include "database.hpp"
+#include "small_fs.hpp"
 #include "temp_dir.hpp"
 
 #include <doctest/doctest.h>
@@ -15,6 +16,8 @@ using namespace telemetry::storage;
 
 namespace {
 
+using telemetry::testing::open_descriptors;
+using telemetry::testing::small_fs;
 using telemetry::testing::temp_dir;
 
 reading make(std::int64_t id, std::string sensor, double value, std::optional<std::int64_t> seq = {}) {
@@ -109,4 +112,69 @@ TEST_CASE("journal - a full journal refuses the append with an error and keeps w
     CHECK(appended > 5);
     CHECK(appended < 100);
     CHECK(j.recover().size() == static_cast<std::size_t>(appended));
+}
+
+TEST_CASE("journal - a compaction that cannot reserve its new file leaks nothing and keeps the journal") {
+    small_fs fs(3 << 20);  // room for one 2 MiB journal, not for the second one a compaction writes
+    if (!fs.mounted()) {
+        MESSAGE("skipped: " << fs.why_not());
+        return;
+    }
+    const auto file = fs / "j";
+    journal j(file, 2 << 20);
+    std::vector<reading> rs{make(1, "a", 1.0), make(2, "a", 2.0)};
+    j.append(rs);
+    std::vector<reading> keep{make(2, "a", 2.0)};
+    const auto before = open_descriptors();
+    for (int i = 0; i < 50; ++i) CHECK_THROWS_AS(j.rewrite(keep), storage_error);
+    CHECK(open_descriptors() == before);
+    // Nothing half-reserved is left behind to take the space, and the journal still works.
+    CHECK(!fs::exists(fs.path() / "j.new"));
+    CHECK(j.recover() == rs);
+    std::vector<reading> more{make(3, "b", 3.0)};
+    j.append(more);
+    CHECK(j.recover().size() == 3);
+    // The same for a journal that cannot be opened at all.
+    for (int i = 0; i < 20; ++i) CHECK_THROWS_AS(journal(fs / "other", 2 << 20), storage_error);
+    CHECK(open_descriptors() == before);
+}
+
+TEST_CASE("journal - a volume too small for the reservation is an error naming file, size and free space") {
+    small_fs fs(1 << 20);
+    if (!fs.mounted()) {
+        MESSAGE("skipped: " << fs.why_not());
+        return;
+    }
+    const auto file = fs / "j";
+    std::string message;
+    try {
+        journal j(file, 4 << 20);
+    } catch (const journal_space_error& e) {
+        message = e.what();
+    }
+    CHECK(message.find(file.string()) != std::string::npos);
+    CHECK(message.find("4 MiB") != std::string::npos);
+    CHECK(message.find("1 MiB free on its file system") != std::string::npos);
+    CHECK(fs::file_size(file) == 0);  // what was reserved of it is given back
+    journal fits(file, 512 << 10);
+    std::vector<reading> one{make(1, "a", 1.0)};
+    fits.append(one);
+    CHECK(fits.recover() == one);
+}
+
+TEST_CASE("journal - reopened with a smaller reservation it still recovers everything the file holds") {
+    temp_dir dir;
+    const auto file = dir / "j";
+    std::vector<reading> written;
+    {
+        journal j(file, 1 << 20);
+        for (int i = 1; i <= 2000; ++i) {
+            std::vector<reading> one{make(i, "a", i)};
+            j.append(one);
+            written.push_back(one[0]);
+        }
+        REQUIRE(j.size() > (64 << 10));
+    }
+    journal smaller(file, 64 << 10);
+    CHECK(smaller.recover() == written);
 }

@@ -181,6 +181,7 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     table_reader i(section("ingest"), "ingest", origin);
     i.integer("max_payload_bytes", c.ingest.max_payload_bytes, 16, 256 << 20);
     i.integer("max_senml_records", c.ingest.max_senml_records, 1, 1'000'000);
+    i.integer("journal_reserve_mb", c.ingest.journal_reserve_mb, 1, 65'536);
     i.finish();
 
     table_reader st(section("stream"), "stream", origin);

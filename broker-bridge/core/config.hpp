@@ -82,6 +82,8 @@ struct storage_config {
 struct ingest_config {
     std::size_t max_payload_bytes = 16 * 1024;
     std::size_t max_senml_records = 1000;
+    // Disk reserved up front for the ingest journal; compaction writes a second file this large.
+    std::uint64_t journal_reserve_mb = 64;
 };
 
 struct stream_config {

@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sstream>
+
 namespace telemetry::bridge::http {
 
 namespace asio = boost::asio;
@@ -14,11 +16,17 @@ namespace beast = boost::beast;
 
 listener::listener(io_shards& shards, const asio::ip::tcp::endpoint& at, session_context& ctx)
     : shards_(shards), acceptor_(shards.first().context()), pause_(shards.first().context()), ctx_(ctx) {
-    acceptor_.open(at.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    acceptor_.bind(at);
-    acceptor_.listen(asio::socket_base::max_listen_connections);
-    endpoint_ = acceptor_.local_endpoint();
+    beast::error_code ec;
+    acceptor_.open(at.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(at, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (!ec) endpoint_ = acceptor_.local_endpoint(ec);
+    if (ec) {
+        std::ostringstream what;
+        what << "cannot listen on " << at << ": " << ec.message();
+        throw listen_error(what.str(), ec);
+    }
 }
 
 void listener::run() {

@@ -8,11 +8,21 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <memory>
+#include <stdexcept>
+#include <string>
 
 namespace telemetry::bridge::http {
 
-// Built bound and listening, or it throws: a listener never "runs" without its port. It accepts on
-// the first shard's thread and places each connection on the next shard, round-robin.
+// Why a listener could not be built: the address and the system's reason, e.g. "cannot listen on
+// 127.0.0.1:8080: Address already in use"; `code` lets the caller add what the operator can do.
+struct listen_error : std::runtime_error {
+    listen_error(const std::string& what, boost::system::error_code ec)
+        : std::runtime_error(what), code(ec) {}
+    boost::system::error_code code;
+};
+
+// Built bound and listening, or it throws listen_error: a listener never "runs" without its port.
+// It accepts on the first shard's thread and places each connection on the next shard, round-robin.
 class listener : public std::enable_shared_from_this<listener> {
 public:
     listener(io_shards& shards, const boost::asio::ip::tcp::endpoint& at, session_context& ctx);

@@ -11,22 +11,35 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 namespace telemetry::bridge {
 namespace {
-// Past this size the journal is rewritten with only what SQLite still lacks.
-constexpr std::uint64_t journal_compact_bytes = 16u << 20;
+// Past this share of its reservation the journal is rewritten with only what SQLite still lacks.
+constexpr std::uint64_t journal_compact_share = 4;
 constexpr std::size_t recovery_chunk = 10'000;
 // At most this many readings per transaction (and per hub batch): large enough to amortise a
 // commit, small enough that one batch never fills a streaming client's send queue on its own.
 constexpr std::size_t max_batch = 1000;
 constexpr std::size_t min_busy_batch = 500;
 constexpr auto busy_batch_wait = std::chrono::milliseconds(2);
+
+// The journal, or an error that says which setting to change when the volume is too small for it.
+storage::journal open_journal(const std::filesystem::path& file, std::uint64_t bytes) {
+    try {
+        return storage::journal(file, bytes);
+    } catch (const storage::journal_space_error& e) {
+        throw storage::storage_error(std::string(e.what()) +
+                                     "; lower [ingest] journal_reserve_mb (compaction needs as much again "
+                                     "free), or free space there");
+    }
+}
 }  // namespace
 
-committer::committer(storage::writer& writer, const std::filesystem::path& journal_file, hub& h,
-                     metrics& m, std::size_t max_pending)
-    : writer_(writer), journal_(journal_file), hub_(h), metrics_(m), max_pending_(max_pending) {
+committer::committer(storage::writer& writer, const std::filesystem::path& journal_file,
+                     std::uint64_t journal_bytes, hub& h, metrics& m, std::size_t max_pending)
+    : writer_(writer), journal_(open_journal(journal_file, journal_bytes)),
+      compact_bytes_(journal_bytes / journal_compact_share), hub_(h), metrics_(m), max_pending_(max_pending) {
     next_id_ = writer_.next_id();
 }
 
@@ -132,11 +145,17 @@ void committer::run() {
         // Everything journaled so far is committed unless more arrived meanwhile (journaled and
         // queued together, under this mutex).
         try {
-            if (pending_.empty()) journal_.reset();
-            else if (journal_.size() > journal_compact_bytes)
+            if (pending_.empty()) {
+                journal_.reset();
+            } else if (journal_.size() > compact_bytes_) {
                 journal_.rewrite(std::vector<reading>(pending_.begin(), pending_.end()));
+                if (std::exchange(compaction_failing_, false))
+                    spdlog::info("storage: journal compacted again");
+            }
         } catch (const std::exception& e) {
-            spdlog::warn("storage: journal not compacted: {}", e.what());
+            // Tried again after every commit (a full journal makes ingest wait, it loses nothing).
+            if (!std::exchange(compaction_failing_, true))
+                spdlog::warn("storage: journal not compacted: {}; retrying after each commit", e.what());
         }
     }
 }

@@ -36,8 +36,10 @@ class metrics;
 // journal and the queue, never held across a SQLite call.
 class committer {
 public:
-    committer(storage::writer& writer, const std::filesystem::path& journal_file, hub& h, metrics& m,
-              std::size_t max_pending = 100'000);
+    // Opens the journal with `journal_bytes` reserved (ingest.journal_reserve_mb); it is compacted
+    // above a quarter of that. Throws storage_error, naming the setting when the space is lacking.
+    committer(storage::writer& writer, const std::filesystem::path& journal_file,
+              std::uint64_t journal_bytes, hub& h, metrics& m, std::size_t max_pending = 100'000);
     ~committer();
     committer(const committer&) = delete;
     committer& operator=(const committer&) = delete;
@@ -69,6 +71,7 @@ private:
 
     storage::writer& writer_;
     storage::journal journal_;
+    const std::uint64_t compact_bytes_;
     hub& hub_;
     metrics& metrics_;
     const std::size_t max_pending_;
@@ -82,6 +85,7 @@ private:
     std::unordered_map<std::string, std::size_t> status_index_;  // sensor -> its place in statuses_
     std::int64_t next_id_ = 1;
     std::size_t last_batch_ = 0;  // writer thread only
+    bool compaction_failing_ = false;  // writer thread only: logged once until one succeeds
     bool writer_idle_ = false;    // the writer waits for any work
     bool gathering_ = false;      // the writer waits briefly for a fuller batch
     bool stopping_ = false;

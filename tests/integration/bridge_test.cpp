@@ -3,12 +3,14 @@
 #include "http_client.hpp"
 #include "mqtt_publisher.hpp"
 #include "processes.hpp"
+#include "small_fs.hpp"
 
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
 
 #include <csignal>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -445,5 +447,53 @@ TEST_CASE("integration - readiness follows the broker and SIGTERM exits cleanly"
     const auto r = http_get(br.port(), "/readyz");
     CHECK(r.status == 503);
     CHECK(r.has("retry-after"));
+    CHECK(br.stop() == 0);
+}
+
+TEST_CASE("integration - an address in use: the bridge names it and the setting to change, and exits 1") {
+    temp_dir dir;
+    occupied_port taken;
+    const std::string at = "127.0.0.1:" + std::to_string(taken.port());
+    const auto r = run(dir.path(), {bridge_binary().string(), "--mqtt", "tcp://127.0.0.1:1", "--http", at,
+                                    "--db", (dir / "bridge.db").string()});
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("serving") == std::string::npos);
+    CHECK_MESSAGE(r.err.find("cannot start: cannot listen on " + at + ": Address already in use; stop what uses "
+                             "it, or set another address: [http] listen in the configuration, or --http "
+                             "HOST:PORT") != std::string::npos,
+                  r.err);
+    const auto bad_host = run(dir.path(), {bridge_binary().string(), "--http", "localhost:0", "--db",
+                                           (dir / "bridge.db").string()});
+    CHECK(bad_host.exit_code == 2);
+    CHECK_MESSAGE(bad_host.err.find("http.listen host 'localhost' is not an IP address") != std::string::npos,
+                  bad_host.err);
+}
+
+TEST_CASE("integration - a volume too small for the journal: a clear error, then a smaller reservation runs") {
+    small_fs fs(16 << 20);
+    if (!fs.mounted()) {
+        MESSAGE("skipped: " << fs.why_not());
+        return;
+    }
+    temp_dir dir;
+    broker mosq(dir / "mosquitto");
+    const auto db = fs / "bridge" / "bridge.db";  // where the bridge helper below keeps it
+    const auto refused = run(dir.path(), {bridge_binary().string(), "--mqtt", mosq.url(), "--http", "127.0.0.1:0",
+                                          "--db", db.string()});
+    CHECK(refused.exit_code == 1);
+    CHECK(refused.out.find("serving") == std::string::npos);
+    const auto& e = refused.err;
+    CHECK_MESSAGE(e.find("cannot reserve 64 MiB for " + db.string() + ".ingest-journal") != std::string::npos, e);
+    CHECK_MESSAGE(e.find(" MiB free on its file system") != std::string::npos, e);
+    CHECK_MESSAGE(e.find("lower [ingest] journal_reserve_mb") != std::string::npos, e);
+
+    const auto conf = dir / "small.toml";
+    std::ofstream(conf) << "[ingest]\njournal_reserve_mb = 4\n";
+    bridge br(fs / "bridge", mosq.url(), {"--config", conf.string()});
+    REQUIRE(br.wait_ready());
+    publisher p(mosq.url(), "t-small-volume");
+    for (int i = 0; i < 20; ++i) p.pub("sensors/v1/temperature", "{\"value\": 21.5, \"seq\": " + std::to_string(i) + "}");
+    CHECK(eventually([&] { return count_of(br.port(), "v1", "temperature") == 20; }));
+    CHECK(std::filesystem::file_size(db.string() + ".ingest-journal") == 4u << 20);
     CHECK(br.stop() == 0);
 }

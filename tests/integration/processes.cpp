@@ -21,21 +21,23 @@
 
 namespace telemetry::testing {
 
-std::uint16_t free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+std::uint16_t free_port() { return occupied_port().port(); }
+
+occupied_port::occupied_port() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = 0;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
-        throw std::runtime_error("bind to a free port failed");
-    }
     socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    return ntohs(a.sin_port);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        if (fd_ >= 0) ::close(fd_);
+        throw std::runtime_error("cannot bind and listen on a free loopback port");
+    }
+    port_ = ntohs(a.sin_port);
 }
+
+occupied_port::~occupied_port() { ::close(fd_); }
 
 bool port_open(std::uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

@@ -18,6 +18,20 @@ namespace telemetry::testing {
 // A fresh folder under /tmp, removed with everything in it when this goes out of scope.
 // A loopback TCP port that was free a moment ago (bind 127.0.0.1:0, read, close).
 std::uint16_t free_port();
+
+// A loopback TCP port held (bound and listening) until this goes, as another server would hold it.
+class occupied_port {
+public:
+    occupied_port();
+    ~occupied_port();
+    occupied_port(const occupied_port&) = delete;
+    occupied_port& operator=(const occupied_port&) = delete;
+    std::uint16_t port() const { return port_; }
+
+private:
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+};
 // True once something accepts TCP connections on 127.0.0.1:port.
 bool port_open(std::uint16_t port);
 std::string read_file(const std::filesystem::path& p);
