@@ -46,6 +46,14 @@ public:
         if (!n->is_string()) fail(*n, key, "must be a string");
         out = *n->value<std::string>();
     }
+    void number(const char* key, double& out, double lo, double hi) {
+        const toml::node* n = find(key);
+        if (!n) return;
+        auto v = n->value<double>();  // integers convert too
+        if (!v || !(n->is_floating_point() || n->is_integer())) fail(*n, key, "must be a number");
+        if (*v < lo || *v > hi) fail(*n, key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+        out = *v;
+    }
     void boolean(const char* key, bool& out) {
         const toml::node* n = find(key);
         if (!n) return;
@@ -167,6 +175,8 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
         return v.empty() || v.find_first_of("/ \t") != std::string::npos ? "entries must be host names" : "";
     });
     h.boolean("allow_public_without_auth", c.http.allow_public_without_auth);
+    h.number("rate_limit_per_s", c.http.rate_limit_per_s, 0, 1e9);
+    h.number("rate_limit_burst", c.http.rate_limit_burst, 0, 1e9);
     h.finish();
     if (!listen.empty()) apply_listen(c.http, listen);
 
@@ -193,6 +203,8 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     c.stream.retry = std::chrono::milliseconds(retry_ms);
     st.seconds("write_timeout_s", c.stream.write_timeout, 1, 3600);
     st.integer("max_filters", c.stream.max_filters, 1, 1024);
+    st.integer("max_filter_bytes", c.stream.max_filter_bytes, 16, 65535);
+    st.integer("max_filter_levels", c.stream.max_filter_levels, 1, 1024);
     st.finish();
 
     const auto filter_check = [](const std::string& t) -> std::string {
@@ -206,6 +218,8 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     a.string("jwt_issuer", c.auth.jwt_issuer);
     a.seconds("leeway_s", c.auth.leeway, 0, 3600);
     a.string("metrics_token", c.auth.metrics_token);
+    a.number("rate_limit_per_s", c.auth.rate_limit_per_s, 0, 1e9);
+    a.number("rate_limit_burst", c.auth.rate_limit_burst, 0, 1e9);
     a.tables("tokens", [&](table_reader& t, const toml::node& where_) {
         static_token tok;
         t.string("token", tok.token);

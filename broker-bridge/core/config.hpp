@@ -51,6 +51,10 @@ struct http_config {
     std::vector<std::string> allowed_hosts;
     // Listening beyond loopback with authentication off is refused unless this is set.
     bool allow_public_without_auth = false;
+    // Requests per second per client address (0: no limit), and the burst above it (0: twice
+    // the rate): beyond, 429 with Retry-After.
+    double rate_limit_per_s = 0;
+    double rate_limit_burst = 0;
 };
 
 // A static bearer token and the topic filters it may read.
@@ -67,6 +71,8 @@ struct auth_config {
     std::chrono::seconds leeway{30};          // clock skew allowed on exp and nbf
     std::vector<static_token> tokens;
     std::string metrics_token;                // when set, GET /metrics requires it
+    double rate_limit_per_s = 0;              // requests per second per token (0: no limit)
+    double rate_limit_burst = 0;              // 0: twice the rate
     // Authentication is on in any configuration that sets tokens or JWT keys.
     bool enabled() const noexcept { return !jwt_hs256_keys.empty() || !tokens.empty(); }
 };
@@ -93,6 +99,10 @@ struct stream_config {
     std::chrono::milliseconds retry{2000};  // SSE reconnect hint
     std::chrono::seconds write_timeout{30};
     std::size_t max_filters = 32;
+    // Bounds on one topic filter a client sends (real topics here have three levels): memory
+    // that a client controls stays small.
+    std::size_t max_filter_bytes = 256;
+    std::size_t max_filter_levels = 8;
 
     // How many readings a replay or back-fill queues at once, at most `most`: half the send
     // queue's bound in events, and in bytes at up to 512 bytes a reading, so that a client

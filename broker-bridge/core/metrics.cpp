@@ -69,6 +69,8 @@ std::string metrics::render(const live_gauges& g) const {
     o << "telemetry_http_connections_rejected_per_address_total " << rd(http_connections_rejected_per_address) << '\n';
     family("telemetry_http_auth_failures_total", "counter", "Requests refused with 401: no token, or a bad, expired or tampered one.");
     o << "telemetry_http_auth_failures_total " << rd(auth_failures) << '\n';
+    family("telemetry_http_rate_limited_total", "counter", "Requests answered 429 (per-address or per-token rate limit).");
+    o << "telemetry_http_rate_limited_total " << rd(rate_limited) << '\n';
     family("telemetry_query_jobs_rejected_total", "counter", "Storage queries refused (503) because the query queue was full.");
     o << "telemetry_query_jobs_rejected_total " << rd(query_jobs_rejected) << '\n';
     family("telemetry_stream_connections", "gauge", "Open streaming connections, by transport.");

@@ -49,6 +49,7 @@ public:
     std::atomic<std::uint64_t> http_connections_rejected_per_address{0};
     std::atomic<std::uint64_t> query_jobs_rejected{0};
     std::atomic<std::uint64_t> auth_failures{0};
+    std::atomic<std::uint64_t> rate_limited{0};
 
     // Streams.
     std::atomic<std::int64_t> sse_connections{0};

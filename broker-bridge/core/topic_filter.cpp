@@ -97,6 +97,21 @@ bool topic_filter::overlaps(const topic_filter& other) const noexcept {
     return longer.size() == n + 1 && longer[n] == "#";
 }
 
+std::optional<topic_filter> parse_client_filter(std::string_view text, std::size_t max_bytes,
+                                                std::size_t max_levels, std::string& why) {
+    if (text.size() > max_bytes) {
+        why = "topic filters are at most " + std::to_string(max_bytes) + " bytes";
+        return std::nullopt;
+    }
+    if (static_cast<std::size_t>(std::count(text.begin(), text.end(), '/')) + 1 > max_levels) {
+        why = "topic filters have at most " + std::to_string(max_levels) + " levels";
+        return std::nullopt;
+    }
+    auto f = topic_filter::parse(text);
+    if (!f) why = "'" + std::string(text) + "' is not a valid MQTT topic filter";
+    return f;
+}
+
 bool matches_any(const std::vector<topic_filter>& filters, std::string_view topic) noexcept {
     return std::any_of(filters.begin(), filters.end(), [topic](const topic_filter& f) { return f.matches(topic); });
 }

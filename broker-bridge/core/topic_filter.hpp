@@ -33,6 +33,11 @@ private:
     std::vector<std::string> levels_;
 };
 
+// A filter a client sent, within the bounds the configuration sets (bytes, levels), or the reason
+// it is refused (for the client's error message).
+std::optional<topic_filter> parse_client_filter(std::string_view text, std::size_t max_bytes,
+                                                std::size_t max_levels, std::string& why);
+
 // True if any of the filters matches (an empty list matches nothing).
 bool matches_any(const std::vector<topic_filter>& filters, std::string_view topic) noexcept;
 

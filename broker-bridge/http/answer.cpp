@@ -60,6 +60,7 @@ unsigned error_status(error_code c) noexcept {
     case error_code::upgrade_required: return 426;
     case error_code::uri_too_long: return 414;
     case error_code::misdirected: return 421;
+    case error_code::too_many_requests: return 429;
     case error_code::headers_too_large: return 431;
     case error_code::unavailable: return 503;
     case error_code::not_implemented: return 501;
@@ -80,6 +81,7 @@ std::string_view error_name(error_code c) noexcept {
     case error_code::upgrade_required: return "upgrade_required";
     case error_code::uri_too_long: return "uri_too_long";
     case error_code::misdirected: return "misdirected_request";
+    case error_code::too_many_requests: return "too_many_requests";
     case error_code::headers_too_large: return "headers_too_large";
     case error_code::unavailable: return "unavailable";
     case error_code::not_implemented: return "not_implemented";

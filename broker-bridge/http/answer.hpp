@@ -56,6 +56,7 @@ enum class error_code {
     upgrade_required,    // 426
     uri_too_long,        // 414
     misdirected,         // 421: a Host this bridge does not serve (DNS rebinding)
+    too_many_requests,   // 429: over a rate limit, with Retry-After
     headers_too_large,   // 431
     unavailable,         // 503
     not_implemented,     // 501

@@ -88,11 +88,13 @@ bool wants_csv(const request& req) {
 
 router::router(hub& h, metrics& m, const config& c, const authenticator& auth, std::function<bool()> mqtt_ready,
                std::function<bool()> storage_writable)
-    : hub_(h), metrics_(m), cfg_(c), auth_(auth), mqtt_ready_(std::move(mqtt_ready)),
+    : hub_(h), metrics_(m), cfg_(c), auth_(auth),
+      per_address_(c.http.rate_limit_per_s, c.http.rate_limit_burst),
+      per_token_(c.auth.rate_limit_per_s, c.auth.rate_limit_burst), mqtt_ready_(std::move(mqtt_ready)),
       storage_writable_(std::move(storage_writable)),
       responder_(m, c.http.gzip_min_bytes) {}
 
-action router::route(const request& req) {
+action router::route(const request& req, std::string_view peer) {
     request_info ri = request_info::of(req);
     if (!host_allowed(req))
         return responder_.error(ri, error_code::misdirected, "this bridge does not serve that Host");
@@ -129,6 +131,8 @@ action router::route(const request& req) {
     if (seg.size() == 2 && seg[0] == "assets") return assets_.get(responder_, ri, seg[1]);
     if (seg.size() == 1 && seg[0] == "healthz") return health(ri);
     if (seg.size() == 1 && seg[0] == "readyz") return ready(ri);
+    // Probes above are never limited: a load balancer must always learn the truth.
+    if (auto limited = over_rate(ri, per_address_, peer)) return std::move(*limited);
     if (seg.size() == 1 && seg[0] == "metrics") return metrics_page(ri, req);
     if (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1")
         return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
@@ -141,6 +145,10 @@ action router::route(const request& req) {
     auto who = authorize(ri, req, u, streaming);
     if (auto* refused = std::get_if<answer>(&who)) return std::move(*refused);
     const grant_ptr g = std::get<grant_ptr>(std::move(who));
+    if (per_token_.enabled() && auth_.enabled()) {
+        // Keyed by the grant's holder: the subject and topics (a token's text is never kept).
+        if (auto limited = over_rate(ri, per_token_, g->subject() + "\n" + g->key())) return std::move(*limited);
+    }
 
     if (seg.size() == 3 && seg[2] == "sensors") {
         if (auto e = no_params()) return std::move(*e);
@@ -171,6 +179,15 @@ action router::route(const request& req) {
         return websocket_request{g};
     }
     return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
+}
+
+std::optional<answer> router::over_rate(const request_info& ri, rate_limiter& limit, std::string_view key) {
+    if (!limit.enabled()) return std::nullopt;
+    const auto wait = limit.take(key, rate_limiter::clock::now());
+    if (!wait) return std::nullopt;
+    metrics_.rate_limited.fetch_add(1, std::memory_order_relaxed);
+    return responder_.error(ri, error_code::too_many_requests, "too many requests; retry after the given seconds",
+                            {{"Retry-After", std::to_string(wait->count())}});
 }
 
 std::variant<grant_ptr, answer> router::authorize(const request_info& ri, const request& req,
@@ -517,8 +534,9 @@ std::string router::parse_filters(const std::vector<std::string>& given, std::si
     if (topics.empty()) topics.push_back("#");
     if (topics.size() > max) return "too many topic filters (at most " + std::to_string(max) + ")";
     for (const auto& t : topics) {
-        auto f = topic_filter::parse(t);
-        if (!f) return "topic '" + t + "' is not a valid MQTT topic filter";
+        std::string why;
+        auto f = parse_client_filter(t, cfg_.stream.max_filter_bytes, cfg_.stream.max_filter_levels, why);
+        if (!f) return "topic: " + why;
         out.push_back(std::move(*f));
     }
     return {};

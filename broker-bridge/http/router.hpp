@@ -6,6 +6,7 @@
 #include "http/answer.hpp"
 #include "http/assets.hpp"
 #include "core/auth.hpp"
+#include "core/rate_limit.hpp"
 #include "core/selector.hpp"
 #include "core/topic_filter.hpp"
 #include "core/wire_format.hpp"
@@ -70,7 +71,8 @@ public:
     router(hub& h, metrics& m, const config& c, const authenticator& auth, std::function<bool()> mqtt_ready,
            std::function<bool()> storage_writable);
 
-    action route(const request& req);
+    // `peer`: the client's address (rate limits are per address).
+    action route(const request& req, std::string_view peer = {});
 
     // The answer to a long poll, once readings arrived or it timed out.
     // `reset`: retention deleted readings after the client's cursor.
@@ -88,6 +90,7 @@ private:
     std::optional<std::string> cross_origin(const request& req) const;  // nullopt: none, or same origin
     bool origin_allowed(const std::string& origin) const;
     answer preflight(const request_info& ri, const request& req, bool origin_refused) const;
+    std::optional<answer> over_rate(const request_info& ri, rate_limiter& limit, std::string_view key);
     action sensors(const request_info& ri, const grant_ptr& g);
     action latest(const request_info& ri, std::string_view sensor, std::string_view metric);
     action readings(const request_info& ri, const request& req, std::string sensor, std::string metric);
@@ -119,6 +122,8 @@ private:
     metrics& metrics_;
     const config& cfg_;
     const authenticator& auth_;
+    rate_limiter per_address_;
+    rate_limiter per_token_;
     std::function<bool()> mqtt_ready_;
     std::function<bool()> storage_writable_;
     responder responder_;

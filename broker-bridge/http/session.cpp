@@ -55,6 +55,8 @@ session::session(asio::ip::tcp::socket&& socket, io_shard& shard, session_contex
                  connection_gauge::slot slot)
     : stream_(std::move(socket)), shard_(shard), ctx_(ctx), slot_(std::move(slot)),
       poll_timer_(stream_.get_executor()) {
+    beast::error_code ec;
+    peer_ = stream_.socket().remote_endpoint(ec).address().to_string();
     ctx_.stats.http_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -111,7 +113,7 @@ void session::handle(request&& req) {
         return send(r.error(closing, error_code::headers_too_large, "request headers are too large"));
     }
 
-    action a = ctx_.routes.route(req);
+    action a = ctx_.routes.route(req, peer_);
     if (auto* ans = std::get_if<answer>(&a)) return send(std::move(*ans));
     if (auto* lp = std::get_if<long_poll>(&a)) return start_poll(ri, std::move(*lp));
     if (auto* wr = std::get_if<websocket_request>(&a)) {

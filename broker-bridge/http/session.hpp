@@ -67,6 +67,7 @@ private:
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     session_context& ctx_;
     connection_gauge::slot slot_;
+    std::string peer_;  // the client's address
 
     // The long poll in progress, if any: its catch-up query (with the waiter it parks), and the
     // reset to report when retention deleted readings after its cursor.

@@ -154,8 +154,9 @@ void ws_session::handle_message(std::string_view text) {
 }
 
 void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate) {
-    auto filter = topic_filter::parse(topic);
-    if (!filter) return send_error("bad_topic", "'" + topic + "' is not a valid MQTT topic filter");
+    std::string why;
+    auto filter = parse_client_filter(topic, cfg_.max_filter_bytes, cfg_.max_filter_levels, why);
+    if (!filter) return send_error("bad_topic", why);
     if (!access_->overlaps(*filter))
         return send_error("forbidden", "the token grants nothing of '" + topic + "'");
     const bool known = std::any_of(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == topic; });

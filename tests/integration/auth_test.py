@@ -366,6 +366,35 @@ async def case_per_address(sys_):
     check(b"telemetry_http_connections_rejected_per_address_total 1" in body, "counted")
 
 
+async def case_rate_limit(sys_):
+    """A client over its request rate gets 429 with Retry-After while another client is unaffected;
+    a token over its own rate likewise (docs/api.md section 8.3)."""
+    def get(source, target, headers=""):
+        with socket.socket() as s:
+            s.bind((source, 0))
+            s.settimeout(5)
+            s.connect(("127.0.0.1", sys_.port))
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n".encode())
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+            return data
+    statuses = [int(get("127.0.0.1", "/api/v1/sensors", f"Authorization: Bearer {TOKEN_ALL}\r\n").split(b" ")[1])
+                for _ in range(30)]
+    check(statuses[:5] == [200] * 5 and 429 in statuses, f"burst then 429: {statuses}")
+    limited = get("127.0.0.1", "/api/v1/sensors", f"Authorization: Bearer {TOKEN_ALL}\r\n")
+    check(b" 429 " in limited.split(b"\r\n")[0] and b"Retry-After: " in limited, f"429 with Retry-After: {limited[:200]}")
+    check(get("127.0.0.2", "/api/v1/sensors", f"Authorization: Bearer {TOKEN_A}\r\n").startswith(b"HTTP/1.1 200"),
+          "another client address is served")
+    check(get("127.0.0.1", "/healthz").startswith(b"HTTP/1.1 200"), "probes are never limited")
+    # The same token from many addresses: its own limit (20/s, burst 20).
+    token_statuses = [int(get(f"127.0.1.{i}", "/api/v1/sensors", f"Authorization: Bearer {TOKEN_ALL}\r\n").split(b" ")[1])
+                      for i in range(1, 40)]
+    check(429 in token_statuses and token_statuses[0] == 200, f"per-token limit: {token_statuses}")
+    body = get("127.0.0.3", "/metrics", f"Authorization: Bearer {METRICS_TOKEN}\r\n")
+    check(b"telemetry_http_rate_limited_total " in body and b"telemetry_http_rate_limited_total 0\n" not in body, "counted")
+
+
 CASES = {
     "paths": (case_paths, AUTH_CONF),
     "no_leak": (case_no_leak, AUTH_CONF),
@@ -373,6 +402,8 @@ CASES = {
     "expiry": (case_expiry, AUTH_CONF),
     "origin_host": (case_origin_host, '[http]\nallowed_origins = ["https://dash.example"]\n'),
     "per_address": (case_per_address, "[http]\nmax_connections_per_address = 20\n"),
+    "rate_limit": (case_rate_limit, "[http]\nrate_limit_per_s = 5\nrate_limit_burst = 5\n" +
+                   AUTH_CONF.replace("[auth]", "[auth]\nrate_limit_per_s = 20\nrate_limit_burst = 20")),
 }
 
 if __name__ == "__main__":

@@ -165,6 +165,13 @@ async def case_bad_frames(sys_):
         check((await recv_json(ws))["code"] == "bad_request", "unknown op")
         await ws.send(json.dumps({"op": "subscribe", "topic": "a/#/b"}))
         check((await recv_json(ws))["code"] == "bad_topic", "bad filter")
+        # Filters a client controls are bounded (docs/api.md section 8.3): 60 KB, 30,000 levels.
+        await ws.send(json.dumps({"op": "subscribe", "topic": "a/" * 30000 + "#"}))
+        m = await recv_json(ws)
+        check(m["code"] == "bad_topic" and "bytes" in m["message"], f"huge filter {m}")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "a/" * 8 + "#"}))
+        m = await recv_json(ws)
+        check(m["code"] == "bad_topic" and "levels" in m["message"], f"deep filter {m}")
         await ws.send(json.dumps({"op": "subscribe", "topic": "#", "after": -3}))
         check((await recv_json(ws))["code"] == "bad_request", "bad after")
         await ws.send(b"\x00\x01binary")
@@ -182,6 +189,7 @@ async def case_bad_frames(sys_):
             check(e.code == 1009, f"oversize close code {e.code}")
     # The server is still fine, and a plain GET on the path is told to upgrade.
     check(b"426" in sys_.http("/api/v1/ws").split(b"\r\n")[0], "426 without upgrade")
+    check(b" 400 " in sys_.http("/api/v1/stream?topic=" + "a/" * 9 + "b").split(b"\r\n")[0], "deep SSE filter")
     async with connect(sys_.url()) as ws:
         await ws.send(json.dumps({"op": "subscribe", "topic": "#"}))
         check((await recv_json(ws))["op"] == "subscribed", "still serving")
