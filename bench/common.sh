@@ -54,10 +54,11 @@ start_mosquitto() {
 
 # Starts the bridge binary $1 with its own config and database in the new directory $2, reading
 # from the Mosquitto of start_mosquitto, with `[http] threads = HTTP_THREADS` (default 2) and
-# `max_connections = $3` (also per client address: every bench client is 127.0.0.1); waits for
-# /readyz. Sets `bpid` and `bport` (printed by the bridge).
+# `max_connections = $3` (also per client address: every bench client is 127.0.0.1) and the
+# optional TOML $4 appended (e.g. an [auth] section); waits for /readyz. Sets `bpid` and `bport`
+# (printed by the bridge).
 launch_bridge() {
-  local bin=$1 dir=$2 max_connections=$3 per_address=''
+  local bin=$1 dir=$2 max_connections=$3 extra=${4:-} per_address=''
   mkdir -p "$dir"
   # Builds before the per-address limit existed refuse the key: give it only to those that know it.
   if "$bin" --help 2>/dev/null | grep -q -- --allow-public-without-auth; then
@@ -76,6 +77,7 @@ max_connections = $max_connections
 $per_address
 [storage]
 db_path = "$dir/telemetry.db"
+$extra
 EOF
   : > "$dir/out.log"  # exists before the poll below reads it, however late the child opens it
   "$bin" --config "$dir/bridge.toml" > "$dir/out.log" 2> "$dir/err.log" &
