@@ -110,3 +110,88 @@ TEST_CASE("journal - a full journal refuses the append with an error and keeps w
     CHECK(appended < 100);
     CHECK(j.recover().size() == static_cast<std::size_t>(appended));
 }
+
+TEST_CASE("journal - delivery keys are known from the append on, across reset, rewrite and reopen") {
+    temp_dir dir;
+    const auto file = dir / "j";
+    std::vector<reading> one{make(1, "a", 1.0)};
+    {
+        journal j(file, 1 << 20);
+        CHECK_FALSE(j.redelivered(42));
+        j.append(one, 42);
+        j.append(one);  // a delivery without identity (QoS 0)
+        CHECK(j.redelivered(42));
+        CHECK_FALSE(j.redelivered(43));
+        CHECK_FALSE(j.redelivered(0));
+        j.reset();
+        CHECK(j.redelivered(42));
+        j.append(one, 44);
+        j.rewrite(one);
+        CHECK(j.redelivered(44));
+        CHECK(j.recover() == one);
+    }
+    journal again(file, 1 << 20);
+    CHECK(again.redelivered(42));
+    CHECK(again.redelivered(44));
+    CHECK_FALSE(again.redelivered(43));
+}
+
+TEST_CASE("journal - a key a crash kept out of the ring is taken back from its record") {
+    temp_dir dir;
+    const auto file = dir / "j";
+    std::vector<reading> one{make(1, "a", 1.0)};
+    {
+        journal j(file, 4096);
+        j.append(one, 7);
+    }
+    {
+        // Wipe the ring (it follows the 4096 bytes for records): the record alone must do.
+        std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(4096);
+        const std::string zeros(8 * (1 + journal::deliveries_kept), '\0');
+        f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+    }
+    journal j(file, 4096);
+    CHECK(j.recover() == one);
+    CHECK(j.redelivered(7));
+    j.reset();
+    journal again(file, 4096);  // and it is in the ring now
+    CHECK(again.redelivered(7));
+}
+
+TEST_CASE("journal - the ring keeps the last deliveries_kept keys") {
+    temp_dir dir;
+    journal j(dir / "j", 1 << 20);
+    std::vector<reading> one{make(1, "a", 1.0)};
+    const std::uint64_t n = journal::deliveries_kept + 10;
+    for (std::uint64_t k = 1; k <= n; ++k) {
+        j.append(one, k);
+        if (k % 1000 == 0) j.reset();
+    }
+    CHECK_FALSE(j.redelivered(1));
+    CHECK_FALSE(j.redelivered(10));
+    // 11 is the oldest kept; asking for it records it again, so the next appends push out 12..16
+    // instead.
+    CHECK(j.redelivered(11));
+    for (std::uint64_t k = n + 1; k <= n + 5; ++k) j.append(one, k);
+    CHECK_FALSE(j.redelivered(12));
+    CHECK_FALSE(j.redelivered(16));
+    CHECK(j.redelivered(17));
+    CHECK(j.redelivered(11));
+    CHECK(j.redelivered(n + 5));
+}
+
+TEST_CASE("journal - a file from before the ring opens with its readings and no keys") {
+    temp_dir dir;
+    const auto file = dir / "j";
+    std::vector<reading> one{make(1, "a", 1.0)};
+    {
+        journal j(file, 4096);
+        j.append(one);
+    }
+    fs::resize_file(file, 4096);  // what the earlier version left: records only
+    journal j(file, 4096);
+    CHECK(j.recover() == one);
+    CHECK_FALSE(j.redelivered(1));
+    CHECK(fs::file_size(file) > 4096);
+}

@@ -41,6 +41,8 @@ representation_ptr sensors_representation(series_table& t) {
             append_int(out, s.count);
             out += ",\"interval_ms\":";
             if (s.interval_ms) append_int(out, *s.interval_ms); else out += "null";
+            out += ",\"seq_gaps\":";
+            append_int(out, s.seq_gaps);
             out += ",\"latest\":";
             if (s.latest) append_reading_json(out, *s.latest); else out += "null";
             out.push_back('}');
