@@ -96,7 +96,7 @@ struct bridge::parts {
         auto tail = r.after_id(tail_after, cfg.hub.window);
         spdlog::info("storage: {} series, newest id {}, {} recent readings in memory", series.size(),
                      max_id, tail.size());
-        live.load(series, max_id, std::move(tail), tail_after, r.retired_max_id());
+        live.load(series, max_id, std::move(tail), tail_after, r.retired_unattributed());
     }
 
     config cfg;

@@ -41,7 +41,7 @@ private:
 // Brings the schema to the newest version (PRAGMA user_version based, one transaction per step).
 // Returns the version it ended on. Idempotent.
 int migrate(connection& c);
-inline constexpr int schema_version = 1;
+inline constexpr int schema_version = 2;
 
 // What the bridge needs at start-up about one series.
 struct series_info {
@@ -52,7 +52,17 @@ struct series_info {
     std::int64_t count = 0;       // stored readings
     std::optional<reading> latest;          // greatest ts (ties: greatest id)
     std::int64_t last_id = 0;               // greatest id in the series
+    std::optional<std::int64_t> last_seq;   // seq of the reading with the greatest id
     std::vector<std::int64_t> recent_ts;    // ts of up to the 32 newest readings, in id order
+    std::int64_t retired_max_id = 0;        // greatest id retention deleted from the series (0: none)
+};
+
+// Where retention deleted readings with ids above a cursor (docs/api.md section 6).
+struct retired_after {
+    // Retention deleted such readings before the database recorded their series (schema 1): any
+    // series may have lost readings.
+    bool unattributed = false;
+    std::vector<std::pair<std::string, std::string>> series;  // (sensor, metric)
 };
 
 // An opaque position inside a history query; encoded into the `next` string.
@@ -128,8 +138,12 @@ public:
     std::vector<reading> after_id(std::int64_t after, std::size_t limit);
     std::int64_t max_id();     // greatest id ever handed out (0 if none), survives retention
     std::int64_t oldest_id();  // smallest id still stored (0 if none)
-    // Greatest id retention ever deleted (0 if none): a cursor below it may have missed readings.
-    std::int64_t retired_max_id();
+    // The series from which retention deleted readings with id > after: a client resuming after
+    // `after` with filters that select one of them has missed readings.
+    retired_after retired_since(std::int64_t after);
+    // Greatest id retention deleted before the database recorded it per series (a database
+    // created with schema 1), 0 if none: a cursor below it may have missed readings of any series.
+    std::int64_t retired_unattributed();
 
 private:
     struct impl;
@@ -138,11 +152,14 @@ private:
 
 // Deletes readings with ts < cutoff in chunks of `chunk` rows, each its own short transaction, so
 // ingest is never blocked for long. Rollups of minutes entirely before the cutoff go too. Records
-// the greatest id it deleted so that max_id() (and so the id cursor) never goes backwards.
+// the greatest id it deleted, overall so that max_id() (and so the id cursor) never goes
+// backwards, and per series so that a reset goes only to clients that may have missed readings.
 struct retention_result {
     std::int64_t deleted = 0;
     std::int64_t retired_max_id = 0;  // greatest id retention ever deleted (this pass or earlier)
     std::map<std::pair<std::string, std::string>, std::int64_t> deleted_per_series;
+    // Greatest id this pass deleted from each series it deleted from.
+    std::map<std::pair<std::string, std::string>, std::int64_t> retired_per_series;
 };
 class retainer {
 public:

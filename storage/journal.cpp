@@ -1,5 +1,6 @@
 // The ingest journal: an append-only file where each reading is recorded before the broker gets
-// its acknowledgement, so that SQLite can take readings in batches without losing any in a crash.
+// its acknowledgement, so that SQLite can take readings in batches without losing any in a crash;
+// and the ring of the last deliveries' identities.
 #include "journal.hpp"
 
 #include "database.hpp"
@@ -12,7 +13,9 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -20,6 +23,12 @@ namespace telemetry::storage {
 namespace {
 
 constexpr std::uint32_t max_record = 64u << 20;
+// A record's count word with this bit set is followed by the key of the delivery it came from.
+constexpr std::uint32_t keyed_record = 0x8000'0000u;
+constexpr std::size_t kept = journal::deliveries_kept;
+
+// Record areas are whole 8-byte words, so that the ring after one is aligned.
+constexpr std::uint64_t whole_words(std::uint64_t bytes) { return (bytes + 7) / 8 * 8; }
 
 void put_u32(std::vector<unsigned char>& b, std::uint32_t v) {
     for (int i = 0; i < 4; ++i) b.push_back(static_cast<unsigned char>(v >> (8 * i)));
@@ -69,13 +78,26 @@ private:
     throw storage_error("journal: " + what + ": " + std::strerror(errno));
 }
 
-// Sizes as an operator reads them: "64 MiB", "9.8 MiB", "4096 bytes".
+// Sizes as an operator reads them: "64 MiB", "9.8 MiB", "64 KiB", "4096 bytes".
 std::string readable(std::uint64_t bytes) {
-    constexpr std::uint64_t mib = 1u << 20;
-    if (bytes < mib / 10) return std::to_string(bytes) + " bytes";
+    constexpr std::uint64_t kib = 1u << 10, mib = 1u << 20;
+    if (bytes < 10 * kib) return std::to_string(bytes) + " bytes";
+    const bool in_mib = bytes >= mib;
+    const double v = static_cast<double>(bytes) / static_cast<double>(in_mib ? mib : kib);
     char out[32];
-    std::snprintf(out, sizeof out, "%.*f MiB", bytes % mib ? 1 : 0, static_cast<double>(bytes) / mib);
+    std::snprintf(out, sizeof out, "%.*f %s", std::llround(v * 10) % 10 ? 1 : 0, v, in_mib ? "MiB" : "KiB");
     return out;
+}
+
+// Whether these words are a ring as remember() leaves one: with n the count, keys (never 0) in the
+// first min(n, kept) slots and zeros in the others, but for slot n, which a crash between a key
+// and the count leaves written. Stale records in the tail of a file from before the ring are not.
+bool ring_shaped(const std::uint64_t* ring) {
+    const std::uint64_t n = ring[0];
+    const std::uint64_t* slots = ring + 1;
+    const auto zero = [](std::uint64_t k) { return k == 0; };
+    if (n >= kept) return std::none_of(slots, slots + kept, zero);
+    return std::none_of(slots, slots + n, zero) && std::all_of(slots + n + 1, slots + kept, zero);
 }
 
 }  // namespace
@@ -90,6 +112,12 @@ journal::descriptor& journal::descriptor::operator=(descriptor&& o) noexcept {
 
 journal::descriptor::~descriptor() {
     if (fd_ >= 0) ::close(fd_);
+}
+
+journal::mapping::mapping(int fd, std::uint64_t bytes, const std::filesystem::path& file) : bytes_(bytes) {
+    void* m = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED) fail("cannot map " + file.string());
+    data_ = static_cast<unsigned char*>(m);
 }
 
 journal::mapping& journal::mapping::operator=(mapping&& o) noexcept {
@@ -107,30 +135,56 @@ journal::mapping::~mapping() {
 
 // Every resource is a member that releases itself, so a throw anywhere below leaks nothing.
 journal::journal(const std::filesystem::path& file, std::uint64_t capacity)
-    : path_(file), reserve_(capacity), capacity_(capacity),
+    : path_(file), reserve_(whole_words(capacity)), capacity_(reserve_),
       fd_(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
     if (fd_.get() < 0) fail("cannot open " + path_.string());
     struct stat st {};
     if (::fstat(fd_.get(), &st) != 0) fail("cannot stat " + path_.string());
     const auto existing = static_cast<std::uint64_t>(st.st_size);
-    capacity_ = std::max(capacity_, existing);
-    if (existing < capacity_) reserve(existing == 0);
-    void* m = ::mmap(nullptr, capacity_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
-    if (m == MAP_FAILED) fail("cannot map " + path_.string());
-    map_ = mapping(static_cast<unsigned char*>(m), capacity_);
-    recover();  // finds the end of the intact records
+    const found f = existing > 0 ? inspect(existing) : found{};
+    const std::uint64_t records = std::max(reserve_, f.records);
+    if (f.keys && records > f.records) {
+        // The ring must move to the end of a larger file. Moved in place, a crash could leave half
+        // of it: a copy renamed over the file leaves the old ring or the new one, whole.
+        replace(records, nullptr);
+    } else {
+        // No ring, or an empty one: the file grows by zeros after its records, which are an
+        // empty ring at every instant.
+        capacity_ = records;
+        const std::uint64_t length = capacity_ + ring_bytes;
+        if (existing < length) reserve(length, existing);
+        map_ = mapping(fd_.get(), length, path_);
+    }
+    load_ring();
+}
+
+// Maps the file as it is and finds its layout (the class comment): its records are read to their
+// end over the whole file; its last ring_bytes are its ring if the records stop before them and
+// they are shaped like one. Else the file is from before the ring and all of it is for records.
+journal::found journal::inspect(std::uint64_t file_bytes) {
+    map_ = mapping(fd_.get(), file_bytes, path_);
+    capacity_ = file_bytes;
+    scan(file_bytes, nullptr);  // sets size_
+    found f;
+    f.records = whole_words(file_bytes);
+    if (file_bytes < ring_bytes || file_bytes % 8 != 0 || size_ > file_bytes - ring_bytes) return f;
+    const auto* tail = reinterpret_cast<const std::uint64_t*>(map_.data() + file_bytes - ring_bytes);
+    if (!ring_shaped(tail)) return f;
+    f.records = capacity_ = file_bytes - ring_bytes;
+    f.keys = std::any_of(tail + 1, tail + 1 + kept, [](std::uint64_t k) { return k != 0; });
+    return f;
 }
 
 // Reserve the blocks now: a write into a mapped page that the file system cannot back (disk full)
-// would kill the process with SIGBUS; this way a full disk is a clear error when the file is made.
-void journal::reserve(bool created) {
-    const int rc = ::posix_fallocate(fd_.get(), 0, static_cast<off_t>(capacity_));
+// would kill the process with SIGBUS; this way a full disk is a clear error when the file is made
+// or enlarged. `had`: the file's size before, which a failure restores.
+void journal::reserve(std::uint64_t bytes, std::uint64_t had) {
+    const int rc = ::posix_fallocate(fd_.get(), 0, static_cast<off_t>(bytes));
     if (rc == 0) return;
-    // A file we just created holds nothing: give back whatever part of it was allocated.
-    if (created) {
-        [[maybe_unused]] const int ignored = ::ftruncate(fd_.get(), 0);
-    }
-    const std::string what = "cannot reserve " + readable(capacity_) + " for " + path_.string();
+    // Give back whatever part of it was allocated: what was after `had` holds nothing.
+    [[maybe_unused]] const int ignored = ::ftruncate(fd_.get(), static_cast<off_t>(had));
+    const std::string what = "cannot reserve " + readable(capacity_) + " for " + path_.string() + " (and " +
+                             readable(ring_bytes) + " for the identities of recent deliveries)";
     if (rc == ENOSPC || rc == EDQUOT || rc == EFBIG) {
         struct statvfs fs {};
         const std::string room =
@@ -143,11 +197,54 @@ void journal::reserve(bool created) {
     fail(what);
 }
 
-void journal::append(std::span<const reading> readings) {
+// Puts every key of the ring into known_, and into the ring every key that a crash kept out of it
+// (written into its record, not yet into the ring); finds the end of the intact records.
+void journal::load_ring() {
+    known_.clear();
+    const std::uint64_t* slots = ring() + 1;
+    for (std::size_t i = 0; i < kept; ++i)
+        if (slots[i] != 0) ++known_[slots[i]];
+    std::vector<std::uint64_t> keys;
+    scan(capacity_, &keys);
+    for (const auto k : keys)
+        if (!known_.contains(k)) remember(k);
+}
+
+std::uint64_t* journal::ring() const noexcept {
+    // The mapping is page aligned and capacity_ a multiple of 8: aligned 8-byte words, which a
+    // crash of the process cannot leave half written.
+    return reinterpret_cast<std::uint64_t*>(map_.data() + capacity_);
+}
+
+void journal::remember(std::uint64_t delivery) {
+    std::uint64_t* r = ring();
+    const std::uint64_t written = r[0];
+    std::uint64_t& slot = r[1 + written % kept];
+    if (slot != 0) {
+        auto it = known_.find(slot);
+        if (it != known_.end() && --it->second == 0) known_.erase(it);
+    }
+    // The key, then the count: a crash between the two leaves this slot to be overwritten, and
+    // the key in its record. (A crash of the process loses no store that was issued; the fences
+    // keep the compiler from issuing them in another order.)
+    slot = delivery;
+    std::atomic_signal_fence(std::memory_order_release);
+    r[0] = written + 1;
+    ++known_[delivery];
+}
+
+bool journal::redelivered(std::uint64_t delivery) {
+    if (delivery == 0 || !known_.contains(delivery)) return false;
+    remember(delivery);
+    return true;
+}
+
+void journal::append(std::span<const reading> readings, std::uint64_t delivery) {
     buf_.clear();
     put_u32(buf_, 0);  // length, patched below
     put_u32(buf_, 0);  // crc32 of the payload, patched below
-    put_u32(buf_, static_cast<std::uint32_t>(readings.size()));
+    put_u32(buf_, static_cast<std::uint32_t>(readings.size()) | (delivery != 0 ? keyed_record : 0));
+    if (delivery != 0) put_i64(buf_, static_cast<std::int64_t>(delivery));
     for (const auto& r : readings) {
         put_i64(buf_, r.id);
         put_i64(buf_, r.ts);
@@ -175,26 +272,37 @@ void journal::append(std::span<const reading> readings) {
     std::memset(map_.data() + size_ + buf_.size(), 0, 4);
     std::memcpy(map_.data() + size_, buf_.data(), buf_.size());
     size_ += buf_.size();
+    // Into the ring only once the record holds the readings: a key known without its readings
+    // would make their redelivery count as stored.
+    std::atomic_signal_fence(std::memory_order_release);
+    if (delivery != 0) remember(delivery);
 }
 
-std::vector<reading> journal::recover() {
+std::vector<reading> journal::recover() { return scan(capacity_, nullptr); }
+
+// The intact records in the first `end` bytes, and their delivery keys into `keys` if given.
+std::vector<reading> journal::scan(std::uint64_t end, std::vector<std::uint64_t>* keys) {
     std::vector<reading> out;
     const unsigned char* data = map_.data();
-    const std::uint64_t got = capacity_;
     std::uint64_t pos = 0;
-    while (got - pos >= 8) {
+    while (end - pos >= 8) {
         cursor head(data + pos, 8);
         std::uint32_t len = 0, crc = 0;
         head.u32(len);
         head.u32(crc);
-        if (len == 0 || len > max_record || got - pos - 8 < len) break;  // the end, or torn
+        if (len == 0 || len > max_record || end - pos - 8 < len) break;  // the end, or torn
         const unsigned char* payload = data + pos + 8;
         if (static_cast<std::uint32_t>(crc32(0L, payload, len)) != crc) break;  // corrupt tail
         cursor c(payload, len);
         std::uint32_t count = 0;
         c.u32(count);
-        std::vector<reading> record;
+        std::int64_t key = 0;
         bool ok = true;
+        if (count & keyed_record) {
+            count &= ~keyed_record;
+            ok = c.i64(key);
+        }
+        std::vector<reading> record;
         for (std::uint32_t i = 0; i < count && ok; ++i) {
             reading r;
             std::int64_t bits = 0, has_seq = 0, seq = 0;
@@ -205,6 +313,7 @@ std::vector<reading> journal::recover() {
             record.push_back(std::move(r));
         }
         if (!ok || !c.done()) break;
+        if (keys && key != 0) keys->push_back(static_cast<std::uint64_t>(key));
         out.insert(out.end(), std::make_move_iterator(record.begin()), std::make_move_iterator(record.end()));
         pos += 8 + len;
     }
@@ -217,15 +326,35 @@ void journal::reset() {
     size_ = 0;
 }
 
-void journal::rewrite(std::span<const reading> pending) {
-    // Written beside and renamed over, so a crash leaves either the old or the new file whole.
+void journal::rewrite(std::span<const reading> pending) { replace(reserve_, &pending); }
+
+// Writes beside the file a new one with `capacity` bytes for records, this ring, and `pending` (or,
+// without it, the records as they are), and renames it over the file: a crash leaves either the
+// old or the new file whole. On failure nothing of the attempt stays open or on disk.
+void journal::replace(std::uint64_t capacity, const std::span<const reading>* pending) {
     const std::filesystem::path tmp = path_.string() + ".new";
     try {
-        journal fresh(tmp, reserve_);
-        fresh.reset();
-        if (!pending.empty()) fresh.append(pending);
+        // A copy a crash left half written is of no use, and must not be opened as a journal.
+        std::error_code gone;
+        if (!std::filesystem::remove(tmp, gone) && gone) {
+            errno = gone.value();
+            fail("cannot remove " + tmp.string());
+        }
+        journal fresh(tmp, capacity);
+        std::memcpy(fresh.ring(), ring(), ring_bytes);  // the keys of these readings among them
+        if (!pending) {
+            if (size_ + 4 > fresh.capacity_) {
+                errno = ENOSPC;
+                fail("cannot copy " + std::to_string(size_) + " bytes of records into " + tmp.string());
+            }
+            std::memcpy(fresh.map_.data(), map_.data(), size_);  // the file is new: zeros end it
+            fresh.size_ = size_;
+        } else if (!pending->empty()) {
+            fresh.append(*pending);
+        }
         if (std::rename(tmp.c_str(), path_.c_str()) != 0) fail("cannot replace " + path_.string());
         // `fresh` has the renamed file open and mapped: take both over; the old ones close here.
+        // known_ stays: the ring is the same.
         fd_ = std::move(fresh.fd_);
         map_ = std::move(fresh.map_);
         capacity_ = fresh.capacity_;

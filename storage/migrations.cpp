@@ -66,8 +66,17 @@ CREATE TABLE rollup_1m(
 ) STRICT, WITHOUT ROWID;
 )sql";
 
+// Schema v2: series.retired_max_id, the greatest id retention deleted from the series, so that a
+// client resuming after a cursor is told of a reset only when a series it selects lost readings
+// after it (docs/api.md section 6). What retention deleted under v1 is known only as a global
+// maximum: it stays in meta.retired_unattributed and concerns every series.
+constexpr const char* schema_v2 = R"sql(
+ALTER TABLE series ADD COLUMN retired_max_id INTEGER NOT NULL DEFAULT 0;
+INSERT INTO meta(key, value) SELECT 'retired_unattributed', value FROM meta WHERE key = 'retired_max_id';
+)sql";
+
 // steps[i] brings the schema from version i to i + 1.
-constexpr std::array<const char*, schema_version> steps = {schema_v1};
+constexpr std::array<const char*, schema_version> steps = {schema_v1, schema_v2};
 
 std::int64_t pragma_int(connection& c, const char* sql) {
     detail::statement s(c.handle(), sql);

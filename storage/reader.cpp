@@ -262,13 +262,14 @@ std::vector<series_info> reader::all_series() {
     std::unordered_map<std::int64_t, std::size_t> index;  // series_id -> position in out
     {
         auto q = st.use(
-            "SELECT s.series_id, s.sensor, s.metric, p.online FROM series s "
+            "SELECT s.series_id, s.sensor, s.metric, p.online, s.retired_max_id FROM series s "
             "LEFT JOIN sensors p ON p.sensor = s.sensor ORDER BY s.sensor, s.metric");
         while (q.step()) {
             series_info si;
             si.sensor = q.text(1);
             si.metric = q.text(2);
             if (!q.is_null(3)) si.online = q.int64(3) != 0;
+            si.retired_max_id = q.int64(4);
             index.emplace(q.int64(0), out.size());
             sids.push_back(q.int64(0));
             out.push_back(std::move(si));
@@ -287,7 +288,7 @@ std::vector<series_info> reader::all_series() {
         if (si.latest) si.unit = si.latest->unit;
     }
 
-    // recent_ts and last_id: one backward walk over the newest ids collects most series at once
+    // recent_ts, last_id and last_seq: one backward walk over the newest ids collects most series at once
     // (interleaved series are all found near the end); the walk is bounded, and series it did not
     // finish get an exact per-series query continuing below the lowest id walked.
     constexpr std::size_t recent_n = 32;
@@ -299,7 +300,7 @@ std::vector<series_info> reader::all_series() {
     std::int64_t lowest = INT64_MAX;
     bool reached_start = true;
     if (pending > 0) {
-        auto q = st.use("SELECT id, series_id, ts FROM readings ORDER BY id DESC");
+        auto q = st.use("SELECT id, series_id, ts, seq FROM readings ORDER BY id DESC");
         while (pending > 0) {
             if (walked == budget) {
                 reached_start = false;
@@ -312,7 +313,10 @@ std::vector<series_info> reader::all_series() {
             if (it == index.end()) continue;  // a series created after our series list
             auto& si = out[it->second];
             if (si.recent_ts.size() == recent_n) continue;
-            if (si.last_id == 0) si.last_id = lowest;
+            if (si.last_id == 0) {
+                si.last_id = lowest;
+                if (!q.is_null(3)) si.last_seq = q.int64(3);
+            }
             si.recent_ts.push_back(q.int64(2));
             if (si.recent_ts.size() == recent_n ||
                 static_cast<std::int64_t>(si.recent_ts.size()) == si.count)
@@ -325,12 +329,15 @@ std::vector<series_info> reader::all_series() {
         if (!reached_start && si.recent_ts.size() < recent_n &&
             static_cast<std::int64_t>(si.recent_ts.size()) < si.count) {
             auto q = st.use(
-                "SELECT id, ts FROM readings WHERE series_id = ?1 AND id < ?2 "
+                "SELECT id, ts, seq FROM readings WHERE series_id = ?1 AND id < ?2 "
                 "ORDER BY id DESC LIMIT ?3");
             q.bind(1, sids[i]).bind(2, lowest).bind(
                 3, static_cast<std::int64_t>(recent_n - si.recent_ts.size()));
             while (q.step()) {
-                if (si.last_id == 0) si.last_id = q.int64(0);
+                if (si.last_id == 0) {
+                    si.last_id = q.int64(0);
+                    if (!q.is_null(2)) si.last_seq = q.int64(2);
+                }
                 si.recent_ts.push_back(q.int64(1));
             }
         }
@@ -359,8 +366,20 @@ std::int64_t reader::max_id() {
     return q.step() ? q.int64(0) : 0;
 }
 
-std::int64_t reader::retired_max_id() {
-    auto q = impl_->stmts.use("SELECT coalesce((SELECT value FROM meta WHERE key = 'retired_max_id'), 0)");
+retired_after reader::retired_since(std::int64_t after) {
+    retired_after out;
+    // One snapshot for both; the series table is small (one row per series), a scan is cheap.
+    detail::transaction txn(impl_->stmts, detail::transaction::kind::read);
+    out.unattributed = after < retired_unattributed();
+    auto q = impl_->stmts.use("SELECT sensor, metric FROM series WHERE retired_max_id > ?1");
+    q.bind(1, after);
+    while (q.step()) out.series.emplace_back(q.text(0), q.text(1));
+    txn.commit();
+    return out;
+}
+
+std::int64_t reader::retired_unattributed() {
+    auto q = impl_->stmts.use("SELECT coalesce((SELECT value FROM meta WHERE key = 'retired_unattributed'), 0)");
     return q.step() ? q.int64(0) : 0;
 }
 

@@ -20,10 +20,11 @@ struct retainer::impl {
     }
 
     // Deletes, in one transaction, up to `chunk` of the series' oldest readings (by (ts, id))
-    // with ts < cutoff. Returns how many went.
-    std::int64_t delete_chunk(std::int64_t sid, std::int64_t cutoff, std::size_t chunk) {
+    // with ts < cutoff. Returns how many went; `max_id` is the greatest id among them.
+    std::int64_t delete_chunk(std::int64_t sid, std::int64_t cutoff, std::size_t chunk, std::int64_t& max_id) {
         detail::transaction txn(stmts, detail::transaction::kind::write);
-        std::int64_t n = 0, first_ts = 0, last_ts = 0, last_id = 0, max_id = 0;
+        std::int64_t n = 0, first_ts = 0, last_ts = 0, last_id = 0;
+        max_id = 0;
         {
             auto q = stmts.use(
                 "SELECT ts, id FROM readings WHERE series_id = ?1 AND ts < ?2 "
@@ -43,6 +44,10 @@ struct retainer::impl {
             .use("INSERT INTO meta(key, value) VALUES('retired_max_id', ?1) "
                  "ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)")
             .bind(1, max_id)
+            .run();
+        stmts.use("UPDATE series SET retired_max_id = max(retired_max_id, ?2) WHERE series_id = ?1")
+            .bind(1, sid)
+            .bind(2, max_id)
             .run();
         {
             // Exactly the prefix selected above: every row at or before (last_ts, last_id).
@@ -128,15 +133,18 @@ retention_result retainer::run(std::int64_t cutoff_ms, std::size_t chunk) {
     }
     retention_result result;
     for (const auto& [sid, names] : series) {
-        std::int64_t total = 0;
+        std::int64_t total = 0, max_id = 0;
         for (;;) {
-            const std::int64_t n = impl_->delete_chunk(sid, cutoff_ms, chunk);
+            std::int64_t chunk_max = 0;
+            const std::int64_t n = impl_->delete_chunk(sid, cutoff_ms, chunk, chunk_max);
             total += n;
+            max_id = std::max(max_id, chunk_max);
             if (n < static_cast<std::int64_t>(chunk)) break;
         }
         if (total > 0) {
             result.deleted += total;
             result.deleted_per_series[names] = total;
+            result.retired_per_series[names] = max_id;
         }
     }
     if (result.deleted > 0) impl_->vacuum_some();

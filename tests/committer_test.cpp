@@ -38,10 +38,7 @@ std::vector<reading> message(int first, int n) {
 TEST_CASE("committer - failed compactions on a full disk leak no descriptor, however many commits") {
     constexpr std::uint64_t reserve = 4 << 20;  // compacted above 1 MiB
     small_fs fs(reserve + (2 << 20));  // the journal fits, the copy a compaction writes does not
-    if (!fs.mounted()) {
-        MESSAGE("skipped: " << fs.why_not());
-        return;
-    }
+    SKIP_UNLESS_MOUNTED(fs);
     temp_dir dir;
     storage::writer w(dir / "t.db");
     w.insert(message(0, 1));  // SQLite opens its WAL files now, not during the commits we count

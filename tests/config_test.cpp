@@ -48,6 +48,23 @@ TEST_CASE("config - values are typed and ranges checked") {
     CHECK(c.ingest.journal_reserve_mb == 8u);
 }
 
+TEST_CASE("config - the accepted time window defaults to 300 s ahead and the retention period back") {
+    using namespace std::chrono_literals;
+    const config d = parse_config("", "d.toml");
+    CHECK(d.ingest.max_ts_future == 300s);
+    CHECK(d.ingest.max_ts_past == std::chrono::seconds(30 * 86'400));
+    CHECK(parse_config("[storage]\nretention_days = 7\n", "r.toml").ingest.max_ts_past ==
+          std::chrono::seconds(7 * 86'400));
+    CHECK(parse_config("[storage]\nretention_days = 0\n", "r.toml").ingest.max_ts_past ==
+          std::chrono::seconds(30 * 86'400));
+    const config set = parse_config("[ingest]\nmax_ts_future_s = 0\nmax_ts_past_s = 60\n[storage]\nretention_days = 7\n",
+                                    "s.toml");
+    CHECK(set.ingest.max_ts_future == 0s);
+    CHECK(set.ingest.max_ts_past == 60s);
+    CHECK_THROWS_AS(parse_config("[ingest]\nmax_ts_past_s = 0\n", "x.toml"), config_error);
+    CHECK_THROWS_AS(parse_config("[ingest]\nmax_ts_future_s = -1\n", "x.toml"), config_error);
+}
+
 TEST_CASE("config - errors name the file line and key") {
     CHECK(message("[http]\nthreads = \"many\"\n") == "bad.toml:2: http.threads must be an integer");
     CHECK(message("[http]\n\nthreads = 0\n").find("bad.toml:3: http.threads must be between 1 and 64") == 0);

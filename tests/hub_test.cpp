@@ -25,10 +25,20 @@ reading make(std::int64_t id, std::string sensor, std::string metric, std::int64
     return r;
 }
 
-selector_ptr selecting(std::initializer_list<const char*> filters) {
+std::vector<topic_filter> parsed(std::initializer_list<const char*> filters) {
     std::vector<topic_filter> v;
     for (const char* f : filters) v.push_back(*topic_filter::parse(f));
-    return std::make_shared<const reading_selector>(std::move(v));
+    return v;
+}
+
+selector_ptr selecting(std::initializer_list<const char*> filters) {
+    return std::make_shared<const reading_selector>(parsed(filters));
+}
+
+// The filters within the read grant of a token for `granted`.
+selector_ptr selecting_within(std::initializer_list<const char*> filters, std::initializer_list<const char*> granted) {
+    return std::make_shared<const reading_selector>(parsed(filters),
+                                                    std::make_shared<const grant>(parsed(granted), "", 0));
 }
 
 // Records what the hub delivers (called on the publishing thread in these tests).
@@ -50,6 +60,16 @@ struct recording_subscriber : subscriber {
 };
 
 std::string sensors_body(hub& h) { return http::sensors_representation(h.series(), *grant::everything(), "sensors")->body; }
+
+// A stored series as storage reports it at start-up, with one field set by `set`.
+template <typename F>
+std::vector<storage::series_info> stored(std::string sensor, std::string metric, F&& set) {
+    storage::series_info si;
+    si.sensor = std::move(sensor);
+    si.metric = std::move(metric);
+    set(si);
+    return {si};
+}
 
 }  // namespace
 
@@ -211,15 +231,89 @@ TEST_CASE("hub - retention lowers counts and changes the series version") {
     r.deleted = 1;
     r.retired_max_id = 1;
     r.deleted_per_series[{"a", "t"}] = 1;
+    r.retired_per_series[{"a", "t"}] = 1;
     h.retention_applied(r, 1500);
     CHECK(!(h.series().version("a", "t") == v1));
     CHECK(sensors_body(h).find("\"count\":1") != std::string::npos);
-    CHECK(h.retired_max_id() == 1);
+    CHECK(h.deleted_after(0, *selecting({"#"})));
+    CHECK_FALSE(h.deleted_after(1, *selecting({"#"})));
     std::vector<live_ptr> out;
     std::int64_t reached = 0;
     REQUIRE(h.window().read(0, INT64_MAX, *selecting({"#"}), 10, out, reached));
     REQUIRE(out.size() == 1);  // what storage no longer has, memory does not replay
     CHECK(out[0]->r.id == 2);
+}
+
+TEST_CASE("hub - a reset is due only where a selected series lost a reading after the cursor") {
+    hub h("site/sensors", 10);
+    h.publish({make(1, "x", "t", 1000, 1.0), make(2, "y", "t", 1000, 1.0), make(3, "x", "t", 10, 1.0),
+               make(4, "y", "t", 2000, 1.0)});
+    storage::retention_result r;
+    r.deleted = 2;
+    r.retired_max_id = 3;
+    r.deleted_per_series[{"x", "t"}] = 2;
+    r.retired_per_series[{"x", "t"}] = 3;  // reading 3, dated long ago, went with reading 1
+    h.retention_applied(r, 1500);
+    CHECK(h.deleted_after(2, *selecting({"site/sensors/x/#"})));
+    CHECK(h.deleted_after(2, *selecting({"site/sensors/#"})));
+    CHECK(h.deleted_after(2, *selecting({"site/sensors/y/t", "+/+/+/t"})));
+    CHECK_FALSE(h.deleted_after(2, *selecting({"site/sensors/y/#"})));  // y lost nothing
+    CHECK_FALSE(h.deleted_after(3, *selecting({"#"})));                 // nothing after 3 went
+    CHECK_FALSE(h.deleted_after(0, *selecting({"sensors/x/t"})));       // another prefix
+    // Within a read grant: a series the grant does not cover resets no one, whatever the filters.
+    CHECK_FALSE(h.deleted_after(2, *selecting_within({"#"}, {"site/sensors/y/#"})));
+    CHECK_FALSE(h.deleted_after(2, *selecting_within({"site/sensors/x/#"}, {"site/sensors/y/#"})));
+    CHECK(h.deleted_after(2, *selecting_within({"#"}, {"site/sensors/x/t"})));
+
+    // At start-up: per series from storage, and what a schema 1 database deleted for all series.
+    hub loaded("sensors", 10);
+    loaded.load(stored("x", "t", [](auto& si) { si.retired_max_id = 7; }), 9, {}, 9, 4);
+    CHECK(loaded.deleted_after(3, *selecting({"sensors/y/t"})));  // below the unattributed 4
+    CHECK_FALSE(loaded.deleted_after(4, *selecting({"sensors/y/t"})));
+    CHECK(loaded.deleted_after(6, *selecting({"sensors/x/t"})));
+    CHECK_FALSE(loaded.deleted_after(7, *selecting({"sensors/x/t"})));
+}
+
+TEST_CASE("hub - seq gaps are counted per series; a seq back at 0 or 1 is a restart, others are late") {
+    hub h("sensors", 100);
+    std::vector<reading> batch;
+    std::int64_t id = 0;
+    const auto add = [&](std::string sensor, std::optional<std::int64_t> seq) {
+        ++id;
+        auto r = make(id, std::move(sensor), "t", 1000 + id, 1.0);
+        r.seq = seq;
+        batch.push_back(std::move(r));
+    };
+    for (std::int64_t q : {5, 6, 9, 1, 2, 4, 3, 3, 7}) add("a", q);  // gaps: 7-8, 3, 5-6
+    add("b", std::nullopt);
+    add("b", 10);
+    add("b", std::nullopt);
+    add("b", 12);  // 11
+    add("c", 0);
+    add("c", 0);
+    const auto gaps = h.publish(batch);
+    REQUIRE(gaps.size() == 4);
+    CHECK(gaps[0].sensor == "a");
+    CHECK(gaps[0].after_seq == 6);
+    CHECK(gaps[0].seq == 9);
+    CHECK(gaps[0].missing() == 2);
+    CHECK(gaps[1].missing() == 1);
+    CHECK(gaps[2].after_seq == 4);
+    CHECK(gaps[2].missing() == 2);
+    CHECK(gaps[3].sensor == "b");
+    CHECK(gaps[3].missing() == 1);
+    const std::string body = sensors_body(h);
+    CHECK(body.find("\"sensor\":\"a\",\"metric\":\"t\",\"unit\":\"Cel\",\"online\":null,\"count\":9,"
+                    "\"interval_ms\":1,\"seq_gaps\":5,") != std::string::npos);
+    CHECK(body.find("\"seq_gaps\":1,") != std::string::npos);
+    CHECK(body.find("\"seq_gaps\":0,") != std::string::npos);
+    // The next batch continues from the last seq, and so does a table loaded at start-up.
+    CHECK(h.publish({[&] { auto r = make(++id, "a", "t", 2000, 1.0); r.seq = 9; return r; }()}).at(0).missing() == 1);
+    hub loaded("sensors", 10);
+    loaded.load(stored("a", "t", [](auto& si) { si.last_seq = 9; }), 20, {}, 20, 0);
+    auto r = make(21, "a", "t", 3000, 1.0);
+    r.seq = 12;
+    CHECK(loaded.publish({r}).at(0).missing() == 2);
 }
 
 TEST_CASE("hub - shutdown reaches every subscriber and empties the registry") {

@@ -43,6 +43,8 @@ TEST_CASE("payload - reject reasons have snake_case names") {
     CHECK(to_string(reject_reason::bad_seq) == "bad_seq");
     CHECK(to_string(reject_reason::bad_unit) == "bad_unit");
     CHECK(to_string(reject_reason::bad_status) == "bad_status");
+    CHECK(to_string(reject_reason::ts_out_of_range) == "ts_out_of_range");
+    CHECK(to_string(reject_reason::retained_replay) == "retained_replay");
     for (auto r : all_reject_reasons) CHECK(to_string(r) != "unknown");
 }
 
@@ -306,6 +308,39 @@ TEST_CASE("payload - SenML invalid records reject the whole message") {
     CHECK(reason_of(R"([{"t": -2000000000, "v": 1}])") == reject_reason::bad_timestamp);
     CHECK(reason_of(R"([{"u": 1, "v": 1}])") == reject_reason::bad_unit);
     CHECK(reason_of(R"([{"bu": "", "v": 1}])") == reject_reason::bad_unit);
+}
+
+TEST_CASE("payload - times outside the window around arrival are ts_out_of_range") {
+    payload_limits limits;
+    limits.max_ts_future_ms = 300'000;
+    limits.max_ts_past_ms = 86'400'000;
+    const auto accepted = [&](std::string_view p) { return parse(p, temp, limits).ok(); };
+    CHECK(accepted(R"({"value": 1, "ts": 1732269900000})"));  // 300 s ahead
+    CHECK(reason_of(R"({"value": 1, "ts": 1732269900001})", limits) == reject_reason::ts_out_of_range);
+    CHECK(accepted(R"({"value": 1, "ts": 1732183200000})"));  // a day before
+    CHECK(reason_of(R"({"value": 1, "ts": 1732183199999})", limits) == reject_reason::ts_out_of_range);
+    CHECK(reason_of(R"({"value": 1, "ts": "2100-01-01T00:00:00Z"})", limits) == reject_reason::ts_out_of_range);
+    CHECK(reason_of(R"({"value": 1, "ts": 0})", limits) == reject_reason::ts_out_of_range);
+    // Outside 1970..9999 stays bad_timestamp; arrival-dated readings are always inside.
+    CHECK(reason_of(R"({"value": 1, "ts": -1})", limits) == reject_reason::bad_timestamp);
+    CHECK(accepted(R"({"value": 1})"));
+    CHECK(accepted("21.5"));
+    // SenML: absolute and relative times alike; one record outside rejects the message.
+    CHECK(accepted(R"([{"t": -600, "v": 1}, {"t": 299, "v": 2}])"));
+    CHECK(reason_of(R"([{"v": 1}, {"t": 301, "v": 2}])", limits) == reject_reason::ts_out_of_range);
+    CHECK(reason_of(R"([{"bt": 4102444800, "v": 1}])", limits) == reject_reason::ts_out_of_range);
+    limits.max_ts_future_ms = 0;  // no clock ahead at all
+    CHECK(reason_of(R"({"value": 1, "ts": 1732269600001})", limits) == reject_reason::ts_out_of_range);
+    CHECK(accepted(R"({"value": 1, "ts": 1732269600000})"));
+}
+
+TEST_CASE("payload - sensor_time says whether every time came from the payload") {
+    CHECK(parse(R"({"value": 1, "ts": 1732269600000})").sensor_time);
+    CHECK_FALSE(parse(R"({"value": 1, "seq": 3})").sensor_time);
+    CHECK_FALSE(parse("21.5").sensor_time);
+    CHECK(parse(R"([{"bt": 1732269600, "v": 1}, {"t": 1, "v": 2}])").sensor_time);
+    CHECK_FALSE(parse(R"([{"bt": 1732269600, "v": 1}, {"bt": 0, "t": 1, "v": 2}])").sensor_time);
+    CHECK_FALSE(parse(R"([{"v": 1}])").sensor_time);
 }
 
 TEST_CASE("payload - SenML record count limit is oversize") {

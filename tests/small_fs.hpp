@@ -43,6 +43,15 @@ private:
     std::string why_not_;
 };
 
+// In a doctest test case: ends it, saying why, where `fs` could not be mounted.
+#define SKIP_UNLESS_MOUNTED(fs)                          \
+    do {                                                 \
+        if (!(fs).mounted()) {                           \
+            MESSAGE("skipped: " << (fs).why_not());      \
+            return;                                      \
+        }                                                \
+    } while (false)
+
 // Descriptors open in process `pid` ("self": this one).
 inline std::size_t open_descriptors(const std::string& pid = "self") {
     std::size_t n = 0;

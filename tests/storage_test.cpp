@@ -154,6 +154,17 @@ TEST_CASE("storage ids are not reused after retention deleted the newest rows") 
         reader r(dir.db());
         CHECK(r.max_id() == newest);
         CHECK(r.oldest_id() == 1);
+        // Which series lost readings after which id: a client after id 2 lost only b's.
+        using names = std::pair<std::string, std::string>;
+        CHECK(res.retired_per_series == std::map<names, std::int64_t>{{{"a", "t"}, 2}, {{"b", "t"}, 3}});
+        CHECK(r.retired_since(1).series == std::vector<names>{{"a", "t"}, {"b", "t"}});
+        CHECK(r.retired_since(2).series == std::vector<names>{{"b", "t"}});
+        CHECK(r.retired_since(3).series.empty());
+        CHECK_FALSE(r.retired_since(0).unattributed);
+        const auto all = r.all_series();
+        REQUIRE(all.size() == 2);
+        CHECK(all[0].retired_max_id == 2);
+        CHECK(all[1].retired_max_id == 3);
         // The running writer keeps counting from memory.
         CHECK(put(w, {make("a", "t", 100'001, 4)})[0].id == newest + 1);
         newest += 1;
@@ -168,6 +179,32 @@ TEST_CASE("storage ids are not reused after retention deleted the newest rows") 
     }
     writer w(dir.db());
     CHECK(put(w, {make("a", "t", 5, 1)})[0].id == newest + 1);
+}
+
+TEST_CASE("storage a schema 1 database keeps what retention deleted as concerning every series") {
+    temp_dir dir;
+    {
+        writer w(dir.db());
+        put(w, {make("a", "t", 10, 1), make("a", "t", 100'000, 2)});
+    }
+    {
+        // Back to schema 1, as a database written by an earlier version after retention deleted
+        // ids up to 5 would be.
+        connection c(dir.db(), connection::mode::read_write);
+        c.exec("ALTER TABLE series DROP COLUMN retired_max_id");
+        c.exec("INSERT INTO meta(key, value) VALUES('retired_max_id', 5)");
+        c.exec("PRAGMA user_version = 1");
+    }
+    writer w(dir.db());
+    reader r(dir.db());
+    CHECK(r.retired_unattributed() == 5);
+    CHECK(r.retired_since(4).unattributed);
+    CHECK_FALSE(r.retired_since(5).unattributed);
+    CHECK(put(w, {make("a", "t", 100'001, 3)})[0].id == 6);  // ids still never go back
+    retainer ret(dir.db());
+    CHECK(ret.run(50).deleted == 1);
+    CHECK(r.retired_since(0).series == std::vector<std::pair<std::string, std::string>>{{"a", "t"}});
+    CHECK(r.retired_unattributed() == 5);
 }
 
 TEST_CASE("storage redelivery with the same seq and ts is stored once") {
@@ -491,6 +528,8 @@ TEST_CASE("storage all_series reports every field") {
     CHECK(a.latest->ts == 39'000);
     CHECK(a.unit == "Cel");
     CHECK(a.last_id == 42);
+    CHECK(a.last_seq == std::optional<std::int64_t>(99));  // of the newest id, not the latest ts
+    CHECK(a.retired_max_id == 0);
     REQUIRE(a.recent_ts.size() == 32);
     CHECK(a.recent_ts.back() == 5);
     CHECK(a.recent_ts.front() == 1000 * 9);
@@ -500,13 +539,14 @@ TEST_CASE("storage all_series reports every field") {
     CHECK_FALSE(b.online.has_value());
     CHECK(b.count == 1);
     CHECK(b.last_id == 1);
+    CHECK_FALSE(b.last_seq.has_value());
     CHECK(b.recent_ts == std::vector<std::int64_t>{7});
 }
 
 TEST_CASE("storage all_series falls back for series far back in the id order") {
     temp_dir dir;
     writer w(dir.db());
-    put(w, {make("old", "m", 1, 1), make("old", "m", 2, 2)});
+    put(w, {make("old", "m", 1, 1, 7), make("old", "m", 2, 2, 8)});
     std::vector<reading> rs;
     for (int i = 0; i < 250'000; ++i) rs.push_back(make("busy", "m", i, i));
     for (std::size_t i = 0; i < rs.size(); i += 50'000)
@@ -519,6 +559,7 @@ TEST_CASE("storage all_series falls back for series far back in the id order") {
     CHECK(all[0].recent_ts.back() == 249'999);
     CHECK(all[1].sensor == "old");
     CHECK(all[1].last_id == 2);
+    CHECK(all[1].last_seq == std::optional<std::int64_t>(8));
     CHECK(all[1].recent_ts == std::vector<std::int64_t>{1, 2});
 }
 

@@ -90,6 +90,11 @@ struct ingest_config {
     std::size_t max_senml_records = 1000;
     // Disk reserved up front for the ingest journal; compaction writes a second file this large.
     std::uint64_t journal_reserve_mb = 64;
+    // A reading's time is accepted this far after / before its arrival (docs/api.md section 1.4).
+    // Left out of the file, max_ts_past is the retention period (30 days with retention off):
+    // an older reading would only be deleted by the next retention pass.
+    std::chrono::seconds max_ts_future{300};
+    std::chrono::seconds max_ts_past{30 * 86'400};
 };
 
 struct stream_config {

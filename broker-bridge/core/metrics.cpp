@@ -26,8 +26,12 @@ std::string metrics::render(const live_gauges& g) const {
     o << "telemetry_mqtt_messages_received_total " << rd(messages_received) << '\n';
     family("telemetry_readings_stored_total", "counter", "Readings committed to storage (rate() of it is the ingest rate).");
     o << "telemetry_readings_stored_total " << rd(readings_stored) << '\n';
-    family("telemetry_readings_duplicate_total", "counter", "Redelivered readings recognised by (series, seq, ts) and not stored again.");
+    family("telemetry_readings_duplicate_total", "counter",
+           "Redelivered readings recognised (as an MQTT redelivery already journaled, or by (series, seq, ts)) and not stored again.");
     o << "telemetry_readings_duplicate_total " << rd(readings_duplicate) << '\n';
+    family("telemetry_readings_seq_gaps_total", "counter",
+           "Readings missing upstream: seq values skipped between consecutive readings of a series.");
+    o << "telemetry_readings_seq_gaps_total " << rd(readings_seq_gaps) << '\n';
     family("telemetry_status_messages_total", "counter", "Presence (status topic) messages received.");
     o << "telemetry_status_messages_total " << rd(status_messages) << '\n';
     family("telemetry_ingest_rejects_total", "counter", "MQTT messages rejected, by reason; never stored.");

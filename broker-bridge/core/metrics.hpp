@@ -28,6 +28,7 @@ public:
     std::atomic<std::uint64_t> messages_received{0};
     std::atomic<std::uint64_t> readings_stored{0};
     std::atomic<std::uint64_t> readings_duplicate{0};
+    std::atomic<std::uint64_t> readings_seq_gaps{0};
     std::atomic<std::uint64_t> status_messages{0};
     std::atomic<std::uint64_t> commit_failures{0};
     std::atomic<std::int64_t> mqtt_connected{0};

@@ -12,6 +12,8 @@
 //     (presence goes through parse_status, never through here)        -> bad_topic
 //   - more SenML records than max_senml_records                        -> oversize
 //   - any invalid record rejects the whole message: one MQTT message is stored atomically or not.
+//   - a time within 1970..9999 but outside the window around arrival (payload_limits)
+//                                                                      -> ts_out_of_range
 #include "core/payload.hpp"
 
 #include "core/text.hpp"
@@ -133,6 +135,7 @@ parse_result parse_object(const topic_parts& topic, const json::object& obj, std
     r.sensor = topic.sensor;
     r.metric = topic.metric;
     r.ts = arrival_ms;
+    bool sensor_time = false;
 
     const json::value* value = obj.if_contains("value");
     if (value == nullptr || value->is_null()) return reject(reject_reason::missing_value, "no \"value\"");
@@ -145,6 +148,7 @@ parse_result parse_object(const topic_parts& topic, const json::object& obj, std
         if (!ms) return reject(reject_reason::bad_timestamp, "ts must be epoch ms or an RFC 3339 string");
         if (!in_ts_range(*ms)) return reject(reject_reason::bad_timestamp, "ts out of range (1970..9999)");
         r.ts = *ms;
+        sensor_time = true;
     }
     if (const json::value* seq = obj.if_contains("seq")) {
         const auto n = as_integer(*seq);
@@ -156,6 +160,7 @@ parse_result parse_object(const topic_parts& topic, const json::object& obj, std
     }
     parse_result out;
     out.readings.push_back(std::move(r));
+    out.sensor_time = sensor_time;
     return out;
 }
 
@@ -172,6 +177,7 @@ parse_result parse_senml(const topic_parts& topic, const json::array& records, s
     std::string base_unit;
     parse_result out;
     out.readings.reserve(records.size());
+    out.sensor_time = true;  // until a record's time turns out relative to arrival
 
     for (std::size_t i = 0; i < records.size(); ++i) {
         const json::object* rec = records[i].if_object();
@@ -214,7 +220,8 @@ parse_result parse_senml(const topic_parts& topic, const json::array& records, s
         // No t and no bt gives rel 0, "now", i.e. arrival. Bounds are checked in double first so
         // the conversion to int64 cannot overflow.
         double ms = std::round(rel * 1000.0);
-        if (rel < senml_relative_limit_s) ms += static_cast<double>(arrival_ms);
+        const bool relative = rel < senml_relative_limit_s;
+        if (relative) ms += static_cast<double>(arrival_ms);
         if (!(ms >= static_cast<double>(min_ts_ms) && ms <= static_cast<double>(max_ts_ms)))
             return reject(reject_reason::bad_timestamp, record_prefix(i) + "time out of range");
         const auto ts = static_cast<std::int64_t>(ms);
@@ -231,6 +238,7 @@ parse_result parse_senml(const topic_parts& topic, const json::array& records, s
         value += base_value;
         if (!std::isfinite(value)) return reject(reject_reason::not_finite, record_prefix(i) + "bv + v is not finite");
 
+        if (relative) out.sensor_time = false;
         reading r;
         r.sensor = topic.sensor;
         r.metric = std::string(metric);
@@ -243,8 +251,27 @@ parse_result parse_senml(const topic_parts& topic, const json::array& records, s
     return out;
 }
 
-parse_result parse_payload_impl(const topic_parts& topic, std::string_view payload, std::int64_t arrival_ms,
-                                const payload_limits& limits) {
+// A time far from arrival is a sensor's clock gone wrong: one from 2100 would stay the series'
+// latest reading for ever, one from 1970 would be deleted by the next retention pass.
+std::optional<rejection> check_window(const std::vector<reading>& readings, std::int64_t arrival_ms,
+                                      const payload_limits& limits) {
+    for (const auto& r : readings) {
+        // Both times lie in 0..max_ts_ms, so the difference cannot overflow.
+        const std::int64_t ahead = r.ts - arrival_ms;
+        if (ahead > limits.max_ts_future_ms)
+            return rejection{reject_reason::ts_out_of_range,
+                             "time " + std::to_string(ahead / 1000) + " s after arrival (at most " +
+                                 std::to_string(limits.max_ts_future_ms / 1000) + " s accepted)"};
+        if (-ahead > limits.max_ts_past_ms)
+            return rejection{reject_reason::ts_out_of_range,
+                             "time " + std::to_string(-ahead / 1000) + " s before arrival (at most " +
+                                 std::to_string(limits.max_ts_past_ms / 1000) + " s accepted)"};
+    }
+    return std::nullopt;
+}
+
+parse_result parse_message(const topic_parts& topic, std::string_view payload, std::int64_t arrival_ms,
+                           const payload_limits& limits) {
     if (payload.size() > limits.max_payload_bytes)
         return reject(reject_reason::oversize, "payload of " + std::to_string(payload.size()) + " bytes exceeds " +
                                                    std::to_string(limits.max_payload_bytes));
@@ -283,6 +310,14 @@ parse_result parse_payload_impl(const topic_parts& topic, std::string_view paylo
     }
     default: return reject(reject_reason::bad_json, "expected a number, an object or a SenML array");
     }
+}
+
+parse_result parse_payload_impl(const topic_parts& topic, std::string_view payload, std::int64_t arrival_ms,
+                                const payload_limits& limits) {
+    parse_result out = parse_message(topic, payload, arrival_ms, limits);
+    if (!out.ok()) return out;
+    if (auto e = check_window(out.readings, arrival_ms, limits)) return reject(e->reason, std::move(e->detail));
+    return out;
 }
 
 std::optional<std::int64_t> parse_rfc3339(std::string_view s) noexcept {
@@ -348,6 +383,8 @@ std::string_view to_string(reject_reason r) noexcept {
     case reject_reason::bad_seq: return "bad_seq";
     case reject_reason::bad_unit: return "bad_unit";
     case reject_reason::bad_status: return "bad_status";
+    case reject_reason::ts_out_of_range: return "ts_out_of_range";
+    case reject_reason::retained_replay: return "retained_replay";
     }
     return "unknown";
 }

@@ -23,11 +23,14 @@ enum class reject_reason {
     bad_seq,        // seq not a non-negative integer
     bad_unit,       // unit not a short printable string
     bad_status,     // status payload other than online / offline
+    ts_out_of_range,   // a reading's time too far from its arrival (payload_limits' window)
+    retained_replay,   // from the broker's retained store, without the seq and ts that identify it
 };
 inline constexpr std::array all_reject_reasons{
-    reject_reason::bad_topic,     reject_reason::oversize, reject_reason::bad_json,
-    reject_reason::missing_value, reject_reason::not_finite, reject_reason::bad_timestamp,
-    reject_reason::bad_seq,       reject_reason::bad_unit, reject_reason::bad_status};
+    reject_reason::bad_topic,     reject_reason::oversize,        reject_reason::bad_json,
+    reject_reason::missing_value, reject_reason::not_finite,      reject_reason::bad_timestamp,
+    reject_reason::bad_seq,       reject_reason::bad_unit,        reject_reason::bad_status,
+    reject_reason::ts_out_of_range, reject_reason::retained_replay};
 std::string_view to_string(reject_reason r) noexcept;
 
 // `{sensor}` and `{metric}`: one topic level each, [A-Za-z0-9_.-]{1,64}.
@@ -43,6 +46,10 @@ std::optional<topic_parts> parse_topic(std::string_view prefix, std::string_view
 struct payload_limits {
     std::size_t max_payload_bytes = 16 * 1024;
     std::size_t max_senml_records = 1000;
+    // How far a reading's time may lie after / before its arrival (docs/api.md section 1.4), in
+    // ms. The defaults set no window (any time 1970..9999); the bridge sets them from [ingest].
+    std::int64_t max_ts_future_ms = INT64_MAX;
+    std::int64_t max_ts_past_ms = INT64_MAX;
 };
 
 struct rejection {
@@ -54,6 +61,9 @@ struct rejection {
 struct parse_result {
     std::vector<reading> readings;
     std::optional<rejection> error;
+    // Every reading's time came from the payload (a JSON `ts`, an absolute SenML time), none
+    // from the arrival time.
+    bool sensor_time = false;
     bool ok() const noexcept { return !error.has_value(); }
 };
 

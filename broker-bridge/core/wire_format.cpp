@@ -84,10 +84,15 @@ std::string reading_json(const reading& r) {
     return out;
 }
 
+void assign_topic(std::string& out, std::string_view prefix, std::string_view sensor, std::string_view metric) {
+    out.clear();
+    out.reserve(prefix.size() + sensor.size() + metric.size() + 2);
+    out.append(prefix).append("/").append(sensor).append("/").append(metric);
+}
+
 live_ptr make_live(std::string_view topic_prefix, reading r) {
     auto l = std::make_shared<live_reading>();
-    l->topic.reserve(topic_prefix.size() + r.sensor.size() + r.metric.size() + 2);
-    l->topic.append(topic_prefix).append("/").append(r.sensor).append("/").append(r.metric);
+    assign_topic(l->topic, topic_prefix, r.sensor, r.metric);
     l->json = reading_json(r);
     l->ws_json.reserve(l->json.size() + 14);
     l->ws_json.append("{\"op\":\"reading\",").append(l->json, 1, std::string::npos);

@@ -24,6 +24,8 @@ using live_ptr = std::shared_ptr<const live_reading>;
 
 // `prefix/sensor/metric`, the JSON and the WebSocket message of a committed reading.
 live_ptr make_live(std::string_view topic_prefix, reading r);
+// A series' topic, `prefix/sensor/metric`, into `out` (its buffer reused).
+void assign_topic(std::string& out, std::string_view prefix, std::string_view sensor, std::string_view metric);
 
 // A sensor's presence changed (its retained `status` topic).
 struct status_event {

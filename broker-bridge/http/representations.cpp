@@ -29,7 +29,7 @@ representation_ptr sensors_representation(series_table& t, const grant& g, std::
         std::string topic;
         for (const auto& s : rows) {
             if (!g.unrestricted()) {
-                topic.assign(topic_prefix).append("/").append(s.sensor).append("/").append(s.metric);
+                assign_topic(topic, topic_prefix, s.sensor, s.metric);
                 if (!g.permits(topic)) continue;
             }
             if (!first) out.push_back(',');
@@ -46,6 +46,8 @@ representation_ptr sensors_representation(series_table& t, const grant& g, std::
             append_int(out, s.count);
             out += ",\"interval_ms\":";
             if (s.interval_ms) append_int(out, *s.interval_ms); else out += "null";
+            out += ",\"seq_gaps\":";
+            append_int(out, s.seq_gaps);
             out += ",\"latest\":";
             if (s.latest) append_reading_json(out, *s.latest); else out += "null";
             out.push_back('}');

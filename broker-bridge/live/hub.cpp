@@ -6,16 +6,16 @@ namespace telemetry::bridge {
 hub::hub(std::string topic_prefix, std::size_t window) : prefix_(std::move(topic_prefix)), window_(window) {}
 
 void hub::load(const std::vector<storage::series_info>& series, std::int64_t max_id,
-               std::vector<reading> tail, std::int64_t tail_after, std::int64_t retired_max_id) {
+               std::vector<reading> tail, std::int64_t tail_after, std::int64_t retired_unattributed) {
     std::vector<live_ptr> live;
     live.reserve(tail.size());
     for (auto& r : tail) live.push_back(make_live(std::move(r)));
-    series_.load(series);
-    window_.load(std::move(live), tail_after, max_id, retired_max_id);
+    series_.load(series, retired_unattributed);
+    window_.load(std::move(live), tail_after, max_id);
 }
 
-void hub::publish(const std::vector<reading>& committed, const std::vector<status_event>& statuses) {
-    if (committed.empty() && statuses.empty()) return;
+std::vector<seq_gap> hub::publish(const std::vector<reading>& committed, const std::vector<status_event>& statuses) {
+    if (committed.empty() && statuses.empty()) return {};
     auto live = std::make_shared<std::vector<live_ptr>>();
     live->reserve(committed.size());
     for (const auto& r : committed) live->push_back(make_live(r));
@@ -26,7 +26,7 @@ void hub::publish(const std::vector<reading>& committed, const std::vector<statu
         changes = std::move(v);
     }
     // The summaries first, so a client that sees a reading also finds its series.
-    series_.apply(*live);
+    auto gaps = series_.apply(*live);
     if (changes) series_.set_online(*changes);
 
     std::vector<subscriber_registry::match> matches;
@@ -37,12 +37,14 @@ void hub::publish(const std::vector<reading>& committed, const std::vector<statu
         matches = registry_.match_commit(batch, changes, prefix_, window_.newest());
     }
     for (auto& m : matches) m.target->on_delivery(m.what);
+    return gaps;
 }
 
 void hub::retention_applied(const storage::retention_result& r, std::int64_t cutoff_ms) {
     if (r.deleted == 0) return;
-    window_.retention_applied(cutoff_ms, r.retired_max_id);
+    // The series first: a catch-up that finds the readings gone from the window is due a reset.
     series_.retention_applied(r);
+    window_.retention_applied(cutoff_ms);
 }
 
 void hub::release_all() {

@@ -25,13 +25,16 @@ public:
     hub(std::string topic_prefix, std::size_t window);
 
     // Start-up: the stored series, the greatest id ever handed out, the newest readings (ascending
-    // id, at most the window's capacity) after `tail_after`, and the greatest id retention deleted.
+    // id, at most the window's capacity) after `tail_after`, and the greatest id retention deleted
+    // without recording from which series (storage::reader::retired_unattributed).
     void load(const std::vector<storage::series_info>& series, std::int64_t max_id,
-              std::vector<reading> tail, std::int64_t tail_after, std::int64_t retired_max_id);
+              std::vector<reading> tail, std::int64_t tail_after, std::int64_t retired_unattributed);
 
     // One commit, from the committing thread: its readings in id order (never call before they
-    // are committed) and the presence changes committed with them (newest per sensor).
-    void publish(const std::vector<reading>& committed, const std::vector<status_event>& statuses = {});
+    // are committed) and the presence changes committed with them (newest per sensor). Returns the
+    // gaps in `seq` the readings reveal (series_table::apply).
+    std::vector<seq_gap> publish(const std::vector<reading>& committed,
+                                 const std::vector<status_event>& statuses = {});
     // Retention deleted readings with ts < cutoff_ms: counts, versions and the window follow.
     void retention_applied(const storage::retention_result& r, std::int64_t cutoff_ms);
     // Shutdown: every subscriber is unregistered and told (long polls answer, streams close).
@@ -41,7 +44,12 @@ public:
     series_table& series() noexcept { return series_; }
     const series_table& series() const noexcept { return series_; }
     std::int64_t newest_id() const noexcept { return window_.newest(); }
-    std::int64_t retired_max_id() const noexcept { return window_.retired_max_id(); }
+    // True if retention deleted a reading after `after` that `sel` selects: a client resuming
+    // there gets a reset (docs/api.md section 6). Storage may know of a deletion this does not
+    // know of yet; catch-up asks storage too when it reads from there.
+    bool deleted_after(std::int64_t after, const reading_selector& sel) const {
+        return series_.deleted_after(after, sel, prefix_);
+    }
 
     // A window read (see recent_window::read, up to the newest reading) that, when it reached
     // the newest reading (and, with `only_if_empty`, selected nothing), registers `s` for every

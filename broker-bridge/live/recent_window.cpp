@@ -8,8 +8,7 @@ namespace telemetry::bridge {
 
 recent_window::recent_window(std::size_t capacity) : capacity_(std::max<std::size_t>(capacity, 1)) {}
 
-void recent_window::load(std::vector<live_ptr> tail, std::int64_t tail_after, std::int64_t newest,
-                         std::int64_t retired_max_id) {
+void recent_window::load(std::vector<live_ptr> tail, std::int64_t tail_after, std::int64_t newest) {
     std::unique_lock lock(mutex_);
     recent_.assign(tail.begin(), tail.end());
     floor_ = tail_after;
@@ -18,7 +17,6 @@ void recent_window::load(std::vector<live_ptr> tail, std::int64_t tail_after, st
         recent_.pop_front();
     }
     newest_.store(newest, std::memory_order_release);
-    retired_max_id_.store(retired_max_id, std::memory_order_release);
 }
 
 void recent_window::append(const std::vector<live_ptr>& committed) {
@@ -33,10 +31,8 @@ void recent_window::append(const std::vector<live_ptr>& committed) {
                   std::memory_order_release);
 }
 
-void recent_window::retention_applied(std::int64_t cutoff_ms, std::int64_t retired_max_id) {
+void recent_window::retention_applied(std::int64_t cutoff_ms) {
     std::unique_lock lock(mutex_);
-    retired_max_id_.store(std::max(retired_max_id_.load(std::memory_order_relaxed), retired_max_id),
-                          std::memory_order_release);
     std::erase_if(recent_, [cutoff_ms](const live_ptr& l) { return l->r.ts < cutoff_ms; });
 }
 

@@ -15,20 +15,17 @@ namespace telemetry::bridge {
 
 // Invariant: every committed reading with id > floor() is in the window, in id order (except what
 // retention deleted). Thread safety: appends come from the committing thread, reads from any
-// thread; a shared mutex guards the deque, newest() and retired_max_id() are lock-free.
+// thread; a shared mutex guards the deque, newest() is lock-free.
 class recent_window {
 public:
     explicit recent_window(std::size_t capacity);
 
-    void load(std::vector<live_ptr> tail, std::int64_t tail_after, std::int64_t newest,
-              std::int64_t retired_max_id);
+    void load(std::vector<live_ptr> tail, std::int64_t tail_after, std::int64_t newest);
     void append(const std::vector<live_ptr>& committed);
     // What storage no longer has, memory must not replay either.
-    void retention_applied(std::int64_t cutoff_ms, std::int64_t retired_max_id);
+    void retention_applied(std::int64_t cutoff_ms);
 
     std::int64_t newest() const noexcept { return newest_.load(std::memory_order_acquire); }
-    // Greatest id retention ever deleted: a client resuming below it may have missed readings.
-    std::int64_t retired_max_id() const noexcept { return retired_max_id_.load(std::memory_order_acquire); }
     std::int64_t floor() const;
 
     // Up to `limit` readings with after < id <= upto that `sel` selects, in id order, appended to
@@ -43,7 +40,6 @@ private:
     std::deque<live_ptr> recent_;
     std::int64_t floor_ = 0;
     std::atomic<std::int64_t> newest_{0};
-    std::atomic<std::int64_t> retired_max_id_{0};
 };
 
 }  // namespace telemetry::bridge

@@ -31,9 +31,11 @@ void series_table::changed(std::time_t now) {
     changed_at_ = now;
 }
 
-void series_table::load(const std::vector<storage::series_info>& series) {
+void series_table::load(const std::vector<storage::series_info>& series, std::int64_t retired_unattributed) {
     const std::time_t now = now_seconds();
     std::lock_guard lock(mutex_);
+    retired_unattributed_ = retired_unattributed;
+    retired_max_id_ = std::max(retired_max_id_, retired_unattributed);
     for (const auto& s : series) {
         state st;
         st.unit = s.unit;
@@ -43,14 +45,18 @@ void series_table::load(const std::vector<storage::series_info>& series) {
         st.latest_changed_at = now;
         st.version = {s.last_id, 0, now};
         st.recent_ts.assign(s.recent_ts.begin(), s.recent_ts.end());
+        st.last_seq = s.last_seq;
+        st.retired_max_id = s.retired_max_id;
+        retired_max_id_ = std::max(retired_max_id_, s.retired_max_id);
         if (s.online) online_[s.sensor] = *s.online;
         series_.insert_or_assign(key{s.sensor, s.metric}, std::move(st));
     }
     changed(now);
 }
 
-void series_table::apply(const std::vector<live_ptr>& committed) {
-    if (committed.empty()) return;
+std::vector<seq_gap> series_table::apply(const std::vector<live_ptr>& committed) {
+    std::vector<seq_gap> gaps;
+    if (committed.empty()) return gaps;
     const std::time_t now = now_seconds();
     std::lock_guard lock(mutex_);
     for (const auto& l : committed) {
@@ -66,6 +72,14 @@ void series_table::apply(const std::vector<live_ptr>& committed) {
         st.version.changed_at = now;
         st.recent_ts.push_back(r.ts);
         if (st.recent_ts.size() > recent_ts_kept) st.recent_ts.pop_front();
+        if (r.seq) {
+            // Both are non-negative: the difference cannot overflow.
+            if (st.last_seq && *r.seq > *st.last_seq && *r.seq - *st.last_seq > 1) {
+                gaps.push_back({r.sensor, r.metric, *st.last_seq, *r.seq});
+                st.seq_gaps += gaps.back().missing();
+            }
+            if (!st.last_seq || *r.seq > *st.last_seq || *r.seq <= 1) st.last_seq = *r.seq;
+        }
         if (!st.latest || later_than(r, *st.latest)) {
             st.latest = r;
             st.unit = r.unit;
@@ -74,6 +88,7 @@ void series_table::apply(const std::vector<live_ptr>& committed) {
         }
     }
     changed(now);
+    return gaps;
 }
 
 void series_table::set_online(const std::vector<status_ptr>& changes) {
@@ -99,7 +114,24 @@ void series_table::retention_applied(const storage::retention_result& r) {
         ++it->second.version.retention_epoch;
         it->second.version.changed_at = now;
     }
+    for (const auto& [k, id] : r.retired_per_series) {
+        retired_max_id_ = std::max(retired_max_id_, id);
+        auto it = series_.find(std::pair<std::string_view, std::string_view>(k.first, k.second));
+        if (it != series_.end()) it->second.retired_max_id = std::max(it->second.retired_max_id, id);
+    }
     changed(now);
+}
+
+bool series_table::deleted_after(std::int64_t after, const reading_selector& sel, std::string_view prefix) const {
+    std::lock_guard lock(mutex_);
+    if (after >= retired_max_id_) return false;  // the common case: nothing deleted after it
+    if (after < retired_unattributed_) return true;
+    for (const auto& [k, st] : series_) {
+        if (st.retired_max_id <= after) continue;
+        assign_topic(topic_, prefix, k.first, k.second);
+        if (sel.selects(topic_)) return true;
+    }
+    return false;
 }
 
 std::optional<series_version> series_table::version(std::string_view sensor, std::string_view metric) const {
@@ -125,21 +157,21 @@ series_table::derived series_table::latest(std::string_view sensor, std::string_
 }
 
 series_table::derived series_table::overview(
-    const std::string& key, const std::function<derived(const std::vector<series_row>&, std::time_t)>& make) {
+    const std::string& cache_key, const std::function<derived(const std::vector<series_row>&, std::time_t)>& make) {
     constexpr std::size_t max_cached = 256;
     std::lock_guard lock(mutex_);
     if (overview_version_ != version_ || overviews_.size() >= max_cached) {
         overviews_.clear();
         overview_version_ = version_;
     }
-    if (auto it = overviews_.find(key); it != overviews_.end()) return it->second;
+    if (auto it = overviews_.find(cache_key); it != overviews_.end()) return it->second;
     std::vector<series_row> rows;
     rows.reserve(series_.size());
     for (const auto& [k, st] : series_)
         rows.push_back({k.first, k.second, st.unit, st.online, st.count, median_interval(st.recent_ts),
-                        st.latest ? &*st.latest : nullptr});
+                        st.seq_gaps, st.latest ? &*st.latest : nullptr});
     auto d = make(rows, changed_at_);
-    overviews_.emplace(key, d);
+    overviews_.emplace(cache_key, d);
     return d;
 }
 

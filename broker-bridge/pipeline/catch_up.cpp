@@ -13,11 +13,22 @@ namespace telemetry::bridge {
 namespace {
 // Rows read from storage per step: the selected ones are at most the query's limit.
 constexpr std::size_t storage_rows_per_step = 1000;
+
+// Storage's answer to "did retention delete a reading after the cursor that the client selects?"
+bool deleted_after(const storage::retired_after& retired, const reading_selector& sel, std::string_view prefix) {
+    if (retired.unattributed) return true;
+    std::string topic;
+    for (const auto& [sensor, metric] : retired.series) {
+        assign_topic(topic, prefix, sensor, metric);
+        if (sel.selects(topic)) return true;
+    }
+    return false;
+}
 }  // namespace
 
 std::optional<catch_up_chunk> catch_up::next(const catch_up_query& q, const boost::asio::any_io_executor& ex,
                                              std::function<void(catch_up_chunk)> done) {
-    const bool reset_due = q.check_reset && q.after < hub_.retired_max_id();
+    const bool reset_due = q.check_reset && hub_.deleted_after(q.after, *q.selector);
     if (!reset_due) {
         catch_up_chunk c;
         const bool in_window =
@@ -35,8 +46,11 @@ std::optional<catch_up_chunk> catch_up::next(const catch_up_query& q, const boos
             // Read before querying: every id up to this floor was committed before the query, so
             // storage's answer covers everything up to it; newer ids are in the window.
             const std::int64_t floor = h.window().floor();
-            if (q.check_reset && q.after < rd.retired_max_id()) c.reset = reset_notice{q.after, rd.oldest_id()};
             auto rows = rd.after_id(q.after, storage_rows_per_step);
+            // After the read: a deletion the read did not see is reported as well (the client got
+            // those readings, the reset is only a warning), one it saw cannot go unreported.
+            if (q.check_reset && deleted_after(rd.retired_since(q.after), *q.selector, h.topic_prefix()))
+                c.reset = reset_notice{q.after, rd.oldest_id()};
             bool cut = false;
             for (auto& r : rows) {
                 if (r.id > q.upto) {

@@ -24,7 +24,7 @@ struct catch_up_query {
     std::int64_t upto = INT64_MAX;  // inclusive; INT64_MAX: up to the newest reading
     selector_ptr selector;
     std::size_t limit = 1000;       // readings per step
-    bool check_reset = false;       // say whether retention deleted readings after `after`
+    bool check_reset = false;       // say whether retention deleted selected readings after `after`
     // Registered with the hub, in the same step, once the catch-up reaches the newest reading:
     // every later commit is delivered to it, with no gap and no duplicate. A long poll parks
     // (`parks`) only when the step found nothing.

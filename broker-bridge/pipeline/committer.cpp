@@ -23,6 +23,9 @@ constexpr std::size_t recovery_chunk = 10'000;
 constexpr std::size_t max_batch = 1000;
 constexpr std::size_t min_busy_batch = 500;
 constexpr auto busy_batch_wait = std::chrono::milliseconds(2);
+// A sensor losing readings upstream can reveal a gap with every reading: the log says so for at
+// most this many gaps a minute, and how many it left out.
+constexpr int gap_lines_per_minute = 10;
 
 // The journal, or an error that says which setting to change when the volume is too small for it.
 storage::journal open_journal(const std::filesystem::path& file, std::uint64_t bytes) {
@@ -71,13 +74,13 @@ void committer::start() {
         });
 }
 
-void committer::submit(std::vector<reading> readings) {
+void committer::submit(std::vector<reading> readings, std::uint64_t delivery) {
     std::unique_lock lock(mutex_);
     space_cv_.wait(lock, [&] { return pending_.size() < max_pending_ || stopping_; });
     const std::int64_t first = next_id_;
     for (auto& r : readings) r.id = next_id_++;
     try {
-        journal_.append(readings);
+        journal_.append(readings, delivery);
     } catch (...) {
         next_id_ = first;
         throw;
@@ -88,6 +91,11 @@ void committer::submit(std::vector<reading> readings) {
     const bool wake = writer_idle_ || (gathering_ && pending_.size() >= min_busy_batch);
     lock.unlock();
     if (wake) work_cv_.notify_one();
+}
+
+bool committer::redelivered(std::uint64_t delivery) {
+    std::lock_guard lock(mutex_);
+    return journal_.redelivered(delivery);
 }
 
 void committer::submit_status(std::string sensor, bool online, std::int64_t at_ms) {
@@ -204,7 +212,33 @@ void committer::commit(std::vector<reading>& batch, std::vector<status_change>& 
     std::vector<status_event> changes;
     changes.reserve(statuses.size());
     for (auto& s : statuses) changes.push_back({std::move(s.sensor), s.online});
-    hub_.publish(stored, changes);
+    report(hub_.publish(stored, changes));
+}
+
+void committer::report(const std::vector<seq_gap>& gaps) {
+    if (gaps.empty()) return;
+    std::uint64_t missing = 0;
+    for (const auto& g : gaps) missing += static_cast<std::uint64_t>(g.missing());
+    metrics_.readings_seq_gaps.fetch_add(missing, std::memory_order_relaxed);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - gap_log_minute_ >= std::chrono::minutes(1)) {
+        if (gap_lines_left_out_ > 0)
+            spdlog::warn("ingest: {} more seq gaps in the last minute were not logged "
+                         "(telemetry_readings_seq_gaps_total counts every missing reading)",
+                         gap_lines_left_out_);
+        gap_log_minute_ = now;
+        gap_lines_ = 0;
+        gap_lines_left_out_ = 0;
+    }
+    for (const auto& g : gaps) {
+        if (gap_lines_ == gap_lines_per_minute) {
+            ++gap_lines_left_out_;
+            continue;
+        }
+        ++gap_lines_;
+        spdlog::warn("ingest: {}/{}: seq jumped from {} to {}: {} readings missing upstream", g.sensor, g.metric,
+                     g.after_seq, g.seq, g.missing());
+    }
 }
 
 }  // namespace telemetry::bridge

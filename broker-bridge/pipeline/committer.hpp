@@ -4,9 +4,11 @@
 
 #include "core/wire_format.hpp"
 #include "database.hpp"
+#include "live/series_table.hpp"
 #include "journal.hpp"
 #include "pipeline/storage_health.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <cstdint>
@@ -48,11 +50,15 @@ public:
     // between acknowledgement and commit). Returns how many readings it stored.
     std::size_t recover();
     void start();
-    // Journals the readings (assigning their ids) and queues them; once this returns they are
-    // durable and may be acknowledged. Blocks while max_pending readings wait for SQLite (so a
-    // slow disk slows ingest instead of growing memory). Throws storage_error if the journal
-    // cannot be written: then nothing was queued and nothing may be acknowledged.
-    void submit(std::vector<reading> readings);
+    // Journals the readings of one MQTT delivery (assigning their ids) with the delivery's
+    // identity (delivery_key; 0: none), and queues them; once this returns they are durable and
+    // may be acknowledged. Blocks while max_pending readings wait for SQLite (so a slow disk slows
+    // ingest instead of growing memory). Throws storage_error if the journal cannot be written:
+    // then nothing was queued and nothing may be acknowledged.
+    void submit(std::vector<reading> readings, std::uint64_t delivery = 0);
+    // True if a delivery with this identity was journaled (among the journal's last
+    // deliveries_kept): a redelivery whose readings are durable already.
+    bool redelivered(std::uint64_t delivery);
     // Queues a presence change. Changes not yet committed are conflated to the newest per sensor,
     // so a fleet reconnecting costs one entry per sensor, never a queue per message.
     void submit_status(std::string sensor, bool online, std::int64_t at_ms);
@@ -68,6 +74,7 @@ private:
     };
     void run();
     void commit(std::vector<reading>& batch, std::vector<status_change>& statuses);
+    void report(const std::vector<seq_gap>& gaps);
 
     storage::writer& writer_;
     storage::journal journal_;
@@ -86,6 +93,10 @@ private:
     std::int64_t next_id_ = 1;
     std::size_t last_batch_ = 0;  // writer thread only
     bool compaction_failing_ = false;  // writer thread only: logged once until one succeeds
+    // Gap log lines in the current minute, and those left out (writer thread only).
+    std::chrono::steady_clock::time_point gap_log_minute_{};
+    int gap_lines_ = 0;
+    std::uint64_t gap_lines_left_out_ = 0;
     bool writer_idle_ = false;    // the writer waits for any work
     bool gathering_ = false;      // the writer waits briefly for a fuller batch
     bool stopping_ = false;

@@ -1,108 +1,249 @@
-// MQTT ingest: owns the Paho client, commits every reading before it is acknowledged, then hands
-// committed readings to the hub.
+// MQTT ingest: owns the MQTT client, makes every reading durable before it is acknowledged,
+// recognises redeliveries, and hands readings to the committer.
 #include "pipeline/ingest.hpp"
 
-#include "pipeline/committer.hpp"
-#include "database.hpp"
+#include "core/delivery_key.hpp"
 #include "core/metrics.hpp"
+#include "database.hpp"
+#include "pipeline/committer.hpp"
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <stdexcept>
 
 namespace telemetry::bridge {
 namespace {
 
 constexpr std::size_t max_logged_rejects = 10'000;
+// MQTT 5 Receive Maximum: the broker never has more QoS 1 messages unacknowledged towards us
+// (Mosquitto takes it instead of its max_inflight_messages; 100 is what conf/mosquitto.conf sets,
+// and more buys nothing: one callback handles a message in microseconds). The journal keeps the
+// identities of many more deliveries than that, so the first delivery of any redelivery is still
+// among them, even after several crashes in a row.
+constexpr int receive_maximum = 100;
+static_assert(receive_maximum * 4 <= storage::journal::deliveries_kept);
+// Retain handling 1: retained messages only when the subscription is new (MQTT 5, 3.8.3.1).
+constexpr unsigned char retained_on_new_subscription = 1;
+constexpr unsigned char retained_always = 0;
+// MQTT 5 subscription identifiers. A status topic matches both filters, and Mosquitto sends one
+// copy per matching subscription: the identifier tells which copy is the presence one.
+constexpr int readings_subscription = 1;
+constexpr int status_subscription = 2;
+constexpr unsigned both_subscribed = 3;  // one bit per subscription
+constexpr auto connect_answer_timeout = std::chrono::seconds(15);
+constexpr auto disconnect_timeout = std::chrono::seconds(5);
 
 std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-mqtt::connect_options make_connect_options(const mqtt_config& c) {
-    mqtt::connect_options o;
-    // Order matters in Paho C++ 1.2.0: set_mqtt_version resets clean-session flags, and properties
-    // passed through the builder are lost on copy, so set them on the final object (fixed
-    // upstream only in 1.3.0; with the builder a reconnect showed session_present=0).
-    o.set_mqtt_version(MQTTVERSION_5);
-    o.set_clean_start(false);
-    o.set_keep_alive_interval(c.keepalive);
-    o.set_connect_timeout(std::chrono::seconds(10));
-    o.set_automatic_reconnect(c.reconnect_min, c.reconnect_max);
-    if (!c.username.empty()) o.set_user_name(c.username);
-    if (!c.password.empty()) o.set_password(c.password);
-    mqtt::properties props;
-    props.add(mqtt::property(mqtt::property::SESSION_EXPIRY_INTERVAL, c.session_expiry_s));
-    o.set_properties(props);
-    return o;
+payload_limits limits_of(const ingest_config& c) {
+    payload_limits l;
+    l.max_payload_bytes = c.max_payload_bytes;
+    l.max_senml_records = c.max_senml_records;
+    l.max_ts_future_ms = std::chrono::duration_cast<std::chrono::milliseconds>(c.max_ts_future).count();
+    l.max_ts_past_ms = std::chrono::duration_cast<std::chrono::milliseconds>(c.max_ts_past).count();
+    return l;
+}
+
+// A reading the broker kept retained may be months old and may be stored already: only its own
+// `seq` and `ts` say which reading it is, and when.
+bool identifies_itself(const parse_result& p) {
+    return p.sensor_time &&
+           std::all_of(p.readings.begin(), p.readings.end(), [](const reading& r) { return r.seq.has_value(); });
+}
+
+std::string reason_text(int code) {
+    const char* s = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(code));
+    return s ? s : "reason " + std::to_string(code);
 }
 
 }  // namespace
 
 ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& commits, metrics& m)
     : cfg_(mqtt),
-      limits_{limits.max_payload_bytes, limits.max_senml_records},
-      filter_(mqtt.topic_prefix + "/+/+"),
+      limits_(limits_of(limits)),
+      readings_filter_(mqtt.topic_prefix + "/+/+"),
+      status_filter_(mqtt.topic_prefix + "/+/status"),
       commits_(commits),
-      metrics_(m),
-      client_(mqtt.url, mqtt.client_id, mqtt::create_options(MQTTVERSION_5)),
-      connect_opts_(make_connect_options(mqtt)) {
-    client_.set_message_callback([this](mqtt::const_message_ptr msg) { on_message(msg); });
-    client_.set_connected_handler([this](const std::string&) { on_connected(); });
-    client_.set_connection_lost_handler([this](const std::string& cause) { on_connection_lost(cause); });
+      metrics_(m) {
+    MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
+    int rc = MQTTAsync_createWithOptions(&client_, cfg_.url.c_str(), cfg_.client_id.c_str(),
+                                         MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
+    if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setCallbacks(client_, this, &connection_lost, &message_arrived, nullptr);
+    if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setConnected(client_, this, &connected);
+    if (rc != MQTTASYNC_SUCCESS) {
+        if (client_) MQTTAsync_destroy(&client_);
+        throw std::runtime_error("mqtt: cannot create a client for " + cfg_.url + ": " + MQTTAsync_strerror(rc));
+    }
 }
 
-ingest::~ingest() { stop(); }
+ingest::~ingest() {
+    stop();
+    MQTTAsync_destroy(&client_);
+}
 
 void ingest::start() { connector_ = std::thread([this] { connect_loop(); }); }
 
 // The first connection is ours to retry: Paho's automatic reconnect only covers connections lost
-// after a first success. Runs on its own thread, never on Paho's, so waiting on a token is safe.
+// after a first success. Runs on its own thread, never on Paho's, so waiting for an answer is safe.
 void ingest::connect_loop() {
     auto backoff = cfg_.reconnect_min;
     while (!stopping_) {
-        try {
-            auto tok = client_.connect(connect_opts_);
-            if (tok->wait_for(std::chrono::seconds(15))) return;  // on_connected() subscribes
-            spdlog::warn("mqtt: no answer from {} yet", cfg_.url);
-        } catch (const mqtt::exception& e) {
-            spdlog::warn("mqtt: cannot connect to {}: {}; retrying in {} s", cfg_.url, e.what(),
-                         backoff.count());
-        }
+        std::string why;
+        if (connect_once(why)) return;  // connected() subscribes
+        if (stopping_) return;
+        spdlog::warn("mqtt: cannot connect to {}: {}; retrying in {} s", cfg_.url, why, backoff.count());
         std::unique_lock lock(stop_mutex_);
         if (stop_cv_.wait_for(lock, backoff, [this] { return stopping_.load(); })) return;
         backoff = std::min(backoff * 2, cfg_.reconnect_max);
     }
 }
 
-void ingest::on_connected() {
-    metrics_.mqtt_connected = 1;
-    spdlog::info("mqtt: connected to {}; subscribing to {} at QoS 1", cfg_.url, filter_);
-    // Subscribing again on a resumed session is harmless and covers a session the broker lost.
-    try {
-        client_.subscribe(filter_, 1, nullptr, sub_listener_);
-    } catch (const std::exception& e) {
-        spdlog::error("mqtt: subscribe failed: {}", e.what());
+bool ingest::connect_once(std::string& why) {
+    // A persistent session (clean start off, an expiry) under our client id; Paho copies all of it.
+    MQTTProperties props = MQTTProperties_initializer;
+    MQTTProperty p;
+    p.identifier = MQTTPROPERTY_CODE_SESSION_EXPIRY_INTERVAL;
+    p.value.integer4 = cfg_.session_expiry_s;
+    MQTTProperties_add(&props, &p);
+    p.identifier = MQTTPROPERTY_CODE_RECEIVE_MAXIMUM;
+    p.value.integer2 = receive_maximum;
+    MQTTProperties_add(&props, &p);
+
+    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer5;
+    o.cleanstart = 0;
+    o.keepAliveInterval = static_cast<int>(cfg_.keepalive.count());
+    o.connectTimeout = 10;
+    o.automaticReconnect = 1;
+    o.minRetryInterval = static_cast<int>(cfg_.reconnect_min.count());
+    o.maxRetryInterval = static_cast<int>(cfg_.reconnect_max.count());
+    if (!cfg_.username.empty()) o.username = cfg_.username.c_str();
+    if (!cfg_.password.empty()) o.password = cfg_.password.c_str();
+    o.connectProperties = &props;
+    o.onSuccess5 = &connect_succeeded;
+    o.onFailure5 = &connect_failed;
+    o.context = this;
+    {
+        std::lock_guard lock(stop_mutex_);
+        attempt_ = attempt::pending;
     }
+    const int rc = MQTTAsync_connect(client_, &o);
+    MQTTProperties_free(&props);
+    if (rc != MQTTASYNC_SUCCESS) {
+        why = MQTTAsync_strerror(rc);
+        return false;
+    }
+    std::unique_lock lock(stop_mutex_);
+    if (!stop_cv_.wait_for(lock, connect_answer_timeout,
+                           [this] { return stopping_.load() || attempt_ != attempt::pending; })) {
+        why = "no answer";
+        return false;
+    }
+    why = attempt_error_;
+    return attempt_ == attempt::succeeded;
 }
 
-void ingest::subscribe_listener::on_success(const mqtt::token&) {
-    owner_.subscribed_ = true;
-    owner_.metrics_.mqtt_subscribed = 1;
-    spdlog::info("mqtt: subscribed to {}", owner_.filter_);
+void ingest::finish_attempt(attempt outcome, std::string why) {
+    {
+        std::lock_guard lock(stop_mutex_);
+        attempt_ = outcome;
+        attempt_error_ = std::move(why);
+    }
+    stop_cv_.notify_all();
 }
 
-void ingest::subscribe_listener::on_failure(const mqtt::token& tok) {
-    spdlog::error("mqtt: subscription to {} refused (reason {})", owner_.filter_,
-                  static_cast<int>(tok.get_reason_code()));
+void ingest::connect_succeeded(void* context, MQTTAsync_successData5*) {
+    static_cast<ingest*>(context)->finish_attempt(attempt::succeeded);
 }
 
-void ingest::on_connection_lost(const std::string& cause) {
-    subscribed_ = false;
-    metrics_.mqtt_connected = 0;
-    metrics_.mqtt_subscribed = 0;
-    if (!stopping_) spdlog::warn("mqtt: connection lost ({}); reconnecting", cause.empty() ? "no reason given" : cause);
+void ingest::connect_failed(void* context, MQTTAsync_failureData5* response) {
+    std::string why = response && response->message ? response->message : "";
+    if (response && response->reasonCode != MQTTREASONCODE_SUCCESS) {
+        if (!why.empty()) why += ", ";
+        why += reason_text(response->reasonCode);
+    }
+    static_cast<ingest*>(context)->finish_attempt(attempt::failed, why.empty() ? "refused" : why);
+}
+
+// Called after the first connection and after every automatic reconnection.
+void ingest::connected(void* context, char*) {
+    auto& self = *static_cast<ingest*>(context);
+    self.metrics_.mqtt_connected = 1;
+    spdlog::info("mqtt: connected to {}; subscribing to {} and {} at QoS 1", self.cfg_.url, self.readings_filter_,
+                 self.status_filter_);
+    self.subscribe();
+}
+
+// Subscribing again on a resumed session is harmless and covers a session the broker lost. The
+// broker then sends the retained status of every sensor (presence restored after a crash), but
+// retained readings only if the readings subscription is new. One SUBSCRIBE each: a subscription
+// identifier belongs to a whole SUBSCRIBE packet.
+void ingest::subscribe() {
+    subscriptions_acked_ = 0;
+    subscribe_one(readings_filter_, readings_subscription, retained_on_new_subscription, &readings_subscribed);
+    subscribe_one(status_filter_, status_subscription, retained_always, &status_subscribed);
+}
+
+void ingest::subscribe_one(const std::string& filter, int id, unsigned char retain_handling,
+                           MQTTAsync_onSuccess5* on_success) {
+    MQTTAsync_responseOptions r = MQTTAsync_responseOptions_initializer;
+    MQTTProperty p;
+    p.identifier = MQTTPROPERTY_CODE_SUBSCRIPTION_IDENTIFIER;
+    p.value.integer4 = static_cast<unsigned>(id);
+    MQTTProperties_add(&r.properties, &p);
+    r.subscribeOptions.retainHandling = retain_handling;
+    r.onSuccess5 = on_success;
+    r.onFailure5 = &subscribe_failed;
+    r.context = this;
+    const int rc = MQTTAsync_subscribe(client_, filter.c_str(), 1, &r);
+    MQTTProperties_free(&r.properties);
+    if (rc != MQTTASYNC_SUCCESS) spdlog::error("mqtt: subscribe to {} failed: {}", filter, MQTTAsync_strerror(rc));
+}
+
+void ingest::readings_subscribed(void* context, MQTTAsync_successData5* response) {
+    static_cast<ingest*>(context)->subscription_acked(readings_subscription, response->reasonCode);
+}
+
+void ingest::status_subscribed(void* context, MQTTAsync_successData5* response) {
+    static_cast<ingest*>(context)->subscription_acked(status_subscription, response->reasonCode);
+}
+
+void ingest::subscription_acked(int id, int reason) {
+    const std::string& filter = id == readings_subscription ? readings_filter_ : status_filter_;
+    if (reason >= MQTTREASONCODE_UNSPECIFIED_ERROR) {
+        spdlog::error("mqtt: subscription to {} refused ({})", filter, reason_text(reason));
+        return;
+    }
+    spdlog::info("mqtt: subscribed to {}", filter);
+    if ((subscriptions_acked_.fetch_or(1u << (id - 1)) | (1u << (id - 1))) != both_subscribed) return;
+    subscribed_ = true;
+    metrics_.mqtt_subscribed = 1;
+}
+
+void ingest::subscribe_failed(void*, MQTTAsync_failureData5* response) {
+    spdlog::error("mqtt: a subscription was refused ({})",
+                  response ? reason_text(response->reasonCode) : std::string("no answer"));
+}
+
+void ingest::connection_lost(void* context, char* cause) {
+    auto& self = *static_cast<ingest*>(context);
+    self.subscribed_ = false;
+    self.metrics_.mqtt_connected = 0;
+    self.metrics_.mqtt_subscribed = 0;
+    if (!self.stopping_)
+        spdlog::warn("mqtt: connection lost ({}); reconnecting", cause && *cause ? cause : "no reason given");
+}
+
+void ingest::disconnect_done(void* context, MQTTAsync_successData5*) {
+    static_cast<ingest*>(context)->finish_attempt(attempt::succeeded);
+}
+
+void ingest::disconnect_failed(void* context, MQTTAsync_failureData5*) {
+    static_cast<ingest*>(context)->finish_attempt(attempt::failed);
 }
 
 void ingest::stop() {
@@ -112,10 +253,24 @@ void ingest::stop() {
     }
     stop_cv_.notify_all();
     if (connector_.joinable()) connector_.join();
-    try {
-        if (client_.is_connected()) client_.disconnect()->wait_for(std::chrono::seconds(5));
-    } catch (const std::exception& e) {
-        spdlog::warn("mqtt: disconnect: {}", e.what());
+    // Also when not connected: it ends automatic reconnection.
+    MQTTAsync_disconnectOptions o = MQTTAsync_disconnectOptions_initializer5;
+    o.timeout = static_cast<int>(std::chrono::milliseconds(disconnect_timeout).count());
+    o.onSuccess5 = &disconnect_done;
+    o.onFailure5 = &disconnect_failed;
+    o.context = this;
+    {
+        std::unique_lock lock(stop_mutex_);
+        attempt_ = attempt::pending;
+        lock.unlock();
+        const int rc = MQTTAsync_disconnect(client_, &o);
+        lock.lock();
+        if (rc != MQTTASYNC_SUCCESS && rc != MQTTASYNC_DISCONNECTED)
+            spdlog::warn("mqtt: disconnect: {}", MQTTAsync_strerror(rc));
+        else if (rc == MQTTASYNC_SUCCESS &&
+                 !stop_cv_.wait_for(lock, disconnect_timeout + std::chrono::seconds(1),
+                                    [this] { return attempt_ != attempt::pending; }))
+            spdlog::warn("mqtt: disconnect: no answer");
     }
     // Fence: a callback still running finishes its commit; none starts touching storage after.
     std::lock_guard lock(callback_mutex_);
@@ -123,28 +278,51 @@ void ingest::stop() {
     subscribed_ = false;
 }
 
-// Runs on Paho's receive thread; Paho acknowledges the message when this returns. Nothing may
-// escape (the C++ wrapper does not catch) and nothing may wait on a token (deadlock).
-void ingest::on_message(const mqtt::const_message_ptr& msg) noexcept {
+// Runs on Paho's receive thread; Paho acknowledges the message when this returns.
+int ingest::message_arrived(void* context, char* topic, int topic_len, MQTTAsync_message* m) {
+    delivery d;
+    d.topic = topic_len > 0 ? std::string_view(topic, static_cast<std::size_t>(topic_len)) : std::string_view(topic);
+    d.payload = std::string_view(static_cast<const char*>(m->payload), static_cast<std::size_t>(m->payloadlen));
+    d.qos = m->qos;
+    d.packet_id = m->msgid;
+    d.duplicate = m->dup != 0;
+    d.retained = m->retained != 0;
+    // Without subscription identifiers (a broker that sends one copy however many subscriptions
+    // match) the one copy is for presence too.
+    const int ids = MQTTProperties_propertyCount(&m->properties, MQTTPROPERTY_CODE_SUBSCRIPTION_IDENTIFIER);
+    d.for_status = ids == 0;
+    for (int i = 0; i < ids; ++i)
+        if (MQTTProperties_getNumericValueAt(&m->properties, MQTTPROPERTY_CODE_SUBSCRIPTION_IDENTIFIER, i) ==
+            status_subscription)
+            d.for_status = true;
+    static_cast<ingest*>(context)->on_message(d);
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;  // handled (Paho then acknowledges)
+}
+
+// Nothing may escape (Paho is C) and nothing may wait on Paho (deadlock).
+void ingest::on_message(const delivery& d) noexcept {
     try {
         std::lock_guard lock(callback_mutex_);
         if (closed_) return;
+        const auto topic = parse_topic(cfg_.topic_prefix, d.topic);
+        // A status comes once through each subscription: the presence one handles it.
+        if (topic && topic->metric == "status" && !d.for_status) return;
         metrics_.messages_received.fetch_add(1, std::memory_order_relaxed);
-        const auto topic = parse_topic(cfg_.topic_prefix, msg->get_topic());
         if (!topic) {
-            reject("", {reject_reason::bad_topic, "topic '" + msg->get_topic() + "' is not " +
+            reject("", {reject_reason::bad_topic, "topic '" + std::string(d.topic) + "' is not " +
                                                      cfg_.topic_prefix + "/{sensor}/{metric}"});
             return;
         }
-        const auto& payload = msg->get_payload_ref();
         if (topic->metric == "status")
-            handle_status(*topic, std::string_view(payload.data(), payload.size()));
+            handle_status(*topic, d.payload);
         else
-            handle_reading(*topic, std::string_view(payload.data(), payload.size()));
+            handle_reading(*topic, d);
     } catch (const std::exception& e) {
-        spdlog::error("mqtt: message on {} not handled: {}", msg->get_topic(), e.what());
+        spdlog::error("mqtt: message on {} not handled: {}", d.topic, e.what());
     } catch (...) {
-        spdlog::error("mqtt: message on {} not handled", msg->get_topic());
+        spdlog::error("mqtt: message on {} not handled", d.topic);
     }
 }
 
@@ -174,13 +352,26 @@ bool ingest::with_storage_retry(const char* what, F&& f) {
     }
 }
 
-void ingest::handle_reading(const topic_parts& topic, std::string_view payload) {
-    auto parsed = parse_payload(topic, payload, now_ms(), limits_);
+void ingest::handle_reading(const topic_parts& topic, const delivery& d) {
+    auto parsed = parse_payload(topic, d.payload, now_ms(), limits_);
+    // QoS 0 is never redelivered, so it needs no identity.
+    const std::uint64_t key = d.qos > 0 ? delivery_key(d.packet_id, d.topic, d.payload) : 0;
+    if (d.duplicate && commits_.redelivered(key)) {
+        // Journaled before a crash kept its acknowledgement from the broker: stored already.
+        metrics_.readings_duplicate.fetch_add(parsed.readings.size(), std::memory_order_relaxed);
+        return;
+    }
     if (!parsed.ok()) {
         reject(topic.sensor, *parsed.error);
         return;
     }
-    with_storage_retry("journal write", [&] { commits_.submit(parsed.readings); });
+    if (d.retained && !identifies_itself(parsed)) {
+        reject(topic.sensor, {reject_reason::retained_replay,
+                              "retained message sent for a new subscription without seq and ts: it may "
+                              "be old, and stored already"});
+        return;
+    }
+    with_storage_retry("journal write", [&] { commits_.submit(parsed.readings, key); });
 }
 
 void ingest::handle_status(const topic_parts& topic, std::string_view payload) {

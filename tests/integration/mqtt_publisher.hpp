@@ -24,8 +24,8 @@ public:
     }
     publisher(const publisher&) = delete;
     publisher& operator=(const publisher&) = delete;
-    void pub(const std::string& topic, const std::string& payload, int qos = 1) {
-        client_.publish(mqtt::make_message(topic, payload, qos, false));
+    void pub(const std::string& topic, const std::string& payload, int qos = 1, bool retained = false) {
+        client_.publish(mqtt::make_message(topic, payload, qos, retained));
     }
 
 private:

@@ -57,6 +57,11 @@ std::string read_file(const std::filesystem::path& p) {
     return s.str();
 }
 
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 child::child(std::vector<std::string> argv, const std::filesystem::path& out,
              const std::filesystem::path& err)
     : out_(out), err_(err) {
@@ -112,6 +117,9 @@ std::optional<int> child::wait(std::chrono::milliseconds timeout) {
 bool child::running() { return !wait(std::chrono::milliseconds(0)).has_value(); }
 
 std::filesystem::path bridge_binary() {
+    // TELEMETRY_BRIDGE_BINARY runs the tests against another build, e.g. to see a new test fail
+    // on the binary from before a fix.
+    if (const char* other = std::getenv("TELEMETRY_BRIDGE_BINARY"); other && *other) return other;
     return std::filesystem::path(TELEMETRY_BINARY_DIR) / "broker-bridge" / "broker-bridge";
 }
 std::filesystem::path sim_binary() {

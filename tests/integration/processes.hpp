@@ -35,6 +35,8 @@ private:
 // True once something accepts TCP connections on 127.0.0.1:port.
 bool port_open(std::uint16_t port);
 std::string read_file(const std::filesystem::path& p);
+// Wall-clock time in epoch milliseconds, as sensors date their readings.
+std::int64_t now_ms();
 
 // A child process with stdout and stderr sent to files. Killed (SIGKILL) if still running when
 // destroyed, so a failing test never leaves processes behind.
@@ -58,7 +60,7 @@ private:
     std::filesystem::path out_, err_;
 };
 
-std::filesystem::path bridge_binary();
+std::filesystem::path bridge_binary();  // $TELEMETRY_BRIDGE_BINARY if set
 std::filesystem::path sim_binary();
 std::filesystem::path cli_binary();
 

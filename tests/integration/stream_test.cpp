@@ -23,6 +23,24 @@ using namespace std::chrono_literals;
 namespace {
 
 
+// Writes `toml` as the bridge's configuration file and returns the arguments that name it.
+std::vector<std::string> with_config(const temp_dir& dir, const std::string& toml) {
+    std::ofstream(dir / "bridge.toml") << toml;
+    return {"--config", (dir / "bridge.toml").string()};
+}
+
+// Mosquitto, a bridge configured by `toml` and ready, and a publisher: for the retention tests.
+struct retention_system {
+    temp_dir dir;
+    broker mosq{dir / "mosquitto"};
+    bridge br;
+    publisher p;
+    retention_system(const std::string& toml, const std::string& client_id)
+        : br(dir / "bridge", mosq.url(), with_config(dir, toml)), p(mosq.url(), client_id) {
+        REQUIRE(br.wait_ready());
+    }
+};
+
 std::int64_t newest_id(std::uint16_t port) {
     const auto r = http_get(port, "/api/v1/updates?timeout=0");
     return r.status == 200 ? json::parse(r.body).at("cursor").as_int64() : -1;
@@ -146,17 +164,15 @@ TEST_CASE("sse - resuming with Last-Event-ID under concurrent publishing misses 
 }
 
 TEST_CASE("sse - a cursor older than retention starts with a reset event and long polling says so too") {
-    temp_dir dir;
-    broker mosq(dir / "mosquitto");
-    bridge br(dir / "bridge", mosq.url());
-    REQUIRE(br.wait_ready());
-    publisher p(mosq.url(), "t-sse3");
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch()).count();
-    const auto old_ts = now_ms - 40LL * 86'400'000;
+    // Readings up to 60 days old are accepted, and deleted by the next retention pass (30 days).
+    retention_system s("[ingest]\nmax_ts_past_s = 5184000\n", "t-sse3");
+    auto& br = s.br;
+    auto& p = s.p;
+    const auto now = now_ms();
+    const auto old_ts = now - 40LL * 86'400'000;
     for (int i = 0; i < 5; ++i)
         p.pub("sensors/o/temperature", "{\"value\": 1, \"ts\": " + std::to_string(old_ts + i) + "}");
-    p.pub("sensors/o/temperature", "{\"value\": 2, \"ts\": " + std::to_string(now_ms) + "}");
+    p.pub("sensors/o/temperature", "{\"value\": 2, \"ts\": " + std::to_string(now) + "}");
     REQUIRE(eventually([&] { return newest_id(br.port()) == 6; }));
     // Retention (30 days) runs at start-up: restart to apply it.
     CHECK(br.stop() == 0);
@@ -184,6 +200,61 @@ TEST_CASE("sse - a cursor older than retention starts with a reset event and lon
     CHECK(body.at("readings").at(0).at("id").as_int64() == 6);
     // A cursor at or after the deletions gets no reset.
     CHECK(!json::parse(http_get(br.port(), "/api/v1/updates?after=5&timeout=0").body).as_object().contains("reset"));
+}
+
+TEST_CASE("sse - a reset goes only to clients that select a series retention deleted readings of after their cursor") {
+    // One day of retention: a late reading dated just inside that day is accepted, gets a recent
+    // id, and is deleted by the next retention pass a few seconds later.
+    retention_system s("[storage]\nretention_days = 1\n", "t-sse-reset");
+    auto& br = s.br;
+    auto& p = s.p;
+    p.pub("sensors/y/temperature", "20");  // 1
+    p.pub("sensors/y/temperature", "21");  // 2
+    p.pub("sensors/x/temperature", "{\"value\": 5, \"ts\": " + std::to_string(now_ms() - 86'400'000 + 2'000) + "}");  // 3
+    p.pub("sensors/y/temperature", "22");  // 4
+    p.pub("sensors/x/temperature", "6");   // 5
+    REQUIRE(eventually([&] { return newest_id(br.port()) == 5; }));
+    std::this_thread::sleep_for(3s);  // reading 3 is now older than a day
+    // Retention runs at start-up: restart to apply it.
+    CHECK(br.stop() == 0);
+    br.start();
+    REQUIRE(br.wait_ready());
+    REQUIRE(json::parse(http_get(br.port(), "/api/v1/sensors/x/temperature/readings").body).at("readings").as_array().size() == 1);
+
+    // The first event after the retry hint, over SSE.
+    const auto first_event = [&](const std::string& target) {
+        sse_client c(br.port(), target);
+        std::optional<sse_event> ev;
+        do {
+            ev = c.next();
+        } while (ev && ev->event == "retry");
+        REQUIRE(ev);
+        return *ev;
+    };
+    // Following y only: nothing of y was deleted, so no reset, just the readings after 2.
+    const auto y = first_event("/api/v1/stream?after=2&topic=sensors/y/%23");
+    CHECK(y.event == "reading");
+    CHECK(y.id == "4");
+    // Following x, or everything: reading 3 is gone.
+    const auto x = first_event("/api/v1/stream?after=2&topic=sensors/x/%23");
+    REQUIRE(x.event == "reset");
+    CHECK(json::parse(x.data) == json::parse(R"({"reason":"retention","after":2,"oldest_id":1})"));
+    CHECK(first_event("/api/v1/stream?after=2").event == "reset");
+    // After the deleted reading: nothing missed.
+    const auto later = first_event("/api/v1/stream?after=3");
+    CHECK(later.event == "reading");
+    CHECK(later.id == "4");
+
+    // Long polling decides the same way.
+    const auto poll = [&](const std::string& query) {
+        const auto r = http_get(br.port(), "/api/v1/updates?timeout=0&" + query);
+        REQUIRE(r.status == 200);
+        return json::parse(r.body).as_object();
+    };
+    CHECK(!poll("after=2&topic=sensors/y/%23").contains("reset"));
+    CHECK(poll("after=2&topic=sensors/x/%23").contains("reset"));
+    CHECK(poll("after=2").contains("reset"));
+    CHECK(!poll("after=3").contains("reset"));
 }
 
 TEST_CASE("sse - a stalled client is disconnected while a healthy one keeps receiving everything") {

@@ -242,6 +242,39 @@ async def case_conflate_stalled(sys_):
         check(err["op"] == "error" and "policy" in err["message"], f"bad policy {err}")
 
 
+def series_count(sys_, sensor):
+    body = sys_.http("/api/v1/sensors").split(b"\r\n\r\n", 1)[1]
+    return next((s["count"] for s in json.loads(body)["series"] if s["sensor"] == sensor), 0)
+
+
+async def case_reset_per_series(sys_):
+    # docs/api.md section 6: a subscription gets a reset only when retention deleted, after its
+    # cursor, a reading of a series it selects. Retention keeps one day and runs every second
+    # here: a late reading dated just inside the day gets id 3 and is deleted moments later.
+    now = int(time.time() * 1000)
+    sys_.pub("sensors/y/temperature", "20")
+    sys_.pub("sensors/y/temperature", "21")
+    sys_.pub("sensors/x/temperature", json.dumps({"value": 5, "ts": now - 86_400_000 + 1_500}))
+    sys_.pub("sensors/y/temperature", "22")
+    sys_.pub("sensors/x/temperature", "6")
+    deadline = time.time() + 30
+    while time.time() < deadline and not (newest_id(sys_) == 5 and series_count(sys_, "x") == 1):
+        await asyncio.sleep(0.1)
+    check(newest_id(sys_) == 5 and series_count(sys_, "x") == 1, "reading 3 deleted by retention")
+    async with connect(sys_.url()) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/y/#", "after": 2}))
+        check((await recv_json(ws))["op"] == "subscribed", "y subscribed")
+        m = await recv_json(ws)
+        check(m["op"] == "reading" and m["id"] == 4, f"y lost nothing, no reset: {m}")
+        await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/x/#", "after": 2}))
+        check((await recv_json(ws))["op"] == "subscribed", "x subscribed")
+        m = await recv_json(ws)
+        check(m == {"op": "reset", "topic": "sensors/x/#", "reason": "retention", "after": 2, "oldest_id": 1},
+              f"x lost reading 3: {m}")
+        m = await recv_json(ws)
+        check(m["op"] == "reading" and m["id"] == 5, f"then x's reading 5: {m}")
+
+
 async def case_shutdown(sys_):
     async with connect(sys_.url()) as ws:
         await ws.send(json.dumps({"op": "subscribe", "topic": "#"}))
@@ -263,12 +296,14 @@ CASES = {
     "shutdown": case_shutdown,
     "conflate_stalled": case_conflate_stalled,
     "presence_follows_filters": case_presence_follows_filters,
+    "reset_per_series": case_reset_per_series,
 }
 
 if __name__ == "__main__":
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         os.environ.pop(var, None)
-    conf = "[hub]\nwindow = 64\n" if CASE == "resume_under_load" else ""
+    conf = {"resume_under_load": "[hub]\nwindow = 64\n",
+            "reset_per_series": "[storage]\nretention_days = 1\nretention_interval_s = 1\n"}.get(CASE, "")
     s = System(conf)
     try:
         asyncio.run(CASES[CASE](s))
