@@ -1,9 +1,11 @@
 // The dashboard's wiring: series cards, presence, the transport indicator and batched rendering.
 // Readings may arrive by the hundred per second; the DOM and the charts are touched at most once
 // per animation frame, only for cards on screen, and within a time budget per frame.
+import { getJson, setTokenPrompt } from './api.js';
 import { LiveFeed, MODE_NAMES } from './transport.js';
 import { SeriesBuffer, sparkline, LIVE_WINDOW_MS } from './charts.js';
 import { HistoryView } from './history.js';
+import { TokenForm } from './token.js';
 
 const params = new URLSearchParams(location.search);
 const startMode = params.get('transport') in MODE_NAMES ? params.get('transport') : 'websocket';
@@ -14,6 +16,8 @@ const $ = (id) => document.getElementById(id);
 const grid = $('grid');
 const cardTemplate = $('card').content.firstElementChild;
 const history = new HistoryView($('history'));
+const tokenForm = new TokenForm($('token'), $('token-open'), () => showTransport());
+setTokenPrompt((why) => tokenForm.ask(why));
 
 const series = new Map();  // "sensor/metric" -> series state
 const presence = new Map();  // sensor -> true/false (a status may come before any reading)
@@ -55,7 +59,8 @@ const visibility = new IntersectionObserver((entries) => {
 // SeriesBuffer.merge); the feed's own accounting (cursor, delivered, duplicates) is not touched.
 // A series denser than RAW_LIMIT readings per window gets 1 s bucket averages from /aggregate
 // instead: about one point per pixel of a sparkline, a few KB instead of hundreds per card.
-// A failed fetch is retried once, RETRY_MS later; the card stays live either way.
+// A failed fetch is retried once, RETRY_MS later; the card stays live either way. A series the
+// token does not cover (403) says so on its card and is not asked again.
 const RECENT_CONCURRENCY = 3;
 const RAW_LIMIT = 1500;
 const PAST_BUCKET = ['1s', 1000];
@@ -64,8 +69,8 @@ const recentQueue = [];
 const recentStats = { requests: 0, failures: 0, inFlight: 0, maxInFlight: 0 };
 
 // s.recent: 'new' (not asked yet) -> 'queued' -> 'loading' -> 'done'; on a failure 'retry' (once,
-// back to 'new' after RETRY_MS), then 'failed'. A card that leaves the screen while queued goes
-// back to 'new' and is asked for again when it returns.
+// back to 'new' after RETRY_MS), then 'failed'; 'forbidden' after a 403. A card that leaves the
+// screen while queued goes back to 'new' and is asked for again when it returns.
 function wantRecent(s) {
   if (s.recent !== 'new') return;
   s.recent = 'queued';
@@ -82,8 +87,14 @@ function pumpRecent() {
     recentStats.maxInFlight = Math.max(recentStats.maxInFlight, recentStats.inFlight);
     loadRecent(s)
       .then(() => { s.recent = 'done'; })
-      .catch(() => {
+      .catch((e) => {
         recentStats.failures++;
+        if (e.status === 403) {
+          s.recent = 'forbidden';
+          s.note.textContent = 'This token does not cover this series.';
+          s.el.classList.add('denied');
+          return;
+        }
         if (++s.recentFailures > 1) { s.recent = 'failed'; return; }
         s.recent = 'retry';
         setTimeout(() => { s.recent = 'new'; if (s.visible) wantRecent(s); }, RETRY_MS * (0.75 + Math.random() / 2));
@@ -96,28 +107,25 @@ function pumpRecent() {
   }
 }
 
-async function getJson(url) {
-  recentStats.requests++;
-  const r = await fetch(url, { cache: 'no-store' });
-  if (!r.ok) throw new Error(`HTTP ${r.status}`);
-  return r.json();
-}
-
 async function loadRecent(s) {
   const from = Date.now() - LIVE_WINDOW_MS;
   const path = `api/v1/sensors/${encodeURIComponent(s.sensor)}/${encodeURIComponent(s.metric)}`;
   // The interval says whether the window fits in one page of readings; if it is unknown or wrong,
   // a page that does not hold the whole window (a `next` cursor) says so.
   const dense = s.interval_ms > 0 && LIVE_WINDOW_MS / s.interval_ms > RAW_LIMIT;
+  const body = async (url) => {
+    recentStats.requests++;
+    return (await getJson(url)).body;
+  };
   if (!dense) {
-    const page = await getJson(`${path}/readings?from=${from}&order=asc&limit=${RAW_LIMIT}`);
+    const page = await body(`${path}/readings?from=${from}&order=asc&limit=${RAW_LIMIT}`);
     if (!page.next) {
       s.buffer.merge(page.readings);
       return;
     }
   }
   const [bucket, bucketMs] = PAST_BUCKET;
-  const agg = await getJson(`${path}/aggregate?from=${from}&bucket=${bucket}`);
+  const agg = await body(`${path}/aggregate?from=${from}&bucket=${bucket}`);
   s.buffer.setPast(agg.buckets.map((b) => [b.t + bucketMs / 2, b.avg]));
 }
 
@@ -133,7 +141,7 @@ function ensureSeries(sensor, metric) {
     key, sensor, metric, unit: null, latest: null, interval_ms: null, count: 0, ids: [],
     el, visible: false, chart: null, buffer: new SeriesBuffer(), recent: 'new', recentFailures: 0,
     value: el.querySelector('.value'), unitEl: el.querySelector('.unit'),
-    age: el.querySelector('.age'), presence: el.querySelector('.presence'),
+    age: el.querySelector('.age'), presence: el.querySelector('.presence'), note: el.querySelector('.note'),
   };
   el.series = s;
   el.addEventListener('click', () => history.open(s));
@@ -244,10 +252,12 @@ function onState(st) {
 
 function showTransport() {
   const st = transportState;
-  $('transport').dataset.state = st.state;
+  $('transport').dataset.state = tokenForm.waiting ? 'token' : st.state;
   $('t-mode').textContent = MODE_NAMES[st.mode];
   let health = st.state;
-  if (st.state === 'live') {
+  if (tokenForm.waiting) {
+    health = 'waiting for a token';
+  } else if (st.state === 'live') {
     const since = (performance.now() - feed.stats.lastMessageAt) / 1000;
     health = `live · ${rate.perSecond}/s` + (feed.stats.lastMessageAt ? ` · last ${since.toFixed(0)} s ago` : '');
   } else if (st.state === 'reconnecting') {
@@ -306,12 +316,8 @@ const feed = new LiveFeed({
 async function start() {
   for (let attempt = 1; ; attempt++) {
     try {
-      const c = await fetch('api/v1/updates?timeout=0', { cache: 'no-store' });
-      if (!c.ok) throw new Error(`HTTP ${c.status}`);
-      const { cursor } = await c.json();
-      const l = await fetch('api/v1/sensors', { cache: 'no-store' });
-      if (!l.ok) throw new Error(`HTTP ${l.status}`);
-      onSeries((await l.json()).series);
+      const { cursor } = (await getJson('api/v1/updates?timeout=0')).body;
+      onSeries((await getJson('api/v1/sensors')).body.series);
       if (!series.size) $('empty').hidden = false;
       showSummary();
       feed.start(cursor);
@@ -337,6 +343,7 @@ window.__dashboard = {
   get recent() { return { ...recentStats, queued: recentQueue.length }; },
   get mode() { return feed.mode; },
   get state() { return transportState.state; },
+  get waitingForToken() { return tokenForm.waiting; },
   get cursor() { return feed.cursor; },
   get delivered() { return feed.stats.delivered; },
   get duplicates() { return feed.stats.duplicates; },

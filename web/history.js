@@ -1,4 +1,5 @@
 // The history view of one series: a range, min/avg/max per bucket from /aggregate, CSV export.
+import { get, getJson } from './api.js';
 import { historyChart } from './charts.js';
 
 const RANGES = { '1h': 3_600_000, '24h': 86_400_000, '7d': 7 * 86_400_000 };
@@ -36,6 +37,10 @@ export function toColumns(buckets, bucketMs) {
   }
   return cols;
 }
+
+// What a failed load or export says; a 403 is the token's grant, not a fault.
+const failure = (what, e) =>
+  (e.status === 403 ? 'This token does not cover this series.' : `${what}: ${e.message}`);
 
 const localInput = (ms) => {
   const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60_000);
@@ -96,9 +101,8 @@ export class HistoryView {
     const path = `api/v1/sensors/${encodeURIComponent(s.sensor)}/${encodeURIComponent(s.metric)}`;
     this.say('loading…');
     try {
-      const r = await fetch(`${path}/aggregate?from=${from}&to=${to}&bucket=${bucket}`, { signal: this.abort.signal });
-      if (!r.ok) throw new Error(`HTTP ${r.status}`);
-      const body = await r.json();
+      const { body } = await getJson(`${path}/aggregate?from=${from}&to=${to}&bucket=${bucket}`,
+                                     { signal: this.abort.signal });
       if (!this.chart) this.chart = historyChart(box, width);
       else this.chart.setSize({ width, height: 320 });
       this.chart.setData(toColumns(body.buckets, body.bucket_ms));
@@ -107,7 +111,7 @@ export class HistoryView {
       this.state = { loads: this.state.loads + 1, buckets: body.buckets.length, bucket, readings };
       this.say(`${body.buckets.length} buckets of ${bucket} · ${readings} readings · ${s.unit ?? ''}`);
     } catch (e) {
-      if (e.name !== 'AbortError') this.say(`could not load: ${e.message}`);
+      if (e.name !== 'AbortError') this.say(failure('could not load', e));
     }
   }
 
@@ -126,9 +130,8 @@ export class HistoryView {
     button.disabled = true;
     try {
       do {
-        const r = await fetch(cursor ? `${base}&cursor=${encodeURIComponent(cursor)}` : base,
-                              { signal: this.abort.signal });
-        if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        const r = await get(cursor ? `${base}&cursor=${encodeURIComponent(cursor)}` : base,
+                            { signal: this.abort.signal });
         let text = await r.text();
         if (parts.length) text = text.slice(text.indexOf('\n') + 1);
         parts.push(text);
@@ -143,7 +146,7 @@ export class HistoryView {
       setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
       this.say(`exported ${rows} rows`);
     } catch (e) {
-      if (e.name !== 'AbortError') this.say(`export failed: ${e.message}`);
+      if (e.name !== 'AbortError') this.say(failure('export failed', e));
     } finally {
       button.disabled = false;
     }

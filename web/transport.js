@@ -9,6 +9,15 @@
 // (a proxy that drops upgrades or buffers streams) and the next mode is tried. While /healthz does
 // not answer either, the bridge itself is away: the same mode is retried with exponential backoff
 // and jitter instead, so a bridge restart does not push the page down to polling.
+//
+// A stream the bridge refuses for its token (a 401 to the upgrade or to the event stream's
+// request, or a stream ended because its token expired) looks to the page like any lost stream:
+// the browser does not show the status. So when a stream fails while /healthz answers, the API
+// is asked whether the token is still accepted; if not, or when the stream said its token expired
+// (WebSocket close 1008 for the token, SSE `token_expired`), the page waits for a new token
+// (api.js) and opens the same mode again after the same cursor, and the failure counts for
+// nothing. The polling modes see their 401s themselves: their requests wait for the token.
+import { get, getJson, streamUrl, tokenExpired, tokenWasRenewed, webSocketUrl } from './api.js';
 
 export const MODES = ['websocket', 'sse', 'longpoll', 'poll'];
 export const MODE_NAMES = {
@@ -87,7 +96,7 @@ export class LiveFeed {
         this.failures = 0;
         this.state('live');
       },
-      failed: (why) => { if (alive()) this.onFailure(established, why); },
+      failed: (why, expired = false) => { if (alive()) this.onFailure(established, why, expired); },
     };
     this.state('connecting');
     const run = { websocket: runWebSocket, sse: runSse, longpoll: runLongPoll, poll: runPoll }[this.mode];
@@ -100,14 +109,23 @@ export class LiveFeed {
     this.stopHandle = null;
   }
 
-  async onFailure(wasEstablished, why) {
+  // `expired`: the stream said its token expired.
+  async onFailure(wasEstablished, why, expired) {
     this.close();
     const gen = this.generation;
     this.failures = wasEstablished ? 1 : this.failures + 1;
     const last = this.index === MODES.length - 1;
-    const blocked = !last && this.failures >= 2 && await serverAnswers();
+    const streaming = this.mode === 'websocket' || this.mode === 'sse';
+    const answers = !expired && (streaming || (!last && this.failures >= 2)) && await serverAnswers();
+    // A token expired or refused: once a new one is in, the same mode resumes, nothing counted.
+    if (expired) await tokenExpired();
+    if (expired || (answers && streaming && await tokenWasRenewed())) {
+      if (gen !== this.generation) return;
+      this.failures = 0;
+      return this.connect();
+    }
     if (gen !== this.generation) return;  // the upgrade timer reconnected meanwhile
-    if (blocked) {
+    if (!last && this.failures >= 2 && answers) {
       this.stats.fallbacks.push({ from: this.mode, to: MODES[this.index + 1], why, cursor: this.cursor });
       this.index++;
       this.failures = 0;
@@ -134,23 +152,17 @@ export class LiveFeed {
 
 async function serverAnswers() {
   try {
-    const r = await fetch('healthz', { cache: 'no-store', signal: AbortSignal.timeout(3000) });
-    return r.ok;
+    await get('healthz', { signal: AbortSignal.timeout(3000) });
+    return true;
   } catch {
     return false;
   }
 }
 
-function wsUrl(path) {
-  const u = new URL(path, location.href);
-  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
-  return u.href;
-}
-
 // WebSocket: one subscription to every topic, after the cursor. Established on `subscribed`, not on
 // open, so a socket that opens and is dropped at once counts as a failure.
 function runWebSocket(feed, ctl) {
-  const ws = new WebSocket(wsUrl('api/v1/ws'));
+  const ws = new WebSocket(webSocketUrl('api/v1/ws'));
   ws.onopen = () => ws.send(JSON.stringify({ op: 'subscribe', topic: '#', after: feed.cursor }));
   ws.onmessage = (e) => {
     if (!ctl.alive()) return;
@@ -162,14 +174,16 @@ function runWebSocket(feed, ctl) {
     else if (m.op === 'reset') feed.state('live', { note: `retention deleted readings after ${m.after}` });
     else if (m.op === 'error') console.warn('dashboard: WebSocket error message', m);
   };
-  ws.onclose = (e) => ctl.failed(`WebSocket closed (${e.code}${e.reason ? ' ' + e.reason : ''})`);
+  // 1008 is also a client too far behind: the reason tells. A refused upgrade is 1006 (onFailure).
+  ws.onclose = (e) => ctl.failed(`WebSocket closed (${e.code}${e.reason ? ' ' + e.reason : ''})`,
+                                 e.code === 1008 && e.reason.startsWith('token expired'));
   return () => { ws.onclose = null; ws.close(); };
 }
 
 // SSE: the browser's own reconnect would resume from its Last-Event-ID, but we close and reopen
 // ourselves so that one policy (and one cursor) rules every mode.
 function runSse(feed, ctl) {
-  const es = new EventSource(`api/v1/stream?topic=%23&after=${feed.cursor}`);
+  const es = new EventSource(streamUrl(`api/v1/stream?topic=%23&after=${feed.cursor}`));
   es.onopen = () => ctl.opened();
   es.addEventListener('reading', (e) => { if (ctl.alive()) feed.deliver([JSON.parse(e.data)]); });
   es.addEventListener('status', (e) => {
@@ -180,18 +194,15 @@ function runSse(feed, ctl) {
   es.addEventListener('reset', (e) => {
     feed.state('live', { note: `retention deleted readings after ${JSON.parse(e.data).after}` });
   });
-  es.onerror = () => { es.close(); ctl.failed('event stream lost'); };
+  // A lost connection, a refused request, or the bridge's own `event: error` (token_expired),
+  // which EventSource dispatches to the same handler.
+  es.onerror = (e) => {
+    es.close();
+    let code = null;
+    try { code = JSON.parse(e.data).code; } catch { /* not the bridge's error event */ }
+    ctl.failed(code ? `event stream ended: ${code}` : 'event stream lost', code === 'token_expired');
+  };
   return () => es.close();
-}
-
-// Fetches JSON; throws on a network error or a status other than 200/304.
-async function getJson(url, { signal, etag } = {}) {
-  const headers = etag ? { 'If-None-Match': etag } : {};
-  // no-store: we revalidate ourselves, so the 304 is seen (the HTTP cache would hide it).
-  const r = await fetch(url, { cache: 'no-store', headers, signal });
-  if (r.status === 304) return { status: 304, etag };
-  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
-  return { status: 200, etag: r.headers.get('ETag'), body: await r.json() };
 }
 
 // /api/v1/sensors revalidated with If-None-Match: presence, new series and their intervals.
@@ -210,7 +221,12 @@ class SeriesPoller {
 function runLongPoll(feed, ctl) {
   const abort = new AbortController();
   const presence = new SeriesPoller(feed);
-  const presenceTimer = setInterval(() => presence.poll(abort.signal).catch(() => {}), PRESENCE_POLL_MS);
+  let presenceBusy = false;  // one at a time: a poll may wait minutes for a token
+  const presenceTimer = setInterval(() => {
+    if (presenceBusy) return;
+    presenceBusy = true;
+    presence.poll(abort.signal).catch(() => {}).finally(() => { presenceBusy = false; });
+  }, PRESENCE_POLL_MS);
   (async () => {
     while (ctl.alive()) {
       try {

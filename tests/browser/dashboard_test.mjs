@@ -2,11 +2,12 @@
 // against a real Mosquitto, broker-bridge and sensor-sim started here on free loopback ports.
 //
 // Usage: node dashboard_test.mjs BUILD_DIR CASE
-//   CASE: assets | live | fallback | history | start_modes | smoothness (a measurement, see
+//   CASE: assets | live | fallback | history | start_modes | auth | smoothness (a measurement, see
 //   bench/dashboard.sh). Screenshots go to BUILD_DIR/tests/. Every wait is bounded and polls a
 //   condition; nothing asserts on speed. Only the processes started here are stopped, by pid.
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -86,10 +87,16 @@ function portOpen(port) {
   });
 }
 
-// A private Mosquitto + bridge + simulators in a temporary folder.
+// A private Mosquitto + bridge + simulators in a temporary folder. `config`: the bridge's
+// configuration file (TOML), if any. `token`: sent by api() once set.
 class System {
-  async up() {
+  async up(config = null) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'telemetry-dash-'));
+    this.token = null;
+    if (config) {
+      this.config = path.join(this.dir, 'bridge.toml');
+      fs.writeFileSync(this.config, config);
+    }
     this.mqttPort = await freePort();
     const conf = path.join(this.dir, 'mosquitto.conf');
     fs.writeFileSync(conf, [
@@ -106,7 +113,8 @@ class System {
 
   async startBridge(listen) {
     const b = start([path.join(BUILD, 'broker-bridge', 'broker-bridge'), '--mqtt', this.mqtt, '--http', listen,
-                     '--db', path.join(this.dir, 'bridge.db')], path.join(this.dir, 'bridge.log'));
+                     '--db', path.join(this.dir, 'bridge.db'), ...(this.config ? ['--config', this.config] : [])],
+                    path.join(this.dir, 'bridge.log'));
     const m = await until('the bridge to print its address', () => {
       if (b.exitCode !== null) throw new Error(`bridge exited: ${fs.readFileSync(path.join(this.dir, 'bridge.log'))}`);
       return /serving http:\/\/127\.0\.0\.1:(\d+)/.exec(b.out ?? '');
@@ -132,7 +140,7 @@ class System {
   }
 
   async api(p) {
-    const r = await fetch(this.url + p);
+    const r = await fetch(this.url + p, this.token ? { headers: { Authorization: `Bearer ${this.token}` } } : {});
     if (!r.ok) throw new Error(`${p}: HTTP ${r.status}`);
     return r.json();
   }
@@ -166,15 +174,38 @@ async function browser() {
   });
 }
 
-async function openPage(b, url, { size = { width: 1280, height: 820 }, setup = async () => {} } = {}) {
+// A page in a new context, loaded; Content-Security-Policy violations are collected, from the
+// console and from securitypolicyviolation events, for checkNoCspViolation().
+async function newPage(b, url, { size = { width: 1280, height: 820 }, setup = async () => {} } = {}) {
   const context = await b.newContext({ viewport: size });
   await setup(context);
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation',
+                              (e) => window.__csp.push(`${e.effectiveDirective} blocked ${e.blockedURI || 'inline'}`));
+  });
   const page = await context.newPage();
+  page.cspConsole = [];
   page.on('pageerror', (e) => console.error('page error:', e.message));
-  page.on('console', (m) => { if (m.type() === 'error') console.error('console:', m.text()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error('console:', m.text());
+    if (/Content Security Policy/i.test(m.text())) page.cspConsole.push(m.text());
+  });
   await page.goto(url);
-  await until('the dashboard to start', () => page.evaluate(() => window.__dashboard?.ready));
   return { context, page };
+}
+
+async function openPage(b, url, options = {}) {
+  const opened = await newPage(b, url, options);
+  await until('the dashboard to start', () => opened.page.evaluate(() => window.__dashboard?.ready));
+  return opened;
+}
+
+// The document's policy allowed everything the page did since it was loaded.
+async function checkNoCspViolation(page, what) {
+  const seen = [...page.cspConsole, ...await page.evaluate(() => window.__csp)];
+  if (seen.length) throw new Error(`${what}: Content-Security-Policy violations: ${seen.join('; ')}`);
+  check(true, `${what}: no Content-Security-Policy violation reported`);
 }
 
 const dash = (page) => page.evaluate(() => ({
@@ -231,6 +262,38 @@ async function checkSparkline(sys, page, key, what, from = null) {
 
 // ---------------------------------------------------------------- cases
 
+// Authentication for the auth case: a static token for everything, one for a single sensor, and
+// HS256 JWTs that expire (no leeway, so they end when the test says).
+const AUTH = {
+  all: 'dashboard-test-token-everything',
+  one: 'dashboard-test-token-au-0001-only',
+  key: 'dashboard-test-key-0123456789abcdef0123456789',
+};
+const bridgeConfig = {
+  auth: `
+[auth]
+jwt_hs256_keys = ["${AUTH.key}"]
+leeway_s = 0
+[[auth.tokens]]
+name = "dashboard test, everything"
+token = "${AUTH.all}"
+topics = ["#"]
+[[auth.tokens]]
+name = "dashboard test, au-0001"
+token = "${AUTH.one}"
+topics = ["sensors/au-0001/#"]
+`,
+};
+
+// A JWT for every topic, valid for `seconds` from now.
+function jwt(seconds) {
+  const b64 = (x) => Buffer.from(x).toString('base64url');
+  const head = b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+  const body = b64(JSON.stringify({ exp: Math.floor(Date.now() / 1000) + seconds, topics: ['#'] }));
+  const sig = crypto.createHmac('sha256', AUTH.key).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+
 const cases = {
   // The bridge serves the page and its assets itself, with validators, revalidation, gzip and HEAD.
   async assets(sys) {
@@ -240,13 +303,16 @@ const cases = {
     check(!/(src|href)="(https?:)?\/\//.test(html), 'the page loads nothing from another host');
     const tag = index.headers.get('etag');
     check(/^"[0-9a-f]+"$/.test(tag) && index.headers.get('cache-control') === 'no-cache', 'strong ETag, Cache-Control: no-cache');
+    const csp = index.headers.get('content-security-policy') ?? '';
+    check(/default-src 'self'/.test(csp) && /script-src 'self'/.test(csp) && /frame-ancestors 'none'/.test(csp),
+          `Content-Security-Policy: ${csp}`);
     const again = await fetch(`${sys.url}/?transport=sse`, { headers: { 'If-None-Match': tag, 'Accept-Encoding': 'identity' } });
     check(again.status === 304 && again.headers.get('etag') === tag && (await again.text()) === '', 'revalidation answers 304 with the same tag');
     const head = await fetch(`${sys.url}/`, { method: 'HEAD', headers: { 'Accept-Encoding': 'identity' } });
     check(head.status === 200 && Number(head.headers.get('content-length')) === Buffer.byteLength(html), 'HEAD: same length, no body');
     const refs = [...html.matchAll(/(?:src|href)="(assets\/[^"]+)"/g)].map((m) => m[1]);
     check(refs.length >= 4, `the page references ${refs.length} assets`);
-    for (const ref of [...refs, 'assets/transport.js', 'assets/charts.js', 'assets/history.js']) {
+    for (const ref of [...refs, 'assets/api.js', 'assets/transport.js', 'assets/token.js', 'assets/charts.js', 'assets/history.js']) {
       const r = await fetch(`${sys.url}/${ref}`, { headers: { 'Accept-Encoding': 'gzip' } });
       const type = ref.endsWith('.css') ? 'text/css' : 'text/javascript';
       check(r.status === 200 && r.headers.get('content-type').startsWith(type) && (await r.text()).length > 100,
@@ -355,6 +421,9 @@ const cases = {
       await until('presence to flip to offline', async () => (await doomedCard.textContent()) === 'offline');
       check(true, 'a killed sensor shows offline (last will)');
       check(await page.locator('[data-series="room-0001/temperature"] .presence').textContent() === 'online', 'the others stay online');
+      check(!(await page.locator('#token').isVisible()) && !(await page.evaluate(() => __dashboard.waitingForToken)),
+            'authentication off: no token form');
+      await checkNoCspViolation(page, 'WebSocket, cards, sparklines and their history');
       await sleep(1500);  // let the sparklines gather a few more points for the picture
       await page.screenshot({ path: path.join(SHOTS, 'dashboard.png') });
       console.log(`screenshot: ${path.join(SHOTS, 'dashboard.png')}`);
@@ -490,6 +559,112 @@ const cases = {
       const csv = fs.readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
       check(csv[0] === 'id,sensor,metric,ts,value,unit,seq' && csv.length - 1 === h.readings,
             `CSV export: header and ${csv.length - 1} rows (${download.suggestedFilename()})`);
+      await checkNoCspViolation(page, 'history chart and CSV export');
+    } finally {
+      await b.close();
+    }
+  },
+
+  // Authentication on (bridgeConfig.auth): the token form, a refused token, the right one; the
+  // token kept for the tab; tokens expiring mid-stream (WebSocket 1008, SSE token_expired) asked
+  // for again and the same mode resumed after the same cursor; a narrower token's 403s shown on
+  // the card and history they concern; a token for one sensor shows only its card.
+  async auth(sys) {
+    sys.sim('au-', 8, 2);
+    sys.token = AUTH.all;
+    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 8);
+    const bare = await fetch(`${sys.url}/api/v1/sensors`);
+    check(bare.status === 401 && /^Bearer/.test(bare.headers.get('www-authenticate')), 'the API answers 401 without a token');
+    const b = await browser();
+    const form = (page) => ({
+      shown: () => page.locator('#token').isVisible(),
+      why: () => page.locator('#token-why').textContent(),
+      async enter(token, submit = 'click') {
+        await page.fill('#token-input', token);
+        if (submit === 'click') await page.locator('#token button[type=submit]').click();
+        else await page.press('#token-input', 'Enter');
+      },
+    });
+    const liveWith = (page, mode, n) => until(`${mode} live with readings`, async () => {
+      const d = await dash(page);
+      if (d.mode === mode && d.state === 'live' && d.delivered > n) return d;
+      throw new Error(`${d.mode} ${d.state}, ${d.delivered} delivered, fallbacks ${JSON.stringify(d.fallbacks)}, token form ${await page.locator('#token').isVisible() ? 'shown' : 'hidden'}`);
+    }, 30_000);
+    try {
+      // The form; a wrong token; the right one; a reload in the same tab.
+      const { context, page } = await newPage(b, `${sys.url}/?trace=1`);
+      const f = form(page);
+      await until('the token form', f.shown);
+      check(/requires a token/.test(await f.why()) && await page.getByLabel('Bearer token').getAttribute('type') === 'password',
+            `the page asks for a token: "${await f.why()}", a labelled password field`);
+      check(!(await page.evaluate(() => __dashboard.ready)) && (await page.locator('#t-health').textContent()) === 'waiting for a token',
+            'nothing is loaded meanwhile; the transport pill says it waits for a token');
+      await f.enter('not-a-token-of-this-bridge', 'enter');
+      await until('the refusal', async () => (await f.shown()) && /refused/.test(await f.why()));
+      check(true, `a wrong token is refused: "${await f.why()}"`);
+      await page.screenshot({ path: path.join(SHOTS, 'dashboard-token.png') });
+      await f.enter(AUTH.all);
+      await liveWith(page, 'websocket', 20);
+      await until('values on every card', async () => {
+        const s = Object.values((await dash(page)).series);
+        return s.length === 8 && s.every((x) => x.value !== null);
+      });
+      check(!(await f.shown()), 'the right token: the form closes, all 8 cards show live values over WebSocket');
+      check(await page.evaluate(() => sessionStorage.getItem('telemetry.token')) === AUTH.all, 'the token is kept in sessionStorage');
+      await page.reload();
+      await until('the dashboard to start again', () => page.evaluate(() => window.__dashboard?.ready));
+      await liveWith(page, 'websocket', 10);
+      check(!(await f.shown()), 'a reload in the same tab uses the kept token: no form, live again');
+      await checkNoCspViolation(page, 'token form and live page');
+      await context.close();
+
+      // Tokens expiring mid-stream. WebSocket: the narrower token replaces it, so the cards of the
+      // other sensors meet 403s. SSE: a fresh token for everything; no gap, no duplicate.
+      for (const [mode, next] of [['websocket', AUTH.one], ['sse', jwt(3600)]]) {
+        // One card per row, so the last cards are off screen and ask for their history late.
+        const { context, page } = await newPage(b, `${sys.url}/?transport=${mode}&trace=1`, { size: { width: 420, height: 400 } });
+        const f = form(page);
+        await until('the token form', f.shown);
+        await f.enter(jwt(8));
+        const before = await liveWith(page, mode, 10);
+        await until('the form again when the token expires', f.shown, 20_000);
+        const atExpiry = await dash(page);
+        check(atExpiry.delivered > before.delivered && /refused/.test(await f.why()),
+              `${mode}: the token expired mid-stream after ${atExpiry.delivered} readings; the form asks again: "${await f.why()}"`);
+        await sleep(1500);  // readings committed while the page has no token
+        await f.enter(next);
+        const after = await liveWith(page, mode, atExpiry.delivered + 10);
+        check(after.fallbacks.length === 0, `${mode}: the same mode resumed after the cursor (no fall back)`);
+        await checkNoGap(sys, after);
+        if (mode === 'websocket') {
+          const resumed = Object.entries(after.series).filter(([, s]) => s.ids.some((id) => id > atExpiry.cursor)).map(([k]) => k);
+          check(JSON.stringify(resumed) === '["au-0001/temperature"]', 'after it only au-0001 is delivered, the one sensor the new token grants');
+          const last = page.locator('[data-series="au-0007/temperature"]');
+          await last.scrollIntoViewIfNeeded();
+          await until('the 403 on the last card', async () => (await dash(page)).series['au-0007/temperature'].recent === 'forbidden');
+          check(await last.locator('.note').isVisible() && /does not cover/.test(await last.locator('.note').textContent()) && !(await f.shown()),
+                `a card outside the grant says "${await last.locator('.note').textContent()}", no token form`);
+          await page.locator('[data-series="au-0000/temperature"]').click();
+          await until('the 403 in the history view', async () => /does not cover/.test(await page.locator('#h-status').textContent()));
+          check(!(await f.shown()), 'the history of a series outside the grant says the token does not cover it, no token form');
+        }
+        await checkNoCspViolation(page, `${mode}: expiry and renewal`);
+        await context.close();
+      }
+
+      // A token for one sensor: only its card.
+      {
+        const { context, page } = await newPage(b, `${sys.url}/`);
+        await until('the token form', form(page).shown);
+        await form(page).enter(AUTH.one);
+        await liveWith(page, 'websocket', 10);
+        await sleep(1000);
+        const keys = Object.keys((await dash(page)).series);
+        check(JSON.stringify(keys) === '["au-0001/temperature"]' && await page.locator('.card').count() === 1,
+              `a token for sensors/au-0001/#: only its card (${keys})`);
+        await page.screenshot({ path: path.join(SHOTS, 'dashboard-auth.png') });
+        await context.close();
+      }
     } finally {
       await b.close();
     }
@@ -549,7 +724,7 @@ if (!cases[CASE]) {
 const sys = new System();
 let failed = false;
 try {
-  await sys.up();
+  await sys.up(bridgeConfig[CASE]);
   await cases[CASE](sys);
 } catch (e) {
   failed = true;
