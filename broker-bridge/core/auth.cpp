@@ -132,7 +132,8 @@ std::variant<grant_ptr, auth_failure> authenticator::authenticate(std::string_vi
 
 std::variant<grant_ptr, auth_failure> authenticator::verify_jwt(std::string_view token, std::int64_t now) const {
     const auto check_time = [&](const grant_ptr& g, std::int64_t nbf) -> std::variant<grant_ptr, auth_failure> {
-        if (now > g->expires_at()) return auth_failure::expired;  // expires_at includes the leeway
+        // From the second a stream ends for expiry, the token opens nothing new either.
+        if (now >= g->expires_at()) return auth_failure::expired;  // expires_at includes the leeway
         if (nbf && now + leeway_s_ < nbf) return auth_failure::not_yet_valid;
         return g;
     };
