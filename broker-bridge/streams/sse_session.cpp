@@ -36,6 +36,9 @@ sse_session::sse_session(beast::tcp_stream&& stream, io_shard& shard, session_co
 sse_session::~sse_session() { ctx_.stats.sse_connections.fetch_sub(1, std::memory_order_relaxed); }
 
 void sse_session::start() {
+    // Live from now unless resuming: "now" is before the client can see anything of the stream,
+    // so a reading it publishes once it sees the header or the retry line is never skipped.
+    last_id_ = req_.after.value_or(ctx_.live.newest_id());
     res_ = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::ok, ri_.version);
     res_->set(bhttp::field::server, "telemetry-broker-bridge");
     res_->set(bhttp::field::content_type, "text/event-stream; charset=utf-8");
@@ -68,8 +71,6 @@ void sse_session::on_header(beast::error_code ec, std::size_t) {
     append_sse_retry(first, cfg_.retry.count());
     queue(first, 0);
     flush();
-    // Live from now unless resuming: the catch-up then has nothing older to replay.
-    last_id_ = req_.after.value_or(ctx_.live.newest_id());
     phase_ = phase::catching_up;
     catch_up_step();
 }
