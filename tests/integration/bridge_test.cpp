@@ -1,5 +1,7 @@
 // End-to-end tests: a real Mosquitto, the real broker-bridge and sensor-sim binaries, real sockets,
-// checked the way a user would check them (over HTTP).
+// checked the way a user would check them (over HTTP). The contract they check: docs/api.md
+// sections 1 (ingest, presence), 2 (cursors), 3 (every HTTP path, conditional requests, errors)
+// and 8.3 (limits).
 #include "http_client.hpp"
 #include "mqtt_publisher.hpp"
 #include "processes.hpp"

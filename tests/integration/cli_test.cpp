@@ -1,5 +1,6 @@
 // End-to-end tests of bridge-cli: the real binary against a real bridge and a real Mosquitto,
-// with readings published over MQTT, checked the way a user or a script would check them.
+// with readings published over MQTT, checked the way a user or a script would check them
+// (docs/api.md section 11, README's bridge-cli section).
 #include "http_client.hpp"
 #include "mqtt_publisher.hpp"
 #include "processes.hpp"

@@ -1,5 +1,6 @@
 // End-to-end tests of Server-Sent Events on /api/v1/stream: replay, live delivery, resume with
 // Last-Event-ID under concurrent publishing, replay from storage, reset, presence, shutdown.
+// The contract they check: docs/api.md sections 4 (SSE), 6 (resets) and 7 (slow clients, conflation).
 #include "http_client.hpp"
 #include "mqtt_publisher.hpp"
 #include "processes.hpp"

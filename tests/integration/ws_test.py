@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""End-to-end tests of the WebSocket API (/api/v1/ws) with a third-party client (python3-websockets).
+"""End-to-end tests of the WebSocket API (/api/v1/ws, docs/api.md section 5; resets section 6,
+slow clients and conflation section 7) with a third-party client (python3-websockets).
 
 Each case starts its own Mosquitto and broker-bridge on free loopback ports, publishes with
 mosquitto_pub, and checks what a WebSocket user would see. Usage: ws_test.py BUILD_DIR CASE
