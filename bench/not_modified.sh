@@ -5,11 +5,11 @@
 # same load tool (wrk -t1) and the same number of server threads (bridge [http] threads = 2,
 # nginx worker_processes 2). All on this machine: wrk shares the cores with the server it measures.
 #
-# Usage: bench/not_modified.sh [BUILD_DIR]   (or BUILD_DIR=...; default /work/main/build)
+# Usage: bench/not_modified.sh [BUILD_DIR]   (or BUILD_DIR=...; default: this repository's build/)
 # Environment: ROUNDS=3 DURATION=10 (seconds) CONNECTIONS=50 NGINX_WORKERS=2 BRIDGE_THREADS=2
 # Runtime: about 2*ROUNDS*DURATION + 10 s; hard limit 5 minutes.
 set -euo pipefail
-build=$(realpath "${1:-${BUILD_DIR:-/work/main/build}}")
+build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-50}

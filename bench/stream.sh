@@ -14,14 +14,14 @@
 # SAT_RATES (the same connections), per transport in SAT_TRANSPORTS; idle: IDLE_SUBS streams held
 # IDLE_HOLD s, VmRSS of the bridge before and after, per transport in IDLE_TRANSPORTS.
 #
-# Usage: bench/stream.sh [BUILD_DIR]   (or BUILD_DIR=...; default /work/main/build)
+# Usage: bench/stream.sh [BUILD_DIR]   (or BUILD_DIR=...; default: this repository's build/)
 # Environment: SUBS_SMALL=100 SUBS_LARGE=1000 RATE=100 DURATION=10 SAT_SUBS=5000
 #              SAT_RATES=30,250,500,1000 SAT_DURATION=10 IDLE_SUBS=10000 IDLE_HOLD=5 QOS=1 THREADS=1
 #              HTTP_THREADS=2 SCENARIOS="small large sat idle" TRANSPORTS="sse ws"
 #              SAT_TRANSPORTS=sse IDLE_TRANSPORTS=sse   (transports: sse, ws)
 # Runtime: about 3-4 minutes; hard limit 8 minutes.
 set -euo pipefail
-build=$(realpath "${1:-${BUILD_DIR:-/work/main/build}}")
+build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
 SUBS_SMALL=${SUBS_SMALL:-100}
 SUBS_LARGE=${SUBS_LARGE:-1000}
 RATE=${RATE:-100}
