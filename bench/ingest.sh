@@ -13,11 +13,11 @@
 # LIVE_RATE readings/s in total for LIVE_S seconds; reports the received rate, the backlog when
 # the publisher stops and how long it takes to clear.
 #
-# Usage: bench/ingest.sh [BUILD_DIR]   (or BUILD_DIR=...; default /work/main/build)
+# Usage: bench/ingest.sh [BUILD_DIR]   (or BUILD_DIR=...; default: this repository's build/)
 # Environment: N=200000 ROUNDS=3 SENSORS=10 PUBLISH_S=10 LIVE=1 LIVE_RATE=15000 LIVE_S=10
 # Runtime: about 3-5 minutes; hard limit 9.5 minutes.
 set -euo pipefail
-build=$(realpath "${1:-${BUILD_DIR:-/work/main/build}}")
+build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
 N=${N:-200000}
 ROUNDS=${ROUNDS:-3}
 SENSORS=${SENSORS:-10}
