@@ -15,12 +15,17 @@ void append_number(std::string& out, T v) {
     out.append(buf, ec == std::errc{} ? end : buf);
 }
 
+// A text cell. A spreadsheet would run a cell that starts with = + - @ (or a tab or CR before
+// them) as a formula: such a cell gets a leading apostrophe, which shows as text (OWASP
+// CSV injection). Numeric columns never go through here.
 void append_csv_field(std::string& out, std::string_view s) {
-    if (s.find_first_of(",\"\r\n") == std::string_view::npos) {
+    const bool formula = !s.empty() && std::string_view("=+-@\t\r").find(s.front()) != std::string_view::npos;
+    if (!formula && s.find_first_of(",\"\r\n") == std::string_view::npos) {
         out += s;
         return;
     }
     out.push_back('"');
+    if (formula) out.push_back('\'');
     for (char c : s) {
         if (c == '"') out.push_back('"');
         out.push_back(c);
@@ -114,9 +119,9 @@ void append_with_skipped(std::string& out, std::string_view json, std::uint64_t 
 void append_csv_row(std::string& out, const reading& r) {
     append_int(out, r.id);
     out += ',';
-    out += r.sensor;  // names are [A-Za-z0-9_.-]: never quoted
+    append_csv_field(out, r.sensor);  // names are [A-Za-z0-9_.-], but may start with '-'
     out += ',';
-    out += r.metric;
+    append_csv_field(out, r.metric);
     out += ',';
     append_int(out, r.ts);
     out += ',';

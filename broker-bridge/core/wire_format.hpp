@@ -53,8 +53,9 @@ std::string reading_json(const reading& r);
 // conflating stream says so how many older readings of the series it replaced.
 void append_with_skipped(std::string& out, std::string_view json, std::uint64_t skipped);
 
-// CSV (RFC 4180, CRLF): the header row and one row per reading. Cells that a spreadsheet would
-// take for a formula are not altered here; quoting follows RFC 4180.
+// CSV (RFC 4180, CRLF): the header row and one row per reading. A text cell that a spreadsheet
+// would take for a formula (starting with = + - @, a tab or CR) is quoted with a leading
+// apostrophe, so it opens as text.
 inline constexpr std::string_view csv_header = "id,sensor,metric,ts,value,unit,seq\r\n";
 void append_csv_row(std::string& out, const reading& r);
 
