@@ -76,6 +76,14 @@ std::optional<std::int64_t> to_int(std::string_view s) {
 
 
 
+// The token of an `Authorization: Bearer <token>` header; empty without one.
+std::string_view bearer_token(const request& req) {
+    auto it = req.find(bhttp::field::authorization);
+    if (it == req.end()) return {};
+    const std::string_view v(it->value().data(), it->value().size());
+    return v.size() > 7 && boost::beast::iequals(v.substr(0, 7), "Bearer ") ? v.substr(7) : std::string_view{};
+}
+
 bool wants_csv(const request& req) {
     auto it = req.find(bhttp::field::accept);
     if (it == req.end()) return false;
@@ -158,7 +166,7 @@ action router::route(const request& req, std::string_view peer) {
         if (!valid_name(seg[3]) || !valid_name(seg[4]))
             return responder_.error(ri, error_code::not_found,
                                     "sensor and metric names are [A-Za-z0-9_.-]{1,64}");
-        if (!g->permits(hub_.topic_prefix() + "/" + seg[3] + "/" + seg[4]))
+        if (!g->unrestricted() && !g->permits(hub_.topic_prefix() + "/" + seg[3] + "/" + seg[4]))
             return responder_.error(ri, error_code::forbidden, "the token does not grant reading this series");
         if (seg[5] == "latest") {
             if (auto e = no_params()) return std::move(*e);
@@ -192,11 +200,7 @@ std::optional<answer> router::over_rate(const request_info& ri, rate_limiter& li
 
 std::variant<grant_ptr, answer> router::authorize(const request_info& ri, const request& req,
                                                   const boost::urls::url_view& u, bool query_token_ok) const {
-    std::string token;
-    if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
-        const std::string_view v(it->value().data(), it->value().size());
-        if (v.size() > 7 && boost::beast::iequals(v.substr(0, 7), "Bearer ")) token = std::string(v.substr(7));
-    }
+    std::string token(bearer_token(req));
     if (token.empty() && query_token_ok)
         if (auto it = u.params().find("access_token"); it != u.params().end()) token = (*it).value;
     auto r = auth_.authenticate(token, std::time(nullptr));
@@ -226,7 +230,8 @@ bool router::host_allowed(const request& req) const {
     // Listening on loopback: only loopback names, so a DNS name rebound to 127.0.0.1 by a web
     // page reaches nothing.
     if (!is_loopback_host(cfg_.http.host)) return true;
-    return boost::beast::iequals(host, "localhost") || host == "[::1]" || host.rfind("127.", 0) == 0;
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return boost::beast::iequals(host, "localhost") || is_loopback_host(host);
 }
 
 std::optional<std::string> router::cross_origin(const request& req) const {
@@ -299,11 +304,7 @@ answer router::ready(const request_info& ri) const {
 
 answer router::metrics_page(const request_info& ri, const request& req) const {
     if (const auto& want = cfg_.auth.metrics_token; !want.empty()) {
-        std::string_view got;
-        if (auto it = req.find(bhttp::field::authorization); it != req.end()) {
-            const std::string_view v(it->value().data(), it->value().size());
-            if (v.size() > 7 && boost::beast::iequals(v.substr(0, 7), "Bearer ")) got = v.substr(7);
-        }
+        const std::string_view got = bearer_token(req);
         if (got.size() != want.size() || CRYPTO_memcmp(got.data(), want.data(), want.size()) != 0)
             return responder_.error(ri, error_code::unauthorized, "GET /metrics requires the metrics token",
                                     {{"WWW-Authenticate", "Bearer realm=\"telemetry-metrics\""}});
