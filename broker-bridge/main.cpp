@@ -44,7 +44,7 @@ int main(int argc, char** argv) {
         bridge b(std::move(cfg));
         const auto ep = b.http_endpoint();
         // This line is the contract with scripts and tests that start us on port 0.
-        std::cout << "broker-bridge: serving http://" << ep.address().to_string() << ':' << ep.port()
+        std::cout << "broker-bridge: serving " << (cfg.http.tls() ? "https://" : "http://") << ep.address().to_string() << ':' << ep.port()
                   << std::endl;
         return b.run();
     } catch (const config_error& e) {
