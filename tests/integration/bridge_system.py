@@ -62,7 +62,8 @@ class System:
         deadline = time.time() + 20
         while time.time() < deadline and self.port is None:
             self.out.seek(0)
-            m = re.search(r"serving https?://[0-9.]+:(\d+)", self.out.read())
+            m = re.search(r"serving https://[0-9.]+:(\d+)" if self.ssl_ctx else r"serving http://[0-9.]+:(\d+)",
+                          self.out.read())
             if m:
                 self.port = int(m.group(1))
             time.sleep(0.05)
