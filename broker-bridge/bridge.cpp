@@ -86,7 +86,8 @@ struct bridge::parts {
                  [this] { return commits.health().writable(); }),
           connections(cfg.http.max_connections, cfg.http.max_connections_per_address),
           tls(open_tls(cfg.http)),
-          ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream, tls.get()},
+          stream_budget(cfg.stream.max_total_queue_bytes, std::min<std::size_t>(64 * 1024, cfg.stream.max_queue_bytes)),
+          ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream, stream_budget, tls.get()},
           mqtt(cfg.mqtt, cfg.ingest, commits, stats) {
         commits.recover();  // readings acknowledged but not yet in SQLite when we last stopped
         if (cfg.auth.enabled())
@@ -121,6 +122,7 @@ struct bridge::parts {
     http::router routes;
     http::connection_gauge connections;
     std::unique_ptr<http::tls_identity> tls;
+    http::send_budget stream_budget;
     http::session_context ctx;
     ingest mqtt;
     http::io_shards io{cfg.http.threads, cfg.stream.max_queue_events};  // one I/O thread per shard

@@ -204,6 +204,7 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
 
     table_reader st(section("stream"), "stream", origin);
     st.integer("max_queue_bytes", c.stream.max_queue_bytes, 1024, 1 << 30);
+    st.integer("max_total_queue_bytes", c.stream.max_total_queue_bytes, 1 << 16, std::int64_t{1} << 40);
     st.integer("max_queue_events", c.stream.max_queue_events, 1, 10'000'000);
     st.seconds("heartbeat_s", c.stream.heartbeat, 1, 3600);
     std::int64_t retry_ms = c.stream.retry.count();

@@ -108,6 +108,9 @@ struct ingest_config {
 
 struct stream_config {
     std::size_t max_queue_bytes = 1 << 20;   // per connection; beyond it a slow client is dropped
+    // All streams' queues together; beyond it the streams furthest behind are dropped first
+    // (streams/send_budget.hpp).
+    std::size_t max_total_queue_bytes = 256u << 20;
     std::size_t max_queue_events = 10'000;
     std::chrono::seconds heartbeat{15};
     std::chrono::milliseconds retry{2000};  // SSE reconnect hint

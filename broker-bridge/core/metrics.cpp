@@ -89,6 +89,11 @@ std::string metrics::render(const live_gauges& g) const {
     o << "telemetry_stream_readings_sent_total " << rd(stream_readings_sent) << '\n';
     family("telemetry_stream_slow_disconnects_total", "counter", "Streams closed because the client fell behind its send-queue bound.");
     o << "telemetry_stream_slow_disconnects_total " << rd(stream_slow_disconnects) << '\n';
+    family("telemetry_stream_budget_disconnects_total", "counter",
+           "Of the slow disconnects, those made because all streams together held stream.max_total_queue_bytes.");
+    o << "telemetry_stream_budget_disconnects_total " << rd(stream_budget_disconnects) << '\n';
+    family("telemetry_stream_queued_bytes", "gauge", "Bytes queued to all streams together, writes in flight included.");
+    o << "telemetry_stream_queued_bytes " << rd(stream_queued_bytes) << '\n';
     family("telemetry_stream_readings_conflated_total", "counter",
            "Readings not sent to a conflating stream because a newer one of the series replaced them.");
     o << "telemetry_stream_readings_conflated_total " << rd(stream_conflated) << '\n';

@@ -59,6 +59,8 @@ public:
     std::atomic<std::int64_t> ws_connections{0};
     std::atomic<std::uint64_t> stream_readings_sent{0};
     std::atomic<std::uint64_t> stream_slow_disconnects{0};
+    std::atomic<std::uint64_t> stream_budget_disconnects{0};  // of which: cut by the total budget
+    std::atomic<std::int64_t> stream_queued_bytes{0};          // mirrors the send budget's total
     std::atomic<std::uint64_t> stream_conflated{0};
 
     std::string render(const live_gauges& g) const;

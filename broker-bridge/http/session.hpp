@@ -8,6 +8,7 @@
 #include "net/connection_stream.hpp"
 #include "net/io_shards.hpp"
 #include "pipeline/catch_up.hpp"
+#include "streams/send_budget.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -38,6 +39,7 @@ struct session_context {
     metrics& stats;
     const http_config& cfg;
     const stream_config& stream_cfg;
+    send_budget& stream_budget;   // all streams' queued bytes together
     tls_identity* tls = nullptr;  // HTTPS and WSS when set
 };
 

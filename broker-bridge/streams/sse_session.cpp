@@ -31,9 +31,19 @@ sse_session::sse_session(connection_stream&& stream, io_shard& shard, session_co
       selector_(req_.selector), slot_(std::move(slot)), heartbeat_(stream_.get_executor()),
       expiry_(stream_.get_executor()) {
     ctx_.stats.sse_connections.fetch_add(1, std::memory_order_relaxed);
+    ctx_.stream_budget.stream_opened();
 }
 
-sse_session::~sse_session() { ctx_.stats.sse_connections.fetch_sub(1, std::memory_order_relaxed); }
+sse_session::~sse_session() {
+    ctx_.stream_budget.stream_closed();
+    ctx_.stats.sse_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void sse_session::account() {
+    const std::size_t held = phase_ == phase::closed ? 0 : pending_.size() + writing_.size();
+    if (held == accounted_) return;
+    ctx_.stats.stream_queued_bytes.fetch_add(ctx_.stream_budget.account(held, accounted_), std::memory_order_relaxed);
+}
 
 void sse_session::start() {
     // Live from now unless resuming: "now" is before the client can see anything of the stream,
@@ -141,6 +151,7 @@ void sse_session::deliver(const delivery& d) {
 
 void sse_session::flush() {
     if (!write_in_flight_) do_write();
+    account();
 }
 
 void sse_session::overflowed() {
@@ -185,17 +196,30 @@ void sse_session::queue_all(const std::vector<live_ptr>& readings) {
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 
-// The write in flight counts: it is memory this client holds until it reads.
-bool sse_session::fits(std::size_t more_bytes, std::size_t more_events) const {
-    return pending_.size() + writing_.size() + more_bytes <= cfg_.max_queue_bytes &&
-           pending_events_ + more_events <= cfg_.max_queue_events;
+// The write in flight counts: it is memory this client holds until it reads. Within its own
+// bounds, the total budget over all streams decides (send_budget.hpp).
+bool sse_session::fits(std::size_t more_bytes, std::size_t more_events) {
+    const std::size_t held = pending_.size() + writing_.size();
+    if (held + more_bytes > cfg_.max_queue_bytes || pending_events_ + more_events > cfg_.max_queue_events) return false;
+    over_budget_ = !ctx_.stream_budget.admit(held, accounted_, more_bytes,
+                                              write_in_flight_ ? write_started_ : std::chrono::steady_clock::time_point{});
+    if (!over_budget_ && held + more_bytes > accounted_ + send_budget::report_every)
+        ctx_.stats.stream_queued_bytes.fetch_add(ctx_.stream_budget.account(held + more_bytes, accounted_),
+                                                 std::memory_order_relaxed);
+    return !over_budget_;
 }
 
 void sse_session::overflow() {
     // Too slow: drop the connection, never the readings. The browser reconnects with
     // Last-Event-ID and gets everything after the last event it received.
     ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("sse: client fell {} bytes behind; disconnecting it", pending_.size());
+    if (over_budget_) {
+        ctx_.stats.stream_budget_disconnects.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("sse: client holds {} bytes while all streams hold the budget of {}; disconnecting it",
+                     pending_.size() + writing_.size(), ctx_.stream_budget.budget());
+    } else {
+        spdlog::info("sse: client fell {} bytes behind; disconnecting it", pending_.size() + writing_.size());
+    }
     close();
 }
 
@@ -237,6 +261,7 @@ void sse_session::do_write() {
     writing_.assign(pending_, sent);
     pending_.clear();
     write_in_flight_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     stream_.tcp().expires_after(cfg_.write_timeout);
     asio::async_write(stream_, asio::buffer(writing_),
                       beast::bind_front_handler(&sse_session::on_write, shared_from_this()));
@@ -252,6 +277,7 @@ void sse_session::on_write(beast::error_code ec, std::size_t) {
     writing_.clear();
     if (!behind_.empty()) queue_conflated();
     do_write();  // what was queued meanwhile
+    account();
     if (write_in_flight_ || phase_ == phase::closed) return;
     if (phase_ == phase::closing) return close();
     if (phase_ == phase::catching_up) catch_up_step();
@@ -294,6 +320,8 @@ void sse_session::close() {
     if (phase_ == phase::closed) return;
     spdlog::debug("sse: closing stream after id {}", last_id_);
     phase_ = phase::closed;
+    pending_.clear();
+    account();
     ctx_.live.unsubscribe(this);
     heartbeat_.cancel();
     expiry_.cancel();

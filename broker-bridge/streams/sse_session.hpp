@@ -52,8 +52,9 @@ private:
     void queue_all(const std::vector<live_ptr>& readings);
     void queue(std::string_view frame, std::size_t events);
     void queue_conflated();
-    bool fits(std::size_t more_bytes, std::size_t more_events) const;
+    bool fits(std::size_t more_bytes, std::size_t more_events);
     void overflow();
+    void account();  // reports what this stream holds to the send budget
     void do_write();
     void on_write(boost::beast::error_code ec, std::size_t);
     void watch_peer();
@@ -82,7 +83,10 @@ private:
     std::size_t pending_events_ = 0;
     std::string writing_;            // the frames of the write in flight
     conflation behind_;              // policy=conflate: held while a write is in flight
+    std::size_t accounted_ = 0;      // of pending_ + writing_, as last reported to the send budget
+    bool over_budget_ = false;       // the last refusal was the total budget's, not this queue's
     bool write_in_flight_ = false;
+    std::chrono::steady_clock::time_point write_started_{};  // of the write in flight, if any
     bool step_in_flight_ = false;     // a catch-up step reads storage
     bool reset_checked_ = false;
     char peer_byte_[512];

@@ -41,9 +41,19 @@ ws_session::ws_session(connection_stream&& stream, io_shard& shard, session_cont
     : ws_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), slot_(std::move(slot)),
       access_(std::move(access)), expiry_(ws_.get_executor()) {
     ctx_.stats.ws_connections.fetch_add(1, std::memory_order_relaxed);
+    ctx_.stream_budget.stream_opened();
 }
 
-ws_session::~ws_session() { ctx_.stats.ws_connections.fetch_sub(1, std::memory_order_relaxed); }
+ws_session::~ws_session() {
+    ctx_.stream_budget.stream_closed();
+    ctx_.stats.ws_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void ws_session::account() {
+    const std::size_t held = closed_ ? 0 : out_bytes_ + writing_bytes_;
+    if (held == accounted_) return;
+    ctx_.stats.stream_queued_bytes.fetch_add(ctx_.stream_budget.account(held, accounted_), std::memory_order_relaxed);
+}
 
 void ws_session::start(request req) {
     auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
@@ -300,6 +310,7 @@ void ws_session::overflowed() {
 void ws_session::flush() {
     batching_ = false;
     if (!writing_) do_write();
+    account();
 }
 
 void ws_session::process_batch(const std::vector<live_ptr>& batch) {
@@ -354,20 +365,28 @@ void ws_session::queue_conflated() {
 
 void ws_session::queue(std::shared_ptr<const std::string> msg) {
     if (closing_ || closed_) return;
-    // The write in flight counts: it is memory this client holds until it reads.
-    if (out_bytes_ + writing_bytes_ + msg->size() > cfg_.max_queue_bytes || out_.size() + 1 > cfg_.max_queue_events) {
+    // The write in flight counts: it is memory this client holds until it reads. Within its own
+    // bounds, the total budget over all streams decides (send_budget.hpp).
+    const std::size_t held = out_bytes_ + writing_bytes_;
+    const bool own = held + msg->size() <= cfg_.max_queue_bytes && out_.size() + 1 <= cfg_.max_queue_events;
+    if (!own || !ctx_.stream_budget.admit(held, accounted_, msg->size(),
+                                          writing_ ? write_started_ : std::chrono::steady_clock::time_point{})) {
         ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("ws: client fell {} bytes behind; disconnecting it", out_bytes_);
+        if (own) ctx_.stats.stream_budget_disconnects.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("ws: client fell {} bytes behind{}; disconnecting it", held,
+                     own ? " while all streams hold the send budget" : "");
         return close(websocket::close_code::policy_error, "too far behind; reconnect with after");
     }
     out_bytes_ += msg->size();
     out_.push_back(std::move(msg));
     if (!writing_ && !batching_) do_write();
+    if (!batching_ || out_bytes_ + writing_bytes_ > accounted_ + send_budget::report_every) account();
 }
 
 void ws_session::do_write() {
     if (out_.empty() || closed_) return;
     writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     if (!compress_) {
         // Every queued message, framed here, in one write.
         frames_.clear();
@@ -392,6 +411,7 @@ void ws_session::on_write(beast::error_code ec, std::size_t) {
     writing_ = false;
     writing_bytes_ = 0;
     in_flight_.reset();
+    account();
     if (ec) return finish();
     if (close_after_write_) {
         auto [code, reason] = *close_after_write_;
@@ -410,6 +430,7 @@ void ws_session::close(websocket::close_code code, std::string_view reason) {
     closing_ = true;
     out_.clear();
     out_bytes_ = 0;
+    account();
     if (writing_) {
         close_after_write_.emplace(code, std::string(reason));
         return;
@@ -434,6 +455,7 @@ void ws_session::on_peer_close() {
 void ws_session::finish() {
     if (closed_) return;
     closed_ = true;
+    account();
     if (registered_) ctx_.live.unsubscribe(this);
     expiry_.cancel();
     ws_.next_layer().next_layer().close();

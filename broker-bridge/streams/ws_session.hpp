@@ -83,6 +83,7 @@ private:
     void queue(std::shared_ptr<const std::string> msg);
     void queue(std::string msg) { queue(std::make_shared<const std::string>(std::move(msg))); }
     void do_write();
+    void account();  // reports what this connection holds to the send budget
     void on_write(boost::beast::error_code ec, std::size_t);
     void close(boost::beast::websocket::close_code code, std::string_view reason);
     void finish();
@@ -111,7 +112,9 @@ private:
     std::size_t out_bytes_ = 0;
     std::shared_ptr<const std::string> in_flight_;
     std::size_t writing_bytes_ = 0;  // of the write in flight: still held for this client
+    std::size_t accounted_ = 0;      // out_bytes_ + writing_bytes_ as last reported to the send budget
     bool writing_ = false;
+    std::chrono::steady_clock::time_point write_started_{};  // of the write in flight, if any
     bool batching_ = false;  // inside deliver(): queue now, write at flush()
     bool compress_ = false;  // the client offered permessage-deflate: Beast writes (and compresses)
     std::string frames_;     // scratch: the frames of one write, when we frame messages ourselves
