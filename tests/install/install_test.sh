@@ -163,6 +163,7 @@ run)
     has_line "$conf" "$l"
   done
   mkdir "$tmp/cwd"
+  : > "$tmp/out"  # there before the bridge's shell opens it: the loop below reads it at once
   # From a folder with no web/ and no conf/ in sight: everything it serves comes from the binary.
   (cd "$tmp/cwd" && exec env -i PATH=/usr/bin:/bin "$bin/broker-bridge" --config "$conf") \
     > "$tmp/out" 2> "$tmp/err" &
