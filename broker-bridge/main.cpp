@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -16,6 +17,9 @@ int main(int argc, char** argv) {
     // and then cannot reach the broker at all. Empty means "no proxy": drop them.
     for (const char* v : {"http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"})
         if (const char* s = std::getenv(v); s && !*s) unsetenv(v);
+    // SIGHUP (`systemctl reload`) must never end the bridge: ignored until bridge::run() installs
+    // its handler (TLS certificate reload), e.g. while start-up commits what the journal holds.
+    std::signal(SIGHUP, SIG_IGN);
     CLI::App app{"broker-bridge: stores MQTT sensor readings in SQLite and serves them over HTTP"};
     std::string config_file, mqtt_url, http_listen, db_path, log_level;
     bool allow_public = false;

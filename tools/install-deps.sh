@@ -14,6 +14,7 @@ packages=(
   curl procps
   python3 python3-websockets
   chromium
+  systemd dpkg-dev file   # the install tests: systemd-analyze, dpkg-shlibdeps for the .deb, file
 )
 # The dashboard's build runs npm ci (uPlot, playwright-core); keep a Node.js that is already there
 # (playwright-core wants Node 20 or later), else take Debian's.
