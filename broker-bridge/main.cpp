@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
         if (!log_level.empty()) cfg.log_level = log_level;
         if (allow_public) cfg.http.allow_public_without_auth = true;
         validate(cfg);
+        // The HTTPS listener (http.tls_cert / tls_key) is not in this build yet: serving plain
+        // HTTP to someone who asked for HTTPS would send tokens in clear. Remove with HTTPS.
+        if (!cfg.http.tls_cert.empty() || !cfg.http.tls_key.empty())
+            throw config_error("http.tls_cert / http.tls_key: this build serves plain HTTP only");
         spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
         bridge b(std::move(cfg));
