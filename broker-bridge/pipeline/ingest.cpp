@@ -56,6 +56,13 @@ bool identifies_itself(const parse_result& p) {
            std::all_of(p.readings.begin(), p.readings.end(), [](const reading& r) { return r.seq.has_value(); });
 }
 
+// "tcp://[::1]:1883" -> "::1", "mqtt://host:1883" -> "host".
+std::string url_host(std::string_view url) {
+    if (const auto scheme = url.find("://"); scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
+    if (url.starts_with('[')) return std::string(url.substr(1, url.find(']') - 1));
+    return std::string(url.substr(0, url.find_first_of(":/")));
+}
+
 std::string reason_text(int code) {
     const char* s = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(code));
     return s ? s : "reason " + std::to_string(code);
@@ -87,7 +94,7 @@ ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& 
             spdlog::warn("mqtt: mqtt.verify = false: the broker's certificate and host name are NOT checked. "
                          "Anyone on the network path can pose as the broker, read mqtt.password and "
                          "feed readings. Use it only to debug; set mqtt.ca_file instead");
-    } else if (!cfg_.password.empty()) {
+    } else if (!cfg_.password.empty() && !is_loopback_host(url_host(cfg_.url))) {
         spdlog::warn("mqtt: the password for {} goes unencrypted over {}: use ssl:// or mqtts:// beyond "
                      "this machine", cfg_.username, cfg_.url);
     }
