@@ -178,10 +178,29 @@ def case_bridge_wrong_password(broker):
         good.stop()
 
 
+def case_bridge_wrong_host(broker):
+    """The broker's certificate is from the trusted CA but names another host: verify (the
+    default) refuses it, saying so; verify = false connects, as documented, with a warning."""
+    bridge = start(broker)
+    try:
+        check(eventually(lambda: bridge.log().count("cannot connect") >= 2),
+              "no repeated connect failure logged: " + bridge.log())
+        check("does not name the host" in bridge.log(), "the log does not say why: " + bridge.log())
+        check(not bridge.ready(), "ready with a certificate for another host")
+    finally:
+        bridge.stop()
+    lax = start(broker, verify="false")
+    try:
+        check(eventually(lax.ready), "verify = false did not connect: " + lax.log())
+        check("NOT checked" in lax.log(), "no warning for verify = false: " + lax.log())
+    finally:
+        lax.stop()
+
+
 CASES = {name[len("case_"):]: f for name, f in globals().items() if name.startswith("case_")}
 
 if __name__ == "__main__":
-    b = SecureBroker(USERS)
+    b = SecureBroker(USERS, server_name="broker.invalid" if CASE == "bridge_wrong_host" else None)
     try:
         CASES[CASE](b)
     except BaseException:

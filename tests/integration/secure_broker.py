@@ -32,11 +32,13 @@ def wait_port(port, seconds=10):
 class SecureBroker:
     """Mosquitto with the TLS listener, password file and ACL of conf/secure/."""
 
-    def __init__(self, users):
-        """users: {name: password}, written to conf/secure/passwd as the README does."""
+    def __init__(self, users, server_name=None):
+        """users: {name: password}, written to conf/secure/passwd as the README does.
+        server_name: serve a certificate from the same CA that names only this host instead."""
         self.dir = tempfile.mkdtemp(prefix="telemetry-tls-")
         self.proc = None
         self.users = dict(users)
+        self.server_name = server_name
         try:
             self._start()
         except BaseException:
@@ -55,6 +57,8 @@ class SecureBroker:
         os.makedirs(self.path("data", "secure"))
         subprocess.run([os.path.join(SOURCE, "tools", "make-certs.sh"), self.path("conf", "secure", "certs")],
                        check=True, stdout=subprocess.DEVNULL)
+        if self.server_name:
+            self._reissue_server_certificate()
         # user:password lines: the plain file sensor-sim reads, hashed in place by mosquitto_passwd.
         with open(self.path("users.txt"), "w") as f:
             f.writelines(f"{u}:{p}\n" for u, p in self.users.items())
@@ -78,6 +82,20 @@ class SecureBroker:
                 return
             self.stop_broker()
         raise AssertionError("mosquitto did not start: " + self.log())
+
+    def _reissue_server_certificate(self):
+        """A valid certificate from our CA that does not name 127.0.0.1: only a host name check
+        can refuse it."""
+        certs = self.path("conf", "secure", "certs")
+        ext = self.path("san.ext")
+        with open(ext, "w") as f:
+            f.write(f"subjectAltName=DNS:{self.server_name}\nextendedKeyUsage=serverAuth\n")
+        run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)
+        run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
+            f"/CN={self.server_name}", "-keyout", os.path.join(certs, "server.key"), "-out", self.path("server.csr"))
+        run("openssl", "x509", "-req", "-in", self.path("server.csr"), "-CA", os.path.join(certs, "ca.pem"),
+            "-CAkey", os.path.join(certs, "ca.key"), "-CAcreateserial", "-days", "2", "-extfile", ext,
+            "-out", os.path.join(certs, "server.pem"))
 
     def log(self):
         self.err.seek(0)
