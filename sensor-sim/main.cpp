@@ -63,7 +63,8 @@ void load_config(const std::string& path, settings& s) {
   static const std::set<std::string> known = {
       "mqtt", "username", "password", "sensors", "rate", "qos", "duration", "seed", "prefix",
       "id_prefix", "metric", "format", "quiet", "report_interval", "buffer", "connect_timeout",
-      "keepalive", "drain_timeout", "log_level"};
+      "keepalive", "drain_timeout", "log_level", "password_file", "ca_file", "cert_file", "key_file",
+      "verify"};
   for (const auto& [key, node] : tbl) {
     if (!known.contains(std::string(key.str())))
       throw config_error(where(node, std::string(key.str())) + ": unknown key");
@@ -71,8 +72,13 @@ void load_config(const std::string& path, settings& s) {
   std::int64_t sensors = s.pub.sensors, qos = s.pub.qos, seed = static_cast<std::int64_t>(s.pub.seed),
                buffer = s.pub.max_buffered;
   get("mqtt", s.pub.server_uri, "a string");
-  get("username", s.pub.username, "a string");
-  get("password", s.pub.password, "a string");
+  get("username", s.pub.login.username, "a string");
+  get("password", s.pub.login.password, "a string");
+  get("password_file", s.pub.login.password_file, "a string");
+  get("cert_file", s.pub.login.cert_file, "a string");
+  get("key_file", s.pub.login.key_file, "a string");
+  get("ca_file", s.pub.ca_file, "a string");
+  get("verify", s.pub.verify, "a boolean");
   get("sensors", sensors, "an integer");
   get("rate", s.pub.rate_hz, "a number");
   get("qos", qos, "an integer");
@@ -154,10 +160,21 @@ int main(int argc, char** argv) {
   CLI::App app{"sensor-sim: simulated temperature sensors publishing over MQTT (and a load generator)"};
   app.option_defaults()->always_capture_default();
   app.add_option("--config", config_path, "TOML config file; flags override it")->check(CLI::ExistingFile);
-  app.add_option("--mqtt", s.pub.server_uri, "broker URL (tcp://host:port)");
-  app.add_option("--username", s.pub.username, "MQTT user name (empty: anonymous)");
-  app.add_option("--password", s.pub.password, "MQTT password");
-  app.add_option("--sensors", s.pub.sensors, "number of simulated sensors, one connection each")
+  app.add_option("--mqtt", s.pub.server_uri, "broker URL: tcp://host:port, or ssl://host:port (mqtts://) for TLS");
+  app.add_option("--username", s.pub.login.username,
+                 "MQTT user name of each sensor; {id} is the sensor's id. Empty: anonymous, or the "
+                 "sensor's id when --password or --password-file is given");
+  app.add_option("--password", s.pub.login.password,
+                 "MQTT password of every sensor; {id} is the sensor's id (e.g. 'pw-{id}'). Visible "
+                 "to other local users in the process list: prefer --password-file");
+  app.add_option("--password-file", s.pub.login.password_file,
+                 "file of user:password lines (mosquitto_passwd's input); each sensor takes its user's line");
+  app.add_option("--ca-file", s.pub.ca_file, "TLS: CA certificates (PEM) trusted for the broker; empty: the system's");
+  app.add_option("--cert-file", s.pub.login.cert_file, "TLS: client certificate (PEM); {id} is the sensor's id");
+  app.add_option("--key-file", s.pub.login.key_file, "TLS: client private key (PEM); {id} is the sensor's id");
+  app.add_flag("--verify,!--no-verify", s.pub.verify,
+               "TLS: check the broker's certificate chain and host name (--no-verify: insecure, debugging only)");
+  app.add_option("--sensors", s.pub.sensors, "number of simulated sensors, one connection (and MQTT identity) each")
       ->check(CLI::Range(1, 100'000));
   app.add_option("--rate", s.pub.rate_hz, "readings per second per sensor");
   app.add_option("--qos", s.pub.qos, "QoS of readings")->check(CLI::Range(0, 1));
@@ -194,6 +211,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(spdlog::level::from_str(s.log_level));
+  if (telemetry::sim::uses_tls(s.pub.server_uri) && !s.pub.verify)
+    spdlog::warn("TLS verification is OFF (--no-verify): the broker's certificate and name are not checked; "
+                 "anyone on the path can pose as the broker and read the sensors' passwords");
 
   std::optional<telemetry::sim::fleet> sim;
   try {

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <deque>
+#include <fstream>
 #include <iomanip>
 #include <queue>
 #include <stdexcept>
@@ -41,6 +42,21 @@ void append_seconds(std::string& out, std::int64_t ms) {
   out += static_cast<char>('0' + frac % 10);
 }
 
+// Why a connection failed, in words: Paho C++ says only "CONNACK return code" for a refused
+// login, and one word for a TLS handshake that failed or a broker that is down.
+std::string connect_error(const mqtt::exception& e, const std::string& server_uri) {
+  const int code = e.get_reason_code() >= 0x80 ? e.get_reason_code() : e.get_return_code();
+  if (code >= 0x80) {
+    const char* why = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(code));
+    return std::string("the broker refused the connection: ") + (why ? why : "reason " + std::to_string(code));
+  }
+  std::string out = e.what();
+  if (code == MQTTASYNC_FAILURE && uses_tls(server_uri))
+    out += " (the broker is down, or TLS failed: does --ca-file hold the CA of the broker's "
+           "certificate, and does that certificate name the URL's host?)";
+  return out;
+}
+
 }  // namespace
 
 // One simulated sensor's MQTT connection, its backlog and its delivery counters.
@@ -61,7 +77,8 @@ void append_seconds(std::string& out, std::int64_t ms) {
 // callback thread: a wait there deadlocks them all).
 class sensor_link final : public mqtt::iaction_listener {
  public:
-  sensor_link(const publisher_options& opts, std::string id, std::atomic<bool>& retry_flag)
+  sensor_link(const publisher_options& opts, std::string id, const credentials& login,
+              std::atomic<bool>& retry_flag)
       : retry_flag_(retry_flag),
         id_(std::move(id)),
         reading_topic_(opts.topic_prefix + '/' + id_ + '/' + opts.metric),
@@ -82,9 +99,19 @@ class sensor_link final : public mqtt::iaction_listener {
     conn_opts_.set_connect_timeout(5s);
     conn_opts_.set_automatic_reconnect(1s, 30s);
     conn_opts_.set_will(mqtt::will_options(status_topic_, std::string("offline"), 1, true));
-    if (!opts.username.empty()) {
-      conn_opts_.set_user_name(opts.username);
-      conn_opts_.set_password(opts.password);
+    if (!login.username.empty()) {
+      conn_opts_.set_user_name(login.username);
+      if (!login.password.empty()) conn_opts_.set_password(login.password);
+    }
+    // Paho refuses an ssl:// URL without TLS options.
+    if (uses_tls(opts.server_uri)) {
+      mqtt::ssl_options tls;
+      if (!opts.ca_file.empty()) tls.set_trust_store(opts.ca_file);  // else OpenSSL's default paths
+      if (!login.cert_file.empty()) tls.set_key_store(login.cert_file);
+      if (!login.key_file.empty()) tls.set_private_key(login.key_file);
+      tls.set_enable_server_cert_auth(opts.verify);  // the chain up to a trusted CA
+      tls.set_verify(opts.verify);                   // the certificate names the URL's host
+      conn_opts_.set_ssl(std::move(tls));
     }
 
     client_.set_connected_handler([this](const std::string&) { on_connected(); });
@@ -277,6 +304,16 @@ void validate(const publisher_options& opts) {
            });
   };
   if (opts.server_uri.empty()) fail("mqtt: empty broker URL");
+  const bool tls = uses_tls(opts.server_uri);
+  if (!tls && !(opts.server_uri.starts_with("tcp://") || opts.server_uri.starts_with("mqtt://") ||
+                opts.server_uri.starts_with("ws://")))
+    fail("mqtt: expected tcp://HOST:PORT, or ssl:// / mqtts:// for TLS");
+  // TLS settings with a plain URL: the user expects TLS and would not get it.
+  if (!tls && (!opts.ca_file.empty() || !opts.login.cert_file.empty() || !opts.login.key_file.empty()))
+    fail("ca-file/cert-file/key-file: set, but the broker URL " + opts.server_uri +
+         " is not TLS (use ssl://HOST:PORT or mqtts://HOST:PORT)");
+  if (!opts.ca_file.empty() && !std::ifstream(opts.ca_file)) fail("ca-file: cannot read '" + opts.ca_file + "'");
+  if (!opts.login.key_file.empty() && opts.login.cert_file.empty()) fail("key-file: set without cert-file");
   if (opts.sensors < 1 || opts.sensors > 100'000) fail("sensors: must be 1..100000");
   // At most 1 MHz per sensor keeps seq <= ts in microseconds (see fleet::run).
   if (!(opts.rate_hz > 0.0) || opts.rate_hz > 1e6) fail("rate: must be > 0 and <= 1000000 Hz");
@@ -293,6 +330,10 @@ void validate(const publisher_options& opts) {
   if (opts.connect_timeout.count() < 1) fail("connect-timeout: must be >= 1 s");
   if (opts.keepalive.count() < 1 || opts.keepalive.count() > 65535) fail("keepalive: must be 1..65535 s");
   if (opts.drain_timeout.count() < 0) fail("drain-timeout: must be >= 0 s");
+}
+
+bool uses_tls(const std::string& server_uri) {
+  return server_uri.starts_with("ssl://") || server_uri.starts_with("mqtts://") || server_uri.starts_with("wss://");
 }
 
 std::string sensor_id(const std::string& id_prefix, std::uint32_t index) {
@@ -346,10 +387,16 @@ void write_stats_line(std::ostream& out, const publish_stats& s) {
 
 fleet::fleet(publisher_options opts) : opts_(std::move(opts)) {
   validate(opts_);
+  const credential_source logins(opts_.login);
   links_.reserve(opts_.sensors);
   models_.reserve(opts_.sensors);
   for (std::uint32_t i = 0; i < opts_.sensors; ++i) {
-    links_.push_back(std::make_unique<sensor_link>(opts_, sensor_id(opts_.id_prefix, i), retry_flag_));
+    const auto id = sensor_id(opts_.id_prefix, i);
+    const auto login = logins.for_sensor(id);
+    for (const auto& [what, file] : {std::pair{"cert_file", &login.cert_file}, std::pair{"key_file", &login.key_file}})
+      if (!file->empty() && !std::ifstream(*file))
+        throw std::invalid_argument(std::string(what) + ": cannot read '" + *file + "' (sensor " + id + ")");
+    links_.push_back(std::make_unique<sensor_link>(opts_, id, login, retry_flag_));
     models_.emplace_back(opts_.seed, i);
   }
 }
@@ -374,7 +421,7 @@ void fleet::connect() {
       try {
         if (pending[i] && pending[i]->wait_for(std::max(left, 1ms))) break;
       } catch (const mqtt::exception& e) {
-        last_error = e.what();
+        last_error = connect_error(e, opts_.server_uri);
         pending[i].reset();
       }
       if (clock::now() >= deadline || stop_requested_) {
@@ -387,7 +434,7 @@ void fleet::connect() {
       try {
         if (!pending[i]) pending[i] = links_[i]->begin_connect();
       } catch (const mqtt::exception& e) {
-        last_error = e.what();
+        last_error = connect_error(e, opts_.server_uri);
       }
     }
   }

@@ -1,6 +1,7 @@
 // MQTT side of sensor-sim: one Paho connection per simulated sensor, a drift-free scheduler, stats.
 #pragma once
 
+#include "credentials.hpp"
 #include "model.hpp"
 
 #include <atomic>
@@ -21,8 +22,12 @@ enum class payload_format { json, senml, number };
 // Everything the publisher needs, already validated by main (see validate()).
 struct publisher_options {
   std::string server_uri = "tcp://127.0.0.1:1883";
-  std::string username;  // empty: connect anonymously
-  std::string password;
+  // Each sensor's login (credentials.hpp): anonymous unless a user name or password is given.
+  credential_settings login;
+  // TLS, on for an ssl:// or mqtts:// URL: ca_file is the CAs trusted for the broker (empty: the
+  // system's); verify = false skips the certificate chain and host name checks.
+  std::string ca_file;
+  bool verify = true;
   std::string topic_prefix = "sensors";
   std::string id_prefix = "sim-";
   std::string metric = "temperature";
@@ -36,6 +41,9 @@ struct publisher_options {
   std::chrono::seconds keepalive{30};
   std::chrono::seconds drain_timeout{10};
 };
+
+// An ssl://, mqtts:// or wss:// URL.
+[[nodiscard]] bool uses_tls(const std::string& server_uri);
 
 // Throws std::invalid_argument naming the first bad field.
 void validate(const publisher_options& opts);

@@ -3,6 +3,9 @@
 
 #include <doctest/doctest.h>
 
+#include "temp_dir.hpp"
+
+#include <cstdlib>
 #include <fstream>
 
 using namespace telemetry::bridge;
@@ -116,4 +119,60 @@ topics = ["#"]
 TEST_CASE("config - a missing file is an error naming it") {
     CHECK_THROWS_WITH_AS(load_config("/nonexistent/bridge.toml"),
                          "/nonexistent/bridge.toml: cannot open the configuration file", config_error);
+}
+
+TEST_CASE("config - MQTT over TLS: files are checked at start-up, not at the first connection") {
+    telemetry::testing::temp_dir dir;
+    const auto ca = (dir / "ca.pem").string();
+    std::ofstream(ca) << "-----BEGIN CERTIFICATE-----\n";
+    const std::string tls = "[mqtt]\nurl = \"ssl://127.0.0.1:8883\"\n";
+    const config c = parse_config(tls + "ca_file = \"" + ca + "\"\nusername = \"u\"\npassword = \"p\"\n", "t.toml");
+    CHECK(c.mqtt.ca_file == ca);
+    CHECK(c.mqtt.verify);
+    CHECK(c.mqtt.username == "u");
+    CHECK(mqtt_url_uses_tls(c.mqtt.url));
+    CHECK(mqtt_url_uses_tls("mqtts://h:1"));
+    CHECK_FALSE(mqtt_url_uses_tls("tcp://h:1"));
+    CHECK_FALSE(parse_config(tls + "verify = false\n", "t.toml").mqtt.verify);
+
+    const auto error = [](const std::string& text) {
+        try {
+            parse_config(text, "t.toml");
+        } catch (const config_error& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    CHECK(error(tls + "ca_file = \"" + (dir / "absent.pem").string() + "\"\n").find("mqtt.ca_file") == 0);
+    CHECK(error(tls + "ca_file = \"" + dir.path().string() + "\"\n").find("is not a file") != std::string::npos);
+    // TLS files with a plain URL: the user expects TLS and would not get it.
+    CHECK(error("[mqtt]\nurl = \"tcp://127.0.0.1:1883\"\nca_file = \"" + ca + "\"\n").find("is not TLS") !=
+          std::string::npos);
+    CHECK(error(tls + "key_file = \"" + ca + "\"\n").find("without mqtt.cert_file") != std::string::npos);
+    CHECK(error(tls + "password = \"p\"\n").find("without mqtt.username") != std::string::npos);
+    CHECK(error("[mqtt]\nurl = \"127.0.0.1:1883\"\n").find("must start with tcp://") != std::string::npos);
+    CHECK(error(tls + "verify = \"no\"\n") == "t.toml:3: mqtt.verify must be true or false");
+}
+
+TEST_CASE("config - the secure example parses once its certificates are made") {
+    // As conf/secure/README.md says: certificates from tools/make-certs.sh, paths relative to the
+    // directory the bridge runs in. Each test case runs in its own process, so chdir is ours.
+    telemetry::testing::temp_dir dir;
+    const std::string make = std::string(TELEMETRY_SOURCE_DIR) + "/tools/make-certs.sh '" +
+                             (dir / "conf/secure/certs").string() + "' >/dev/null";
+    REQUIRE(std::system(make.c_str()) == 0);
+    const auto here = std::filesystem::current_path();
+    std::filesystem::current_path(dir.path());
+    const config c = load_config(std::string(TELEMETRY_SOURCE_DIR) + "/conf/secure/broker-bridge.toml");
+    std::filesystem::current_path(here);
+    CHECK(mqtt_url_uses_tls(c.mqtt.url));
+    CHECK(c.mqtt.verify);
+    CHECK(c.mqtt.username == "broker-bridge");
+    CHECK_FALSE(c.mqtt.password.empty());
+    CHECK(c.mqtt.ca_file == "conf/secure/certs/ca.pem");
+    CHECK(c.http.tls_cert == "conf/secure/certs/server.pem");
+    CHECK(c.http.tls_key == "conf/secure/certs/server.key");
+    CHECK(c.auth.enabled());
+    CHECK(c.auth.tokens.size() == 2);
+    CHECK(is_loopback_host(c.http.host));
 }

@@ -6,6 +6,7 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -144,6 +145,10 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     m.string("topic_prefix", c.mqtt.topic_prefix);
     m.string("username", c.mqtt.username);
     m.string("password", c.mqtt.password);
+    m.path("ca_file", c.mqtt.ca_file);
+    m.path("cert_file", c.mqtt.cert_file);
+    m.path("key_file", c.mqtt.key_file);
+    m.boolean("verify", c.mqtt.verify);
     m.seconds("keepalive_s", c.mqtt.keepalive, 5, 3600);
     m.integer("session_expiry_s", c.mqtt.session_expiry_s, 1, 0xFFFFFFFE);
     m.seconds("reconnect_min_s", c.mqtt.reconnect_min, 1, 3600);
@@ -277,6 +282,45 @@ void apply_listen(http_config& http, const std::string& host_port) {
     http.port = static_cast<std::uint16_t>(p);
 }
 
+bool mqtt_url_uses_tls(std::string_view url) {
+    return url.starts_with("ssl://") || url.starts_with("mqtts://") || url.starts_with("wss://");
+}
+
+namespace {
+
+// A file the bridge reads at every connection attempt: a typo shows at start-up, not as an
+// endless "cannot connect" later.
+void require_readable_file(const char* key, const std::filesystem::path& p) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(p, ec))
+        throw config_error(std::string(key) + " '" + p.string() + "' is not a file");
+    if (!std::ifstream(p, std::ios::binary))
+        throw config_error(std::string(key) + " '" + p.string() + "' cannot be read");
+}
+
+void validate_mqtt(const mqtt_config& m) {
+    static constexpr std::string_view schemes[] = {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"};
+    if (std::none_of(std::begin(schemes), std::end(schemes), [&](std::string_view s) { return m.url.starts_with(s); }))
+        throw config_error("mqtt.url '" + m.url + "' must start with tcp://, mqtt://, ssl:// or mqtts:// "
+                           "(or ws://, wss://)");
+    const bool tls = mqtt_url_uses_tls(m.url);
+    // TLS files with a plain URL mean the user expects TLS and would not get it.
+    for (const auto& [key, file] : {std::pair{"mqtt.ca_file", &m.ca_file}, std::pair{"mqtt.cert_file", &m.cert_file},
+                                    std::pair{"mqtt.key_file", &m.key_file}}) {
+        if (file->empty()) continue;
+        if (!tls)
+            throw config_error(std::string(key) + " is set but mqtt.url '" + m.url +
+                               "' is not TLS: use ssl://HOST:PORT or mqtts://HOST:PORT");
+        require_readable_file(key, *file);
+    }
+    if (!m.key_file.empty() && m.cert_file.empty())
+        throw config_error("mqtt.key_file is set without mqtt.cert_file (the client certificate)");
+    if (!m.password.empty() && m.username.empty())
+        throw config_error("mqtt.password is set without mqtt.username");
+}
+
+}  // namespace
+
 bool is_loopback_host(std::string_view host) {
     return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
@@ -288,6 +332,7 @@ void validate(const config& c) {
                            "' must be topic levels without wildcards or outer slashes");
     if (c.mqtt.reconnect_min > c.mqtt.reconnect_max)
         throw config_error("mqtt.reconnect_min_s must not exceed mqtt.reconnect_max_s");
+    validate_mqtt(c.mqtt);
     if (c.http.longpoll_default > c.http.longpoll_max)
         throw config_error("http.longpoll_default_s must not exceed http.longpoll_max_s");
     if (c.storage.db_path.empty()) throw config_error("storage.db_path must not be empty");

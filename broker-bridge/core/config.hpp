@@ -22,6 +22,14 @@ struct mqtt_config {
     std::string topic_prefix = "sensors";
     std::string username;
     std::string password;
+    // TLS, on for an ssl:// or mqtts:// url (docs/api.md section 9). ca_file: the CAs trusted for
+    // the broker's certificate (empty: the system's store); cert_file / key_file: a client
+    // certificate for brokers that ask for one. verify = false skips the chain and host name
+    // checks: anyone on the path can then read the password.
+    std::filesystem::path ca_file;
+    std::filesystem::path cert_file;
+    std::filesystem::path key_file;
+    bool verify = true;
     std::chrono::seconds keepalive{30};
     std::uint32_t session_expiry_s = 7 * 24 * 3600;
     std::chrono::seconds reconnect_min{1};
@@ -158,10 +166,13 @@ config parse_config(std::string_view toml_text, const std::string& origin);
 // "HOST:PORT" -> (host, port); throws config_error.
 void apply_listen(http_config& http, const std::string& host_port);
 
+// An ssl://, mqtts:// or wss:// broker URL: the connection uses TLS.
+bool mqtt_url_uses_tls(std::string_view url);
+
 // 127.x.y.z, ::1 or localhost.
 bool is_loopback_host(std::string_view host);
 
-// Checks cross-field rules (ranges, prefix syntax); throws config_error.
+// Checks cross-field rules (ranges, prefix syntax, MQTT TLS files exist); throws config_error.
 void validate(const config& c);
 
 }  // namespace telemetry::bridge

@@ -56,6 +56,13 @@ bool identifies_itself(const parse_result& p) {
            std::all_of(p.readings.begin(), p.readings.end(), [](const reading& r) { return r.seq.has_value(); });
 }
 
+// "tcp://[::1]:1883" -> "::1", "mqtt://host:1883" -> "host".
+std::string url_host(std::string_view url) {
+    if (const auto scheme = url.find("://"); scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
+    if (url.starts_with('[')) return std::string(url.substr(1, url.find(']') - 1));
+    return std::string(url.substr(0, url.find_first_of(":/")));
+}
+
 std::string reason_text(int code) {
     const char* s = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(code));
     return s ? s : "reason " + std::to_string(code);
@@ -78,6 +85,18 @@ ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& 
     if (rc != MQTTASYNC_SUCCESS) {
         if (client_) MQTTAsync_destroy(&client_);
         throw std::runtime_error("mqtt: cannot create a client for " + cfg_.url + ": " + MQTTAsync_strerror(rc));
+    }
+    if (mqtt_url_uses_tls(cfg_.url)) {
+        spdlog::info("mqtt: TLS to {}, trusting {}{}", cfg_.url,
+                     cfg_.ca_file.empty() ? std::string("the system's CAs") : cfg_.ca_file.string(),
+                     cfg_.cert_file.empty() ? "" : ", client certificate " + cfg_.cert_file.string());
+        if (!cfg_.verify)
+            spdlog::warn("mqtt: mqtt.verify = false: the broker's certificate and host name are NOT checked. "
+                         "Anyone on the network path can pose as the broker, read mqtt.password and "
+                         "feed readings. Use it only to debug; set mqtt.ca_file instead");
+    } else if (!cfg_.password.empty() && !is_loopback_host(url_host(cfg_.url))) {
+        spdlog::warn("mqtt: the password for {} goes unencrypted over {}: use ssl:// or mqtts:// beyond "
+                     "this machine", cfg_.username, cfg_.url);
     }
 }
 
@@ -123,6 +142,18 @@ bool ingest::connect_once(std::string& why) {
     o.maxRetryInterval = static_cast<int>(cfg_.reconnect_max.count());
     if (!cfg_.username.empty()) o.username = cfg_.username.c_str();
     if (!cfg_.password.empty()) o.password = cfg_.password.c_str();
+    // Paho needs TLS options for an ssl:// URL and refuses to connect without them.
+    MQTTAsync_SSLOptions tls = MQTTAsync_SSLOptions_initializer;
+    if (mqtt_url_uses_tls(cfg_.url)) {
+        if (!cfg_.ca_file.empty()) tls.trustStore = cfg_.ca_file.c_str();  // else OpenSSL's default paths
+        if (!cfg_.cert_file.empty()) tls.keyStore = cfg_.cert_file.c_str();
+        if (!cfg_.key_file.empty()) tls.privateKey = cfg_.key_file.c_str();
+        tls.enableServerCertAuth = cfg_.verify ? 1 : 0;  // the chain up to a trusted CA
+        tls.verify = cfg_.verify ? 1 : 0;                // the certificate names the host in the URL
+        tls.ssl_error_cb = &tls_error;
+        tls.ssl_error_context = this;
+        o.ssl = &tls;
+    }
     o.connectProperties = &props;
     o.onSuccess5 = &connect_succeeded;
     o.onFailure5 = &connect_failed;
@@ -130,6 +161,7 @@ bool ingest::connect_once(std::string& why) {
     {
         std::lock_guard lock(stop_mutex_);
         attempt_ = attempt::pending;
+        tls_error_.clear();
     }
     const int rc = MQTTAsync_connect(client_, &o);
     MQTTProperties_free(&props);
@@ -144,7 +176,26 @@ bool ingest::connect_once(std::string& why) {
         return false;
     }
     why = attempt_error_;
+    if (!tls_error_.empty())
+        why += " (TLS: " + tls_error_ + ")";
+    else if (attempt_ == attempt::failed && mqtt_url_uses_tls(cfg_.url) && why.find("TCP/TLS") != std::string::npos)
+        // Paho reports a certificate that does not name the host with no OpenSSL error at all.
+        why += " (the broker is unreachable, or its certificate does not name the host in mqtt.url)";
     return attempt_ == attempt::succeeded;
+}
+
+// OpenSSL's error queue, one line per call, on Paho's thread: the reason a handshake failed
+// (an unknown CA, an expired certificate), which Paho's own failure report does not say.
+int ingest::tls_error(const char* text, std::size_t len, void* context) {
+    auto& self = *static_cast<ingest*>(context);
+    std::string_view line(text, len);
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+    std::lock_guard lock(self.stop_mutex_);
+    if (self.tls_error_.size() < 1024) {
+        if (!self.tls_error_.empty()) self.tls_error_ += "; ";
+        self.tls_error_ += line;
+    }
+    return 1;
 }
 
 void ingest::finish_attempt(attempt outcome, std::string why) {
@@ -162,9 +213,14 @@ void ingest::connect_succeeded(void* context, MQTTAsync_successData5*) {
 
 void ingest::connect_failed(void* context, MQTTAsync_failureData5* response) {
     std::string why = response && response->message ? response->message : "";
-    if (response && response->reasonCode != MQTTREASONCODE_SUCCESS) {
+    // A refused CONNECT (a bad password, a client the ACL or broker refuses) comes as the
+    // CONNACK's reason in `code`, with reasonCode left at success (Paho C 1.3.12).
+    const int reason = !response ? 0
+                       : response->reasonCode != MQTTREASONCODE_SUCCESS ? response->reasonCode
+                       : response->code >= MQTTREASONCODE_UNSPECIFIED_ERROR ? response->code : 0;
+    if (reason != 0) {
         if (!why.empty()) why += ", ";
-        why += reason_text(response->reasonCode);
+        why += reason_text(reason);
     }
     static_cast<ingest*>(context)->finish_attempt(attempt::failed, why.empty() ? "refused" : why);
 }

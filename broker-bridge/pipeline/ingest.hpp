@@ -80,6 +80,7 @@ private:
     static void subscribe_failed(void* context, MQTTAsync_failureData5* response);
     static void disconnect_done(void* context, MQTTAsync_successData5* response);
     static void disconnect_failed(void* context, MQTTAsync_failureData5* response);
+    static int tls_error(const char* text, std::size_t len, void* context);
 
     void connect_loop();
     bool connect_once(std::string& why);
@@ -115,6 +116,7 @@ private:
     std::condition_variable stop_cv_;   // stopping, or a connect / disconnect attempt finished
     attempt attempt_ = attempt::none;
     std::string attempt_error_;
+    std::string tls_error_;  // OpenSSL's words for the last TLS failure, this attempt
     std::thread connector_;
 };
 
