@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 struct sqlite3;
@@ -134,6 +135,8 @@ public:
     // Empty buckets are omitted. Uses per-minute rollups where the bucket is a whole number of
     // minutes, raw rows otherwise and at partial edges.
     std::vector<bucket> aggregate(const aggregate_query& q);
+    // The smallest and greatest ts stored for the series; nullopt when it has no reading.
+    std::optional<std::pair<std::int64_t, std::int64_t>> ts_span(std::string_view sensor, std::string_view metric);
     // Readings with id > after, in id order, at most limit (replay and long polling).
     std::vector<reading> after_id(std::int64_t after, std::size_t limit);
     std::int64_t max_id();     // greatest id ever handed out (0 if none), survives retention

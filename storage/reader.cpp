@@ -169,6 +169,19 @@ std::optional<reading> reader::latest(std::string_view sensor, std::string_view 
     return impl_->latest_of(*sid, sensor, metric);
 }
 
+std::optional<std::pair<std::int64_t, std::int64_t>> reader::ts_span(std::string_view sensor,
+                                                                     std::string_view metric) {
+    const auto sid = impl_->find_series(sensor, metric);
+    if (!sid) return std::nullopt;
+    // Two index lookups at either end of the series' (ts, id) range, not a scan.
+    auto q = impl_->stmts.use(
+        "SELECT (SELECT ts FROM readings WHERE series_id = ?1 ORDER BY ts LIMIT 1), "
+        "(SELECT ts FROM readings WHERE series_id = ?1 ORDER BY ts DESC LIMIT 1)");
+    q.bind(1, *sid);
+    if (!q.step() || q.is_null(0)) return std::nullopt;
+    return std::pair{q.int64(0), q.int64(1)};
+}
+
 history_page reader::history(const history_query& q) {
     // Position before the first row of the order when there is no cursor.
     position pos = q.descending ? position{INT64_MAX, INT64_MAX} : position{INT64_MIN, INT64_MIN};

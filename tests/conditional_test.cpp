@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <ctime>
 #include <string>
 
 using namespace telemetry::bridge::http;
@@ -156,4 +157,29 @@ TEST_CASE("conditional - strong_etag is stable quoted hex and distinct") {
     c.if_none_match = a;
     CHECK(is_not_modified(c, a, 0));
     CHECK_FALSE(is_not_modified(c, strong_etag("other"), 0));
+}
+
+TEST_CASE("conditional - the Date of now is a current IMF-fixdate") {
+    const std::time_t before = std::time(nullptr) - 1;  // the Date may come from the coarser clock
+    const std::string now(http_date_now());
+    const std::time_t after = std::time(nullptr) + 1;
+    REQUIRE(now.size() == 29);
+    const auto parsed = parse_http_date(now);
+    REQUIRE(parsed);
+    CHECK(*parsed >= before);
+    CHECK(*parsed <= after);
+    CHECK(format_http_date(*parsed) == now);
+}
+
+TEST_CASE("conditional - a prepared 304 gets its Date spliced in before the blank line") {
+    const std::string prepared = http11_not_modified(etag, modified);
+    REQUIRE(prepared.ends_with("\r\n\r\n"));
+    CHECK(prepared.find("Date:") == std::string::npos);
+    std::string line;
+    const auto h = with_date(prepared, line);
+    const std::string whole = std::string(h.head) + std::string(h.date_line);
+    CHECK(whole.size() == prepared.size() + 37);  // "Date: " + 29 + CRLF
+    CHECK(whole.rfind(prepared.substr(0, prepared.size() - 2), 0) == 0);
+    CHECK(whole.ends_with("\r\nDate: " + std::string(http_date_now()) + "\r\n\r\n"));
+    CHECK(whole.find("\r\n\r\n") == whole.size() - 4);  // one header, one blank line
 }

@@ -3,8 +3,10 @@
 
 #include "core/text.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <ctime>
 
 namespace telemetry::bridge::http {
 
@@ -186,6 +188,34 @@ std::string format_http_date(std::time_t t) {
     append_2(out, static_cast<unsigned>(hms.seconds().count()));
     out += " GMT";
     return out;
+}
+
+std::string_view http_date_now() {
+    thread_local std::time_t formatted_for = -1;
+    thread_local std::array<char, 29> text{};
+#ifdef CLOCK_REALTIME_COARSE
+    // The clock tick's time (a few ms old at most) costs a quarter of a precise read, and a Date
+    // has whole seconds anyway: this runs once per answer, prepared 304s included.
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    const std::time_t now = ts.tv_sec;
+#else
+    const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+#endif
+    if (now != formatted_for) {
+        const std::string s = format_http_date(now);
+        std::copy_n(s.data(), text.size(), text.begin());
+        formatted_for = now;
+    }
+    return {text.data(), text.size()};
+}
+
+dated_header with_date(std::string_view prepared, std::string& date_line) {
+    date_line.assign("Date: ");
+    date_line.append(http_date_now());
+    date_line.append("\r\n\r\n");
+    // The prepared header ends with the blank line: the Date goes in before it.
+    return {prepared.substr(0, prepared.size() - 2), date_line};
 }
 
 std::optional<std::time_t> parse_http_date(std::string_view text) noexcept {

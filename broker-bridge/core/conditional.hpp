@@ -28,12 +28,27 @@ bool weak_match(std::string_view a, std::string_view b) noexcept;
 
 // IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT".
 std::string format_http_date(std::time_t t);
+// The current time as an IMF-fixdate, for the Date header every answer carries (RFC 9110 6.6.1).
+// Formatted at most once a second per thread; the view stays valid on the calling thread until
+// its next call (copy it before handing it to another thread).
+std::string_view http_date_now();
 // Accepts IMF-fixdate, and the obsolete RFC 850 and asctime forms (RFC 9110 5.6.7).
 std::optional<std::time_t> parse_http_date(std::string_view text) noexcept;
 
 // The complete HTTP/1.1 304 response (status line and header, keep-alive) for a representation
-// with these validators: what a revalidation of an unchanged /latest is answered with.
+// with these validators: what a revalidation of an unchanged /latest is answered with. It has no
+// Date: the writer sends the bytes up to the final CRLF, then a current Date field and the CRLF
+// (see with_date()).
 std::string http11_not_modified(std::string_view etag, std::time_t last_modified);
+
+// A prepared response header (ending in the blank line) as two buffers that, written in order,
+// are the same header with `Date: <now>` added last: `date_line` receives that field and the blank
+// line and must outlive the write.
+struct dated_header {
+    std::string_view head;       // the prepared bytes without their final CRLF
+    std::string_view date_line;  // "Date: ...\r\n\r\n", in `date_line`'s storage
+};
+dated_header with_date(std::string_view prepared, std::string& date_line);
 
 // A strong entity tag (quoted) computed from the bytes of a representation (FNV-1a 64, hex).
 std::string strong_etag(std::string_view representation);

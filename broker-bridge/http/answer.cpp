@@ -124,6 +124,7 @@ answer responder::not_modified(const request_info& ri, const std::string& etag,
     // empty_body: prepare_payload() would add a Content-Length of 0, which is wrong here.
     bhttp::response<bhttp::empty_body> res{bhttp::status::not_modified, ri.version};
     res.set(bhttp::field::server, server_name);
+    res.set(bhttp::field::date, http_date_now());
     res.set(bhttp::field::etag, etag);
     res.set(bhttp::field::last_modified, format_http_date(last_modified));
     res.set(bhttp::field::cache_control, cache_control);
@@ -156,6 +157,7 @@ answer responder::finish(const request_info& ri, unsigned status, std::string bo
     metrics_.count_response(status);
     const auto set_common = [&](auto& res) {
         res.set(bhttp::field::server, server_name);
+        res.set(bhttp::field::date, http_date_now());
         res.set(bhttp::field::content_type, content_type);
         for (const auto& [k, v] : headers) res.insert(k, v);
         set_security_headers(res, ri);

@@ -67,6 +67,23 @@ std::string parse_range(const params& p, std::int64_t& from, std::int64_t& to) {
     return {};
 }
 
+// How many buckets of `width` ms (aligned to multiples of it) the range [from, to) touches: the
+// most an aggregate over it can answer. Exact for any int64 bounds (no overflow); 0 when empty.
+std::uint64_t bucket_count(std::int64_t from, std::int64_t to, std::int64_t width) noexcept {
+    if (to <= from || width <= 0) return 0;
+    const auto floor_div = [](std::int64_t a, std::int64_t b) {
+        const std::int64_t q = a / b;
+        return (a % b != 0 && a < 0) ? q - 1 : q;
+    };
+    const std::int64_t first = floor_div(from, width);
+    const std::int64_t last = floor_div(to - 1, width);
+    // last >= first, both int64: their difference fits in uint64 (two's complement arithmetic).
+    return static_cast<std::uint64_t>(last) - static_cast<std::uint64_t>(first) + 1;
+}
+
+constexpr std::string_view too_many_buckets =
+    "bucket is too small for this range (at most 100000 buckets; give a larger bucket or a shorter from/to range)";
+
 std::optional<std::int64_t> to_int(std::string_view s) {
     std::int64_t v = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -82,6 +99,27 @@ std::string_view bearer_token(const request& req) {
     if (it == req.end()) return {};
     const std::string_view v(it->value().data(), it->value().size());
     return v.size() > 7 && boost::beast::iequals(v.substr(0, 7), "Bearer ") ? v.substr(7) : std::string_view{};
+}
+
+// What is wrong with a WebSocket upgrade request (one is_upgrade() accepts) that Beast's accept
+// would refuse, and whether it is the version (RFC 6455 4.2.1, 4.4); nullopt when it is fine.
+std::optional<std::pair<std::string, bool>> websocket_handshake_error(const request& req) {
+    // Sec-WebSocket-Key: base64 of 16 bytes, so 22 base64 characters and "==".
+    const auto keys = req.equal_range(bhttp::field::sec_websocket_key);
+    if (keys.first == keys.second) return std::pair{std::string("the Sec-WebSocket-Key header is missing"), false};
+    if (std::next(keys.first) != keys.second)
+        return std::pair{std::string("Sec-WebSocket-Key is given more than once"), false};
+    const std::string_view key(keys.first->value().data(), keys.first->value().size());
+    const auto base64 = [](char c) {
+        return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/';
+    };
+    if (key.size() != 24 || key.substr(22) != "==" || !std::all_of(key.begin(), key.begin() + 22, base64))
+        return std::pair{std::string("Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)"), false};
+    const auto versions = req.equal_range(bhttp::field::sec_websocket_version);
+    if (versions.first == versions.second || std::next(versions.first) != versions.second ||
+        versions.first->value() != "13")
+        return std::pair{std::string("Sec-WebSocket-Version must be 13"), true};
+    return std::nullopt;
 }
 
 bool wants_csv(const request& req) {
@@ -183,7 +221,17 @@ action router::route(const request& req, std::string_view peer) {
                 return responder_.error(ri, error_code::bad_parameter, "unknown query parameter '" + p.key + "'");
         if (!boost::beast::websocket::is_upgrade(req))
             return responder_.error(ri, error_code::upgrade_required,
-                                    "this path speaks WebSocket: send an Upgrade request");
+                                    "this path speaks WebSocket: send an Upgrade request",
+                                    {{"Upgrade", "websocket"}, {"Connection", "Upgrade"}});
+        // The rest of the opening handshake is checked here, so that a bad one gets the API's
+        // error rather than Beast's plain text; the connection then closes.
+        if (auto why = websocket_handshake_error(req)) {
+            request_info closing = ri;
+            closing.keep_alive = false;
+            std::vector<std::pair<std::string, std::string>> headers;
+            if (why->second) headers.emplace_back("Sec-WebSocket-Version", "13");  // RFC 6455 4.4
+            return responder_.error(closing, error_code::bad_request, why->first, std::move(headers));
+        }
         return websocket_request{g};
     }
     return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
@@ -453,21 +501,34 @@ action router::aggregate(const request_info& ri, const request& req, std::string
         if (!b) return responder_.error(ri, error_code::bad_parameter, "bucket must be a duration such as 500ms, 10s, 1m, 1h or 1d");
         q.bucket_ms = *b;
     }
-    if (q.from != INT64_MIN && q.to != INT64_MAX) {
+    // Presence, not value: an explicit from=-9223372036854775808 is a bound like any other.
+    const bool has_from = p.get("from") != nullptr;
+    const bool has_to = p.get("to") != nullptr;
+    if (has_from && has_to) {
         if (q.to <= q.from) return responder_.error(ri, error_code::bad_parameter, "to must be later than from");
-        if ((q.to - q.from) / q.bucket_ms > static_cast<std::int64_t>(max_buckets))
-            return responder_.error(ri, error_code::bad_parameter, "bucket is too small for this range (at most 100000 buckets)");
+        if (bucket_count(q.from, q.to, q.bucket_ms) > max_buckets)
+            return responder_.error(ri, error_code::bad_parameter, too_many_buckets);
     }
     const auto v = hub_.series().version(sensor, metric);
     if (!v) return responder_.error(ri, error_code::not_found, "unknown series " + sensor + "/" + metric);
     std::string key(target);
     if (auto a = cached_304(ri, key, *v)) return std::move(*a);
 
-    return storage_job{[this, ri, q = std::move(q), key = std::move(key), v = *v](storage::reader& r) {
+    return storage_job{[this, ri, q = std::move(q), key = std::move(key), v = *v, has_from,
+                        has_to](storage::reader& r) {
+        if (!has_from || !has_to) {
+            // A missing bound is the series' first reading, or just after its last: the limit
+            // holds for that effective range, before the query runs.
+            if (const auto span = r.ts_span(q.sensor, q.metric)) {
+                const std::int64_t from = has_from ? q.from : span->first;
+                const std::int64_t to = has_to ? q.to : (span->second == INT64_MAX ? INT64_MAX : span->second + 1);
+                if (bucket_count(from, to, q.bucket_ms) > max_buckets)
+                    return responder_.error(ri, error_code::bad_parameter, too_many_buckets);
+            }
+        }
         const auto buckets = r.aggregate(q);
-        if (buckets.size() > max_buckets)
-            return responder_.error(ri, error_code::bad_parameter,
-                                    "bucket is too small for this range (at most 100000 buckets)");
+        if (buckets.size() > max_buckets)  // cannot happen after the checks above; kept as a guard
+            return responder_.error(ri, error_code::bad_parameter, too_many_buckets);
         content c;
         c.body = "{\"bucket_ms\":";
         append_int(c.body, q.bucket_ms);

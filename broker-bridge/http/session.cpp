@@ -2,6 +2,7 @@
 // writes answers, one at a time and in order.
 #include "http/session.hpp"
 
+#include "core/conditional.hpp"
 #include "streams/sse_session.hpp"
 #include "streams/ws_session.hpp"
 #include "live/hub.hpp"
@@ -13,6 +14,8 @@
 #include <boost/beast/http/message_generator.hpp>
 
 #include <spdlog/spdlog.h>
+
+#include <array>
 
 namespace telemetry::bridge::http {
 
@@ -97,8 +100,25 @@ void session::on_read(beast::error_code ec, std::size_t) {
     request_info ri;
     ri.keep_alive = false;  // after a malformed request the stream position is unknown: close
     const responder& r = ctx_.routes.respond();
-    if (ec == bhttp::error::header_limit)
-        return send(r.error(ri, error_code::headers_too_large, "request line and headers are too large"));
+    if (ec == bhttp::error::header_limit) {
+        // Which was too large, the target (414) or the fields (431)? Once the parser has the
+        // request line it has the target; before (it waits for the whole header once a read
+        // ended mid-line), nothing is consumed and the buffer starts with the request line.
+        std::size_t target = parser_->get().target().size();
+        if (target == 0) {
+            const auto data = buffer_.cdata();
+            const std::string_view head(static_cast<const char*>(data.data()), data.size());
+            const auto eol = head.find("\r\n");
+            const auto line = head.substr(0, eol);  // all of it without a CRLF: a line at least that long
+            const auto sp1 = line.find(' '), sp2 = line.rfind(' ');
+            target = eol == std::string_view::npos ? line.size()
+                     : sp1 != std::string_view::npos && sp2 > sp1 ? sp2 - sp1 - 1
+                                                                  : line.size();
+        }
+        if (target > ctx_.cfg.max_target_bytes)
+            return send(r.error(ri, error_code::uri_too_long, "request target is too long"));
+        return send(r.error(ri, error_code::headers_too_large, "request headers are too large"));
+    }
     if (ec == bhttp::error::body_limit || ec == bhttp::error::buffer_overflow)
         return send(r.error(ri, error_code::payload_too_large, "request body is too large"));
     if (ec) {
@@ -168,7 +188,11 @@ void session::send(answer a) {
     stream_.tcp().expires_after(ctx_.cfg.idle_timeout);
     if (a.raw) {
         const auto bytes = a.raw;  // kept alive by the handler until the write completes
-        asio::async_write(stream_, asio::buffer(*bytes),
+        // The prepared header gets the current Date spliced in before its blank line.
+        const auto h = with_date(*bytes, date_line_);
+        const std::array<asio::const_buffer, 2> parts{asio::buffer(h.head.data(), h.head.size()),
+                                                      asio::buffer(h.date_line.data(), h.date_line.size())};
+        asio::async_write(stream_, parts,
                           [self = shared_from_this(), bytes](beast::error_code ec, std::size_t n) {
                               self->on_write(true, ec, n);
                           });

@@ -75,6 +75,7 @@ private:
     session_context& ctx_;
     connection_gauge::slot slot_;
     std::string peer_;  // the client's address
+    std::string date_line_;  // the Date field of a prepared answer being written (send)
 
     // The long poll in progress, if any: its catch-up query (with the waiter it parks), and the
     // reset to report when retention deleted readings after its cursor.

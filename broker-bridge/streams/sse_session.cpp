@@ -2,6 +2,7 @@
 // live readings in id order, with heartbeats, presence events and a bounded send queue.
 #include "streams/sse_session.hpp"
 
+#include "core/conditional.hpp"
 #include "core/metrics.hpp"
 #include "core/wire_format.hpp"
 
@@ -51,6 +52,7 @@ void sse_session::start() {
     last_id_ = req_.after.value_or(ctx_.live.newest_id());
     res_ = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::ok, ri_.version);
     res_->set(bhttp::field::server, "telemetry-broker-bridge");
+    res_->set(bhttp::field::date, http_date_now());
     res_->set(bhttp::field::content_type, "text/event-stream; charset=utf-8");
     res_->set(bhttp::field::cache_control, "no-store");
     // No Content-Length and not chunked: the body is the event stream, ended by closing.

@@ -2,6 +2,7 @@
 // live readings, each reading sent once per connection, a bounded send queue, ping/pong keepalive.
 #include "streams/ws_session.hpp"
 
+#include "core/conditional.hpp"
 #include "core/metrics.hpp"
 #include "core/wire_format.hpp"
 
@@ -74,7 +75,10 @@ void ws_session::start(request req) {
         if (kind == websocket::frame_type::close) on_peer_close();
     });
     ws_.set_option(websocket::stream_base::decorator(
-        [](websocket::response_type& res) { res.set(beast::http::field::server, "telemetry-broker-bridge"); }));
+        [](websocket::response_type& res) {
+            res.set(beast::http::field::server, "telemetry-broker-bridge");
+            res.set(beast::http::field::date, http_date_now());
+        }));
     beast::get_lowest_layer(ws_).expires_never();  // the websocket timeouts take over
     auto self = shared_from_this();
     auto held = std::make_shared<request>(std::move(req));
