@@ -5,7 +5,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <boost/asio/ssl/stream.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <memory>
@@ -17,7 +17,10 @@ namespace telemetry::bridge::http {
 class connection_stream {
 public:
     using tcp_layer = boost::beast::tcp_stream;
-    using tls_layer = boost::asio::ssl::stream<tcp_layer>;
+    // Beast's TLS stream: Asio's writes only the first buffer of a sequence per TLS record, so
+    // an HTTP header and its body would go out as two records and two system calls; Beast's
+    // flattens a sequence into one record first.
+    using tls_layer = boost::beast::ssl_stream<tcp_layer>;
     using executor_type = tcp_layer::executor_type;
     using next_layer_type = tcp_layer;
 
