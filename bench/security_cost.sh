@@ -16,7 +16,8 @@
 # Usage: bench/security_cost.sh [BUILD_DIR]   (default: this repository's build/)
 # Environment: ROUNDS=3 SUBS=1000 RATE=100 DURATION=10 WARMUP=2 QOS=1 THREADS=1 HTTP_THREADS=2
 #              VARIANTS="plain-off plain-grant plain-narrow tls-off tls-grant tls-narrow"
-#              (each <plain|tls>-<off|grant|narrow>)
+#              (each <plain|tls>-<off|grant|narrow>); VERBOSE=1 prints stream-bench's whole output
+#              and the bridge's stream metrics after each run
 # Runtime: about 25 s per run, 18 runs: 7-8 minutes; hard limit 9.5 minutes (rounds that would
 # not fit are skipped, and said so).
 set -euo pipefail
@@ -85,7 +86,7 @@ run_variant() {  # run_variant VARIANT ROUND
   timeout --signal=TERM --kill-after=10 120 "$bench_bin" --port "$bport" --mqtt "tcp://127.0.0.1:$mport" \
     --qos "$QOS" --threads "$THREADS" --watch-pid "$bpid,$mpid" --transport sse --subscribers "$SUBS" \
     --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" "${args[@]}" > "$work/bench.out" 2> "$work/bench.err" || rc=$?
-  grep -E '^(connected|tls:)' "$work/bench.out" | sed 's/^/  /'
+  if [[ -n ${VERBOSE:-} ]]; then sed 's/^/  /' "$work/bench.out"; bridge_stream_metrics; else grep -E '^(connected|tls:)' "$work/bench.out" | sed 's/^/  /'; fi
   sed -n 's/^RESULT .*\(p50_ms=[^ ]*\) \(p99_ms=[^ ]*\) \(max_ms=[^ ]*\).*\(deliveries_per_s=[^ ]*\).*/  \1 \2 \3 \4/p' "$work/bench.out"
   [[ -s $work/bench.err ]] && sed 's/^/  stderr: /' "$work/bench.err" | head -10
   sed -n "s/^RESULT /variant=$v round=$round load1=$load1 bridge_pid=$bpid rc=$rc /p" "$work/bench.out" >> "$results"
@@ -123,6 +124,9 @@ for r in rows:
     r["cpu_ms_per_1k"] = float(r[f"pid{b}_cpu_us_per_delivery"])  # us per delivery = ms per 1000
     r["bridge_cpu_pct"] = float(r[f"pid{b}_cpu_pct"])
     r["mosq_cpu_pct"] = float(r.get(f"pid{mpid}_cpu_pct", "nan"))
+    # Waiting for a CPU while runnable (all threads), per second of the window: contention.
+    r["bridge_wait"] = float(r.get(f"pid{b}_runq_wait_s", "nan")) / float(r["wall_s"])
+    r["bench_wait"] = float(r.get("bench_runq_wait_s", "nan")) / float(r["wall_s"])
 by = {v: [r for r in rows if r["variant"] == v] for v in variants}
 keys = [("p50_ms", "p50 ms", "p50"), ("p99_ms", "p99 ms", "p99"), ("max_ms", "max ms", "max"),
         ("deliveries_per_s", "deliveries/s", "deliveries/s"), ("cpu_ms_per_1k", "bridge CPU ms / 1000 deliveries", "CPU/delivery")]
@@ -133,21 +137,23 @@ def fmt(k, x):
     return f"{x:,.0f}" if k == "deliveries_per_s" else f"{x:.2f}"
 
 print()
-print("Per run (variant, round): p50 / p99 / max ms, deliveries/s, bridge CPU ms per 1000 deliveries, bridge CPU %, bench CPU %, received / expected, disconnects, load1")
+print("Per run (variant, round): p50 / p99 / max ms, deliveries/s, bridge CPU ms per 1000 deliveries, bridge CPU %, bench CPU %, "
+      "received / expected, disconnects, load1, run-queue wait of bridge / bench (s per s of window)")
 for r in rows:
     print(f"  {r['variant']:13} r{r['round']}: {float(r['p50_ms']):.2f} / {float(r['p99_ms']):.2f} / {float(r['max_ms']):.2f} ms, "
           f"{float(r['deliveries_per_s']):,.0f}/s, {r['cpu_ms_per_1k']:.2f} ms, {r['bridge_cpu_pct']:.0f} %, "
           f"{r['bench_cpu_pct']} %, {r['received']} / {r['expected']}{'' if r['complete'] == 'yes' else ' INCOMPLETE'}, "
-          f"{r['disconnects']}, {r['load1']}")
+          f"{r['disconnects']}, {r['load1']}, {r['bridge_wait']:.2f} / {r['bench_wait']:.2f}")
 print()
-print("| variant | runs | " + " | ".join(h for _, h, _ in keys) + " | bridge CPU % | bench CPU % | complete |")
-print("|---|---|" + "---|" * (len(keys) + 3))
+print("| variant | runs | " + " | ".join(h for _, h, _ in keys) + " | bridge CPU % | bench CPU % | run-queue wait bridge / bench | complete |")
+print("|---|---|" + "---|" * (len(keys) + 4))
 for v in variants:
     if not by[v]:
         continue
     comp = sum(r["complete"] == "yes" for r in by[v])
     print(f"| {v} | {len(by[v])} | " + " | ".join(fmt(k, med(v, k)) for k, _, _ in keys) +
-          f" | {statistics.median(r['bridge_cpu_pct'] for r in by[v]):.0f} | {statistics.median(float(r['bench_cpu_pct']) for r in by[v]):.0f} | {comp}/{len(by[v])} |")
+          f" | {statistics.median(r['bridge_cpu_pct'] for r in by[v]):.0f} | {statistics.median(float(r['bench_cpu_pct']) for r in by[v]):.0f}"
+          f" | {statistics.median(r['bridge_wait'] for r in by[v]):.2f} / {statistics.median(r['bench_wait'] for r in by[v]):.2f} | {comp}/{len(by[v])} |")
 
 def ratios(a, b, label):
     if not by.get(a) or not by.get(b):

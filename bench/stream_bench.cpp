@@ -28,7 +28,9 @@
 //       the kernel's receive stamp is not available: `k_*` then equal our own receipt times.
 //   --token T  `Authorization: Bearer T` on every stream request (SSE GET, WebSocket upgrade).
 //   --watch-pid PID[,PID]  CPU seconds (utime+stime) of these processes over each measured
-//       window (and per reading delivered), and their VmRSS (idle mode), printed beside our own.
+//       window (and per reading delivered), and their VmRSS (idle mode), printed beside our own;
+//       also the seconds their threads (and ours) waited runnable for a CPU (`*_runq_wait_s`,
+//       from schedstat): on a shared machine, how much the window was queueing for the cores.
 //   --narrow  subscriber i streams only the topic of sensor i mod --sensors (the dashboard case:
 //       one card, one series) instead of --topic; what each stream is owed is counted per sensor.
 //   --status-online  the first step starts with the sensors coming online, as after a broker
@@ -73,6 +75,7 @@
 #include <random>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <limits>
@@ -830,15 +833,35 @@ percentiles summarize(std::vector<std::int32_t>& v) {
     return p;
 }
 
+// Seconds the threads of a process (pid 0: ourselves) spent runnable but waiting for a CPU, summed
+// (the second field of /proc/PID/task/TID/schedstat); -1 when it cannot be read. On a shared
+// machine this says how much of a window's latency is queueing for the cores.
+double proc_runq_wait_s(int pid) {
+    std::error_code ec;
+    const std::filesystem::path dir = pid == 0 ? "/proc/self/task" : "/proc/" + std::to_string(pid) + "/task";
+    double ns = 0;
+    bool any = false;
+    for (const auto& t : std::filesystem::directory_iterator(dir, ec)) {
+        std::ifstream f(t.path() / "schedstat");
+        double on_cpu = 0, waiting = 0;
+        if (f >> on_cpu >> waiting) ns += waiting, any = true;
+    }
+    return any ? ns / 1e9 : -1;
+}
+
 struct cpu_snap {
-    double self = 0;
-    std::vector<double> watched;
+    double self = 0, self_wait = 0;
+    std::vector<double> watched, watched_wait;
 };
 
 cpu_snap take_cpu(const std::vector<int>& pids) {
     cpu_snap s;
     s.self = self_cpu_s();
-    for (int p : pids) s.watched.push_back(proc_cpu_s(p));
+    s.self_wait = proc_runq_wait_s(0);
+    for (int p : pids) {
+        s.watched.push_back(proc_cpu_s(p));
+        s.watched_wait.push_back(proc_runq_wait_s(p));
+    }
     return s;
 }
 
@@ -1170,17 +1193,18 @@ int main(int argc, char** argv) {
                     "to_bridge_p50_ms=%.2f to_bridge_p99_ms=%.2f to_bridge_max_ms=%.2f "
                     "deliveries=%" PRIu64 " deliveries_per_s=%.0f offered_per_s=%.0f span_s=%.2f wall_s=%.2f "
                     "disconnects=%" PRIu64 " reconnects=%" PRIu64 " order_errors=%" PRIu64 " heartbeats=%" PRIu64
-                    " status_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f",
+                    " status_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f bench_runq_wait_s=%.2f",
                     transport_name.c_str(), use_tls ? "yes" : "no", token.empty() ? "no" : "token", step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
                     pr.late_max_ms, expected, got, got == expected ? "yes" : "no", short_streams, over_streams,
                     p.p50, p.p99, p.max, p.mean, pk.p50, pk.p99, pk.max, no_kts, pa.p50, pa.p99, pa.max, readings1 - readings0, deliveries_per_s,
                     rate * static_cast<double>(expected) / static_cast<double>(std::max(1L, pr.sent)), span_s, wall, disc1 - disc0, reco1 - reco0, order1 - order0,
-                    hb, status, cpu1.self - cpu0.self, 100.0 * (cpu1.self - cpu0.self) / wall);
+                    hb, status, cpu1.self - cpu0.self, 100.0 * (cpu1.self - cpu0.self) / wall, cpu1.self_wait - cpu0.self_wait);
         for (std::size_t i = 0; i < watch.size(); ++i) {
             const double d = cpu1.watched[i] - cpu0.watched[i];
-            std::printf(" pid%d_cpu_s=%.2f pid%d_cpu_pct=%.0f pid%d_cpu_us_per_delivery=%.1f", watch[i], d, watch[i],
-                        100.0 * d / wall, watch[i],
-                        readings1 > readings0 ? d * 1e6 / static_cast<double>(readings1 - readings0) : 0.0);
+            std::printf(" pid%d_cpu_s=%.2f pid%d_cpu_pct=%.0f pid%d_cpu_us_per_delivery=%.1f pid%d_runq_wait_s=%.2f", watch[i], d,
+                        watch[i], 100.0 * d / wall, watch[i],
+                        readings1 > readings0 ? d * 1e6 / static_cast<double>(readings1 - readings0) : 0.0, watch[i],
+                        cpu1.watched_wait[i] - cpu0.watched_wait[i]);
         }
         // Times are from the step's first publish (with --status-online: the first status).
         const auto share = [ready](std::size_t n) { return ready ? static_cast<double>(n) / static_cast<double>(ready) : 0.0; };
