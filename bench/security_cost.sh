@@ -15,6 +15,7 @@
 #
 # Usage: bench/security_cost.sh [BUILD_DIR]   (default: this repository's build/)
 # Environment: ROUNDS=3 SUBS=1000 RATE=100 DURATION=10 WARMUP=2 QOS=1 THREADS=1 HTTP_THREADS=2
+#              TRANSPORT=sse (or ws: the same over WebSocket, wss with TLS)
 #              VARIANTS="plain-off plain-grant plain-narrow tls-off tls-grant tls-narrow"
 #              (each <plain|tls>-<off|grant|narrow>); VERBOSE=1 prints stream-bench's whole output
 #              and the bridge's stream metrics after each run
@@ -31,6 +32,8 @@ WARMUP=${WARMUP:-2}
 QOS=${QOS:-1}
 THREADS=${THREADS:-1}
 HTTP_THREADS=${HTTP_THREADS:-2}
+TRANSPORT=${TRANSPORT:-sse}
+[[ $TRANSPORT == sse || $TRANSPORT == ws ]] || { echo "TRANSPORT is sse or ws" >&2; exit 2; }
 VARIANTS=${VARIANTS:-plain-off plain-grant plain-narrow tls-off tls-grant tls-narrow}
 LIMIT_S=570
 read -r -a variants <<< "$VARIANTS"
@@ -59,7 +62,7 @@ auth_toml() {  # auth_toml GRANT-FILTER
 }
 
 echo "security_cost.sh: $(date -u '+%F %T') UTC, $(nproc) cores; before: $(uptime)"
-echo "  $SUBS SSE streams on '#' (one stream-bench process, $THREADS receiving thread), $RATE readings/s QoS $QOS" \
+echo "  $SUBS $TRANSPORT streams on '#' (one stream-bench process, $THREADS receiving thread), $RATE readings/s QoS $QOS" \
      "over 10 sensors, ${WARMUP} s warm-up + ${DURATION} s measured per run; bridge [http] threads $HTTP_THREADS;" \
      "variants: ${variants[*]}; $ROUNDS rounds"
 start_mosquitto
@@ -84,7 +87,7 @@ run_variant() {  # run_variant VARIANT ROUND
   load1=$(cut -d' ' -f1 /proc/loadavg)
   echo "== round $round, $v (load1 $load1): stream-bench --subscribers $SUBS --rate $RATE ${args[*]/$token/<token>}"
   timeout --signal=TERM --kill-after=10 120 "$bench_bin" --port "$bport" --mqtt "tcp://127.0.0.1:$mport" \
-    --qos "$QOS" --threads "$THREADS" --watch-pid "$bpid,$mpid" --transport sse --subscribers "$SUBS" \
+    --qos "$QOS" --threads "$THREADS" --watch-pid "$bpid,$mpid" --transport "$TRANSPORT" --subscribers "$SUBS" \
     --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" "${args[@]}" > "$work/bench.out" 2> "$work/bench.err" || rc=$?
   if [[ -n ${VERBOSE:-} ]]; then sed 's/^/  /' "$work/bench.out"; bridge_stream_metrics; else grep -E '^(connected|tls:)' "$work/bench.out" | sed 's/^/  /'; fi
   sed -n 's/^RESULT .*\(p50_ms=[^ ]*\) \(p99_ms=[^ ]*\) \(max_ms=[^ ]*\).*\(deliveries_per_s=[^ ]*\).*/  \1 \2 \3 \4/p' "$work/bench.out"
@@ -113,7 +116,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 echo
-echo "=== security cost on $SUBS SSE streams x $RATE readings/s ($(date -u '+%F %T') UTC, $(nproc) cores, $done_rounds rounds, ${SECONDS}s) ==="
+echo "=== security cost on $SUBS $TRANSPORT streams x $RATE readings/s ($(date -u '+%F %T') UTC, $(nproc) cores, $done_rounds rounds, ${SECONDS}s) ==="
 echo "after: $(uptime)"
 python3 - "$results" "$mpid" "${variants[@]}" <<'PY'
 import statistics, sys
