@@ -55,10 +55,12 @@ start_mosquitto() {
 # Starts the bridge binary $1 with its own config and database in the new directory $2, reading
 # from the Mosquitto of start_mosquitto, with `[http] threads = HTTP_THREADS` (default 2) and
 # `max_connections = $3` (also per client address: every bench client is 127.0.0.1) and the
-# optional TOML $4 appended (e.g. an [auth] section); waits for /readyz. Sets `bpid` and `bport`
-# (printed by the bridge).
+# optional TOML $4 appended (e.g. an [auth] section) and the optional lines $5 added to its
+# [http] section (e.g. tls_cert and tls_key); waits for /readyz. Sets `bpid`, `bport` and
+# `bscheme` (http or https, as the bridge prints them); with https, `BENCH_CA` (a CA file) is
+# what curl verifies the bridge's certificate against.
 launch_bridge() {
-  local bin=$1 dir=$2 max_connections=$3 extra=${4:-} per_address=''
+  local bin=$1 dir=$2 max_connections=$3 extra=${4:-} http_extra=${5:-} per_address=''
   mkdir -p "$dir"
   # Builds before the per-address limit existed refuse the key: give it only to those that know it.
   if "$bin" --help 2>/dev/null | grep -q -- --allow-public-without-auth; then
@@ -75,6 +77,7 @@ listen = "127.0.0.1:0"
 threads = ${HTTP_THREADS:-2}
 max_connections = $max_connections
 $per_address
+$http_extra
 [storage]
 db_path = "$dir/telemetry.db"
 $extra
@@ -82,23 +85,34 @@ EOF
   : > "$dir/out.log"  # exists before the poll below reads it, however late the child opens it
   "$bin" --config "$dir/bridge.toml" > "$dir/out.log" 2> "$dir/err.log" &
   bpid=$!; pids+=("$bpid")
-  bport=''
+  bport='' bscheme=http
   for _ in $(seq 200); do
-    bport=$(sed -n 's#^broker-bridge: serving http://127.0.0.1:\([0-9]*\).*#\1#p' "$dir/out.log")
-    [[ -n $bport ]] && break
+    bport=$(sed -n 's#^broker-bridge: serving https\{0,1\}://127.0.0.1:\([0-9]*\).*#\1#p' "$dir/out.log")
+    # The scheme is also known from the config: bridges up to 23579f1 print http:// for HTTPS too.
+    [[ -n $bport ]] && { grep -q '^broker-bridge: serving https:' "$dir/out.log" && bscheme=https; break; }
     kill -0 "$bpid" 2>/dev/null || break
     sleep 0.05
   done
   [[ -n $bport ]] || { echo "bridge did not start:" >&2; cat "$dir/err.log" >&2; exit 1; }
+  [[ $http_extra =~ (^|$'\n')[[:space:]]*tls_cert[[:space:]]*= ]] && bscheme=https
   for _ in $(seq 100); do
-    [[ $(curl --noproxy '*' -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$bport/readyz") == 200 ]] && return 0
+    [[ $(bridge_curl "$bport" /readyz -o /dev/null -w '%{http_code}') == 200 ]] && return 0
     sleep 0.1
   done
   echo "bridge not ready:" >&2; cat "$dir/err.log" >&2; exit 1
 }
 
+# bridge_curl PORT PATH [CURL OPTIONS]: GET from the bridge of launch_bridge (its `bscheme`).
+bridge_curl() {
+  local port=$1 path=$2; shift 2
+  if [[ ${bscheme:-http} == https ]]; then
+    curl --noproxy '*' -s --max-time 5 ${BENCH_CA:+--cacert "$BENCH_CA"} "$@" "https://127.0.0.1:$port$path"
+  else
+    curl --noproxy '*' -s --max-time 5 "$@" "http://127.0.0.1:$port$path"
+  fi
+}
 metric() {  # metric PORT NAME-WITH-LABELS: one value from the bridge's /metrics
-  curl --noproxy '*' -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n {print $2}'
+  bridge_curl "$1" /metrics | awk -v n="$2" '$1 == n {print $2}'
 }
 bridge_stream_metrics() {  # of the bridge on `bport`
   echo "  bridge /metrics: sse_connections=$(metric "$bport" 'telemetry_stream_connections{transport="sse"}')" \

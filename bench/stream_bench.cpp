@@ -22,8 +22,15 @@
 //       telemetry::sse parser, bridge-cli/sse_parser.hpp). ws: an upgrade without extensions, then
 //       {"op":"subscribe","topic":...}; a stream counts once `subscribed` arrived; readings are
 //       {"op":"reading",...} text frames; pings are answered (bench/stream_ws.hpp).
+//   --tls [--ca-file CA.pem] [--tls-name localhost]  streams over TLS (https / wss; Asio's
+//       ssl::stream over the socket, TLS 1.2+), the server's certificate verified against the CA
+//       for the name (also sent as SNI). Reads go through the TLS stream (async_read_some), so
+//       the kernel's receive stamp is not available: `k_*` then equal our own receipt times.
+//   --token T  `Authorization: Bearer T` on every stream request (SSE GET, WebSocket upgrade).
 //   --watch-pid PID[,PID]  CPU seconds (utime+stime) of these processes over each measured
-//       window (and per reading delivered), and their VmRSS (idle mode), printed beside our own.
+//       window (and per reading delivered), and their VmRSS (idle mode), printed beside our own;
+//       also the seconds their threads (and ours) waited runnable for a CPU (`*_runq_wait_s`,
+//       from schedstat): on a shared machine, how much the window was queueing for the cores.
 //   --narrow  subscriber i streams only the topic of sensor i mod --sensors (the dashboard case:
 //       one card, one series) instead of --topic; what each stream is owed is counted per sensor.
 //   --status-online  the first step starts with the sensors coming online, as after a broker
@@ -40,6 +47,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <mqtt/async_client.h>
@@ -67,6 +75,7 @@
 #include <random>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <limits>
@@ -166,10 +175,15 @@ std::string reading_topic(const std::string& prefix, std::size_t k) {
 
 enum class transport { sse, ws };
 
+using tls_stream = asio::ssl::stream<tcp::socket>;
+
 struct settings {
     tcp::endpoint ep;
     transport kind = transport::sse;
     std::string host;
+    asio::ssl::context* tls = nullptr;  // --tls: every stream is TLS, verified against --ca-file
+    std::string tls_name;               // SNI and the name the certificate must carry
+    std::string auth_header;            // --token: "Authorization: Bearer <token>\r\n", else empty
     std::string topic = "#";   // the stream's topic filter
     std::string request_head;  // "GET ... HTTP/1.1\r\nHost: ...\r\n" without the final CRLF
     std::string prefix = "sensors";
@@ -241,17 +255,28 @@ public:
         out_.clear();
         writing_ = false;
         ws_closing_ = false;
-        sock_ = tcp::socket(c_.ioc);
-        sock_.async_connect(s_.ep, [self = shared_from_this(), gen = gen_](boost::system::error_code ec) {
+        if (s_.tls) {
+            // A fresh TLS stream per attempt. The old one is kept alive by its pending handlers
+            // (each holds the shared_ptr), which complete with an error once its socket is closed.
+            tls_ = std::make_shared<tls_stream>(c_.ioc, *s_.tls);
+            tls_->set_verify_mode(asio::ssl::verify_peer);
+            tls_->set_verify_callback(asio::ssl::host_name_verification(s_.tls_name));
+            // SNI (SSL_set_tlsext_host_name, a macro with an old-style cast, spelled out)
+            ::SSL_ctrl(tls_->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                       const_cast<char*>(s_.tls_name.c_str()));
+        } else {
+            sock_ = tcp::socket(c_.ioc);
+        }
+        sock().async_connect(s_.ep, [self = shared_from_this(), keep = tls_, gen = gen_](boost::system::error_code ec) {
             if (gen == self->gen_) self->on_connect(ec);
         });
     }
 
     void stop() {
         boost::system::error_code ignored;
-        if (sock_.is_open()) {
-            sock_.set_option(asio::socket_base::linger(true, 0), ignored);  // no TIME_WAIT pile-up
-            sock_.close(ignored);
+        if (sock().is_open()) {
+            sock().set_option(asio::socket_base::linger(true, 0), ignored);  // no TIME_WAIT pile-up
+            sock().close(ignored);
         }
         state_ = st::closed;
     }
@@ -273,11 +298,38 @@ public:
 private:
     enum class st { connecting, header, body, closed };
 
+    // The TCP socket: the plain stream's, or the one under the TLS stream.
+    tcp::socket& sock() { return tls_ ? tls_->next_layer() : sock_; }
+
     void on_connect(boost::system::error_code ec) {
         if (ec) return on_error(ec);
+        if (tls_) {
+            tls_->async_handshake(asio::ssl::stream_base::client,
+                                  [self = shared_from_this(), keep = tls_, gen = gen_](boost::system::error_code e) {
+                                      if (gen != self->gen_) return;
+                                      if (e) return self->on_error(e);
+                                      self->log_tls_once();
+                                      self->send_request();
+                                  });
+            return;
+        }
         const int one = 1;
         ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+        send_request();
+    }
+
+    // The negotiated protocol and cipher, once per process (every stream gets the same).
+    void log_tls_once() {
+        static std::atomic<bool> logged{false};
+        if (logged.exchange(true)) return;
+        SSL* ssl = tls_->native_handle();
+        std::printf("tls: %s %s, server certificate verified for %s\n", ::SSL_get_version(ssl),
+                    ::SSL_get_cipher_name(ssl), s_.tls_name.c_str());
+    }
+
+    void send_request() {
         std::string req = s_.narrow && s_.kind == transport::sse ? sse::request_head(s_.host, topic_) : s_.request_head;
+        req += s_.auth_header;
         if (s_.kind == transport::ws) {
             req += ws::key_header(c_.rng);
         } else if (last_id_ > 0) {
@@ -303,13 +355,14 @@ private:
         writing_ = true;
         auto buf = std::make_shared<std::string>(std::move(out_));
         out_.clear();
-        asio::async_write(sock_, asio::buffer(*buf),
-                          [self = shared_from_this(), buf, gen = gen_](boost::system::error_code e, std::size_t) {
-                              if (gen != self->gen_) return;
-                              self->writing_ = false;
-                              if (e) return self->on_error(e);
-                              self->flush();
-                          });
+        auto done = [self = shared_from_this(), buf, keep = tls_, gen = gen_](boost::system::error_code e, std::size_t) {
+            if (gen != self->gen_) return;
+            self->writing_ = false;
+            if (e) return self->on_error(e);
+            self->flush();
+        };
+        if (tls_) asio::async_write(*tls_, asio::buffer(*buf), std::move(done));
+        else asio::async_write(sock_, asio::buffer(*buf), std::move(done));
     }
 
     // Reads with recvmsg to get the kernel's receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME)
@@ -317,7 +370,19 @@ private:
     // passes through, so `kernel - seq` is the latency up to the bridge's write and excludes our
     // own scheduling delay. Drains to EAGAIN, then waits for readability (single-threaded
     // io_context: the next epoll_wait runs only after the wait is re-armed, so no edge is lost).
+    //
+    // Over TLS the kernel's stamp is out of reach (OpenSSL reads the socket into its own buffer):
+    // each completed read of the TLS stream (at most one record of plaintext, or what OpenSSL had
+    // buffered already) is timed by our clock alone, and counted in `reads_without_kernel_ts`.
     void do_read() {
+        if (tls_) {
+            tls_->async_read_some(asio::buffer(buf_.get(), buf_size),
+                                  [self = shared_from_this(), keep = tls_, gen = gen_](boost::system::error_code ec,
+                                                                                       std::size_t n) {
+                                      if (gen == self->gen_) self->on_tls_read(ec, n);
+                                  });
+            return;
+        }
         sock_.async_wait(tcp::socket::wait_read, [self = shared_from_this(), gen = gen_](boost::system::error_code ec) {
             if (gen == self->gen_) self->on_readable(ec);
         });
@@ -355,6 +420,14 @@ private:
             if (state_ != st::header && state_ != st::body) return;
         }
         do_read();
+    }
+
+    void on_tls_read(boost::system::error_code ec, std::size_t n) {
+        if (ec) return on_error(ec);
+        const std::int64_t rx = now_us();
+        c_.no_kernel_ts.fetch_add(1, std::memory_order_relaxed);
+        on_bytes(buf_.get(), n, rx, rx);
+        if (state_ == st::header || state_ == st::body) do_read();
     }
 
     void on_bytes(const char* p, std::size_t len, std::int64_t rx, std::int64_t krx) {
@@ -569,7 +642,7 @@ private:
         if (state_ == st::closed) return;
         const bool was_open = state_ == st::body;
         boost::system::error_code ignored;
-        sock_.close(ignored);
+        sock().close(ignored);
         state_ = st::closed;
         if (g_.stopping.load()) return;
         if (ready_) {
@@ -605,7 +678,8 @@ private:
     const settings& s_;
     shared_state& g_;
     std::size_t index_;
-    tcp::socket sock_;
+    tcp::socket sock_;               // plain streams
+    std::shared_ptr<tls_stream> tls_;  // TLS streams (--tls), over their own socket
     std::unique_ptr<asio::steady_timer> timer_;
     std::unique_ptr<char[]> buf_;
     std::string head_, out_;
@@ -759,15 +833,35 @@ percentiles summarize(std::vector<std::int32_t>& v) {
     return p;
 }
 
+// Seconds the threads of a process (pid 0: ourselves) spent runnable but waiting for a CPU, summed
+// (the second field of /proc/PID/task/TID/schedstat); -1 when it cannot be read. On a shared
+// machine this says how much of a window's latency is queueing for the cores.
+double proc_runq_wait_s(int pid) {
+    std::error_code ec;
+    const std::filesystem::path dir = pid == 0 ? "/proc/self/task" : "/proc/" + std::to_string(pid) + "/task";
+    double ns = 0;
+    bool any = false;
+    for (const auto& t : std::filesystem::directory_iterator(dir, ec)) {
+        std::ifstream f(t.path() / "schedstat");
+        double on_cpu = 0, waiting = 0;
+        if (f >> on_cpu >> waiting) ns += waiting, any = true;
+    }
+    return any ? ns / 1e9 : -1;
+}
+
 struct cpu_snap {
-    double self = 0;
-    std::vector<double> watched;
+    double self = 0, self_wait = 0;
+    std::vector<double> watched, watched_wait;
 };
 
 cpu_snap take_cpu(const std::vector<int>& pids) {
     cpu_snap s;
     s.self = self_cpu_s();
-    for (int p : pids) s.watched.push_back(proc_cpu_s(p));
+    s.self_wait = proc_runq_wait_s(0);
+    for (int p : pids) {
+        s.watched.push_back(proc_cpu_s(p));
+        s.watched_wait.push_back(proc_runq_wait_s(p));
+    }
     return s;
 }
 
@@ -788,6 +882,8 @@ int main(int argc, char** argv) {
     bool no_reconnect = false, narrow = false, status_online = false;
     std::string transport_name = "sse";
     std::vector<int> watch;
+    bool use_tls = false;
+    std::string ca_file, tls_name = "localhost", token;
     app.add_option("--host", host, "bridge HTTP address")->capture_default_str();
     app.add_option("--port", port, "bridge HTTP port")->required();
     app.add_option("--mqtt", mqtt_url, "broker URL the bridge reads from")->capture_default_str();
@@ -817,6 +913,11 @@ int main(int argc, char** argv) {
     app.add_option("--threads", threads, "receiving threads (one io_context each)")->capture_default_str();
     app.add_option("--parallel", parallel, "connection attempts in flight while connecting")->capture_default_str();
     app.add_flag("--no-reconnect", no_reconnect, "do not reconnect streams the bridge closes");
+    app.add_flag("--tls", use_tls, "streams over TLS (https/wss), the server certificate verified");
+    app.add_option("--ca-file", ca_file, "with --tls: PEM file of the CA to verify against (default: the system's)")
+        ->check(CLI::ExistingFile);
+    app.add_option("--tls-name", tls_name, "with --tls: SNI, and the name the certificate must carry")->capture_default_str();
+    app.add_option("--token", token, "sent as Authorization: Bearer <token> on every stream request");
     app.add_option("--watch-pid", watch, "report CPU (and idle: VmRSS) of these processes")->delimiter(',');
     CLI11_PARSE(app, argc, argv);
     if (rates.empty() || static_cast<int>(rates.size()) > max_steps) {
@@ -838,6 +939,24 @@ int main(int argc, char** argv) {
     s.sensors = sensors;
     s.narrow = narrow;
     s.request_head = s.kind == transport::ws ? ws::upgrade_head(host) : sse::request_head(host, topic);
+    if (!token.empty()) s.auth_header = "Authorization: Bearer " + token + "\r\n";
+    // One client context for every stream (OpenSSL's SSL_CTX is shared safely between threads).
+    std::optional<asio::ssl::context> tls_ctx;
+    if (use_tls) {
+        tls_ctx.emplace(asio::ssl::context::tls_client);
+        tls_ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                             asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                             asio::ssl::context::no_tlsv1_1);
+        try {
+            if (ca_file.empty()) tls_ctx->set_default_verify_paths();
+            else tls_ctx->load_verify_file(ca_file);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "stream-bench: %s: %s\n", ca_file.c_str(), e.what());
+            return 2;
+        }
+        s.tls = &*tls_ctx;
+        s.tls_name = tls_name;
+    }
     shared_state g;
 
     const long bench_rss0 = proc_rss_kib(0);
@@ -916,9 +1035,9 @@ int main(int argc, char** argv) {
         for (int p : watch) rss2.push_back(proc_rss_kib(p));
         std::uint64_t disc = 0;
         for (auto& c : ctxs) disc += c->disconnects.load();
-        std::printf("RESULT mode=idle transport=%s streams=%zu open_after_hold=%zu hold_s=%.0f connect_s=%.2f disconnects=%" PRIu64
+        std::printf("RESULT mode=idle transport=%s tls=%s streams=%zu open_after_hold=%zu hold_s=%.0f connect_s=%.2f disconnects=%" PRIu64
                     " bench_rss_kib=%ld->%ld bench_kib_per_stream=%.2f",
-                    transport_name.c_str(), ready, open, idle_hold, connect_s, disc, bench_rss0, bench_rss1,
+                    transport_name.c_str(), use_tls ? "yes" : "no", ready, open, idle_hold, connect_s, disc, bench_rss0, bench_rss1,
                     ready ? static_cast<double>(bench_rss1 - bench_rss0) / static_cast<double>(ready) : 0.0);
         for (std::size_t i = 0; i < watch.size(); ++i)
             std::printf(" pid%d_rss_kib=%ld->%ld->%ld pid%d_kib_per_stream=%.2f", watch[i], rss0[i], rss1[i], rss2[i],
@@ -1067,24 +1186,25 @@ int main(int argc, char** argv) {
             while (acks.ok.load() + acks.failed.load() - acked0 - nacked0 < pr.sent + status_sent && mono_s() - ta < 5)
                 std::this_thread::sleep_for(5ms);
         }
-        std::printf("RESULT mode=latency transport=%s step=%d subscribers=%zu rate=%.0f qos=%d publish_s=%.2f published=%ld "
+        std::printf("RESULT mode=latency transport=%s tls=%s auth=%s step=%d subscribers=%zu rate=%.0f qos=%d publish_s=%.2f published=%ld "
                     "acked=%ld publish_failed=%ld pub_late_max_ms=%.1f expected=%" PRIu64 " received=%" PRIu64
                     " complete=%s short_streams=%zu dup_streams=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f mean_ms=%.3f "
                     "k_p50_ms=%.3f k_p99_ms=%.3f k_max_ms=%.3f reads_without_kernel_ts=%" PRIu64 " "
                     "to_bridge_p50_ms=%.2f to_bridge_p99_ms=%.2f to_bridge_max_ms=%.2f "
                     "deliveries=%" PRIu64 " deliveries_per_s=%.0f offered_per_s=%.0f span_s=%.2f wall_s=%.2f "
                     "disconnects=%" PRIu64 " reconnects=%" PRIu64 " order_errors=%" PRIu64 " heartbeats=%" PRIu64
-                    " status_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f",
-                    transport_name.c_str(), step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
+                    " status_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f bench_runq_wait_s=%.2f",
+                    transport_name.c_str(), use_tls ? "yes" : "no", token.empty() ? "no" : "token", step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
                     pr.late_max_ms, expected, got, got == expected ? "yes" : "no", short_streams, over_streams,
                     p.p50, p.p99, p.max, p.mean, pk.p50, pk.p99, pk.max, no_kts, pa.p50, pa.p99, pa.max, readings1 - readings0, deliveries_per_s,
                     rate * static_cast<double>(expected) / static_cast<double>(std::max(1L, pr.sent)), span_s, wall, disc1 - disc0, reco1 - reco0, order1 - order0,
-                    hb, status, cpu1.self - cpu0.self, 100.0 * (cpu1.self - cpu0.self) / wall);
+                    hb, status, cpu1.self - cpu0.self, 100.0 * (cpu1.self - cpu0.self) / wall, cpu1.self_wait - cpu0.self_wait);
         for (std::size_t i = 0; i < watch.size(); ++i) {
             const double d = cpu1.watched[i] - cpu0.watched[i];
-            std::printf(" pid%d_cpu_s=%.2f pid%d_cpu_pct=%.0f pid%d_cpu_us_per_delivery=%.1f", watch[i], d, watch[i],
-                        100.0 * d / wall, watch[i],
-                        readings1 > readings0 ? d * 1e6 / static_cast<double>(readings1 - readings0) : 0.0);
+            std::printf(" pid%d_cpu_s=%.2f pid%d_cpu_pct=%.0f pid%d_cpu_us_per_delivery=%.1f pid%d_runq_wait_s=%.2f", watch[i], d,
+                        watch[i], 100.0 * d / wall, watch[i],
+                        readings1 > readings0 ? d * 1e6 / static_cast<double>(readings1 - readings0) : 0.0, watch[i],
+                        cpu1.watched_wait[i] - cpu0.watched_wait[i]);
         }
         // Times are from the step's first publish (with --status-online: the first status).
         const auto share = [ready](std::size_t n) { return ready ? static_cast<double>(n) / static_cast<double>(ready) : 0.0; };
