@@ -107,6 +107,10 @@ struct bridge::parts {
         auto tail = r.after_id(tail_after, cfg.hub.window);
         spdlog::info("storage: {} series, newest id {}, {} recent readings in memory", series.size(),
                      max_id, tail.size());
+        for (const auto& s : series) mqtt.know_series(s.sensor, s.metric);
+        if (series.size() >= cfg.ingest.max_series)
+            spdlog::warn("ingest: {} series in storage, ingest.max_series is {}: readings of new series are rejected",
+                         series.size(), cfg.ingest.max_series);
         live.load(series, max_id, std::move(tail), tail_after, r.retired_unattributed());
     }
 

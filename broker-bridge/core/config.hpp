@@ -107,6 +107,10 @@ struct ingest_config {
     std::size_t max_senml_records = 1000;
     // Disk reserved up front for the ingest journal; compaction writes a second file this large.
     std::uint64_t journal_reserve_mb = 64;
+    // Series (sensor, metric) the bridge accepts; a reading of a new series beyond it is rejected
+    // (series_limit), so that publishing ever new names cannot grow memory without bound. Each
+    // series costs about 2 KB of memory (docs/api.md 8.3).
+    std::size_t max_series = 100'000;
     // A reading's time is accepted this far after / before its arrival (docs/api.md section 1.4).
     // Left out of the file, max_ts_past is the retention period (30 days with retention off):
     // an older reading would only be deleted by the next retention pass.

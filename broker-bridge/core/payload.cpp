@@ -385,6 +385,7 @@ std::string_view to_string(reject_reason r) noexcept {
     case reject_reason::bad_status: return "bad_status";
     case reject_reason::ts_out_of_range: return "ts_out_of_range";
     case reject_reason::retained_replay: return "retained_replay";
+    case reject_reason::series_limit: return "series_limit";
     }
     return "unknown";
 }

@@ -25,12 +25,14 @@ enum class reject_reason {
     bad_status,     // status payload other than online / offline
     ts_out_of_range,   // a reading's time too far from its arrival (payload_limits' window)
     retained_replay,   // from the broker's retained store, without the seq and ts that identify it
+    series_limit,      // a new series while ingest.max_series exist already
 };
 inline constexpr std::array all_reject_reasons{
     reject_reason::bad_topic,     reject_reason::oversize,        reject_reason::bad_json,
     reject_reason::missing_value, reject_reason::not_finite,      reject_reason::bad_timestamp,
     reject_reason::bad_seq,       reject_reason::bad_unit,        reject_reason::bad_status,
-    reject_reason::ts_out_of_range, reject_reason::retained_replay};
+    reject_reason::ts_out_of_range, reject_reason::retained_replay,
+    reject_reason::series_limit};
 std::string_view to_string(reject_reason r) noexcept;
 
 // `{sensor}` and `{metric}`: one topic level each, [A-Za-z0-9_.-]{1,64}.

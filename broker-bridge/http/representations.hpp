@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/auth.hpp"
+#include "core/selector.hpp"
 #include "live/series_table.hpp"
 
 #include <ctime>
@@ -24,8 +25,18 @@ using representation_ptr = std::shared_ptr<const representation>;
 
 // The series' latest reading (docs/api.md section 3.4); nullptr for an unknown series.
 representation_ptr latest_representation(series_table& t, std::string_view sensor, std::string_view metric);
-// Every series the grant may read (docs/api.md section 3.3). Cached per grant, so neither the
-// body nor its ETag tells one grant anything of what another sees.
-representation_ptr sensors_representation(series_table& t, const grant& g, std::string_view topic_prefix);
+// A narrower or paged listing of /api/v1/sensors (docs/api.md section 3.3).
+struct sensors_page {
+    selector_ptr only;       // the series whose topic it selects (its grant included)
+    std::string after;       // "sensor/metric": the listing starts after this series
+    std::size_t limit = 0;   // 0: no limit; else at most this many, with "next" when more follow
+    std::string cache_key;   // the parameters, canonical: part of the cache key
+};
+
+// Every series the grant may read (docs/api.md section 3.3), or the page of them asked for.
+// Cached per grant (and page), so neither the body nor its ETag tells one grant anything of what
+// another sees.
+representation_ptr sensors_representation(series_table& t, const grant& g, std::string_view topic_prefix,
+                                          const sensors_page* page = nullptr);
 
 }  // namespace telemetry::bridge::http

@@ -196,10 +196,7 @@ action router::route(const request& req, std::string_view peer) {
         if (auto limited = over_rate(ri, per_token_, g->subject() + "\n" + g->key())) return std::move(*limited);
     }
 
-    if (seg.size() == 3 && seg[2] == "sensors") {
-        if (auto e = no_params()) return std::move(*e);
-        return sensors(ri, g);
-    }
+    if (seg.size() == 3 && seg[2] == "sensors") return sensors(ri, u, g);
     if (seg.size() == 6 && seg[2] == "sensors") {
         if (!valid_name(seg[3]) || !valid_name(seg[4]))
             return responder_.error(ri, error_code::not_found,
@@ -364,8 +361,35 @@ answer router::metrics_page(const request_info& ri, const request& req) const {
     return responder_.ok(ri, std::move(c));
 }
 
-action router::sensors(const request_info& ri, const grant_ptr& g) {
-    const auto rep = sensors_representation(hub_.series(), *g, hub_.topic_prefix());
+action router::sensors(const request_info& ri, const boost::urls::url_view& u, const grant_ptr& g) {
+    params p;
+    if (auto e = p.parse(u, {"topic", "limit", "after"}, {"topic"}); !e.empty())
+        return responder_.error(ri, error_code::bad_parameter, e);
+    std::optional<sensors_page> page;
+    if (!p.all("topic").empty() || p.get("limit") || p.get("after")) {
+        page.emplace();
+        std::vector<topic_filter> filters;
+        if (auto e = parse_filters(p.all("topic"), cfg_.stream.max_filters, filters); !e.empty())
+            return responder_.error(ri, error_code::bad_parameter, e);
+        for (const auto& t : p.all("topic")) page->cache_key += "topic=" + t + '\n';
+        page->only = std::make_shared<const reading_selector>(std::move(filters), g);
+        if (!page->only->can_select_anything())
+            return responder_.error(ri, error_code::forbidden, "the token grants none of these topics");
+        if (auto s = p.get("limit")) {
+            auto n = to_int(*s);
+            if (!n || *n < 1 || *n > static_cast<std::int64_t>(max_history_limit))
+                return responder_.error(ri, error_code::bad_parameter, "limit must be an integer from 1 to 10000");
+            page->limit = static_cast<std::size_t>(*n);
+        }
+        if (auto s = p.get("after")) {
+            const auto slash = s->find('/');
+            if (slash == std::string::npos || !valid_name(s->substr(0, slash)) || !valid_name(s->substr(slash + 1)))
+                return responder_.error(ri, error_code::bad_parameter, "after must be a series as sensor/metric (the \"next\" of the previous page)");
+            page->after = std::string(*s);
+        }
+        page->cache_key += "limit=" + std::to_string(page->limit) + "\nafter=" + page->after;
+    }
+    const auto rep = sensors_representation(hub_.series(), *g, hub_.topic_prefix(), page ? &*page : nullptr);
     content c;
     c.body = rep->body;
     c.etag = rep->etag;

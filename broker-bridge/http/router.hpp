@@ -91,7 +91,7 @@ private:
     bool origin_allowed(const std::string& origin) const;
     answer preflight(const request_info& ri, const request& req, bool origin_refused) const;
     std::optional<answer> over_rate(const request_info& ri, rate_limiter& limit, std::string_view key);
-    action sensors(const request_info& ri, const grant_ptr& g);
+    action sensors(const request_info& ri, const boost::urls::url_view& u, const grant_ptr& g);
     action latest(const request_info& ri, std::string_view sensor, std::string_view metric);
     action readings(const request_info& ri, const request& req, std::string sensor, std::string metric);
     action aggregate(const request_info& ri, const request& req, std::string sensor, std::string metric);

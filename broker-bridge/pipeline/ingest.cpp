@@ -76,7 +76,8 @@ ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& 
       readings_filter_(mqtt.topic_prefix + "/+/+"),
       status_filter_(mqtt.topic_prefix + "/+/status"),
       commits_(commits),
-      metrics_(m) {
+      metrics_(m),
+      series_(limits.max_series) {
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
     int rc = MQTTAsync_createWithOptions(&client_, cfg_.url.c_str(), cfg_.client_id.c_str(),
                                          MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
@@ -426,6 +427,15 @@ void ingest::handle_reading(const topic_parts& topic, const delivery& d) {
                               "retained message sent for a new subscription without seq and ts: it may "
                               "be old, and stored already"});
         return;
+    }
+    // Readings of new series beyond ingest.max_series are dropped; the rest of the message is kept.
+    const std::size_t offered = parsed.readings.size();
+    std::erase_if(parsed.readings, [&](const reading& r) { return !series_.admit(r.sensor, r.metric); });
+    if (parsed.readings.size() != offered) {
+        reject(topic.sensor, {reject_reason::series_limit,
+                              std::to_string(offered - parsed.readings.size()) + " reading(s) of new series while " +
+                                  std::to_string(series_.max()) + " series exist (ingest.max_series)"});
+        if (parsed.readings.empty()) return;
     }
     with_storage_retry("journal write", [&] { commits_.submit(parsed.readings, key); });
 }

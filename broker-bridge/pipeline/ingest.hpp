@@ -2,6 +2,7 @@
 // recognises redeliveries, and hands readings to the committer.
 #pragma once
 
+#include "pipeline/series_cap.hpp"
 #include "core/config.hpp"
 #include "core/payload.hpp"
 
@@ -55,6 +56,9 @@ public:
     // that no callback touches the writer afterwards.
     void stop();
     bool subscribed() const noexcept { return subscribed_.load(); }
+    // A series already in storage: counted against ingest.max_series, always accepted. Before
+    // start() only.
+    void know_series(std::string_view sensor, std::string_view metric) { series_.know(sensor, metric); }
 
 private:
     // One PUBLISH as it arrived.
@@ -111,6 +115,7 @@ private:
     std::mutex callback_mutex_;  // held by on_message() while it runs; stop() takes it to fence
     bool closed_ = false;        // guarded by callback_mutex_
     std::unordered_set<std::string> logged_rejects_;  // receive thread only
+    series_cap series_;                               // receive thread only (after start())
 
     std::mutex stop_mutex_;             // guards attempt_ and attempt_error_ too
     std::condition_variable stop_cv_;   // stopping, or a connect / disconnect attempt finished
