@@ -14,6 +14,7 @@ packages=(
   curl procps
   python3 python3-websockets
   chromium
+  clang-14 libclang-rt-14-dev llvm-14  # tools/fuzz.sh (libFuzzer; llvm-symbolizer for reports)
 )
 # The dashboard's build runs npm ci (uPlot, playwright-core); keep a Node.js that is already there
 # (playwright-core wants Node 20 or later), else take Debian's.

@@ -455,7 +455,8 @@ action router::aggregate(const request_info& ri, const request& req, std::string
     }
     if (q.from != INT64_MIN && q.to != INT64_MAX) {
         if (q.to <= q.from) return responder_.error(ri, error_code::bad_parameter, "to must be later than from");
-        if ((q.to - q.from) / q.bucket_ms > static_cast<std::int64_t>(max_buckets))
+        std::int64_t span = 0;  // to - from overflows for far-apart epoch-ms bounds: too many buckets
+        if (__builtin_sub_overflow(q.to, q.from, &span) || span / q.bucket_ms > static_cast<std::int64_t>(max_buckets))
             return responder_.error(ri, error_code::bad_parameter, "bucket is too small for this range (at most 100000 buckets)");
     }
     const auto v = hub_.series().version(sensor, metric);
