@@ -6,6 +6,7 @@
 #include "pipeline/committer.hpp"
 #include "database.hpp"
 #include "net/listener.hpp"
+#include "net/tls_identity.hpp"
 #include "pipeline/catch_up.hpp"
 #include "http/router.hpp"
 #include "live/hub.hpp"
@@ -19,6 +20,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -53,6 +55,13 @@ std::shared_ptr<http::listener> open_listener(http::io_shards& io, const http_co
     }
 }
 
+std::unique_ptr<http::tls_identity> open_tls(const http_config& h) {
+    if (!h.tls()) return nullptr;
+    auto id = std::make_unique<http::tls_identity>(h.tls_cert, h.tls_key);
+    spdlog::info("http: TLS on (HTTPS and WSS) with {}", h.tls_cert.string());
+    return id;
+}
+
 std::unique_ptr<storage::writer> open_storage(const storage_config& s) {
     if (s.db_path.has_parent_path()) std::filesystem::create_directories(s.db_path.parent_path());
     return std::make_unique<storage::writer>(s.db_path);
@@ -76,7 +85,8 @@ struct bridge::parts {
           routes(live, stats, cfg, auth, [this] { return mqtt.subscribed(); },
                  [this] { return commits.health().writable(); }),
           connections(cfg.http.max_connections, cfg.http.max_connections_per_address),
-          ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream},
+          tls(open_tls(cfg.http)),
+          ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream, tls.get()},
           mqtt(cfg.mqtt, cfg.ingest, commits, stats) {
         commits.recover();  // readings acknowledged but not yet in SQLite when we last stopped
         if (cfg.auth.enabled())
@@ -110,6 +120,7 @@ struct bridge::parts {
     authenticator auth;
     http::router routes;
     http::connection_gauge connections;
+    std::unique_ptr<http::tls_identity> tls;
     http::session_context ctx;
     ingest mqtt;
     http::io_shards io{cfg.http.threads, cfg.stream.max_queue_events};  // one I/O thread per shard
@@ -129,6 +140,25 @@ int bridge::run() {
     signals.async_wait([&](const boost::system::error_code& ec, int sig) {
         if (!ec) stop_signal.set_value(sig);
     });
+
+    // SIGHUP reads the certificate and key again (a renewed certificate): new connections get
+    // it, open streams keep theirs.
+    asio::signal_set reload(p.io.first().context(), SIGHUP);
+    std::function<void()> await_reload = [&] {
+        reload.async_wait([&](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            if (!p.tls) {
+                spdlog::info("received SIGHUP: no TLS certificate to reload");
+            } else if (auto err = p.tls->reload(); err.empty()) {
+                p.stats.http_tls_reloads.fetch_add(1, std::memory_order_relaxed);
+                spdlog::info("received SIGHUP: TLS certificate reloaded from {}", p.cfg.http.tls_cert.string());
+            } else {
+                spdlog::error("received SIGHUP: TLS certificate NOT reloaded, the previous one stays in use: {}", err);
+            }
+            await_reload();
+        });
+    };
+    await_reload();
 
     p.http->run();
     p.retention.start();

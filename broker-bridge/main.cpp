@@ -41,10 +41,11 @@ int main(int argc, char** argv) {
         validate(cfg);
         spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
+        const char* scheme = cfg.http.tls() ? "https://" : "http://";
         bridge b(std::move(cfg));
         const auto ep = b.http_endpoint();
         // This line is the contract with scripts and tests that start us on port 0.
-        std::cout << "broker-bridge: serving http://" << ep.address().to_string() << ':' << ep.port()
+        std::cout << "broker-bridge: serving " << scheme << ep.address().to_string() << ':' << ep.port()
                   << std::endl;
         return b.run();
     } catch (const config_error& e) {

@@ -161,6 +161,9 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     h.integer("max_target_bytes", c.http.max_target_bytes, 256, 1 << 20);
     h.integer("max_connections", c.http.max_connections, 1, 1'000'000);
     h.seconds("idle_timeout_s", c.http.idle_timeout, 1, 3600);
+    h.seconds("handshake_timeout_s", c.http.handshake_timeout, 1, 3600);
+    h.path("tls_cert", c.http.tls_cert);
+    h.path("tls_key", c.http.tls_key);
     h.seconds("longpoll_default_s", c.http.longpoll_default, 1, 3600);
     h.seconds("longpoll_max_s", c.http.longpoll_max, 1, 3600);
     h.integer("longpoll_max_filters", c.http.longpoll_max_filters, 1, 1024);
@@ -212,6 +215,7 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     st.integer("max_filters", c.stream.max_filters, 1, 1024);
     st.integer("max_filter_bytes", c.stream.max_filter_bytes, 16, 65535);
     st.integer("max_filter_levels", c.stream.max_filter_levels, 1, 1024);
+    st.integer("ws_max_message_bytes", c.stream.ws_max_message_bytes, 256, 16 << 20);
     st.finish();
 
     const auto filter_check = [](const std::string& t) -> std::string {
@@ -288,6 +292,8 @@ void validate(const config& c) {
     if (c.http.longpoll_default > c.http.longpoll_max)
         throw config_error("http.longpoll_default_s must not exceed http.longpoll_max_s");
     if (c.storage.db_path.empty()) throw config_error("storage.db_path must not be empty");
+    if (c.http.tls_cert.empty() != c.http.tls_key.empty())
+        throw config_error("http.tls_cert and http.tls_key go together: set both for HTTPS, or neither");
     if (!c.auth.enabled() && !is_loopback_host(c.http.host) && !c.http.allow_public_without_auth)
         throw config_error("http listens on " + c.http.host +
                            ", beyond this machine, with authentication off: anyone who reaches the port "

@@ -37,6 +37,15 @@ struct http_config {
     std::size_t max_target_bytes = 4 * 1024;
     std::size_t max_connections = 10'000;
     std::chrono::seconds idle_timeout{60};
+    // A new connection must finish its TLS handshake (and send a complete first request) in this
+    // time: a client that opens connections and sends nothing, or a byte at a time, holds no slot
+    // for long (slowloris).
+    std::chrono::seconds handshake_timeout{10};
+    // HTTPS and WSS when both are set (PEM files; the certificate file may hold the chain). Read
+    // again on SIGHUP: new connections get the new certificate, open ones keep theirs.
+    std::filesystem::path tls_cert;
+    std::filesystem::path tls_key;
+    bool tls() const noexcept { return !tls_cert.empty(); }
     std::chrono::seconds longpoll_default{30};
     std::chrono::seconds longpoll_max{120};
     std::size_t longpoll_max_filters = 32;
@@ -108,6 +117,9 @@ struct stream_config {
     // that a client controls stays small.
     std::size_t max_filter_bytes = 256;
     std::size_t max_filter_levels = 8;
+    // The largest WebSocket message a client may send (subscribe/unsubscribe are small); a larger
+    // one closes the connection with 1009.
+    std::size_t ws_max_message_bytes = 64 * 1024;
 
     // How many readings a replay or back-fill queues at once, at most `most`: half the send
     // queue's bound in events, and in bytes at up to 512 bytes a reading, so that a client

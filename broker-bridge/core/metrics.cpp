@@ -71,6 +71,11 @@ std::string metrics::render(const live_gauges& g) const {
     family("telemetry_http_connections_rejected_per_address_total", "counter",
            "Connections closed at accept because their client address held http.max_connections_per_address.");
     o << "telemetry_http_connections_rejected_per_address_total " << rd(http_connections_rejected_per_address) << '\n';
+    family("telemetry_http_tls_handshake_failures_total", "counter",
+           "Connections closed because the TLS handshake failed or did not finish within http.handshake_timeout_s.");
+    o << "telemetry_http_tls_handshake_failures_total " << rd(http_tls_handshake_failures) << '\n';
+    family("telemetry_http_tls_reloads_total", "counter", "Certificate reloads (SIGHUP) that put a new certificate in place.");
+    o << "telemetry_http_tls_reloads_total " << rd(http_tls_reloads) << '\n';
     family("telemetry_http_auth_failures_total", "counter", "Requests refused with 401: no token, or a bad, expired or tampered one.");
     o << "telemetry_http_auth_failures_total " << rd(auth_failures) << '\n';
     family("telemetry_http_rate_limited_total", "counter", "Requests answered 429 (per-address or per-token rate limit).");

@@ -48,6 +48,8 @@ public:
     std::atomic<std::int64_t> http_connections{0};
     std::atomic<std::uint64_t> http_connections_rejected{0};
     std::atomic<std::uint64_t> http_connections_rejected_per_address{0};
+    std::atomic<std::uint64_t> http_tls_handshake_failures{0};
+    std::atomic<std::uint64_t> http_tls_reloads{0};
     std::atomic<std::uint64_t> query_jobs_rejected{0};
     std::atomic<std::uint64_t> auth_failures{0};
     std::atomic<std::uint64_t> rate_limited{0};

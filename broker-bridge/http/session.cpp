@@ -51,9 +51,8 @@ private:
     std::size_t limit_;
 };
 
-session::session(asio::ip::tcp::socket&& socket, io_shard& shard, session_context& ctx,
-                 connection_gauge::slot slot)
-    : stream_(std::move(socket)), shard_(shard), ctx_(ctx), slot_(std::move(slot)),
+session::session(connection_stream&& stream, io_shard& shard, session_context& ctx, connection_gauge::slot slot)
+    : stream_(std::move(stream)), shard_(shard), ctx_(ctx), slot_(std::move(slot)),
       poll_timer_(stream_.get_executor()) {
     beast::error_code ec;
     peer_ = stream_.socket().remote_endpoint(ec).address().to_string();
@@ -63,7 +62,19 @@ session::session(asio::ip::tcp::socket&& socket, io_shard& shard, session_contex
 session::~session() { ctx_.stats.http_connections.fetch_sub(1, std::memory_order_relaxed); }
 
 void session::run() {
-    asio::dispatch(stream_.get_executor(), beast::bind_front_handler(&session::do_read, shared_from_this()));
+    // One deadline covers the TLS handshake and the whole first request: a client that connects
+    // and then sends nothing, or a byte at a time, is gone after handshake_timeout (slowloris).
+    stream_.tcp().expires_after(ctx_.cfg.handshake_timeout);
+    stream_.async_handshake(beast::bind_front_handler(&session::on_handshake, shared_from_this()));
+}
+
+void session::on_handshake(beast::error_code ec) {
+    if (ec) {
+        spdlog::debug("http: TLS handshake with {} failed: {}", peer_, ec.message());
+        ctx_.stats.http_tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+        return do_close();
+    }
+    do_read();
 }
 
 void session::do_read() {
@@ -73,7 +84,8 @@ void session::do_read() {
     parser_->header_limit(static_cast<std::uint32_t>(ctx_.cfg.max_header_bytes + ctx_.cfg.max_target_bytes));
     parser_->body_limit(ctx_.cfg.max_body_bytes);
     buffer_.max_size(ctx_.cfg.max_header_bytes + ctx_.cfg.max_target_bytes + ctx_.cfg.max_body_bytes + 4096);
-    stream_.expires_after(ctx_.cfg.idle_timeout);
+    if (!first_request_) stream_.tcp().expires_after(ctx_.cfg.idle_timeout);
+    first_request_ = false;
     bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&session::on_read, shared_from_this()));
 }
 
@@ -153,7 +165,7 @@ void session::handle(request&& req) {
 
 void session::send(answer a) {
     const bool keep_alive = a.keep_alive();
-    stream_.expires_after(ctx_.cfg.idle_timeout);
+    stream_.tcp().expires_after(ctx_.cfg.idle_timeout);
     if (a.raw) {
         const auto bytes = a.raw;  // kept alive by the handler until the write completes
         asio::async_write(stream_, asio::buffer(*bytes),
@@ -172,11 +184,7 @@ void session::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
     do_read();
 }
 
-void session::do_close() {
-    beast::error_code ec;
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    stream_.socket().close(ec);
-}
+void session::do_close() { stream_.close(); }
 
 // Long polling: catch up from the cursor (window or storage) until a reading is found; when the
 // catch-up reaches the newest reading with nothing found, the waiter is parked in the hub in the
@@ -185,7 +193,7 @@ void session::start_poll(const request_info& ri, long_poll lp) {
     poll_ri_ = ri;
     waiter_ = std::make_shared<poll_waiter>(weak_from_this(), lp.limit);
     // While parked nothing is read or written; the poll's own timer bounds the wait.
-    stream_.expires_never();
+    stream_.tcp().expires_never();
     poll_timer_.expires_after(lp.timeout);
     poll_timer_.async_wait(beast::bind_front_handler(&session::on_poll_timeout, shared_from_this()));
     poll_reset_.reset();

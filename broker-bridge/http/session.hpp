@@ -5,6 +5,7 @@
 #include "core/config.hpp"
 #include "http/router.hpp"
 #include "net/connection_gauge.hpp"
+#include "net/connection_stream.hpp"
 #include "net/io_shards.hpp"
 #include "pipeline/catch_up.hpp"
 
@@ -24,6 +25,8 @@ class query_pool;
 
 namespace telemetry::bridge::http {
 
+class tls_identity;
+
 // Everything a session needs, shared by all sessions; outlives them (owned by the bridge, which
 // stops the io_context before destroying any of it).
 struct session_context {
@@ -35,18 +38,19 @@ struct session_context {
     metrics& stats;
     const http_config& cfg;
     const stream_config& stream_cfg;
+    tls_identity* tls = nullptr;  // HTTPS and WSS when set
 };
 
 // Owns its socket; keeps itself alive through shared_from_this() in every pending handler. All its
 // handlers run on its shard's one thread, so its members need no lock.
 class session : public std::enable_shared_from_this<session> {
 public:
-    session(boost::asio::ip::tcp::socket&& socket, io_shard& shard, session_context& ctx,
-            connection_gauge::slot slot);
+    session(connection_stream&& stream, io_shard& shard, session_context& ctx, connection_gauge::slot slot);
     ~session();
     void run();
 
 private:
+    void on_handshake(boost::beast::error_code ec);
     void do_read();
     void on_read(boost::beast::error_code ec, std::size_t bytes);
     void handle(request&& req);
@@ -61,7 +65,8 @@ private:
     void on_poll_timeout(boost::beast::error_code ec);
     void finish_poll(poll_result r);
 
-    boost::beast::tcp_stream stream_;
+    connection_stream stream_;
+    bool first_request_ = true;  // still within the handshake deadline
     io_shard& shard_;
     boost::beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;

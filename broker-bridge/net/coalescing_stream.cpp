@@ -39,8 +39,7 @@ void coalescing_stream::start_write() {
     in_flight_ = std::move(waiting_);
     waiting_.clear();
     // The async write tries a send at once and completes through the executor, never inline.
-    asio::async_write(inner_.socket(), asio::buffer(sending_),
-                      [this](error_code ec, std::size_t) { on_written(ec); });
+    inner_.async_write_all(asio::buffer(sending_), [this](error_code ec, std::size_t) { on_written(ec); });
 }
 
 void coalescing_stream::on_written(error_code ec) {

@@ -13,6 +13,8 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/write.hpp>
+#include "net/connection_stream.hpp"
+
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
@@ -27,11 +29,11 @@ namespace telemetry::bridge::http {
 
 class coalescing_stream {
 public:
-    using executor_type = boost::beast::tcp_stream::executor_type;
-    using next_layer_type = boost::beast::tcp_stream;
+    using executor_type = connection_stream::executor_type;
+    using next_layer_type = connection_stream;
     using write_handler = boost::asio::any_completion_handler<void(boost::system::error_code, std::size_t)>;
 
-    explicit coalescing_stream(boost::beast::tcp_stream&& s) : inner_(std::move(s)) {}
+    explicit coalescing_stream(connection_stream&& s) : inner_(std::move(s)) {}
 
     executor_type get_executor() noexcept { return inner_.get_executor(); }
     next_layer_type& next_layer() noexcept { return inner_; }
@@ -77,7 +79,7 @@ private:
     void on_written(boost::system::error_code ec);
     static void complete(waiter& w, boost::system::error_code ec);
 
-    boost::beast::tcp_stream inner_;
+    connection_stream inner_;
     std::string pending_;             // appended, not yet being written
     std::string sending_;             // the write in flight
     std::vector<waiter> waiting_;     // for bytes in pending_
@@ -104,13 +106,13 @@ inline void append_text_frame(std::string& out, std::string_view payload) {
     out.append(payload);
 }
 
-// Closing a WebSocket tears down the TCP stream underneath.
+// Closing a WebSocket tears down the TCP connection underneath (TLS, if any, ends with it).
 void teardown(boost::beast::role_type role, coalescing_stream& s, boost::system::error_code& ec);
 
 template <class TeardownHandler>
 void async_teardown(boost::beast::role_type role, coalescing_stream& s, TeardownHandler&& handler) {
     using boost::beast::async_teardown;
-    async_teardown(role, s.next_layer(), std::forward<TeardownHandler>(handler));
+    async_teardown(role, s.next_layer().socket(), std::forward<TeardownHandler>(handler));
 }
 
 }  // namespace telemetry::bridge::http

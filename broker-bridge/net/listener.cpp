@@ -2,6 +2,7 @@
 #include "net/listener.hpp"
 
 #include "core/metrics.hpp"
+#include "net/tls_identity.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -75,7 +76,10 @@ void listener::on_accept(io_shard& shard, beast::error_code ec, asio::ip::tcp::s
         socket.close(ignored);
     } else {
         socket.set_option(asio::ip::tcp::no_delay(true), ec);
-        std::make_shared<session>(std::move(socket), shard, ctx_, std::move(*slot))->run();
+        beast::tcp_stream tcp(std::move(socket));
+        auto stream = ctx_.tls ? connection_stream(std::move(tcp), ctx_.tls->current())
+                               : connection_stream(std::move(tcp));
+        std::make_shared<session>(std::move(stream), shard, ctx_, std::move(*slot))->run();
     }
     do_accept();
 }

@@ -24,7 +24,7 @@ constexpr std::size_t replay_chunk_most = 1000;
 
 }  // namespace
 
-sse_session::sse_session(beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+sse_session::sse_session(connection_stream&& stream, io_shard& shard, session_context& ctx,
                          const stream_config& cfg, request_info ri, stream_request req,
                          connection_gauge::slot slot)
     : stream_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), ri_(std::move(ri)), req_(std::move(req)),
@@ -48,17 +48,14 @@ void sse_session::start() {
     res_->set("X-Accel-Buffering", "no");
     serializer_ = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*res_);
     ctx_.stats.count_response(200);
-    stream_.expires_after(cfg_.write_timeout);
+    stream_.tcp().expires_after(cfg_.write_timeout);
     bhttp::async_write_header(stream_, *serializer_,
                               beast::bind_front_handler(&sse_session::on_header, shared_from_this()));
 }
 
 void sse_session::on_header(beast::error_code ec, std::size_t) {
     if (ec) return close();
-    stream_.expires_never();
-    // Writes first try to complete at once (see do_write); that needs a non-blocking socket.
-    stream_.socket().non_blocking(true, ec);
-    if (ec) return close();
+    stream_.tcp().expires_never();
     watch_peer();
     heartbeat_.expires_after(cfg_.heartbeat);
     heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
@@ -224,13 +221,10 @@ void sse_session::do_write() {
     if (pending_.empty() || phase_ == phase::closed) return;
     // Everything queued goes out in one write: under load several readings share a write. Most
     // writes fit into the socket's send buffer, so try a plain non-blocking send first: no
-    // asynchronous operation, timer or completion to schedule. Only a remainder waits.
+    // asynchronous operation, timer or completion to schedule. Only a remainder waits (and,
+    // through TLS, everything: see connection_stream::try_write_now).
     beast::error_code ec;
-    std::size_t sent = stream_.socket().write_some(asio::buffer(pending_), ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        sent = 0;
-        ec = {};
-    }
+    const std::size_t sent = stream_.try_write_now(asio::buffer(pending_), ec);
     if (ec) {
         spdlog::debug("sse: write failed: {}", ec.message());
         return close();
@@ -243,14 +237,14 @@ void sse_session::do_write() {
     writing_.assign(pending_, sent);
     pending_.clear();
     write_in_flight_ = true;
-    stream_.expires_after(cfg_.write_timeout);
+    stream_.tcp().expires_after(cfg_.write_timeout);
     asio::async_write(stream_, asio::buffer(writing_),
                       beast::bind_front_handler(&sse_session::on_write, shared_from_this()));
 }
 
 void sse_session::on_write(beast::error_code ec, std::size_t) {
     write_in_flight_ = false;
-    stream_.expires_never();
+    stream_.tcp().expires_never();
     if (ec) {
         spdlog::debug("sse: write failed: {}", ec.message());
         return close();
@@ -263,9 +257,10 @@ void sse_session::on_write(beast::error_code ec, std::size_t) {
     if (phase_ == phase::catching_up) catch_up_step();
 }
 
-// The client sends nothing on an event stream; a read completes only when it goes away.
+// The client sends nothing on an event stream; a read completes only when it goes away. Through
+// TLS the read goes through the TLS engine too (the one read beside the one write it allows).
 void sse_session::watch_peer() {
-    stream_.socket().async_read_some(
+    stream_.async_read_some(
         asio::buffer(peer_byte_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
             if (ec) {
                 spdlog::debug("sse: peer read ended: {}", ec.message());
@@ -302,9 +297,7 @@ void sse_session::close() {
     ctx_.live.unsubscribe(this);
     heartbeat_.cancel();
     expiry_.cancel();
-    beast::error_code ignored;
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    stream_.close();
 }
 
 }  // namespace telemetry::bridge::http

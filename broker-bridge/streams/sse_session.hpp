@@ -33,7 +33,7 @@ class sse_session : public subscriber,
                     public stream_sink,
                     public std::enable_shared_from_this<sse_session> {
 public:
-    sse_session(boost::beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+    sse_session(connection_stream&& stream, io_shard& shard, session_context& ctx,
                 const stream_config& cfg, request_info ri, stream_request req, connection_gauge::slot slot);
     ~sse_session() override;
     void start();
@@ -63,7 +63,7 @@ private:
 
     enum class phase { header, catching_up, live, closing, closed };
 
-    boost::beast::tcp_stream stream_;
+    connection_stream stream_;
     io_shard& shard_;
     session_context& ctx_;
     const stream_config& cfg_;

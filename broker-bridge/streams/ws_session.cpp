@@ -23,7 +23,6 @@ namespace {
 
 constexpr std::size_t backfill_chunk_most = 500;
 constexpr std::size_t max_waiting_backfills = 64;
-constexpr std::size_t max_message_bytes = 64 * 1024;
 
 std::string subscribed_message(std::string_view topic, std::int64_t cursor) {
     std::string m = "{\"op\":\"subscribed\",\"topic\":";
@@ -37,7 +36,7 @@ std::string subscribed_message(std::string_view topic, std::int64_t cursor) {
 
 }  // namespace
 
-ws_session::ws_session(beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+ws_session::ws_session(connection_stream&& stream, io_shard& shard, session_context& ctx,
                        const stream_config& cfg, connection_gauge::slot slot, grant_ptr access)
     : ws_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), slot_(std::move(slot)),
       access_(std::move(access)), expiry_(ws_.get_executor()) {
@@ -59,7 +58,7 @@ void ws_session::start(request req) {
     // messages itself, so that everything queued shares one write (coalescing_stream).
     if (auto it = req.find(beast::http::field::sec_websocket_extensions); it != req.end())
         compress_ = it->value().find("permessage-deflate") != beast::string_view::npos;
-    ws_.read_message_max(max_message_bytes);
+    ws_.read_message_max(cfg_.ws_max_message_bytes);
     // Called from inside our own read (which holds us alive) when the peer's close arrives.
     ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
         if (kind == websocket::frame_type::close) on_peer_close();
@@ -415,9 +414,7 @@ void ws_session::finish() {
     closed_ = true;
     if (registered_) ctx_.live.unsubscribe(this);
     expiry_.cancel();
-    beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    ws_.next_layer().next_layer().close();
 }
 
 }  // namespace telemetry::bridge::http

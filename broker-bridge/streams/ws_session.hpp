@@ -35,7 +35,7 @@ class ws_session : public subscriber,
                    public stream_sink,
                    public std::enable_shared_from_this<ws_session> {
 public:
-    ws_session(boost::beast::tcp_stream&& stream, io_shard& shard, session_context& ctx,
+    ws_session(connection_stream&& stream, io_shard& shard, session_context& ctx,
                const stream_config& cfg, connection_gauge::slot slot, grant_ptr access);
     ~ws_session() override;
     void start(request req);

@@ -2,13 +2,14 @@
 // against a real Mosquitto, broker-bridge and sensor-sim started here on free loopback ports.
 //
 // Usage: node dashboard_test.mjs BUILD_DIR CASE
-//   CASE: assets | live | fallback | history | start_modes | auth | smoothness (a measurement, see
+//   CASE: assets | live | fallback | history | start_modes | auth | tls | smoothness (a measurement, see
 //   bench/dashboard.sh). Screenshots go to BUILD_DIR/tests/. Every wait is bounded and polls a
 //   condition; nothing asserts on speed. Only the processes started here are stopped, by pid.
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,7 @@ if (!BUILD || !CASE) {
 // playwright-core is installed by the build (npm ci in BUILD_DIR/web), not in the source tree.
 const { chromium } = createRequire(path.join(path.resolve(BUILD), 'web', 'package.json'))('playwright-core');
 const SHOTS = path.join(path.resolve(BUILD), 'tests');
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 fs.mkdirSync(SHOTS, { recursive: true });
 
 // ---------------------------------------------------------------- processes
@@ -79,6 +81,22 @@ function freePort() {
   });
 }
 
+// fetch() for the test's own requests through HTTPS: Node's fetch cannot be given a CA to trust,
+// node:https can (the test's CA, never "accept anything").
+function fetchTrusting(ca, url, { headers = {} } = {}) {
+  return new Promise((resolve, reject) => {
+    https.get(url, { headers, ca }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString();
+        resolve({ ok: res.statusCode >= 200 && res.statusCode < 300, status: res.statusCode,
+                  json: async () => JSON.parse(body), text: async () => body });
+      });
+    }).on('error', reject);
+  });
+}
+
 function portOpen(port) {
   return new Promise((resolve) => {
     const c = net.connect(port, '127.0.0.1');
@@ -88,11 +106,13 @@ function portOpen(port) {
 }
 
 // A private Mosquitto + bridge + simulators in a temporary folder. `config`: the bridge's
-// configuration file (TOML), if any. `token`: sent by api() once set.
+// configuration file (TOML), or a function of the folder that returns it, if any. `token`: sent
+// by api() once set. `ca`: the CA to trust when the bridge speaks HTTPS.
 class System {
   async up(config = null) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'telemetry-dash-'));
     this.token = null;
+    if (typeof config === 'function') config = config(this);
     if (config) {
       this.config = path.join(this.dir, 'bridge.toml');
       fs.writeFileSync(this.config, config);
@@ -117,12 +137,17 @@ class System {
                     path.join(this.dir, 'bridge.log'));
     const m = await until('the bridge to print its address', () => {
       if (b.exitCode !== null) throw new Error(`bridge exited: ${fs.readFileSync(path.join(this.dir, 'bridge.log'))}`);
-      return /serving http:\/\/127\.0\.0\.1:(\d+)/.exec(b.out ?? '');
+      return /serving (https?):\/\/127\.0\.0\.1:(\d+)/.exec(b.out ?? '');
     });
     this.bridge = b;
-    this.port = Number(m[1]);
-    this.url = `http://127.0.0.1:${this.port}`;
-    await until('the bridge to be ready', async () => (await fetch(`${this.url}/readyz`)).ok);
+    this.port = Number(m[2]);
+    // Through HTTPS by the name in the certificate.
+    this.url = m[1] === 'https' ? `https://localhost:${this.port}` : `http://127.0.0.1:${this.port}`;
+    await until('the bridge to be ready', async () => (await this.fetch(`${this.url}/readyz`)).ok);
+  }
+
+  fetch(url, options = {}) {
+    return this.ca ? fetchTrusting(this.ca, url, options) : fetch(url, options);
   }
 
   // A bridge restart on the same port (streams and polls in progress are cut).
@@ -140,7 +165,7 @@ class System {
   }
 
   async api(p) {
-    const r = await fetch(this.url + p, this.token ? { headers: { Authorization: `Bearer ${this.token}` } } : {});
+    const r = await this.fetch(this.url + p, this.token ? { headers: { Authorization: `Bearer ${this.token}` } } : {});
     if (!r.ok) throw new Error(`${p}: HTTP ${r.status}`);
     return r.json();
   }
@@ -165,12 +190,12 @@ class System {
   }
 }
 
-async function browser() {
+async function browser(extraArgs = []) {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
     // No sandbox as root; no background traffic to the internet this machine does not have.
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--no-proxy-server',
-           '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+           '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extraArgs],
   });
 }
 
@@ -283,6 +308,14 @@ name = "dashboard test, au-0001"
 token = "${AUTH.one}"
 topics = ["sensors/au-0001/#"]
 `,
+  // HTTPS and WSS with a certificate from a CA made here (tools/make-certs.sh).
+  tls: (sys) => {
+    const certs = path.join(sys.dir, 'certs');
+    const made = spawnSync(path.join(REPO, 'tools', 'make-certs.sh'), [certs], { encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`make-certs.sh failed: ${made.stderr}`);
+    sys.ca = fs.readFileSync(path.join(certs, 'ca.pem'));
+    return `[http]\ntls_cert = "${certs}/server.pem"\ntls_key = "${certs}/server.key"\n`;
+  },
 };
 
 // A JWT for every topic, valid for `seconds` from now.
@@ -672,6 +705,40 @@ const cases = {
         check(JSON.stringify(keys) === '["au-0001/temperature"]' && await page.locator('.card').count() === 1,
               `a token for sensors/au-0001/#: only its card (${keys})`);
         await page.screenshot({ path: path.join(SHOTS, 'dashboard-auth.png') });
+        await context.close();
+      }
+    } finally {
+      await b.close();
+    }
+  },
+
+  // The dashboard over HTTPS and WSS. Chromium trusts exactly the bridge's key
+  // (--ignore-certificate-errors-spki-list, the key's SHA-256), and refuses the page without it.
+  async tls(sys) {
+    check(sys.url.startsWith('https://localhost:'), `the bridge serves HTTPS (${sys.url})`);
+    sys.sim('tls-', 2, 5);
+    await until('series in storage', async () => (await sys.api('/api/v1/sensors')).series.length >= 2);
+    const untrusting = await browser();
+    try {
+      const page = await (await untrusting.newContext()).newPage();
+      const err = await page.goto(`${sys.url}/`).then(() => null, (e) => e.message);
+      check(/ERR_CERT/.test(err ?? ''), `without trusting the certificate Chromium refuses the page (${(err ?? 'loaded').split('\n')[0]})`);
+    } finally {
+      await untrusting.close();
+    }
+    const cert = new crypto.X509Certificate(fs.readFileSync(path.join(sys.dir, 'certs', 'server.pem')));
+    const spki = crypto.createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+    const b = await browser([`--ignore-certificate-errors-spki-list=${spki}`]);
+    try {
+      for (const mode of ['websocket', 'sse', 'longpoll']) {
+        const { context, page } = await openPage(b, `${sys.url}/?transport=${mode}&trace=1`);
+        await until(`${mode} live over TLS`, async () => {
+          const d = await dash(page);
+          return d.mode === mode && d.state === 'live' && d.delivered > 20;
+        }, 30_000);
+        check(await page.evaluate(() => location.protocol) === 'https:', `${mode}: the page came over HTTPS and receives readings`);
+        await checkNoGap(sys, await dash(page));
+        await checkNoCspViolation(page, `${mode} over TLS`);
         await context.close();
       }
     } finally {

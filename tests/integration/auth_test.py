@@ -16,7 +16,7 @@ import time
 
 import websockets
 
-from bridge_system import System
+from bridge_system import SSE, System
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -79,52 +79,6 @@ def seed(sys_, n_each=12):
     raise AssertionError("readings not committed")
 
 
-class SSE:
-    """A minimal EventSource over a raw socket: status line, then events as dicts."""
-
-    def __init__(self, port, target, headers=None):
-        self.s = socket.create_connection(("127.0.0.1", port), 10)
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self.s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{extra}\r\n".encode())
-        self.buf = b""
-        while b"\r\n\r\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                break
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        self.status = int(head.split(b" ")[1])
-        self.closed = False
-
-    def next(self, timeout=10):
-        """The next event with data, or None on timeout or close."""
-        end = time.time() + timeout
-        while True:
-            while b"\n\n" in self.buf:
-                block, _, self.buf = self.buf.partition(b"\n\n")
-                ev = {"event": "message"}
-                for line in block.decode().split("\n"):
-                    k, _, v = line.partition(": ")
-                    if k in ("id", "event", "data"):
-                        ev[k] = v
-                if "data" in ev:
-                    return ev
-            left = end - time.time()
-            if left <= 0 or self.closed:
-                return None
-            self.s.settimeout(left)
-            try:
-                chunk = self.s.recv(65536)
-            except socket.timeout:
-                return None
-            if not chunk:
-                self.closed = True
-            self.buf += chunk
-
-    def close(self):
-        self.s.close()
-
-
 async def case_paths(sys_):
     """Every path of the router: /api/v1 denied without a token and allowed with one; the open
     ones stay open; /metrics takes its own token."""
@@ -140,11 +94,11 @@ async def case_paths(sys_):
         check(s == 401 and 'error="invalid_token"' in h.get("www-authenticate", ""), f"{path} bad token: {s} {h}")
         s, _, _ = sys_.request(path, bearer(TOKEN_A))
         check(s == 200, f"{path} with a token: {s}")
-    sse = SSE(sys_.port, "/api/v1/stream")
+    sse = SSE(sys_, "/api/v1/stream")
     check(sse.status == 401, f"stream without a token: {sse.status}")
     sse.close()
     for headers, target in (({}, "/api/v1/stream?access_token=" + TOKEN_A), (bearer(TOKEN_A), "/api/v1/stream")):
-        sse = SSE(sys_.port, target, headers)
+        sse = SSE(sys_, target, headers)
         check(sse.status == 200, f"stream with a token: {sse.status}")
         sse.close()
     try:
@@ -184,7 +138,7 @@ async def case_no_leak(sys_):
     check(len(json.loads(body)["readings"]) == total // 2, "a's history")
     # A request that can see nothing is 403.
     check(sys_.request("/api/v1/updates?timeout=0&topic=sensors/b/%23", a)[0] == 403, "long poll on b")
-    check(SSE(sys_.port, "/api/v1/stream?topic=sensors/b/%23", a).status == 403, "stream on b")
+    check(SSE(sys_, "/api/v1/stream?topic=sensors/b/%23", a).status == 403, "stream on b")
     # /sensors is cached per grant: a's tag never revalidates everything's representation.
     _, h_all, _ = sys_.request("/api/v1/sensors", bearer(TOKEN_ALL))
     s, h_a, _ = sys_.request("/api/v1/sensors", {**a, "If-None-Match": h_all["etag"]})
@@ -202,7 +156,7 @@ async def case_no_leak(sys_):
         cursor = r["cursor"]
     check(seen == ["a"] * (total // 2), f"long poll sees {seen}")
 
-    sse = SSE(sys_.port, "/api/v1/stream?after=0", a)
+    sse = SSE(sys_, "/api/v1/stream?after=0", a)
     check(sse.status == 200, f"stream {sse.status}")
     got = []
     async with websockets.connect(sys_.url(), extra_headers=a) as ws:
@@ -265,7 +219,7 @@ async def case_expiry(sys_):
     seed(sys_, 2)
     exp = int(time.time()) + 3
     short = make_jwt({"exp": exp, "topics": ["sensors/a/#"]})
-    sse = SSE(sys_.port, "/api/v1/stream?after=0", bearer(short))
+    sse = SSE(sys_, "/api/v1/stream?after=0", bearer(short))
     check(sse.status == 200, f"stream {sse.status}")
     ids, ended = [], None
     async with websockets.connect(sys_.url(), extra_headers=bearer(short)) as ws:
@@ -289,7 +243,7 @@ async def case_expiry(sys_):
     # Published while the client was away; then resume with a fresh token after the last id.
     sys_.pub("sensors/a/temperature", "77")
     fresh = make_jwt({"exp": int(time.time()) + 300, "topics": ["sensors/a/#"]})
-    sse = SSE(sys_.port, "/api/v1/stream", {**bearer(fresh), "Last-Event-ID": str(ids[-1])})
+    sse = SSE(sys_, "/api/v1/stream", {**bearer(fresh), "Last-Event-ID": str(ids[-1])})
     ev = sse.next()
     while ev and ev["event"] != "reading":
         ev = sse.next()
@@ -316,7 +270,7 @@ async def case_origin_host(sys_):
     async with websockets.connect(sys_.url(), origin=f"http://127.0.0.1:{sys_.port}") as ws:
         await ws.send(json.dumps({"op": "subscribe", "topic": "#"}))
         check(json.loads(await asyncio.wait_for(ws.recv(), 10))["op"] == "subscribed", "same origin")
-    check(SSE(sys_.port, "/api/v1/stream", {"Origin": "http://attacker.example"}).status == 403, "foreign-origin SSE")
+    check(SSE(sys_, "/api/v1/stream", {"Origin": "http://attacker.example"}).status == 403, "foreign-origin SSE")
     s, _, _ = sys_.request("/api/v1/sensors", {"Host": "attacker.example"})
     check(s == 421, f"foreign Host: {s}")
     s, _, _ = sys_.request("/healthz", {"Host": f"localhost:{sys_.port}"})

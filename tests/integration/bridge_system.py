@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -20,8 +21,11 @@ def free_port():
 class System:
     """A private Mosquitto and bridge; stopped (by PID) when the case ends."""
 
-    def __init__(self, build, bridge_conf="", listen="127.0.0.1:0"):
+    def __init__(self, build, bridge_conf="", listen="127.0.0.1:0", ca_file=None):
+        """ca_file: the bridge speaks HTTPS/WSS (bridge_conf sets [http] tls_cert and tls_key);
+        clients trust this CA."""
         self.mosq = self.bridge = None
+        self.ssl_ctx = ssl.create_default_context(cafile=ca_file) if ca_file else None
         try:
             self._start(build, bridge_conf, listen)
         except BaseException:
@@ -58,7 +62,8 @@ class System:
         deadline = time.time() + 20
         while time.time() < deadline and self.port is None:
             self.out.seek(0)
-            m = re.search(r"serving http://[0-9.]+:(\d+)", self.out.read())
+            m = re.search(r"serving https://[0-9.]+:(\d+)" if self.ssl_ctx else r"serving http://[0-9.]+:(\d+)",
+                          self.out.read())
             if m:
                 self.port = int(m.group(1))
             time.sleep(0.05)
@@ -66,8 +71,14 @@ class System:
         while time.time() < deadline and b"200 OK" not in self.http("/readyz"):
             time.sleep(0.05)
 
+    def connect(self):
+        """A connected socket to the bridge: TLS (verified against the CA, name localhost) when
+        the bridge speaks HTTPS."""
+        s = socket.create_connection(("127.0.0.1", self.port))
+        return self.ssl_ctx.wrap_socket(s, server_hostname="localhost") if self.ssl_ctx else s
+
     def http(self, target):
-        with socket.create_connection(("127.0.0.1", self.port)) as s:
+        with self.connect() as s:
             s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
             data = b""
             while chunk := s.recv(65536):
@@ -75,6 +86,8 @@ class System:
             return data
 
     def url(self):
+        if self.ssl_ctx:
+            return f"wss://localhost:{self.port}/api/v1/ws"
         return f"ws://127.0.0.1:{self.port}/api/v1/ws"
 
     def pub(self, topic, payload):
@@ -104,10 +117,60 @@ class System:
 
     def request(self, target, headers=None, method="GET"):
         """One HTTP request: (status, headers as a lowercase dict, body bytes)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        if self.ssl_ctx:
+            c = http.client.HTTPSConnection("localhost", self.port, timeout=10, context=self.ssl_ctx)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
             c.request(method, target, headers=headers or {})
             r = c.getresponse()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
         finally:
             c.close()
+
+
+class SSE:
+    """A minimal EventSource over a raw socket: status line, then events as dicts."""
+
+    def __init__(self, system, target, headers=None):
+        self.s = system.connect()
+        self.s.settimeout(10)
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self.s.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{extra}\r\n".encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1])
+        self.closed = False
+
+    def next(self, timeout=10):
+        """The next event with data, or None on timeout or close."""
+        end = time.time() + timeout
+        while True:
+            while b"\n\n" in self.buf:
+                block, _, self.buf = self.buf.partition(b"\n\n")
+                ev = {"event": "message"}
+                for line in block.decode().split("\n"):
+                    k, _, v = line.partition(": ")
+                    if k in ("id", "event", "data"):
+                        ev[k] = v
+                if "data" in ev:
+                    return ev
+            left = end - time.time()
+            if left <= 0 or self.closed:
+                return None
+            self.s.settimeout(left)
+            try:
+                chunk = self.s.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                self.closed = True
+            self.buf += chunk
+
+    def close(self):
+        self.s.close()
