@@ -23,11 +23,21 @@ nice cmake --build build-asan -j "$(nproc)"
 export no_proxy='*' NO_PROXY='*'
 unset http_proxy HTTP_PROXY https_proxy HTTPS_PROXY all_proxy ALL_PROXY
 # Child processes (the bridge the tests start) inherit these. abort_on_error: a report is a crash
-# the test sees, not an exit code a test might ignore.
-export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# the test sees. Every report also goes to a file under build-asan/sanitizer-reports/, checked
+# below: some harnesses (the Python ones) do not look at the bridge's exit status or stderr.
+reports=$PWD/build-asan/sanitizer-reports
+rm -rf "$reports" && mkdir -p "$reports"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1}:log_path=$reports/asan
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}:log_path=$reports/ubsan
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tools/lsan.supp:print_suppressions=0}
 cd build-asan
-start=$(date +%s)
-nice ctest --output-on-failure --timeout 600 -j 2 "$@"
-echo "sanitize: ctest took $(( $(date +%s) - start )) s"
+start=$SECONDS
+status=0
+nice ctest --output-on-failure --timeout 600 -j 2 "$@" || status=$?
+echo "sanitize: ctest took $((SECONDS - start)) s"
+if compgen -G "$reports/*" >/dev/null; then
+  echo "sanitize: sanitizer reports (build-asan/sanitizer-reports/):" >&2
+  for f in "$reports"/*; do echo "== $f" >&2; head -60 "$f" >&2; done
+  status=1
+fi
+exit "$status"
