@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <chrono>
 #include <string>
 
 using namespace telemetry::bridge;
@@ -168,4 +169,27 @@ TEST_CASE("auth - topic filters overlap when some topic matches both") {
     CHECK(!f("a/b").overlaps(f("a/b/c")));
     CHECK(!f("a/+").overlaps(f("a")));
     CHECK(f("+/+/+").overlaps(f("x/y/z")));
+}
+
+// Regression (fuzz/corpus/fuzz_auth/regression-exp-int64-max, found by fuzz_auth under UBSan):
+// exp + leeway overflowed for an exp near INT64_MAX (a "never expires" token), and an exp past
+// 2262 overflowed the streams' expiry timer (system_clock::from_time_t in nanoseconds).
+TEST_CASE("auth - a far-future exp is capped within system_clock's range") {
+    const authenticator a(config_with_keys());
+    const std::int64_t latest =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count();
+    for (const std::int64_t exp : {INT64_MAX, INT64_MAX - 29, std::int64_t{32'503'680'000} /* year 3000 */}) {
+        CAPTURE(exp);
+        auto r = a.authenticate(jwt(claims(exp), key1), now);
+        REQUIRE(std::holds_alternative<grant_ptr>(r));
+        const auto& g = *std::get<grant_ptr>(r);
+        CHECK(g.expires_at() > now);
+        CHECK(g.expires_at() < latest);
+        const auto at = std::chrono::system_clock::from_time_t(static_cast<std::time_t>(g.expires_at()));
+        CHECK(at > std::chrono::system_clock::now());
+    }
+    // An ordinary exp keeps its leeway exactly.
+    auto r = a.authenticate(jwt(claims(now + 60), key1), now);
+    REQUIRE(std::holds_alternative<grant_ptr>(r));
+    CHECK(std::get<grant_ptr>(r)->expires_at() == now + 60 + 30);
 }

@@ -51,6 +51,18 @@ TEST_CASE("config - values are typed and ranges checked") {
     CHECK(c.ingest.journal_reserve_mb == 8u);
 }
 
+// Regression (fuzz/corpus/fuzz_config/regression-nan-rate): nan is a valid TOML float and
+// passed the range check `v < lo || v > hi`, silently turning a rate limit off.
+TEST_CASE("config - nan and infinities are out of every number's range") {
+    for (const char* text : {"[http]\nrate_limit_per_s = nan\n", "[http]\nrate_limit_burst = -nan\n",
+                             "[auth]\nrate_limit_per_s = +nan\n", "[auth]\nrate_limit_burst = inf\n",
+                             "[http]\nrate_limit_per_s = -inf\n"}) {
+        CAPTURE(text);
+        CHECK(message(text).find("must be between") != std::string::npos);
+    }
+    CHECK(parse_config("[http]\nrate_limit_per_s = 2.5\n", "x.toml").http.rate_limit_per_s == 2.5);
+}
+
 TEST_CASE("config - the accepted time window defaults to 300 s ahead and the retention period back") {
     using namespace std::chrono_literals;
     const config d = parse_config("", "d.toml");

@@ -116,6 +116,43 @@ TEST_CASE("payload - bare number payloads") {
     CHECK(only(parse("0")).value == 0.0);
 }
 
+// Regression (fuzz/corpus/fuzz_payload/regression-imprecise-3e91, found by fuzz_payload's
+// round-trip property): Boost.JSON 1.81 reads decimal text approximately, so "3e91" was stored as
+// 3.0000000000000004e+91. Every form now stores the double nearest to the text (the C++
+// compiler's reading of the same literal), wherever the number sits in the payload.
+TEST_CASE("payload - numbers are read exactly, in every payload form") {
+    struct row {
+        const char* text;
+        double expected;
+    };
+    const row rows[] = {
+        {"3e91", 3e91},
+        {"2.2250738585072011e-308", 2.2250738585072011e-308},
+        {"8.5e-310", 8.5e-310},
+        {"1.7976931348623157e308", 1.7976931348623157e308},
+        {"21.37", 21.37},
+        {"-0.1", -0.1},
+        {"123456789012345678901234567890", 123456789012345678901234567890.0},
+        {"4.9406564584124654e-324", 4.9406564584124654e-324},
+        {"9007199254740993", 9007199254740993.0},
+        {"0.30000000000000004", 0.30000000000000004},
+        {"1E+22", 1e22},
+        {"7.2057594037927933e16", 7.2057594037927933e16},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.text);
+        CHECK(only(parse(r.text)).value == r.expected);
+        CHECK(only(parse(std::string(R"({"value": )") + r.text + "}")).value == r.expected);
+        CHECK(only(parse(std::string(R"([{"bt": 1732270000, "v": )") + r.text + "}]")).value == r.expected);
+    }
+    // SenML times too: 1732270000.123 s is 1732270000123 ms.
+    CHECK(only(parse(R"([{"bt": 1732270000.123, "v": 1}])")).ts == 1'732'270'000'123);
+    // Out of double's range is still what it was: overflow is not finite, underflow is zero.
+    CHECK(parse("1e999").error->reason == reject_reason::not_finite);
+    CHECK(parse("-1e999").error->reason == reject_reason::not_finite);
+    CHECK(only(parse("1e-400")).value == 0.0);
+}
+
 TEST_CASE("payload - textual and overflowing non-finite numbers are not_finite") {
     for (const char* p : {"nan", "NaN", "-nan", "inf", "-inf", "+Inf", "Infinity", "-infinity", " nan "})
         CHECK_MESSAGE(reason_of(p) == reject_reason::not_finite, p);

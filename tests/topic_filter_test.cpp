@@ -100,3 +100,33 @@ TEST_CASE("topic filter - default constructed filter matches nothing") {
     const topic_filter f{};
     CHECK_FALSE(f.matches("a"));
 }
+
+// A filter wants a sensor's presence when it can match one of the sensor's reading topics
+// (`parent/<metric>`). Regression (fuzz/corpus/fuzz_topic/regression-child-then-hash): a filter
+// ending in `<metric>/#` matches `parent/<metric>` through `#` matching its parent level.
+TEST_CASE("topic filter - matches_child_of agrees with matches on the parent's children") {
+    struct row {
+        const char* filter;
+        const char* parent;
+        bool expected;
+    };
+    const row rows[] = {
+        {"sensors/+/temperature", "sensors/kitchen", true},
+        {"sensors/kitchen/#", "sensors/kitchen", true},
+        {"sensors/#", "sensors/kitchen", true},
+        {"#", "sensors/kitchen", true},
+        {"sensors/kitchen/temperature/#", "sensors/kitchen", true},  // matches sensors/kitchen/temperature
+        {"sensors/+/+/#", "sensors/kitchen", true},
+        {"sensors/kitchen/#", "sensors", true},                      // matches sensors/kitchen
+        {"sensors/kitchen/temperature/x/#", "sensors/kitchen", false},
+        {"sensors/kitchen/temperature/x", "sensors/kitchen", false},
+        {"sensors/kitchen", "sensors/kitchen", false},
+        {"sensors/hall/+", "sensors/kitchen", false},
+        {"+/#", "$SYS", false},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.filter);
+        CAPTURE(r.parent);
+        CHECK(topic_filter::parse(r.filter)->matches_child_of(r.parent) == r.expected);
+    }
+}

@@ -15,6 +15,7 @@ packages=(
   python3 python3-websockets
   chromium
   systemd dpkg-dev file   # the install tests: systemd-analyze, dpkg-shlibdeps for the .deb, file
+  clang-14 libclang-rt-14-dev llvm-14  # tools/fuzz.sh (libFuzzer; llvm-symbolizer for reports)
 )
 # The dashboard's build runs npm ci (uPlot, playwright-core); keep a Node.js that is already there
 # (playwright-core wants Node 20 or later), else take Debian's.

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <optional>
 
 namespace telemetry::bridge {
@@ -18,6 +19,11 @@ namespace {
 
 constexpr std::size_t max_token_bytes = 8192;
 constexpr std::size_t verified_cache_entries = 4096;
+// The latest expiry a grant carries, epoch seconds: a day before the end of system_clock's range
+// (year 2262), which the streams' expiry timers use. A later `exp` (a "never" such as INT64_MAX)
+// means this; adding the leeway to it must not overflow either.
+const std::int64_t latest_expiry_s =
+    std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::duration::max()).count() - 86'400;
 
 // base64url without padding (RFC 7515 section 2) -> bytes; nullopt if not valid.
 std::optional<std::string> base64url_decode(std::string_view in) {
@@ -197,7 +203,8 @@ std::variant<grant_ptr, auth_failure> authenticator::verify_jwt(std::string_view
     }
     std::string subject;
     if (const auto* sub = claims.if_contains("sub"); sub && sub->is_string()) subject = sub->as_string();
-    auto g = std::make_shared<const grant>(std::move(filters), std::move(subject), *exp + leeway_s_);
+    const std::int64_t expires = *exp > latest_expiry_s - leeway_s_ ? latest_expiry_s : *exp + leeway_s_;
+    auto g = std::make_shared<const grant>(std::move(filters), std::move(subject), expires);
     {
         std::lock_guard lock(cache_mutex_);
         if (verified_.size() >= verified_cache_entries) verified_.clear();

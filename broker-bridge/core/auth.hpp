@@ -34,7 +34,8 @@ public:
 
     const std::vector<topic_filter>& topics() const noexcept { return topics_; }
     const std::string& subject() const noexcept { return subject_; }
-    // Epoch seconds after which the grant is void (a JWT's exp plus the clock leeway); 0: never.
+    // Epoch seconds after which the grant is void (a JWT's exp plus the clock leeway, at most a day
+    // before the end of std::chrono::system_clock's range, year 2262); 0: never.
     std::int64_t expires_at() const noexcept { return expires_at_; }
     // Equal for grants that permit the same topics: what per-grant caches are keyed by.
     const std::string& key() const noexcept { return key_; }

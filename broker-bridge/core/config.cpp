@@ -52,7 +52,9 @@ public:
         if (!n) return;
         auto v = n->value<double>();  // integers convert too
         if (!v || !(n->is_floating_point() || n->is_integer())) fail(*n, key, "must be a number");
-        if (*v < lo || *v > hi) fail(*n, key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+        // Written so that nan (valid TOML) fails too.
+        if (!(*v >= lo && *v <= hi))
+            fail(*n, key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
         out = *v;
     }
     void boolean(const char* key, bool& out) {

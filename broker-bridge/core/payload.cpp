@@ -18,10 +18,11 @@
 
 #include "core/text.hpp"
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/monotonic_resource.hpp>
-#include <boost/json/parse.hpp>
 #include <boost/json/parse_options.hpp>
 #include <boost/json/value.hpp>
+#include <boost/json/value_stack.hpp>
 
 #include <charconv>
 #include <chrono>
@@ -70,6 +71,73 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
 bool is_textual_non_finite(std::string_view s) noexcept {
     if (!s.empty() && (s.front() == '+' || s.front() == '-')) s.remove_prefix(1);
     return iequals(s, "nan") || iequals(s, "inf") || iequals(s, "infinity");
+}
+
+// Builds the DOM as json::parse does, except for doubles. Boost.JSON 1.81 converts decimal text to
+// double approximately (a few ulp off for large exponents or long mantissas: "3e91" became
+// 3.0000000000000004e+91), so a stored value differed from what the sensor sent. Each double is
+// read again from its text with std::from_chars, which rounds correctly; where that reports out
+// of range (1e999, 1e-400) Boost's value stays, so overflow still becomes infinity (not_finite).
+struct precise_number_handler {
+    static constexpr std::size_t max_object_size = json::object::max_size();
+    static constexpr std::size_t max_array_size = json::array::max_size();
+    static constexpr std::size_t max_key_size = json::string::max_size();
+    static constexpr std::size_t max_string_size = json::string::max_size();
+
+    json::value_stack st;
+    std::string number;  // the first parts of a number split across input buffers
+
+    precise_number_handler(unsigned char* temp, std::size_t size) : st(json::storage_ptr(), temp, size) {}
+
+    bool on_document_begin(boost::system::error_code&) { return true; }
+    bool on_document_end(boost::system::error_code&) { return true; }
+    bool on_object_begin(boost::system::error_code&) { return true; }
+    bool on_object_end(std::size_t n, boost::system::error_code&) { st.push_object(n); return true; }
+    bool on_array_begin(boost::system::error_code&) { return true; }
+    bool on_array_end(std::size_t n, boost::system::error_code&) { st.push_array(n); return true; }
+    bool on_key_part(json::string_view s, std::size_t, boost::system::error_code&) { st.push_chars(s); return true; }
+    bool on_key(json::string_view s, std::size_t, boost::system::error_code&) { st.push_key(s); return true; }
+    bool on_string_part(json::string_view s, std::size_t, boost::system::error_code&) { st.push_chars(s); return true; }
+    bool on_string(json::string_view s, std::size_t, boost::system::error_code&) { st.push_string(s); return true; }
+    bool on_number_part(json::string_view s, boost::system::error_code&) {
+        number.append(s.data(), s.size());
+        return true;
+    }
+    bool on_int64(std::int64_t i, json::string_view, boost::system::error_code&) {
+        number.clear();
+        st.push_int64(i);
+        return true;
+    }
+    bool on_uint64(std::uint64_t u, json::string_view, boost::system::error_code&) {
+        number.clear();
+        st.push_uint64(u);
+        return true;
+    }
+    bool on_double(double d, json::string_view s, boost::system::error_code&) {
+        number.append(s.data(), s.size());
+        double exact = 0;
+        const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), exact);
+        if (ec == std::errc{} && end == number.data() + number.size()) d = exact;
+        number.clear();
+        st.push_double(d);
+        return true;
+    }
+    bool on_bool(bool b, boost::system::error_code&) { st.push_bool(b); return true; }
+    bool on_null(boost::system::error_code&) { st.push_null(); return true; }
+    bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+    bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+};
+
+// json::parse(text, ec, sp, options) with correctly rounded doubles.
+json::value parse_json(std::string_view text, boost::system::error_code& ec, json::storage_ptr sp,
+                       const json::parse_options& options) {
+    unsigned char temp[512];
+    json::basic_parser<precise_number_handler> p(options, temp, sizeof temp);
+    p.handler().st.reset(std::move(sp));
+    const std::size_t n = p.write_some(false, text.data(), text.size(), ec);
+    if (!ec && n < text.size()) ec = json::error::extra_data;
+    if (ec) return nullptr;
+    return p.handler().st.release();
 }
 
 parse_result reject(reject_reason r, std::string detail) {
@@ -290,7 +358,7 @@ parse_result parse_message(const topic_parts& topic, std::string_view payload, s
     json::parse_options options;
     options.max_depth = 16;  // our formats nest two deep; deeper is garbage, bound the parser's work
     boost::system::error_code ec;
-    const json::value doc = json::parse(text, ec, &resource, options);
+    const json::value doc = parse_json(text, ec, &resource, options);
     if (ec) return reject(reject_reason::bad_json, "invalid JSON: " + ec.message());
 
     switch (doc.kind()) {

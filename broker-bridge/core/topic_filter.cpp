@@ -78,8 +78,10 @@ bool topic_filter::matches_child_of(std::string_view parent) const noexcept {
         const std::string_view name = cursor.next();
         if (levels_[i] != "+" && levels_[i] != name) return false;
     }
-    // Every level of `parent` matched: exactly one more level must follow (any name, `+` or `#`).
-    return cursor.done() && (i + 1 == levels_.size() || (i < levels_.size() && levels_[i] == "#"));
+    // Every level of `parent` matched: exactly one more level must follow (any name, `+` or `#`),
+    // or one more and a last `#`, which also matches its parent level ("a/b/#" matches "a/b").
+    return cursor.done() && (i + 1 == levels_.size() || (i < levels_.size() && levels_[i] == "#") ||
+                             (i + 2 == levels_.size() && levels_[i + 1] == "#"));
 }
 
 bool topic_filter::overlaps(const topic_filter& other) const noexcept {

@@ -5,9 +5,9 @@
 #include "core/conditional.hpp"
 #include "core/metrics.hpp"
 #include "core/wire_format.hpp"
+#include "core/ws_message.hpp"
 
 #include <boost/asio/post.hpp>
-#include <boost/json.hpp>
 
 #include <spdlog/spdlog.h>
 
@@ -137,33 +137,11 @@ void ws_session::send_error(std::string_view code, std::string_view message) {
 }
 
 void ws_session::handle_message(std::string_view text) {
-    boost::system::error_code ec;
-    const auto doc = boost::json::parse(text, ec);
-    if (ec || !doc.is_object()) return send_error("bad_json", "messages are JSON objects with an \"op\"");
-    const auto& o = doc.as_object();
-    const auto* op = o.if_contains("op");
-    if (!op || !op->is_string()) return send_error("bad_request", "\"op\" must be a string");
-    const auto* topic = o.if_contains("topic");
-    if (!topic || !topic->is_string())
-        return send_error("bad_request", "\"topic\" must be an MQTT topic filter string");
-    std::string t(topic->as_string());
-    if (*op == "subscribe") {
-        std::optional<std::int64_t> after;
-        if (const auto* a = o.if_contains("after"); a && !a->is_null()) {
-            if (a->is_int64() && a->as_int64() >= 0) after = a->as_int64();
-            else if (a->is_uint64() && a->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) after = static_cast<std::int64_t>(a->as_uint64());
-            else return send_error("bad_request", "\"after\" must be a reading id (a non-negative integer)");
-        }
-        bool conflate = false;
-        if (const auto* p = o.if_contains("policy"); p && !p->is_null()) {
-            if (!p->is_string() || (p->as_string() != "all" && p->as_string() != "conflate"))
-                return send_error("bad_request", "\"policy\" must be \"all\" or \"conflate\"");
-            conflate = p->as_string() == "conflate";
-        }
-        return subscribe(std::move(t), after, conflate);
-    }
-    if (*op == "unsubscribe") return unsubscribe(t);
-    send_error("bad_request", "\"op\" must be subscribe or unsubscribe");
+    auto m = parse_ws_client_message(text);
+    if (const auto* e = std::get_if<ws_client_error>(&m)) return send_error(e->code, e->message);
+    auto& r = std::get<ws_client_request>(m);
+    if (r.op == ws_client_request::kind::subscribe) return subscribe(std::move(r.topic), r.after, r.conflate);
+    unsubscribe(r.topic);
 }
 
 void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate) {

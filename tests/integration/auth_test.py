@@ -292,13 +292,22 @@ async def case_origin_host(sys_):
 async def case_per_address(sys_):
     """One address over its connection cap is refused while another address keeps being served."""
     seed(sys_, 1)
+
+    # The hogs come from an address of their own: the bridge notices a closed connection
+    # asynchronously, so seed()'s last request from 127.0.0.1 may still hold a slot of that
+    # address for a moment (seen under ASan: the 20th hog refused, the 21st served).
+    def hog_connection():
+        s = socket.socket()
+        s.bind(("127.0.0.3", 0))
+        s.settimeout(5)
+        s.connect(("127.0.0.1", sys_.port))
+        return s
+
     hogs = []
     for _ in range(20):
-        s = socket.create_connection(("127.0.0.1", sys_.port), 5)
-        hogs.append(s)
+        hogs.append(hog_connection())
     time.sleep(0.3)
-    extra = socket.create_connection(("127.0.0.1", sys_.port), 5)
-    extra.settimeout(5)
+    extra = hog_connection()
     try:
         extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         refused = extra.recv(100) == b""

@@ -1,0 +1,32 @@
+// A WebSocket client's message on /api/v1/ws (docs/api.md): JSON subscribe / unsubscribe ->
+// what it asks, or the error the session answers with. Pure and fuzzable; the session acts on it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+namespace telemetry::bridge {
+
+// {"op":"subscribe","topic":F[,"after":N][,"policy":"all"|"conflate"]}
+// {"op":"unsubscribe","topic":F}
+// The topic is not validated here (the session checks it against its bounds and the grant).
+struct ws_client_request {
+    enum class kind { subscribe, unsubscribe };
+    kind op = kind::subscribe;
+    std::string topic;
+    std::optional<std::int64_t> after;  // subscribe only; non-negative
+    bool conflate = false;              // subscribe only
+};
+
+// The error the session sends back ({"op":"error","code":..,"message":..}).
+struct ws_client_error {
+    std::string_view code;     // "bad_json" or "bad_request"
+    std::string_view message;
+};
+
+std::variant<ws_client_request, ws_client_error> parse_ws_client_message(std::string_view text);
+
+}  // namespace telemetry::bridge
