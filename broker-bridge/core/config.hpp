@@ -107,6 +107,10 @@ struct ingest_config {
     std::size_t max_senml_records = 1000;
     // Disk reserved up front for the ingest journal; compaction writes a second file this large.
     std::uint64_t journal_reserve_mb = 64;
+    // Power-loss durability (docs/api.md 1.5): each journal append is synced to stable storage
+    // (msync) before the MQTT callback returns and Paho sends the PUBACK, and SQLite runs with
+    // synchronous=FULL. Off: durable against a crash of the process only.
+    bool sync = false;
     // A reading's time is accepted this far after / before its arrival (docs/api.md section 1.4).
     // Left out of the file, max_ts_past is the retention period (30 days with retention off):
     // an older reading would only be deleted by the next retention pass.
