@@ -317,9 +317,11 @@ void journal::append(std::span<const reading> readings, std::uint64_t delivery) 
         flush();
     } catch (...) {
         // Not acknowledged, so not kept: the key forgotten first (a key must never be known
-        // without its readings), then the end marker back where the record began. What reached
-        // the disk of the failed sync is unknown; recovery reads it as any torn tail (crc), and
-        // the caller retries the whole append.
+        // without its readings), then the end marker back where the record began; the caller
+        // retries the whole append, which overwrites it. What the failed sync left on disk is
+        // unknown: a torn record is ignored at recovery (crc); a whole one, if the bridge stops
+        // before the retry succeeds, is recovered though never acknowledged, and its redelivery
+        // is stored again unless its key reached the disk too or its seq and ts identify it.
         if (delivery != 0) forget_last(delivery, evicted);
         std::atomic_signal_fence(std::memory_order_release);
         std::memset(map_.data() + before, 0, 4);
