@@ -13,8 +13,15 @@
 # LIVE_RATE readings/s in total for LIVE_S seconds; reports the received rate, the backlog when
 # the publisher stops and how long it takes to clear.
 #
+# Power-loss durability (SYNC_COMPARE=1): no discard rounds and no live part; instead ROUNDS
+# pairs of bridge rounds alternating ingest.sync = false / true on the same backlog, reporting
+# both medians and their ratio (the database and journal are in a mktemp -d under /tmp; its file
+# system is printed).
+#
 # Usage: bench/ingest.sh [BUILD_DIR]   (or BUILD_DIR=...; default: this repository's build/)
 # Environment: N=200000 ROUNDS=3 SENSORS=10 PUBLISH_S=10 LIVE=1 LIVE_RATE=15000 LIVE_S=10
+#   BRIDGE_TOML=FILE (passed to the bridge as --config; flags still set broker, HTTP and db)
+#   SYNC_COMPARE=0 DRAIN_TIMEOUT_S=120 (a bridge round fails when the backlog is not stored by then)
 # Runtime: about 3-5 minutes; hard limit 9.5 minutes.
 set -euo pipefail
 build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
@@ -25,6 +32,11 @@ PUBLISH_S=${PUBLISH_S:-10}
 LIVE=${LIVE:-1}
 LIVE_RATE=${LIVE_RATE:-15000}
 LIVE_S=${LIVE_S:-10}
+BRIDGE_TOML=${BRIDGE_TOML:-}
+SYNC_COMPARE=${SYNC_COMPARE:-0}
+DRAIN_TIMEOUT_S=${DRAIN_TIMEOUT_S:-120}
+[[ -z $BRIDGE_TOML || -r $BRIDGE_TOML ]] || { echo "BRIDGE_TOML=$BRIDGE_TOML is not readable" >&2; exit 1; }
+[[ -n $BRIDGE_TOML ]] && BRIDGE_TOML=$(realpath "$BRIDGE_TOML")
 LIMIT_S=570
 bridge_bin=$build/broker-bridge/broker-bridge
 sim_bin=$build/sensor-sim/sensor-sim
@@ -114,7 +126,9 @@ publish() {
 }
 
 start_bridge() {  # on $hport (picked free beforehand, so a poller can wait for it); sets bridge_pid
-  "$bridge_bin" --mqtt "tcp://127.0.0.1:$port" --http "127.0.0.1:$hport" --db "$work/bridge.db" \
+  local conf=()
+  [[ -n $bridge_toml ]] && conf=(--config "$bridge_toml")
+  "$bridge_bin" "${conf[@]}" --mqtt "tcp://127.0.0.1:$port" --http "127.0.0.1:$hport" --db "$work/bridge.db" \
     > "$work/bridge.out" 2>> "$work/bridge.err" &
   bridge_pid=$!; pids+=("$bridge_pid")
   for _ in $(seq 1000); do
@@ -160,7 +174,7 @@ bridge_round() {
   publish $((N / SENSORS / PUBLISH_S)) "$PUBLISH_S"
   local t_launch b0 c0 b1 c1
   # The poller starts first and retries until the bridge listens: it sees the first commit.
-  python3 "$work/poll.py" "$hport" "$acked" 0 120 > "$work/samples" &
+  python3 "$work/poll.py" "$hport" "$acked" 0 "$DRAIN_TIMEOUT_S" > "$work/samples" &
   local pp=$!; pids+=("$pp")
   sleep 0.3
   b0=$(cpu_ticks "$broker_pid")
@@ -175,17 +189,18 @@ bridge_round() {
     { tl = $1; cl = $2 }
     END { if (cl < n) { print "incomplete " cl; exit }
           printf "%d %.3f %d %.3f %d\n", (cl - cf) / (tl - tf), tl - tf, cf, tl - t0, n / (tl - t0) }' "$work/samples")
-  [[ $res == incomplete* ]] && { echo "bridge stored only ${res#incomplete } of $acked in 120 s" >&2; exit 1; }
+  [[ $res == incomplete* ]] && { echo "bridge stored only ${res#incomplete } of $acked in $DRAIN_TIMEOUT_S s" >&2; exit 1; }
   read -r rate span first_batch from_launch rate_launch <<< "$res"
-  local commit_us batches rows
+  local commit_us batches rows syncs
   commit_us=$(curl -s --noproxy '*' "http://127.0.0.1:$hport/metrics" | awk '
     /^telemetry_commit_duration_seconds_sum/ {s=$2} /^telemetry_commit_duration_seconds_count/ {c=$2}
     END {if (c) printf "%.0f", s/c*1e6; else print "?"}')
   batches=$(metric telemetry_commit_duration_seconds_count)
+  syncs=$(metric telemetry_journal_syncs_total)
   stop_pid "$bridge_pid"
   rows=$(sqlite3 "$work/bridge.db" 'select count(*) from readings' 2>/dev/null || echo '?')
   echo "    bridge: stored=$acked rows_in_db=$rows first_to_last_s=$span (first sample $first_batch) rate_hz=$rate" \
-       "| from launch ${from_launch}s = ${rate_launch}/s | commits=$batches mean_commit_us=$commit_us" \
+       "| from launch ${from_launch}s = ${rate_launch}/s | commits=$batches mean_commit_us=$commit_us journal_syncs=$syncs" \
        "cpu_s=$(ticks_to_s $((c1 - c0))) mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))" >&2
   stop_pid "$broker_pid"
   round_rate=$rate
@@ -247,6 +262,29 @@ live_report() {
 }
 
 echo "ingest benchmark: build=$build N=$N ROUNDS=$ROUNDS SENSORS=$SENSORS, $(nproc) cores" >&2
+bridge_toml=$BRIDGE_TOML
+
+if [[ $SYNC_COMPARE == 1 ]]; then
+  fs_line=$(df -T "$work" | awk 'NR == 2 {print $1, $2, $7}')
+  echo "database and journal in $work: $fs_line" >&2
+  printf '[ingest]\nsync = false\n' > "$work/sync-off.toml"
+  printf '[ingest]\nsync = true\n' > "$work/sync-on.toml"
+  off_rates=(); on_rates=()
+  for r in $(seq "$ROUNDS"); do
+    check_time; echo "round $r: bridge, ingest.sync = false" >&2
+    bridge_toml=$work/sync-off.toml; bridge_round; off_rates+=("$round_rate")
+    check_time; echo "round $r: bridge, ingest.sync = true" >&2
+    bridge_toml=$work/sync-on.toml; bridge_round; on_rates+=("$round_rate")
+  done
+  off=$(median "${off_rates[@]}"); on=$(median "${on_rates[@]}")
+  echo
+  echo "=== ingest.sync summary ($(date -u +%F), $(nproc) cores, ${SECONDS}s; $fs_line) ==="
+  echo "backlog of ~$N QoS 1 readings from $SENSORS sensors, drained; first reading to last"
+  echo "  ingest.sync = false /s: ${off_rates[*]}  median $off"
+  echo "  ingest.sync = true  /s: ${on_rates[*]}  median $on"
+  echo "  ratio on/off: $(python3 -c "print(f'{$on/$off:.3f}')")"
+  exit 0
+fi
 discard_rates=(); bridge_rates=(); live_lines=()
 for r in $(seq "$ROUNDS"); do
   check_time; echo "round $r: discard" >&2

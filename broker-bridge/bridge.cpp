@@ -32,6 +32,7 @@ namespace {
 
 // Queued storage queries beyond this are refused with 503 rather than queued without bound.
 constexpr std::size_t max_queued_queries = 1024;
+constexpr std::size_t committer_max_pending = 100'000;  // committer default (docs/api.md 1.5)
 
 std::filesystem::path journal_path(const std::filesystem::path& db) {
     return db.string() + ".ingest-journal";
@@ -62,9 +63,9 @@ std::unique_ptr<http::tls_identity> open_tls(const http_config& h) {
     return id;
 }
 
-std::unique_ptr<storage::writer> open_storage(const storage_config& s) {
+std::unique_ptr<storage::writer> open_storage(const storage_config& s, bool power_safe) {
     if (s.db_path.has_parent_path()) std::filesystem::create_directories(s.db_path.parent_path());
-    return std::make_unique<storage::writer>(s.db_path);
+    return std::make_unique<storage::writer>(s.db_path, power_safe);
 }
 
 }  // namespace
@@ -73,10 +74,10 @@ std::unique_ptr<storage::writer> open_storage(const storage_config& s) {
 struct bridge::parts {
     explicit parts(config c)
         : cfg(std::move(c)),
-          writer(open_storage(cfg.storage)),
+          writer(open_storage(cfg.storage, cfg.ingest.sync)),
           live(cfg.mqtt.topic_prefix, cfg.hub.window),
           commits(*writer, journal_path(cfg.storage.db_path), cfg.ingest.journal_reserve_mb << 20, live,
-                  stats),
+                  stats, committer_max_pending, cfg.ingest.sync),
           queries(cfg.storage.db_path, cfg.storage.query_threads, max_queued_queries),
           retention(cfg.storage.db_path, cfg.storage.retention_days, cfg.storage.retention_interval,
                     cfg.storage.retention_chunk, live),
@@ -90,6 +91,9 @@ struct bridge::parts {
           ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream, stream_budget, tls.get()},
           mqtt(cfg.mqtt, cfg.ingest, commits, stats) {
         commits.recover();  // readings acknowledged but not yet in SQLite when we last stopped
+        if (cfg.ingest.sync)
+            spdlog::info("ingest: sync on: each reading is on stable storage before its PUBACK (journal msync, "
+                         "SQLite synchronous=FULL)");
         if (cfg.auth.enabled())
             spdlog::info("auth: on ({} static tokens, {} JWT keys)", cfg.auth.tokens.size(), cfg.auth.jwt_hs256_keys.size());
         else

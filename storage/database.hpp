@@ -96,7 +96,11 @@ struct bucket {
 // committed transaction, so a reading handed back here is durable against a process crash.
 class writer {
 public:
-    explicit writer(const std::filesystem::path& file);  // opens, applies pragmas, migrates
+    // Opens, applies pragmas, migrates. `power_safe` (ingest.sync): synchronous=FULL, so that a
+    // transaction is on stable storage when insert() returns (WAL fsynced at each commit), not
+    // only safe from a crash of the process (NORMAL): the ingest journal drops what the writer
+    // has committed, so with a journal that survives power cuts the writer must too.
+    explicit writer(const std::filesystem::path& file, bool power_safe = false);
     ~writer();
     writer(const writer&) = delete;
     writer& operator=(const writer&) = delete;
@@ -114,6 +118,8 @@ public:
     bool writable();
     // The id the next stored reading gets unless it brings one (greater than any id ever used).
     std::int64_t next_id() const;
+    // PRAGMA synchronous of the connection: 1 NORMAL, 2 FULL.
+    int synchronous();
 
 private:
     struct impl;

@@ -134,8 +134,8 @@ journal::mapping::~mapping() {
 }
 
 // Every resource is a member that releases itself, so a throw anywhere below leaks nothing.
-journal::journal(const std::filesystem::path& file, std::uint64_t capacity)
-    : path_(file), reserve_(whole_words(capacity)), capacity_(reserve_),
+journal::journal(const std::filesystem::path& file, std::uint64_t capacity, bool sync)
+    : path_(file), sync_(sync), reserve_(whole_words(capacity)), capacity_(reserve_),
       fd_(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644)) {
     if (fd_.get() < 0) fail("cannot open " + path_.string());
     struct stat st {};
@@ -156,6 +156,25 @@ journal::journal(const std::filesystem::path& file, std::uint64_t capacity)
         map_ = mapping(fd_.get(), length, path_);
     }
     load_ring();
+    // The file may be new or enlarged, and load_ring() may have written keys into the ring.
+    if (sync_) sync_new();
+}
+
+void journal::flush() {
+    if (::msync(map_.data(), capacity_ + ring_bytes, MS_SYNC) != 0) fail("cannot sync " + path_.string());
+    ++syncs_;
+}
+
+void journal::sync_new() {
+    flush();  // msync also writes the size and allocation the data needs (as fdatasync does)
+    sync_directory();
+}
+
+// A new name (a file created, or renamed over another) is durable only once its directory is.
+void journal::sync_directory() {
+    const auto dir = path_.has_parent_path() ? path_.parent_path() : std::filesystem::path(".");
+    const descriptor d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (d.get() < 0 || ::fsync(d.get()) != 0) fail("cannot sync the directory " + dir.string());
 }
 
 // Maps the file as it is and finds its layout (the class comment): its records are read to their
@@ -216,10 +235,12 @@ std::uint64_t* journal::ring() const noexcept {
     return reinterpret_cast<std::uint64_t*>(map_.data() + capacity_);
 }
 
-void journal::remember(std::uint64_t delivery) {
+// Returns what the slot held before, for an append that must take its key back.
+std::uint64_t journal::remember(std::uint64_t delivery) {
     std::uint64_t* r = ring();
     const std::uint64_t written = r[0];
     std::uint64_t& slot = r[1 + written % kept];
+    const std::uint64_t evicted = slot;
     if (slot != 0) {
         auto it = known_.find(slot);
         if (it != known_.end() && --it->second == 0) known_.erase(it);
@@ -231,6 +252,18 @@ void journal::remember(std::uint64_t delivery) {
     std::atomic_signal_fence(std::memory_order_release);
     r[0] = written + 1;
     ++known_[delivery];
+    return evicted;
+}
+
+// Undoes the last remember(delivery), which overwrote `evicted`: an append whose sync failed.
+void journal::forget_last(std::uint64_t delivery, std::uint64_t evicted) {
+    std::uint64_t* r = ring();
+    const std::uint64_t written = r[0] - 1;
+    r[1 + written % kept] = evicted;
+    std::atomic_signal_fence(std::memory_order_release);
+    r[0] = written;
+    if (auto it = known_.find(delivery); it != known_.end() && --it->second == 0) known_.erase(it);
+    if (evicted != 0) ++known_[evicted];
 }
 
 bool journal::redelivered(std::uint64_t delivery) {
@@ -269,13 +302,32 @@ void journal::append(std::span<const reading> readings, std::uint64_t delivery) 
     }
     // The end marker first, then the record: at any instant the journal reads as the old records
     // or the old records plus this one (whose crc proves it whole).
+    const std::uint64_t before = size_;
     std::memset(map_.data() + size_ + buf_.size(), 0, 4);
     std::memcpy(map_.data() + size_, buf_.data(), buf_.size());
     size_ += buf_.size();
     // Into the ring only once the record holds the readings: a key known without its readings
     // would make their redelivery count as stored.
     std::atomic_signal_fence(std::memory_order_release);
-    if (delivery != 0) remember(delivery);
+    const std::uint64_t evicted = delivery != 0 ? remember(delivery) : 0;
+    if (!sync_) return;
+    // One sync covers the record and the key: a power cut after it loses neither, and the key
+    // stays known even once the record is reset (its readings then durable in SQLite).
+    try {
+        flush();
+    } catch (...) {
+        // Not acknowledged, so not kept: the key forgotten first (a key must never be known
+        // without its readings), then the end marker back where the record began; the caller
+        // retries the whole append, which overwrites it. What the failed sync left on disk is
+        // unknown: a torn record is ignored at recovery (crc); a whole one, if the bridge stops
+        // before the retry succeeds, is recovered though never acknowledged, and its redelivery
+        // is stored again unless its key reached the disk too or its seq and ts identify it.
+        if (delivery != 0) forget_last(delivery, evicted);
+        std::atomic_signal_fence(std::memory_order_release);
+        std::memset(map_.data() + before, 0, 4);
+        size_ = before;
+        throw;
+    }
 }
 
 std::vector<reading> journal::recover() { return scan(capacity_, nullptr); }
@@ -352,13 +404,19 @@ void journal::replace(std::uint64_t capacity, const std::span<const reading>* pe
         } else if (!pending->empty()) {
             fresh.append(*pending);
         }
+        // With sync, the new file is whole on disk before its name replaces the old one's, and
+        // the rename is durable (its directory synced) before anything is appended to it.
+        if (sync_) fresh.flush();
         if (std::rename(tmp.c_str(), path_.c_str()) != 0) fail("cannot replace " + path_.string());
+        syncs_ += fresh.syncs_;
         // `fresh` has the renamed file open and mapped: take both over; the old ones close here.
         // known_ stays: the ring is the same.
         fd_ = std::move(fresh.fd_);
         map_ = std::move(fresh.map_);
         capacity_ = fresh.capacity_;
         size_ = fresh.size_;
+        // Once the journal is the new file (a failure here leaves it so, and consistent).
+        if (sync_) sync_directory();
     } catch (...) {
         std::error_code ignored;
         std::filesystem::remove(tmp, ignored);  // a half-reserved copy would only hold the space

@@ -22,9 +22,13 @@ struct journal_space_error : storage_error {
     using storage_error::storage_error;
 };
 
-// Durability: the file is mapped shared into memory and an append is a copy into the mapping: no
-// system call, and the same promise as SQLite's WAL with synchronous=NORMAL: everything appended
-// survives a crash of the process (the kernel owns the page cache), not a power cut. A record is
+// Durability: the file is mapped shared into memory and an append is a copy into the mapping.
+// Without `sync` that is all: no system call, and the same promise as SQLite's WAL with
+// synchronous=NORMAL: everything appended survives a crash of the process (the kernel owns the
+// page cache), not a power cut. With `sync` (ingest.sync) an append returns only once the mapping
+// is on stable storage (msync MS_SYNC: the record and the ring's new key in one call), so it also
+// survives a power cut; a compaction's new file is synced before it is renamed over the old one,
+// and the directory after; a file created is synced with its directory. A record is
 // [length][crc32][readings] followed by a zero length word that ends the journal; a torn or
 // corrupt tail (a crash mid-copy) is ignored at recovery.
 //
@@ -54,13 +58,15 @@ public:
     // enlarged (in place; by a copy renamed over it when its ring holds keys, so that a crash
     // leaves one whole ring). Throws journal_space_error when the file system has no room for the
     // reservation, storage_error for other failures; either way nothing is left open.
-    explicit journal(const std::filesystem::path& file, std::uint64_t capacity = 64ull << 20);
+    // `sync`: every append (and compaction) reaches stable storage before it returns (above).
+    explicit journal(const std::filesystem::path& file, std::uint64_t capacity = 64ull << 20, bool sync = false);
     journal(const journal&) = delete;
     journal& operator=(const journal&) = delete;
 
     // Appends the readings (ids already assigned) as one record, with the key of the delivery
     // that brought them (0: none). Throws storage_error when the journal is full (the caller
-    // retries once the writer has caught up and emptied it).
+    // retries once the writer has caught up and emptied it), or, with sync, when the sync fails:
+    // then the record and its key are taken back (the next append overwrites them).
     void append(std::span<const reading> readings, std::uint64_t delivery = 0);
     // True if `delivery` is among the keys kept; then it is recorded again, so that it stays known
     // for another `deliveries_kept` deliveries.
@@ -76,6 +82,9 @@ public:
     // disk.
     void rewrite(std::span<const reading> pending);
     std::uint64_t size() const noexcept { return size_; }
+    bool sync() const noexcept { return sync_; }
+    // Syncs to stable storage made so far (appends, compactions, creation); 0 without sync.
+    std::uint64_t syncs() const noexcept { return syncs_; }
     // Bytes for records: the reservation, or more if the file was larger. The ring starts here.
     std::uint64_t capacity() const noexcept { return capacity_; }
 
@@ -120,10 +129,16 @@ private:
     void replace(std::uint64_t capacity, const std::span<const reading>* pending);
     void load_ring();
     std::vector<reading> scan(std::uint64_t end, std::vector<std::uint64_t>* keys);
-    void remember(std::uint64_t delivery);
+    std::uint64_t remember(std::uint64_t delivery);
+    void forget_last(std::uint64_t delivery, std::uint64_t evicted);
+    void flush();     // the whole mapping to stable storage (msync MS_SYNC); throws storage_error
+    void sync_new();  // a file just created or enlarged: its data and size, then its directory
+    void sync_directory();
     std::uint64_t* ring() const noexcept;
 
     std::filesystem::path path_;
+    bool sync_;
+    std::uint64_t syncs_ = 0;
     std::uint64_t reserve_;   // what the owner asked for; a compaction writes a file this large
     std::uint64_t capacity_;  // bytes for records: reserve_, or more if the file was larger
     descriptor fd_;

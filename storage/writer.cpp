@@ -128,7 +128,14 @@ struct writer::impl {
     }
 };
 
-writer::writer(const std::filesystem::path& file) : impl_(std::make_unique<impl>(file)) {}
+writer::writer(const std::filesystem::path& file, bool power_safe) : impl_(std::make_unique<impl>(file)) {
+    if (power_safe) impl_->conn.exec("PRAGMA synchronous=FULL");
+}
+
+int writer::synchronous() {
+    auto q = impl_->stmts.use("PRAGMA synchronous");
+    return q.step() ? static_cast<int>(q.int64(0)) : -1;
+}
 writer::~writer() = default;
 
 std::vector<reading> writer::insert(std::span<const reading> readings) {

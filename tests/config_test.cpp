@@ -16,6 +16,21 @@ TEST_CASE("config - defaults when the file is empty") {
     CHECK(c.mqtt.topic_prefix == "sensors");
     CHECK(c.http.port == 8080);
     CHECK(c.storage.retention_days == 30);
+    CHECK_FALSE(c.ingest.sync);
+}
+
+TEST_CASE("config - ingest.sync is a boolean, off by default") {
+    CHECK(parse_config("[ingest]\nsync = true\n", "s.toml").ingest.sync);
+    CHECK_FALSE(parse_config("[ingest]\nsync = false\n", "s.toml").ingest.sync);
+    CHECK_FALSE(parse_config("[ingest]\njournal_reserve_mb = 8\n", "s.toml").ingest.sync);
+    bool threw = false;
+    try {
+        parse_config("[ingest]\nsync = 1\n", "s.toml");
+    } catch (const config_error& e) {
+        threw = true;
+        CHECK(std::string(e.what()).find("sync") != std::string::npos);
+    }
+    CHECK(threw);
 }
 
 TEST_CASE("config - the shipped conf file parses and sets every section") {
@@ -27,6 +42,7 @@ TEST_CASE("config - the shipped conf file parses and sets every section") {
     CHECK(c.hub.window == 100000);
     CHECK(c.mqtt.session_expiry_s == 604800u);
     CHECK(c.ingest.journal_reserve_mb == 64u);
+    CHECK_FALSE(c.ingest.sync);
 }
 
 namespace {

@@ -382,3 +382,35 @@ TEST_CASE("journal - a larger reservation that does not fit leaves the journal, 
     CHECK(j.recover() == one);
     CHECK(j.redelivered(5));
 }
+
+// Power loss cannot be simulated here: these check that the syncs happen where the promise needs
+// them (counted by the journal), not that the disk keeps what it was told to.
+TEST_CASE("journal - with sync every append is synced before it returns; without, none is") {
+    temp_dir dir;
+    journal off(dir / "off", 1 << 20);
+    std::vector<reading> rs{make(1, "a", 1.0)};
+    off.append(rs, 7);
+    off.rewrite(rs);
+    CHECK(off.syncs() == 0);
+    CHECK_FALSE(off.sync());
+
+    journal on(dir / "on", 1 << 20, true);
+    CHECK(on.sync());
+    const auto opened = on.syncs();  // creating the file syncs it (and its directory)
+    CHECK(opened == 1);
+    for (int i = 1; i <= 5; ++i) {
+        std::vector<reading> one{make(i, "a", i)};
+        on.append(one, 100 + static_cast<std::uint64_t>(i));
+        CHECK(on.syncs() == opened + static_cast<std::uint64_t>(i));  // before append() returned
+    }
+    on.reset();  // the readings are in SQLite (durably: the caller's promise); nothing to sync
+    CHECK(on.syncs() == opened + 5);
+    std::vector<reading> keep{make(6, "a", 6.0)};
+    on.rewrite(keep);  // the new file is synced before its rename
+    CHECK(on.syncs() == opened + 6);
+    CHECK(on.recover() == keep);
+    CHECK(on.redelivered(103));
+    journal reopened(dir / "on", 1 << 20, true);
+    CHECK(reopened.recover() == keep);
+    CHECK(reopened.redelivered(105));
+}

@@ -203,6 +203,7 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     i.integer("max_senml_records", c.ingest.max_senml_records, 1, 1'000'000);
     i.integer("journal_reserve_mb", c.ingest.journal_reserve_mb, 1, 65'536);
     i.integer("max_series", c.ingest.max_series, 1, 100'000'000);
+    i.boolean("sync", c.ingest.sync);
     i.seconds("max_ts_future_s", c.ingest.max_ts_future, 0, 315'360'000);
     std::chrono::seconds past{0};  // 0: not in the file
     i.seconds("max_ts_past_s", past, 1, 8'640'000'000);

@@ -111,6 +111,10 @@ struct ingest_config {
     // (series_limit), so that publishing ever new names cannot grow memory without bound. Each
     // series costs about 2 KB of memory (docs/api.md 8.3).
     std::size_t max_series = 100'000;
+    // Power-loss durability (docs/api.md 1.5): each journal append is synced to stable storage
+    // (msync) before the MQTT callback returns and Paho sends the PUBACK, and SQLite runs with
+    // synchronous=FULL. Off: durable against a crash of the process only.
+    bool sync = false;
     // A reading's time is accepted this far after / before its arrival (docs/api.md section 1.4).
     // Left out of the file, max_ts_past is the retention period (30 days with retention off):
     // an older reading would only be deleted by the next retention pass.

@@ -39,6 +39,9 @@ std::string metrics::render(const live_gauges& g) const {
         o << "telemetry_ingest_rejects_total{reason=\"" << to_string(r) << "\"} " << rejects(r) << '\n';
     family("telemetry_commit_failures_total", "counter", "Storage commits that failed and were retried.");
     o << "telemetry_commit_failures_total " << rd(commit_failures) << '\n';
+    family("telemetry_journal_syncs_total", "counter",
+           "Ingest journal syncs to stable storage (ingest.sync on: one per journaled message, before its PUBACK).");
+    o << "telemetry_journal_syncs_total " << rd(journal_syncs) << '\n';
 
     family("telemetry_commit_duration_seconds", "histogram", "Time to commit one batch of journaled readings to SQLite.");
     std::uint64_t cumulative = 0;

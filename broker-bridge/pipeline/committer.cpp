@@ -28,9 +28,9 @@ constexpr auto busy_batch_wait = std::chrono::milliseconds(2);
 constexpr int gap_lines_per_minute = 10;
 
 // The journal, or an error that says which setting to change when the volume is too small for it.
-storage::journal open_journal(const std::filesystem::path& file, std::uint64_t bytes) {
+storage::journal open_journal(const std::filesystem::path& file, std::uint64_t bytes, bool sync) {
     try {
-        return storage::journal(file, bytes);
+        return storage::journal(file, bytes, sync);
     } catch (const storage::journal_space_error& e) {
         throw storage::storage_error(std::string(e.what()) +
                                      "; lower [ingest] journal_reserve_mb (compaction needs as much again "
@@ -40,11 +40,17 @@ storage::journal open_journal(const std::filesystem::path& file, std::uint64_t b
 }  // namespace
 
 committer::committer(storage::writer& writer, const std::filesystem::path& journal_file,
-                     std::uint64_t journal_bytes, hub& h, metrics& m, std::size_t max_pending)
-    : writer_(writer), journal_(open_journal(journal_file, journal_bytes)),
+                     std::uint64_t journal_bytes, hub& h, metrics& m, std::size_t max_pending, bool sync)
+    : writer_(writer), journal_(open_journal(journal_file, journal_bytes, sync)),
       compact_bytes_(journal_bytes / journal_compact_share), hub_(h), metrics_(m), max_pending_(max_pending) {
+    // The journal drops what SQLite committed: with sync, only once SQLite has it durably.
+    if (sync && writer_.synchronous() < 2)
+        throw storage::storage_error("ingest.sync needs the SQLite writer at synchronous=FULL");
     next_id_ = writer_.next_id();
+    count_syncs();
 }
+
+void committer::count_syncs() { metrics_.journal_syncs.store(journal_.syncs(), std::memory_order_relaxed); }
 
 committer::~committer() { stop(); }
 
@@ -80,7 +86,8 @@ void committer::submit(std::vector<reading> readings, std::uint64_t delivery) {
     const std::int64_t first = next_id_;
     for (auto& r : readings) r.id = next_id_++;
     try {
-        journal_.append(readings, delivery);
+        journal_.append(readings, delivery);  // with sync, on stable storage once it returns
+        count_syncs();
     } catch (...) {
         next_id_ = first;
         throw;
@@ -157,6 +164,7 @@ void committer::run() {
                 journal_.reset();
             } else if (journal_.size() > compact_bytes_) {
                 journal_.rewrite(std::vector<reading>(pending_.begin(), pending_.end()));
+                count_syncs();
                 if (std::exchange(compaction_failing_, false))
                     spdlog::info("storage: journal compacted again");
             }

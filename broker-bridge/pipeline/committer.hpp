@@ -30,6 +30,16 @@ class metrics;
 // write() with the same crash durability as SQLite's WAL at synchronous=NORMAL; SQLite then
 // commits whatever has accumulated in one transaction.
 //
+// Power cuts (ingest.sync): the journal append is followed by an msync before submit() returns,
+// so before the PUBACK; one per message, because Paho acknowledges each message when its own
+// callback returns: no two messages share an ack point, so no sync can cover several. The writer
+// then runs with synchronous=FULL (storage::writer), because the journal is emptied (reset) or
+// compacted (rewrite) right after a commit returns, on the strength of that commit: with NORMAL a
+// power cut could lose the last commits after the journal had dropped their readings. FULL costs
+// one WAL fsync per batch (up to max_batch readings), off the acknowledgement path; the
+// alternative, keeping the journal until a checkpoint syncs SQLite, would need checkpoint
+// tracking and a larger journal for the same promise.
+//
 // Invariants: ids are assigned here, in journal order, so they increase in commit order; a
 // reading reaches the hub only after its SQLite transaction committed; the journal is emptied
 // only when every reading in it is in SQLite.
@@ -40,8 +50,11 @@ class committer {
 public:
     // Opens the journal with `journal_bytes` reserved (ingest.journal_reserve_mb); it is compacted
     // above a quarter of that. Throws storage_error, naming the setting when the space is lacking.
+    // `sync` (ingest.sync): every journal append is on stable storage before submit() returns;
+    // the writer must then be power-safe too (storage::writer's power_safe), which this checks.
     committer(storage::writer& writer, const std::filesystem::path& journal_file,
-              std::uint64_t journal_bytes, hub& h, metrics& m, std::size_t max_pending = 100'000);
+              std::uint64_t journal_bytes, hub& h, metrics& m, std::size_t max_pending = 100'000,
+              bool sync = false);
     ~committer();
     committer(const committer&) = delete;
     committer& operator=(const committer&) = delete;
@@ -75,6 +88,7 @@ private:
     void run();
     void commit(std::vector<reading>& batch, std::vector<status_change>& statuses);
     void report(const std::vector<seq_gap>& gaps);
+    void count_syncs();  // under mutex_
 
     storage::writer& writer_;
     storage::journal journal_;
