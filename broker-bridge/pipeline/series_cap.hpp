@@ -24,11 +24,12 @@ public:
     void know(std::string_view sensor, std::string_view metric) { known_.insert(key(sensor, metric)); }
 
     // True for a known series, and for a new one while fewer than the cap are known (it then is).
+    // Called for every reading: the key is built in a reused buffer, no allocation for a known one.
     bool admit(std::string_view sensor, std::string_view metric) {
-        std::string k = key(sensor, metric);
+        const std::string& k = key(sensor, metric);
         if (known_.count(k)) return true;
         if (known_.size() >= max_) return false;
-        known_.insert(std::move(k));
+        known_.insert(k);
         return true;
     }
 
@@ -36,15 +37,14 @@ public:
     std::size_t max() const noexcept { return max_; }
 
 private:
-    static std::string key(std::string_view sensor, std::string_view metric) {
-        std::string k;
-        k.reserve(sensor.size() + 1 + metric.size());
-        k.append(sensor).push_back('/');
-        k.append(metric);
-        return k;
+    const std::string& key(std::string_view sensor, std::string_view metric) {
+        key_.assign(sensor).push_back('/');
+        key_.append(metric);
+        return key_;
     }
 
     std::size_t max_;
+    std::string key_;  // scratch for key()
     std::unordered_set<std::string> known_;
 };
 

@@ -16,7 +16,7 @@ import time
 
 import websockets
 
-from bridge_system import SSE, System
+from bridge_system import SSE, System, check, run_case
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -55,10 +55,6 @@ def make_jwt(claims, key=KEY, alg="HS256"):
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
-
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
 
 
 def seed(sys_, n_each=12):
@@ -370,16 +366,4 @@ CASES = {
 }
 
 if __name__ == "__main__":
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        os.environ.pop(var, None)
-    fn, conf = CASES[CASE]
-    s = System(BUILD, conf)
-    try:
-        asyncio.run(fn(s))
-        print(f"auth {CASE}: 1 passed, 0 failed")
-    except Exception as e:
-        print(f"auth {CASE}: FAILED: {e!r}")
-        print(open(os.path.join(s.dir, "bridge.err")).read()[-3000:])
-        sys.exit(1)
-    finally:
-        s.stop()
+    run_case("auth", CASES, BUILD, CASE)

@@ -1,5 +1,6 @@
 """Test support: a private Mosquitto and broker-bridge on free loopback ports, for tests that
 drive the bridge with third-party clients (python3-websockets, http.client). Stopped by PID."""
+import asyncio
 import http.client
 import os
 import re
@@ -8,8 +9,42 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def metric(sys_, name):
+    """The value of one /metrics line (`name` with its labels), or None."""
+    _, _, body = sys_.request("/metrics")
+    m = re.search(rf"^{re.escape(name)} (\d+)$", body.decode(), re.M)
+    return int(m.group(1)) if m else None
+
+
+def run_case(label, cases, build, case):
+    """Runs cases[case] = (fn, bridge configuration) against its own System, without any proxy of
+    the environment; fn takes the System and may be a coroutine. Exits 1 on failure, with the
+    bridge's log."""
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        os.environ.pop(var, None)
+    fn, conf = cases[case]
+    s = System(build, conf)
+    try:
+        r = fn(s)
+        if asyncio.iscoroutine(r):
+            asyncio.run(r)
+        print(f"{label} {case}: 1 passed, 0 failed")
+    except Exception as e:
+        print(f"{label} {case}: FAILED: {e!r}")
+        print(open(os.path.join(s.dir, "bridge.err")).read()[-3000:])
+        sys.exit(1)
+    finally:
+        s.stop()
 
 
 def free_port():

@@ -5,25 +5,15 @@ Usage: series_test.py BUILD_DIR CASE
 """
 import json
 import os
-import re
 import sys
 import time
 
-from bridge_system import System
+from bridge_system import System, check, metric, run_case
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def metric(sys_, text):
-    _, _, body = sys_.request("/metrics")
-    m = re.search(rf"^{re.escape(text)} (\d+)$", body.decode(), re.M)
-    return int(m.group(1)) if m else None
 
 
 def committed(sys_, n):
@@ -105,16 +95,4 @@ CASES = {
 }
 
 if __name__ == "__main__":
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        os.environ.pop(var, None)
-    fn, conf = CASES[CASE]
-    s = System(BUILD, conf)
-    try:
-        fn(s)
-        print(f"series {CASE}: 1 passed, 0 failed")
-    except Exception as e:
-        print(f"series {CASE}: FAILED: {e!r}")
-        print(open(os.path.join(s.dir, "bridge.err")).read()[-3000:])
-        sys.exit(1)
-    finally:
-        s.stop()
+    run_case("series", CASES, BUILD, CASE)

@@ -5,17 +5,15 @@ readers, while readings arrive fast. The stalled ones are cut (furthest behind f
 bytes queued over all streams stay within the budget, and the healthy readers receive every
 reading, in order, without being cut. Usage: stall_test.py BUILD_DIR CASE
 """
-import asyncio
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 
-from bridge_system import System
+from bridge_system import System, check, metric, run_case
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -31,15 +29,6 @@ write_timeout_s = 120
 """
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
-
-
-def metric(sys_, name):
-    _, _, body = sys_.request("/metrics")
-    m = re.search(rf"^{name} (\d+)$", body.decode(), re.M)
-    return int(m.group(1)) if m else None
 
 
 def stalled_sse(sys_):
@@ -134,16 +123,4 @@ async def case_budget(sys_):
 CASES = {"budget": (case_budget, CONF)}
 
 if __name__ == "__main__":
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        os.environ.pop(var, None)
-    fn, conf = CASES[CASE]
-    s = System(BUILD, conf)
-    try:
-        asyncio.run(fn(s))
-        print(f"stall {CASE}: 1 passed, 0 failed")
-    except Exception as e:
-        print(f"stall {CASE}: FAILED: {e!r}")
-        print(open(os.path.join(s.dir, "bridge.err")).read()[-3000:])
-        sys.exit(1)
-    finally:
-        s.stop()
+    run_case("stall", CASES, BUILD, CASE)
