@@ -10,10 +10,16 @@
 #include <algorithm>
 #include <cctype>
 #include <stdexcept>
+#include <thread>
 
 namespace telemetry::testing {
 
 http_response http_raw(std::uint16_t port, const std::string& raw, std::chrono::milliseconds timeout) {
+    return http_raw_parts(port, {raw}, std::chrono::milliseconds(0), timeout);
+}
+
+http_response http_raw_parts(std::uint16_t port, const std::vector<std::string>& parts,
+                             std::chrono::milliseconds pause, std::chrono::milliseconds timeout) {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{};
     tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
@@ -27,11 +33,14 @@ http_response http_raw(std::uint16_t port, const std::string& raw, std::chrono::
         ::close(fd);
         throw std::runtime_error("cannot connect to port " + std::to_string(port));
     }
-    std::size_t sent = 0;
-    while (sent < raw.size()) {
-        const ssize_t n = ::send(fd, raw.data() + sent, raw.size() - sent, MSG_NOSIGNAL);
-        if (n <= 0) break;  // the server may close early on an oversize request; read its answer
-        sent += static_cast<std::size_t>(n);
+    for (const auto& part : parts) {
+        std::size_t sent = 0;
+        while (sent < part.size()) {
+            const ssize_t n = ::send(fd, part.data() + sent, part.size() - sent, MSG_NOSIGNAL);
+            if (n <= 0) break;  // the server may close early on an oversize request; read its answer
+            sent += static_cast<std::size_t>(n);
+        }
+        if (pause.count() > 0) std::this_thread::sleep_for(pause);
     }
     std::string data;
     char buf[65536];

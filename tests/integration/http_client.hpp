@@ -26,6 +26,11 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 // Sends `raw` as is and reads the answer until the server closes. Throws on connect failure.
 http_response http_raw(std::uint16_t port, const std::string& raw,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
+// Sends the parts one after another with `pause` between them (so the server's reads end where a
+// part does), then reads as http_raw does.
+http_response http_raw_parts(std::uint16_t port, const std::vector<std::string>& parts,
+                             std::chrono::milliseconds pause,
+                             std::chrono::milliseconds timeout = std::chrono::seconds(30));
 // A well-formed request with "Connection: close".
 http_response http_get(std::uint16_t port, const std::string& target, const header_list& headers = {},
                        const std::string& method = "GET",

@@ -91,40 +91,9 @@ http_response ws_handshake(std::uint16_t port, const std::string& fields,
 }
 
 // Sends the parts of a request with a pause between them (so that the server's reads end where
-// a part does), then reads the answer until the server closes; only the status and body matter.
+// a part does), then reads the answer until the server closes.
 http_response http_in_parts(std::uint16_t port, const std::vector<std::string>& parts) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{};
-    tv.tv_sec = 10;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    for (const auto& part : parts) {
-        std::size_t sent = 0;
-        while (sent < part.size()) {
-            const ssize_t n = ::send(fd, part.data() + sent, part.size() - sent, MSG_NOSIGNAL);
-            if (n <= 0) break;
-            sent += static_cast<std::size_t>(n);
-        }
-        std::this_thread::sleep_for(200ms);
-    }
-    std::string data;
-    char buf[65536];
-    for (;;) {
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        data.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    http_response r;
-    const auto end = data.find("\r\n\r\n");
-    if (data.compare(0, 5, "HTTP/") != 0 || end == std::string::npos) return r;
-    r.status = std::stoi(data.substr(9, 3));
-    r.body = data.substr(end + 4);
-    return r;
+    return http_raw_parts(port, parts, 200ms, 10s);
 }
 
 const std::string ws_key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";  // RFC 6455 1.3
