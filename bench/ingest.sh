@@ -6,12 +6,15 @@
 #
 # Backlog part, ROUNDS rounds alternating discard / bridge, each with a fresh Mosquitto and a
 # fresh database: the consumer registers its persistent session and goes away; sensor-sim
-# publishes the backlog at QoS 1 (its acked count is the exact N); the consumer comes back and
-# drains it. Rates are timed from the first reading consumed to the Nth (discard: its own
+# publishes the backlog at QoS 1 with `--count` (exactly N / SENSORS readings per sensor, none
+# skipped, so every round has the same N; a round whose acked count differs fails); the consumer
+# comes back and drains it. Rates are timed from the first reading consumed to the Nth (discard: its own
 # clock; bridge: telemetry_readings_stored_total polled every 20 ms over one keep-alive HTTP
 # connection). Live part (LIVE=1): the consumer stays connected while sensor-sim publishes at
 # LIVE_RATE readings/s in total for LIVE_S seconds; reports the received rate, the backlog when
-# the publisher stops and how long it takes to clear.
+# the publisher stops and how long it takes to clear. Every consumer's CPU time is reported per
+# reading (microseconds of user + system CPU over the readings it consumed), with medians and the
+# bridge/discard ratio in the summary.
 #
 # Power-loss durability (SYNC_COMPARE=1): no discard rounds and no live part; instead ROUNDS
 # pairs of bridge rounds alternating ingest.sync = false / true on the same backlog, reporting
@@ -19,7 +22,7 @@
 # system is printed).
 #
 # Usage: bench/ingest.sh [BUILD_DIR]   (or BUILD_DIR=...; default: this repository's build/)
-# Environment: N=200000 ROUNDS=3 SENSORS=10 PUBLISH_S=10 LIVE=1 LIVE_RATE=15000 LIVE_S=10
+# Environment: N=200000 (rounded down to a multiple of SENSORS) ROUNDS=3 SENSORS=10 PUBLISH_S=10 LIVE=1 LIVE_RATE=15000 LIVE_S=10
 #   BRIDGE_TOML=FILE (passed to the bridge as --config; flags still set broker, HTTP and db)
 #   SYNC_COMPARE=0 DRAIN_TIMEOUT_S=120 (a bridge round fails when the backlog is not stored by then)
 # Runtime: about 3-5 minutes; hard limit 9.5 minutes.
@@ -38,6 +41,9 @@ DRAIN_TIMEOUT_S=${DRAIN_TIMEOUT_S:-120}
 [[ -z $BRIDGE_TOML || -r $BRIDGE_TOML ]] || { echo "BRIDGE_TOML=$BRIDGE_TOML is not readable" >&2; exit 1; }
 [[ -n $BRIDGE_TOML ]] && BRIDGE_TOML=$(realpath "$BRIDGE_TOML")
 LIMIT_S=570
+per_sensor=$((N / SENSORS))
+(( per_sensor >= 100 )) || { echo "N=$N is too small: at least 100 readings per sensor (N >= $((100 * SENSORS)))" >&2; exit 1; }
+N=$((per_sensor * SENSORS))
 bridge_bin=$build/broker-bridge/broker-bridge
 sim_bin=$build/sensor-sim/sensor-sim
 discard_bin=$build/bench/mqtt-discard
@@ -112,18 +118,22 @@ CONF
   echo "mosquitto did not start: $(cat "$work/mosquitto.log")" >&2; exit 1
 }
 
-# sensor-sim at RATE per sensor for S seconds; sets acked, pub_rate, sim_cpu.
+# sensor-sim: exactly COUNT readings per sensor spread over about S seconds (late slots are
+# published late, never skipped); sets acked (checked: SENSORS x COUNT), pub_rate, sim_cpu.
 publish() {
-  local rate=$1 secs=$2 out
-  out=$(/usr/bin/time -f 'cpu %U %S' -o "$work/sim.time" timeout $((secs + 40)) \
-        "$sim_bin" --mqtt "tcp://127.0.0.1:$port" --sensors "$SENSORS" --rate "$rate" --duration "$secs" \
+  local count=$1 secs=$2 out want=$(($1 * SENSORS))
+  out=$(/usr/bin/time -f 'cpu %U %S' -o "$work/sim.time" timeout $((secs + 60)) \
+        "$sim_bin" --mqtt "tcp://127.0.0.1:$port" --sensors "$SENSORS" --count "$count" \
+        --rate "$(python3 -c "print($count / $secs)")" --duration 0 \
         --qos 1 --quiet --id-prefix bench- --seed 5 --drain-timeout 30 | tail -1)
   acked=$(sed -n 's/.*acked=\([0-9]*\).*/\1/p' <<< "$out")
   pub_rate=$(sed -n 's/.*rate_hz=\([0-9.]*\).*/\1/p' <<< "$out")
   sim_cpu=$(awk '/^cpu/ {printf "%.2f", $2 + $3}' "$work/sim.time")
   echo "    sensor-sim: $out (cpu_s=$sim_cpu)" >&2
-  [[ -n $acked && $acked -gt 0 ]] || { echo "sensor-sim published nothing" >&2; exit 1; }
+  [[ ${acked:-0} == "$want" ]] || { echo "sensor-sim had ${acked:-0} of $want readings acknowledged: rounds would differ" >&2; exit 1; }
 }
+# per_reading CPU_S COUNT: microseconds of CPU per reading.
+per_reading() { python3 -c "print(f'{$1 * 1e6 / $2:.1f}')"; }
 
 start_bridge() {  # on $hport (picked free beforehand, so a poller can wait for it); sets bridge_pid
   local conf=()
@@ -154,7 +164,7 @@ discard_round() {
   start_broker
   local url="tcp://127.0.0.1:$port"
   "$discard_bin" --mqtt "$url" --register > /dev/null
-  publish $((N / SENSORS / PUBLISH_S)) "$PUBLISH_S"
+  publish "$per_sensor" "$PUBLISH_S"
   local b0 out b1
   b0=$(cpu_ticks "$broker_pid")
   # Both consumers also get each sensor's retained online/offline status (2 per sensor).
@@ -164,6 +174,8 @@ discard_round() {
   grep -q " timeout" <<< "$out" && { echo "discard subscriber timed out" >&2; exit 1; }
   stop_pid "$broker_pid"
   round_rate=$(sed -n 's/.*rate_hz=\([0-9]*\).*/\1/p' <<< "$out")
+  round_cpu_us=$(per_reading "$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' <<< "$out")" "$acked")
+  echo "    discard: cpu_us_per_reading=$round_cpu_us" >&2
 }
 
 bridge_round() {
@@ -171,7 +183,7 @@ bridge_round() {
   fresh_db
   hport=$(free_port)
   start_bridge; wait_ready; stop_pid "$bridge_pid"   # the persistent session now exists
-  publish $((N / SENSORS / PUBLISH_S)) "$PUBLISH_S"
+  publish "$per_sensor" "$PUBLISH_S"
   local t_launch b0 c0 b1 c1
   # The poller starts first and retries until the bridge listens: it sees the first commit.
   python3 "$work/poll.py" "$hport" "$acked" 0 "$DRAIN_TIMEOUT_S" > "$work/samples" &
@@ -184,11 +196,14 @@ bridge_round() {
   wait "$pp" || true
   c1=$(cpu_ticks "$bridge_pid"); b1=$(cpu_ticks "$broker_pid")
   local res
+  # The first-to-last rate needs two samples that differ; otherwise (a tiny N stored in one
+  # commit before the first poll) only the rate from launch is meaningful.
   res=$(awk -v n="$acked" -v t0="$t_launch" '
     $2 > 0 && !f { f = 1; tf = $1; cf = $2 }
     { tl = $1; cl = $2 }
     END { if (cl < n) { print "incomplete " cl; exit }
-          printf "%d %.3f %d %.3f %d\n", (cl - cf) / (tl - tf), tl - tf, cf, tl - t0, n / (tl - t0) }' "$work/samples")
+          r = (tl > tf && cl > cf) ? sprintf("%d", (cl - cf) / (tl - tf)) : "n/a"
+          printf "%s %.3f %d %.3f %d\n", r, tl - tf, cf, tl - t0, (tl > t0) ? n / (tl - t0) : 0 }' "$work/samples")
   [[ $res == incomplete* ]] && { echo "bridge stored only ${res#incomplete } of $acked in $DRAIN_TIMEOUT_S s" >&2; exit 1; }
   read -r rate span first_batch from_launch rate_launch <<< "$res"
   local commit_us batches rows syncs
@@ -199,10 +214,17 @@ bridge_round() {
   syncs=$(metric telemetry_journal_syncs_total)
   stop_pid "$bridge_pid"
   rows=$(sqlite3 "$work/bridge.db" 'select count(*) from readings' 2>/dev/null || echo '?')
-  echo "    bridge: stored=$acked rows_in_db=$rows first_to_last_s=$span (first sample $first_batch) rate_hz=$rate" \
+  [[ $rows == "$acked" ]] || { echo "bridge: $rows rows in the database, $acked published" >&2; exit 1; }
+  round_cpu_us=$(per_reading "$(ticks_to_s $((c1 - c0)))" "$acked")
+  echo "    bridge: stored=$acked rows_in_db=$rows cpu_us_per_reading=$round_cpu_us first_to_last_s=$span (first sample $first_batch) rate_hz=$rate" \
        "| from launch ${from_launch}s = ${rate_launch}/s | commits=$batches mean_commit_us=$commit_us journal_syncs=$syncs" \
        "cpu_s=$(ticks_to_s $((c1 - c0))) mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))" >&2
   stop_pid "$broker_pid"
+  if [[ $rate == n/a ]]; then
+    echo "    bridge: every reading was stored before the first sample: this N is too small to time" \
+         "first to last; the rate from launch stands in (not comparable with the discard's)" >&2
+    rate=$rate_launch untimed=1
+  fi
   round_rate=$rate
 }
 
@@ -216,12 +238,13 @@ live_discard() {
   sleep 0.5
   local b0 b1 t_end
   b0=$(cpu_ticks "$broker_pid")
-  publish $((LIVE_RATE / SENSORS)) "$LIVE_S"
+  publish $((LIVE_RATE * LIVE_S / SENSORS)) "$LIVE_S"
   t_end=$(date +%s.%N)
   wait "$dp" || true
   b1=$(cpu_ticks "$broker_pid")
+  live_cpu_us[discard]=$(per_reading "$(sed -n 's/.*cpu_s=\([0-9.]*\).*/\1/p' "$work/live.out")" "$acked")
   live_report discard "$(grep '^progress' "$work/live.out" | cut -d' ' -f2- | awk -v s=$((2 * SENSORS)) '{print $1, ($2 > s ? $2 - s : 0)}')" "$t_end" \
-    "$(grep '^received' "$work/live.out") mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))"
+    "$(grep '^received' "$work/live.out") cpu_us_per_reading=${live_cpu_us[discard]} mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))"
   stop_pid "$broker_pid"
 }
 
@@ -234,12 +257,13 @@ live_bridge() {
   local pp=$!; pids+=("$pp")
   local b0 c0 b1 c1 t_end
   b0=$(cpu_ticks "$broker_pid"); c0=$(cpu_ticks "$bridge_pid")
-  publish $((LIVE_RATE / SENSORS)) "$LIVE_S"
+  publish $((LIVE_RATE * LIVE_S / SENSORS)) "$LIVE_S"
   t_end=$(date +%s.%N)
   wait "$pp" || true
   b1=$(cpu_ticks "$broker_pid"); c1=$(cpu_ticks "$bridge_pid")
+  live_cpu_us[bridge]=$(per_reading "$(ticks_to_s $((c1 - c0)))" "$acked")
   live_report bridge "$(cat "$work/samples")" "$t_end" \
-    "cpu_s=$(ticks_to_s $((c1 - c0))) mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))"
+    "cpu_s=$(ticks_to_s $((c1 - c0))) cpu_us_per_reading=${live_cpu_us[bridge]} mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))"
   stop_pid "$bridge_pid"
   stop_pid "$broker_pid"
 }
@@ -258,7 +282,7 @@ live_report() {
           printf "received=%d of %d, consumer rate first-to-last %.0f/s over %.2fs, missing at sensor-sim exit %d, last in %+.2fs from sensor-sim exit",
           cl, n, (td > tf) ? (n - cf) / (td - tf) : 0, td - tf, n - ce, td - te }' <<< "$2")
   echo "    live $1: published $acked at ${pub_rate}/s; $line; $4" >&2
-  live_lines+=("$1: published $acked at ${pub_rate}/s; $line")
+  live_lines+=("$1: published $acked at ${pub_rate}/s; $line; CPU ${live_cpu_us[$1]} us/reading")
 }
 
 echo "ingest benchmark: build=$build N=$N ROUNDS=$ROUNDS SENSORS=$SENSORS, $(nproc) cores" >&2
@@ -279,18 +303,18 @@ if [[ $SYNC_COMPARE == 1 ]]; then
   off=$(median "${off_rates[@]}"); on=$(median "${on_rates[@]}")
   echo
   echo "=== ingest.sync summary ($(date -u +%F), $(nproc) cores, ${SECONDS}s; $fs_line) ==="
-  echo "backlog of ~$N QoS 1 readings from $SENSORS sensors, drained; first reading to last"
+  echo "backlog of $N QoS 1 readings (every round) from $SENSORS sensors, drained; first reading to last"
   echo "  ingest.sync = false /s: ${off_rates[*]}  median $off"
   echo "  ingest.sync = true  /s: ${on_rates[*]}  median $on"
   echo "  ratio on/off: $(python3 -c "print(f'{$on/$off:.3f}')")"
   exit 0
 fi
-discard_rates=(); bridge_rates=(); live_lines=()
+discard_rates=(); bridge_rates=(); discard_cpu=(); bridge_cpu=(); live_lines=(); declare -A live_cpu_us
 for r in $(seq "$ROUNDS"); do
   check_time; echo "round $r: discard" >&2
-  discard_round; discard_rates+=("$round_rate")
+  discard_round; discard_rates+=("$round_rate"); discard_cpu+=("$round_cpu_us")
   check_time; echo "round $r: bridge" >&2
-  bridge_round; bridge_rates+=("$round_rate")
+  bridge_round; bridge_rates+=("$round_rate"); bridge_cpu+=("$round_cpu_us")
 done
 if [[ $LIVE == 1 ]]; then
   check_time; echo "live: discard (${LIVE_RATE}/s for ${LIVE_S}s)" >&2
@@ -301,10 +325,17 @@ fi
 d=$(median "${discard_rates[@]}"); b=$(median "${bridge_rates[@]}")
 echo
 echo "=== ingest summary ($(date -u +%F), $(nproc) cores, ${SECONDS}s) ==="
-echo "backlog of ~$N QoS 1 readings from $SENSORS sensors, drained; first reading to last"
+dc=$(median "${discard_cpu[@]}"); bc=$(median "${bridge_cpu[@]}")
+echo "backlog of $N QoS 1 readings (every round) from $SENSORS sensors, drained; first reading to last"
 echo "  mqtt-discard (broker ceiling) msg/s: ${discard_rates[*]}  median $d"
 echo "  broker-bridge (commit-before-ack) /s: ${bridge_rates[*]}  median $b"
 echo "  ratio bridge/ceiling: $(python3 -c "print(f'{$b/$d:.2f}')")  (aim >= 0.9)"
+echo "  CPU us per reading: mqtt-discard ${discard_cpu[*]} median $dc; broker-bridge ${bridge_cpu[*]} median $bc;" \
+     "ratio $(python3 -c "print(f'{$bc/$dc:.2f}')")"
+if [[ ${untimed:-0} == 1 ]]; then
+  echo "  WARNING: some bridge rounds stored everything before the first sample; their rate is from"
+  echo "  launch and not comparable with the discard's: use a larger N"
+fi
 if [[ $LIVE == 1 ]]; then
   echo "live, ${LIVE_RATE}/s for ${LIVE_S}s with the consumer connected:"
   printf '  %s\n' "${live_lines[@]}"

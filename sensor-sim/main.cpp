@@ -64,13 +64,13 @@ void load_config(const std::string& path, settings& s) {
       "mqtt", "username", "password", "sensors", "rate", "qos", "duration", "seed", "prefix",
       "id_prefix", "metric", "format", "quiet", "report_interval", "buffer", "connect_timeout",
       "keepalive", "drain_timeout", "log_level", "password_file", "ca_file", "cert_file", "key_file",
-      "verify"};
+      "verify", "count"};
   for (const auto& [key, node] : tbl) {
     if (!known.contains(std::string(key.str())))
       throw config_error(where(node, std::string(key.str())) + ": unknown key");
   }
   std::int64_t sensors = s.pub.sensors, qos = s.pub.qos, seed = static_cast<std::int64_t>(s.pub.seed),
-               buffer = s.pub.max_buffered;
+               buffer = s.pub.max_buffered, count = static_cast<std::int64_t>(s.pub.count);
   get("mqtt", s.pub.server_uri, "a string");
   get("username", s.pub.login.username, "a string");
   get("password", s.pub.login.password, "a string");
@@ -84,6 +84,7 @@ void load_config(const std::string& path, settings& s) {
   get("qos", qos, "an integer");
   get("duration", s.duration_s, "a number");
   get("seed", seed, "an integer");
+  get("count", count, "an integer");
   get("prefix", s.pub.topic_prefix, "a string");
   get("id_prefix", s.pub.id_prefix, "a string");
   get("metric", s.pub.metric, "a string");
@@ -104,10 +105,12 @@ void load_config(const std::string& path, settings& s) {
   if (tbl.contains("qos")) in_range("qos", qos, 0, 1);
   if (tbl.contains("seed")) in_range("seed", seed, 0, INT64_MAX);
   if (tbl.contains("buffer")) in_range("buffer", buffer, 1, 10'000'000);
+  if (tbl.contains("count")) in_range("count", count, 0, INT64_MAX);
   s.pub.sensors = static_cast<std::uint32_t>(sensors);
   s.pub.qos = static_cast<int>(qos);
   s.pub.seed = static_cast<std::uint64_t>(seed);
   s.pub.max_buffered = static_cast<int>(buffer);
+  s.pub.count = static_cast<std::uint64_t>(count);
 }
 
 // The value of --config, found before the full parse so flags can override the file.
@@ -180,6 +183,9 @@ int main(int argc, char** argv) {
   app.add_option("--qos", s.pub.qos, "QoS of readings")->check(CLI::Range(0, 1));
   app.add_option("--duration", s.duration_s, "seconds to run; 0 = until SIGINT/SIGTERM")
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--count", s.pub.count,
+                 "readings per sensor, then stop; every one is published (late rather than skipped); "
+                 "0 = no limit");
   app.add_option("--seed", s.pub.seed, "model seed: same seed, same signals");
   app.add_option("--prefix", s.pub.topic_prefix, "topic prefix");
   app.add_option("--id-prefix", s.pub.id_prefix, "sensor name prefix; sensor i is <prefix><i:04>");

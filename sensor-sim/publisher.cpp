@@ -140,9 +140,11 @@ class sensor_link final : public mqtt::iaction_listener {
 
   mqtt::token_ptr begin_connect() { return client_.connect(conn_opts_); }
 
+  [[nodiscard]] bool has_room() const noexcept { return in_flight() < window_; }
+
   // Accepts one reading without waiting; false when the window is full (the caller counts it).
   bool try_publish(std::string payload) {
-    if (in_flight() >= window_) return false;
+    if (!has_room()) return false;
     sent_.fetch_add(1, std::memory_order_relaxed);
     backlog_.push_back(mqtt::make_message(reading_topic_, std::move(payload), qos_, false));
     flush();
@@ -510,6 +512,7 @@ void fleet::run(std::chrono::duration<double> duration,
     std::int64_t k;
     bool operator>(const slot& o) const noexcept { return due > o.due; }
   };
+  const bool counted = opts_.count > 0;
   std::priority_queue<slot, std::vector<slot>, std::greater<>> queue;
   for (std::uint32_t i = 0; i < n; ++i) queue.push({due_of(i, 0), i, 0});
 
@@ -531,7 +534,16 @@ void fleet::run(std::chrono::duration<double> duration,
     queue.pop();
     std::int64_t k = top.k;
     auto due = top.due;
-    if (now - due > max_lag) {
+    if (counted) {
+      // Exact-count mode: a late slot is published late (its ts stays its slot's time), and a
+      // full window means waiting for acks, never skipping.
+      due = due_of(top.sensor, k);
+      if (!links_[top.sensor]->has_room()) {
+        queue.push({now + backlog_poll, top.sensor, k});
+        any_backlog_ = true;
+        continue;
+      }
+    } else if (now - due > max_lag) {
       const double behind_slots =
           static_cast<double>(duration_cast<nanoseconds>(now - run_start_).count()) / period_ns -
           static_cast<double>(top.sensor) / n;
@@ -550,6 +562,10 @@ void fleet::run(std::chrono::duration<double> duration,
       skipped_.fetch_add(1, std::memory_order_relaxed);
     }
     if (link.has_backlog()) any_backlog_ = true;
+    if (counted && static_cast<std::uint64_t>(k + 1) >= opts_.count) {
+      if (queue.empty()) break;  // every sensor has published its count
+      continue;
+    }
     queue.push({due_of(top.sensor, k + 1), top.sensor, k + 1});
   }
   publish_ns_ = duration_cast<nanoseconds>(clock::now() - run_start_).count();

@@ -36,6 +36,10 @@ struct publisher_options {
   int qos = 1;
   payload_format format = payload_format::json;
   std::uint64_t seed = 1;
+  // Readings per sensor, then stop (0: no limit). With a count every schedule slot is published,
+  // late if need be: nothing is skipped, so a run publishes exactly sensors x count readings
+  // (benchmarks compare rounds of equal size).
+  std::uint64_t count = 0;
   int max_buffered = 100'000;  // per sensor: Paho's offline buffer and our in-flight window
   std::chrono::seconds connect_timeout{10};
   std::chrono::seconds keepalive{30};
@@ -88,7 +92,8 @@ class fleet {
   // sensor could not connect by then.
   void connect();
 
-  // Publishes on schedule until `duration` has passed (zero: forever) or request_stop().
+  // Publishes on schedule until `duration` has passed (zero: forever), every sensor has
+  // published opts.count readings (when set) or request_stop().
   // Calls `report` every `report_interval` (zero: never).
   void run(std::chrono::duration<double> duration, std::chrono::duration<double> report_interval,
            const std::function<void(const publish_stats&)>& report);
