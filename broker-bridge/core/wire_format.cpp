@@ -149,6 +149,13 @@ void append_sse_reading(std::string& out, const live_reading& l, std::uint64_t s
     out += "\n\n";
 }
 
+std::size_t sse_reading_size(const live_reading& l) {
+    char digits[24];
+    const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, l.r.id);
+    static constexpr std::string_view fixed = "id: \nevent: reading\ndata: \n\n";
+    return fixed.size() + static_cast<std::size_t>(end - digits) + l.json.size();
+}
+
 void append_sse_status(std::string& out, const status_event& s) {
     out += "event: status\ndata: {\"sensor\":";
     append_json_string(out, s.sensor);

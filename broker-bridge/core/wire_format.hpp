@@ -64,6 +64,8 @@ void append_reset_json(std::string& out, const reset_notice& r);
 
 // Server-Sent Events frames.
 void append_sse_reading(std::string& out, const live_reading& l, std::uint64_t skipped = 0);
+// The size of append_sse_reading's frame without `skipped`, without building it.
+std::size_t sse_reading_size(const live_reading& l);
 void append_sse_status(std::string& out, const status_event& s);
 void append_sse_reset(std::string& out, const reset_notice& r);
 void append_sse_retry(std::string& out, std::int64_t retry_ms);

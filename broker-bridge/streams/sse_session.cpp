@@ -21,6 +21,10 @@ namespace beast = boost::beast;
 namespace {
 
 constexpr std::size_t replay_chunk_most = 1000;
+// Frames are built into a write at most this many bytes at a time (at least one frame); the rest
+// waits as references. So a client that stops reading strands at most about this much in its
+// write in flight, and a long queue never becomes one long string.
+constexpr std::size_t build_chunk_bytes = 32 * 1024;
 
 
 }  // namespace
@@ -41,7 +45,7 @@ sse_session::~sse_session() {
 }
 
 void sse_session::account() {
-    const std::size_t held = phase_ == phase::closed ? 0 : pending_.size() + writing_.size();
+    const std::size_t held = phase_ == phase::closed ? 0 : writing_.size() + held_bytes_;
     if (held == accounted_) return;
     ctx_.stats.stream_queued_bytes.fetch_add(ctx_.stream_budget.account(held, accounted_), std::memory_order_relaxed);
 }
@@ -137,7 +141,7 @@ void sse_session::deliver(const delivery& d) {
                 last_id_ = l->r.id;
                 continue;
             }
-            if (!queue_reading(*l)) break;
+            if (!queue_reading(l)) break;
             ++sent;
         }
     }
@@ -175,24 +179,41 @@ void sse_session::on_shutdown() {
 
 // Queues one reading, newer than any queued before (callers check), without writing; false if
 // it overflowed the queue (the stream is then closed). Callers count what was sent.
-bool sse_session::queue_reading(const live_reading& l, std::uint64_t skipped) {
+bool sse_session::queue_reading(const live_ptr& l, std::uint64_t skipped) {
     if (phase_ == phase::closed) return false;
-    const std::size_t before = pending_.size();
-    append_sse_reading(pending_, l, skipped);
-    if (!fits(0, 1)) {
-        pending_.resize(before);
-        overflow();
-        return false;
+    if (builds_directly()) {
+        // Built straight into the next write (the common case: a client that keeps up).
+        const std::size_t before = writing_.size();
+        append_sse_reading(writing_, *l, skipped);
+        if (!fits(0, 1)) {
+            writing_.resize(before);
+            overflow();
+            return false;
+        }
+        ++writing_events_;
+    } else if (skipped > 0) {
+        std::string frame;  // a conflated reading says how many it replaced: its own bytes
+        append_sse_reading(frame, *l, skipped);
+        queue(frame, 1);
+    } else {
+        const std::size_t size = sse_reading_size(*l);
+        if (!fits(size, 1)) {
+            overflow();
+            return false;
+        }
+        held_.push_back({l, 0, 1});
+        held_bytes_ += size;
+        ++held_events_;
     }
-    ++pending_events_;
-    last_id_ = std::max(last_id_, l.r.id);
+    if (phase_ == phase::closed) return false;
+    last_id_ = std::max(last_id_, l->r.id);
     return true;
 }
 
 void sse_session::queue_all(const std::vector<live_ptr>& readings) {
     std::size_t sent = 0;
     for (const auto& l : readings) {
-        if (!queue_reading(*l)) break;
+        if (!queue_reading(l)) break;
         ++sent;
     }
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
@@ -201,8 +222,10 @@ void sse_session::queue_all(const std::vector<live_ptr>& readings) {
 // The write in flight counts: it is memory this client holds until it reads. Within its own
 // bounds, the total budget over all streams decides (send_budget.hpp).
 bool sse_session::fits(std::size_t more_bytes, std::size_t more_events) {
-    const std::size_t held = pending_.size() + writing_.size();
-    if (held + more_bytes > cfg_.max_queue_bytes || pending_events_ + more_events > cfg_.max_queue_events) return false;
+    const std::size_t held = writing_.size() + held_bytes_;
+    if (held + more_bytes > cfg_.max_queue_bytes ||
+        writing_events_ + held_events_ + more_events > cfg_.max_queue_events)
+        return false;
     over_budget_ = !ctx_.stream_budget.admit(held, accounted_, more_bytes,
                                               write_in_flight_ ? write_started_ : std::chrono::steady_clock::time_point{});
     if (!over_budget_ && held + more_bytes > accounted_ + send_budget::report_every)
@@ -218,9 +241,9 @@ void sse_session::overflow() {
     if (over_budget_) {
         ctx_.stats.stream_budget_disconnects.fetch_add(1, std::memory_order_relaxed);
         spdlog::info("sse: client holds {} bytes while all streams hold the budget of {}; disconnecting it",
-                     pending_.size() + writing_.size(), ctx_.stream_budget.budget());
+                     writing_.size() + held_bytes_, ctx_.stream_budget.budget());
     } else {
-        spdlog::info("sse: client fell {} bytes behind; disconnecting it", pending_.size() + writing_.size());
+        spdlog::info("sse: client fell {} bytes behind; disconnecting it", writing_.size() + held_bytes_);
     }
     close();
 }
@@ -229,7 +252,7 @@ void sse_session::overflow() {
 void sse_session::queue_conflated() {
     std::size_t sent = 0;
     for (const auto& h : behind_.take()) {
-        if (!queue_reading(*h.newest, h.skipped)) break;
+        if (!queue_reading(h.newest, h.skipped)) break;
         ++sent;
     }
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
@@ -239,29 +262,69 @@ void sse_session::queue_conflated() {
 void sse_session::queue(std::string_view frame, std::size_t events) {
     if (phase_ == phase::closed) return;
     if (!fits(frame.size(), events)) return overflow();
-    pending_.append(frame);
-    pending_events_ += events;
+    if (!builds_directly()) return hold_owned(frame, events);
+    writing_.append(frame);
+    writing_events_ += events;
+}
+
+// Behind the write in flight, in order with the held readings; not checked against the bounds.
+void sse_session::hold_owned(std::string_view frame, std::size_t events) {
+    if (frame.empty()) return;
+    owned_.append(frame);
+    held_.push_back({nullptr, static_cast<std::uint32_t>(frame.size()), static_cast<std::uint32_t>(events)});
+    held_bytes_ += frame.size();
+    held_events_ += events;
+}
+
+bool sse_session::builds_directly() const noexcept {
+    return !write_in_flight_ && held_.empty() && writing_.size() < build_chunk_bytes;
+}
+
+void sse_session::take_held(std::size_t most_bytes) {
+    while (!held_.empty() && writing_.size() < most_bytes) {
+        const held_frame& h = held_.front();
+        std::size_t size = h.owned;
+        if (h.reading) {
+            const std::size_t before = writing_.size();
+            append_sse_reading(writing_, *h.reading);
+            size = writing_.size() - before;
+        } else {
+            writing_.append(owned_, owned_head_, h.owned);
+            owned_head_ += h.owned;
+        }
+        held_bytes_ -= size;
+        held_events_ -= h.events;
+        writing_events_ += h.events;
+        held_.pop_front();
+    }
+    if (held_.empty()) {
+        owned_.clear();
+        owned_head_ = 0;
+    }
 }
 
 void sse_session::do_write() {
-    if (pending_.empty() || phase_ == phase::closed) return;
-    // Everything queued goes out in one write: under load several readings share a write. Most
+    if (phase_ == phase::closed) return;
+    // What is queued goes out in one write: under load several readings share a write. Most
     // writes fit into the socket's send buffer, so try a plain non-blocking send first: no
     // asynchronous operation, timer or completion to schedule. Only a remainder waits (and,
-    // through TLS, everything: see connection_stream::try_write_now).
-    beast::error_code ec;
-    const std::size_t sent = stream_.try_write_now(asio::buffer(pending_), ec);
-    if (ec) {
-        spdlog::debug("sse: write failed: {}", ec.message());
-        return close();
+    // through TLS, everything: see connection_stream::try_write_now). Held frames are built a
+    // chunk at a time, as long as the socket takes them.
+    std::size_t sent = 0;
+    for (;;) {
+        take_held(build_chunk_bytes);
+        if (writing_.empty()) return;
+        beast::error_code ec;
+        sent = stream_.try_write_now(asio::buffer(writing_), ec);
+        if (ec) {
+            spdlog::debug("sse: write failed: {}", ec.message());
+            return close();
+        }
+        writing_events_ = 0;
+        if (sent < writing_.size()) break;
+        writing_.clear();
     }
-    pending_events_ = 0;
-    if (sent == pending_.size()) {
-        pending_.clear();
-        return;
-    }
-    writing_.assign(pending_, sent);
-    pending_.clear();
+    writing_.erase(0, sent);
     write_in_flight_ = true;
     write_started_ = std::chrono::steady_clock::now();
     stream_.tcp().expires_after(cfg_.write_timeout);
@@ -312,7 +375,9 @@ void sse_session::on_token_expired(beast::error_code ec) {
     if (ec || phase_ == phase::closed || phase_ == phase::closing) return;
     std::string frame;
     append_sse_error(frame, "token_expired", "the token has expired; reconnect with a fresh one after the last id");
-    pending_ += frame;  // past the queue's bound if need be: it is the last frame
+    // Past the queue's bound if need be: it is the last frame.
+    if (!builds_directly()) hold_owned(frame, 1);
+    else writing_ += frame;
     flush();
     phase_ = phase::closing;
     if (!write_in_flight_) close();
@@ -322,7 +387,10 @@ void sse_session::close() {
     if (phase_ == phase::closed) return;
     spdlog::debug("sse: closing stream after id {}", last_id_);
     phase_ = phase::closed;
-    pending_.clear();
+    held_.clear();
+    owned_.clear();
+    held_bytes_ = held_events_ = 0;
+    if (!write_in_flight_) writing_.clear();  // else the write in flight still reads it
     account();
     ctx_.live.unsubscribe(this);
     heartbeat_.cancel();

@@ -14,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +30,14 @@ namespace telemetry::bridge::http {
 // attaches it to the hub when it reaches the newest reading. The send queue, the write in flight
 // included, never holds more than the configured bytes or events: a client that falls that far
 // behind is disconnected, and resumes losslessly with Last-Event-ID.
+//
+// Memory: while no write is in flight, frames are built straight into the next write, up to a
+// chunk (32 KiB). Beyond it, and behind a write in flight, a reading is queued as a reference to
+// the committed reading, which every
+// stream and the hub's window share; its frame is built only when its turn to be written comes,
+// a bounded chunk at a time. So a thousand stalled streams owing the same readings hold one copy
+// of them plus a small entry each, not a thousand copies of the frames. Queue bounds and the send
+// budget still count the bytes each client is owed on the wire.
 class sse_session : public subscriber,
                     public stream_sink,
                     public std::enable_shared_from_this<sse_session> {
@@ -48,9 +57,14 @@ private:
     void on_header(boost::beast::error_code ec, std::size_t);
     void catch_up_step();
     void on_catch_up(catch_up_chunk c);
-    bool queue_reading(const live_reading& l, std::uint64_t skipped = 0);
+    bool queue_reading(const live_ptr& l, std::uint64_t skipped = 0);
     void queue_all(const std::vector<live_ptr>& readings);
     void queue(std::string_view frame, std::size_t events);
+    void hold_owned(std::string_view frame, std::size_t events);
+    void take_held(std::size_t most_bytes);  // builds held frames into writing_
+    // Whether a new frame goes straight into writing_: no write in flight, nothing held before
+    // it, and the next write not yet a full chunk.
+    bool builds_directly() const noexcept;
     void queue_conflated();
     bool fits(std::size_t more_bytes, std::size_t more_events);
     void overflow();
@@ -78,12 +92,25 @@ private:
     boost::asio::system_timer expiry_;  // the token's expiry ends the stream
 
     phase phase_ = phase::header;
+    // What waits behind the write in flight, in order: a committed reading (its frame is built
+    // when written), or the next `owned` bytes of owned_ (status, reset, retry, heartbeat, a
+    // conflated reading with its skipped count).
+    struct held_frame {
+        live_ptr reading;
+        std::uint32_t owned = 0;
+        std::uint32_t events = 0;
+    };
+
     std::int64_t last_id_ = 0;       // greatest id queued to this client
-    std::string pending_;            // frames waiting for the next write
-    std::size_t pending_events_ = 0;
-    std::string writing_;            // the frames of the write in flight
+    std::string writing_;            // the write in flight, or the next one while none is
+    std::size_t writing_events_ = 0; // events in writing_ not yet handed to a write
+    std::deque<held_frame> held_;    // behind the write in flight
+    std::string owned_;              // the owned frames of held_, from owned_head_ on
+    std::size_t owned_head_ = 0;
+    std::size_t held_bytes_ = 0;     // wire bytes of held_
+    std::size_t held_events_ = 0;
     conflation behind_;              // policy=conflate: held while a write is in flight
-    std::size_t accounted_ = 0;      // of pending_ + writing_, as last reported to the send budget
+    std::size_t accounted_ = 0;      // of writing_ + held_bytes_, as last reported to the send budget
     bool over_budget_ = false;       // the last refusal was the total budget's, not this queue's
     bool write_in_flight_ = false;
     std::chrono::steady_clock::time_point write_started_{};  // of the write in flight, if any
