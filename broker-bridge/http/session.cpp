@@ -11,6 +11,7 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/http/message_generator.hpp>
 
 #include <spdlog/spdlog.h>
@@ -190,8 +191,21 @@ void session::send(answer a) {
         const auto bytes = a.raw;  // kept alive by the handler until the write completes
         // The prepared header gets the current Date spliced in before its blank line.
         const auto h = with_date(*bytes, date_line_);
-        const std::array<asio::const_buffer, 2> parts{asio::buffer(h.head.data(), h.head.size()),
-                                                      asio::buffer(h.date_line.data(), h.date_line.size())};
+        std::array<asio::const_buffer, 2> parts{asio::buffer(h.head.data(), h.head.size()),
+                                                asio::buffer(h.date_line.data(), h.date_line.size())};
+        // A prepared answer (a 304, say) nearly always fits into the socket's buffer: send it now
+        // and read the next request, with no asynchronous write to schedule and complete. Only a
+        // remainder (or anything through TLS) is written asynchronously.
+        beast::error_code send_ec;
+        const std::size_t sent = stream_.try_write_now(parts, send_ec);
+        if (send_ec) return do_close();
+        if (sent == asio::buffer_size(parts)) return do_read();
+        beast::buffers_suffix<std::array<asio::const_buffer, 2>> tail(parts);
+        tail.consume(sent);
+        std::array<asio::const_buffer, 2> left{};
+        std::size_t i = 0;
+        for (const auto b : tail) left[i++] = b;
+        parts = left;
         asio::async_write(stream_, parts,
                           [self = shared_from_this(), bytes](beast::error_code ec, std::size_t n) {
                               self->on_write(true, ec, n);

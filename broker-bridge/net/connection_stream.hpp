@@ -8,6 +8,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -69,7 +70,12 @@ public:
     // A send that completes now or not at all: what fits into the socket's buffer goes, the rest
     // is left for an asynchronous write. Through TLS nothing is sent this way (the TLS engine
     // must not be driven by a would-block socket), so 0 is returned and the caller writes async.
-    std::size_t try_write_now(boost::asio::const_buffer bytes, boost::system::error_code& ec);
+    std::size_t try_write_now(boost::asio::const_buffer bytes, boost::system::error_code& ec) {
+        return try_write_now(std::array<boost::asio::const_buffer, 1>{bytes}, ec);
+    }
+    // The same for a buffer sequence, sent with one gathering system call.
+    template <class ConstBuffers>
+    std::size_t try_write_now(const ConstBuffers& buffers, boost::system::error_code& ec);
 
     // Drops the connection without ceremony (no TLS close_notify): used when closing a client.
     void close() noexcept;
