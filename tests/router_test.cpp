@@ -52,3 +52,18 @@ TEST_CASE("router - aggregate bounds far apart are too many buckets, not an over
     CHECK(f.status(path + "&from=2024-11-22T00:00:00Z&to=2024-11-23T00:00:00Z") == 0);  // a storage query
     CHECK(f.status(path + "&from=5&to=5") == 400);
 }
+
+// The path is matched segment by segment after percent-decoding, without copying segments that
+// have no escapes; one trailing slash is tolerated and paths longer than any route are not found.
+TEST_CASE("router - path segments: escapes decoded, one trailing slash, long paths not found") {
+    fixture f;
+    CHECK(f.status("/api/v1/sensors/kitchen/temperature/latest") == 200);
+    CHECK(f.status("/api/v1/sensors/kitchen/temperature/latest/") == 200);
+    CHECK(f.status("/api/v1/sensors/kitch%65n/temperatur%65/latest") == 200);
+    CHECK(f.status("/%61pi/v1/sensors/kitchen/temperature/l%61test") == 200);
+    CHECK(f.status("/api/v1/sensors/kitchen/temperature/latest//") == 404);
+    CHECK(f.status("/api/v1/sensors/kitchen/temperature/latest/a/b/c") == 404);
+    CHECK(f.status("/api/v1/sensors/kitchen/temperature/latest/a/b/c/d/e/f/g/h") == 404);
+    CHECK(f.status("/api/v1/sensors/kitchen/humidity/latest") == 404);
+    CHECK(f.status("/api/v1/sensors/kitch%2Fen/temperature/latest") == 404);  // '/' is not a name character
+}

@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <map>
 #include <set>
@@ -29,6 +30,40 @@ constexpr std::size_t max_buckets = 100'000;
 constexpr std::size_t validator_cache_entries = 4096;
 
 // Query parameters, decoded. Every name must be known; all but the repeatable ones at most once.
+// The path's segments, percent-decoded, without one trailing empty segment (a trailing slash is
+// tolerated). Views into the request target unless a segment has escapes: the hot paths (a 304 on
+// /latest) allocate nothing here. A path longer than any route gets size() = most + 1.
+class path_segments {
+public:
+    static constexpr std::size_t most = 8;
+    explicit path_segments(const boost::urls::url_view& u) {
+        for (const auto s : u.encoded_segments()) {
+            if (n_ == most) {
+                ++n_;  // matches no route
+                return;
+            }
+            if (s.decoded_size() == s.size()) {
+                views_[n_++] = std::string_view(s.data(), s.size());
+            } else {
+                decoded_[n_] = s.decode();
+                views_[n_] = decoded_[n_];
+                ++n_;
+            }
+        }
+        if (n_ > 0 && views_[n_ - 1].empty()) --n_;
+    }
+    path_segments(const path_segments&) = delete;  // views_ may point into decoded_
+    path_segments& operator=(const path_segments&) = delete;
+    std::size_t size() const noexcept { return n_; }
+    bool empty() const noexcept { return n_ == 0; }
+    std::string_view operator[](std::size_t i) const noexcept { return views_[i]; }
+
+private:
+    std::array<std::string_view, most> views_{};
+    std::array<std::string, most> decoded_{};
+    std::size_t n_ = 0;
+};
+
 class params {
 public:
     // Returns an error message naming the parameter, or empty on success.
@@ -160,9 +195,7 @@ action router::route(const request& req, std::string_view peer) {
         return responder_.error(ri, error_code::bad_request, "the request target is not a valid URL path and query");
     const boost::urls::url_view& u = *parsed;
 
-    std::vector<std::string> seg;
-    for (auto s : u.segments()) seg.push_back(s);
-    if (!seg.empty() && seg.back().empty()) seg.pop_back();  // tolerate one trailing slash
+    const path_segments seg(u);
 
     const auto no_params = [&]() -> std::optional<answer> {
         if (u.has_query() && !u.params().empty())
@@ -201,14 +234,18 @@ action router::route(const request& req, std::string_view peer) {
         if (!valid_name(seg[3]) || !valid_name(seg[4]))
             return responder_.error(ri, error_code::not_found,
                                     "sensor and metric names are [A-Za-z0-9_.-]{1,64}");
-        if (!g->unrestricted() && !g->permits(hub_.topic_prefix() + "/" + seg[3] + "/" + seg[4]))
-            return responder_.error(ri, error_code::forbidden, "the token does not grant reading this series");
+        if (!g->unrestricted()) {
+            std::string topic;
+            assign_topic(topic, hub_.topic_prefix(), seg[3], seg[4]);
+            if (!g->permits(topic))
+                return responder_.error(ri, error_code::forbidden, "the token does not grant reading this series");
+        }
         if (seg[5] == "latest") {
             if (auto e = no_params()) return std::move(*e);
             return latest(ri, seg[3], seg[4]);
         }
-        if (seg[5] == "readings") return readings(ri, req, seg[3], seg[4]);
-        if (seg[5] == "aggregate") return aggregate(ri, req, seg[3], seg[4]);
+        if (seg[5] == "readings") return readings(ri, req, std::string(seg[3]), std::string(seg[4]));
+        if (seg[5] == "aggregate") return aggregate(ri, req, std::string(seg[3]), std::string(seg[4]));
     }
     if (seg.size() == 3 && seg[2] == "updates") return updates(ri, req, g);
     if (seg.size() == 3 && seg[2] == "stream") return stream(ri, req, g);
