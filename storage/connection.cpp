@@ -1,4 +1,5 @@
 // RAII for the sqlite3 connection and its prepared statements, transactions and pragmas.
+#include "checkpointer.hpp"
 #include "database.hpp"
 #include "statement.hpp"
 
@@ -124,13 +125,12 @@ void apply_pragmas(sqlite3* db, bool read_write) {
         "PRAGMA foreign_keys=OFF;";
     char* err = nullptr;
     if (read_write) {
-        // wal_autocheckpoint 4000 pages (16 MiB) instead of 1000: with synchronous=NORMAL the
-        // fsyncs happen only at checkpoints, and one insert transaction dirties ~4 pages (row,
-        // two index leaves, rollup), so the default checkpointed every ~250 commits. Measured
-        // here, single-reading transactions: ~10k rows/s at 1000, ~17-18k at 4000. The journal
-        // size limit keeps the WAL file from staying large after a burst.
-        if (sqlite3_exec(db, "PRAGMA wal_autocheckpoint=4000; PRAGMA journal_size_limit=33554432",
-                         nullptr, nullptr, &err) != SQLITE_OK) {
+        // Checkpoints at wal_checkpoint_pages (checkpointer.hpp; the writer's own run on the
+        // checkpointer's thread). The journal size limit keeps the WAL file from staying large
+        // after a burst.
+        const std::string pragmas = "PRAGMA wal_autocheckpoint=" + std::to_string(wal_checkpoint_pages) +
+                                    "; PRAGMA journal_size_limit=33554432";
+        if (sqlite3_exec(db, pragmas.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
             sqlite3_free(err);
             fail(db, "setting wal_autocheckpoint");
         }

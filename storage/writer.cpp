@@ -1,8 +1,10 @@
 // The single writer: idempotent batched inserts with their per-minute rollups, presence, readiness.
+#include "checkpointer.hpp"
 #include "database.hpp"
 #include "statement.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -39,10 +41,12 @@ struct writer::impl {
     std::unordered_map<std::string, std::int64_t> series_ids;  // sensor '\0' metric -> series_id
     std::string key;                                           // reused lookup buffer
     std::vector<minute_acc> minutes;                           // reused per transaction
+    std::optional<checkpointer> checkpoints;                   // after conn: stopped before the close
 
     explicit impl(const std::filesystem::path& file)
         : conn(file, connection::mode::read_write), stmts(conn.handle()) {
         migrate(conn);
+        checkpoints.emplace(conn.handle(), file, wal_checkpoint_pages);
         auto q = stmts.use(
             "SELECT max(coalesce((SELECT max(id) FROM readings), 0),"
             " coalesce((SELECT value FROM meta WHERE key = 'retired_max_id'), 0))");
