@@ -2,6 +2,7 @@
 #include "publisher.hpp"
 
 #include <CLI/CLI.hpp>
+#include <MQTTAsync.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <toml++/toml.h>
@@ -221,6 +222,9 @@ int main(int argc, char** argv) {
     spdlog::warn("TLS verification is OFF (--no-verify): the broker's certificate and name are not checked; "
                  "anyone on the path can pose as the broker and read the sensors' passwords");
 
+  // Paho C would format a trace line for every packet into its in-memory buffer; its errors
+  // still reach our callbacks. MQTT_C_CLIENT_TRACE, its own switch for debugging, keeps its levels.
+  if (std::getenv("MQTT_C_CLIENT_TRACE") == nullptr) MQTTAsync_setTraceLevel(MQTTASYNC_TRACE_ERROR);
   std::optional<telemetry::sim::fleet> sim;
   try {
     sim.emplace(s.pub);
