@@ -1,0 +1,460 @@
+// MQTT republish of committed readings: catch-up and live delivery in, QoS 1 publishes out, the
+// acknowledged id recorded (see mqtt_republisher.hpp for the guarantees and their reasons).
+#include "republish/mqtt_republisher.hpp"
+
+#include "core/metrics.hpp"
+#include "database.hpp"
+#include "live/hub.hpp"
+#include "pipeline/catch_up.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+
+namespace telemetry::bridge {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr std::size_t catch_up_chunk_readings = 1000;
+constexpr auto cursor_sync_interval = std::chrono::seconds(1);
+constexpr auto busy_retry = std::chrono::milliseconds(100);
+constexpr auto stop_drain = std::chrono::seconds(3);
+constexpr std::int64_t no_latest = std::numeric_limits<std::int64_t>::min();
+
+std::string series_key(std::string_view sensor, std::string_view metric) {
+    std::string k;
+    k.reserve(sensor.size() + metric.size() + 1);
+    k.append(sensor).append(1, '/').append(metric);
+    return k;
+}
+
+std::int64_t start_cursor(ack_cursor& file, const hub& h) {
+    const std::int64_t newest = h.newest_id();
+    if (file.created()) {
+        spdlog::info("mqtt_out: first start: republishing readings committed after id {}", newest);
+        return newest;
+    }
+    if (file.value() > newest) {
+        // Ids never go back, so a cursor beyond the newest id belongs to another database.
+        spdlog::warn("mqtt_out: the cursor file says id {} was acknowledged but the newest committed id is {} "
+                     "(a different database?): republishing from id {}", file.value(), newest, newest);
+        file.store(newest);
+        return newest;
+    }
+    spdlog::info("mqtt_out: resuming after id {} (the last one the out broker acknowledged)", file.value());
+    return file.value();
+}
+
+}  // namespace
+
+// The republisher's entry in the subscriber registry. One per attachment: after we let go of it
+// (fell behind, lost the connection), whatever it still delivers carries its old epoch and is
+// dropped, and the catch-up that follows covers those readings instead.
+class mqtt_republisher::tap final : public subscriber {
+public:
+    tap(mqtt_republisher& owner, std::uint64_t epoch) : owner_(owner), epoch_(epoch) {}
+
+    void on_delivery(const delivery& d) override {
+        if (overflowed_.load(std::memory_order_relaxed)) return;
+        const std::size_t n = d.readings ? d.readings->size() : 0;
+        if (owner_.queued_.fetch_add(n, std::memory_order_relaxed) + n > owner_.max_queued_) {
+            owner_.queued_.fetch_sub(n, std::memory_order_relaxed);
+            // Everything from this commit on is read from storage later: drop the rest.
+            overflowed_.store(true, std::memory_order_relaxed);
+            asio::post(owner_.io_, [o = &owner_, e = epoch_] { o->on_overflow(e); });
+            return;
+        }
+        asio::post(owner_.io_, [o = &owner_, e = epoch_, d] { o->on_live(e, d); });
+    }
+    void on_shutdown() override {}
+
+private:
+    mqtt_republisher& owner_;
+    const std::uint64_t epoch_;
+    std::atomic<bool> overflowed_{false};
+};
+
+mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, metrics& m)
+    : in_prefix_(c.mqtt.topic_prefix),
+      out_prefix_(c.mqtt_out.prefix),
+      latest_prefix_(c.mqtt_out.latest_prefix()),
+      broker_(mqtt_out_broker(c)),
+      max_inflight_(c.mqtt_out.max_inflight),
+      max_queued_(c.mqtt_out.max_queued),
+      hub_(h),
+      catchup_(catchup),
+      metrics_(m),
+      everything_(std::make_shared<reading_selector>(
+          std::vector<topic_filter>{*topic_filter::parse(c.mqtt.topic_prefix + "/+/+")})),
+      cursor_file_(c.storage.db_path.string() + ".mqtt-out-cursor", h.newest_id()) {
+    cursor_ = acked_ = start_cursor(cursor_file_, h);
+    metrics_.mqtt_out_acked_id.store(acked_, std::memory_order_relaxed);
+    metrics_.mqtt_out_enabled.store(true, std::memory_order_relaxed);
+    if (!latest_prefix_.empty()) {
+        storage::reader r(c.storage.db_path);
+        for (const auto& s : r.all_series())
+            if (s.latest) latest_.emplace(series_key(s.sensor, s.metric), std::pair{s.latest->ts, s.latest->id});
+    }
+
+    MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
+    int rc = MQTTAsync_createWithOptions(&client_, broker_.url.c_str(), broker_.client_id.c_str(),
+                                         MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
+    if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setCallbacks(client_, this, &connection_lost, nullptr, nullptr);
+    if (rc != MQTTASYNC_SUCCESS) {
+        if (client_) MQTTAsync_destroy(&client_);
+        throw std::runtime_error("mqtt_out: cannot create a client for " + broker_.url + ": " + MQTTAsync_strerror(rc));
+    }
+    spdlog::info("mqtt_out: republishing committed readings to {}/<sensor>/<metric>{} on {} as {}", out_prefix_,
+                 latest_prefix_.empty() ? "" : ", the latest per series retained under " + latest_prefix_ + "/",
+                 broker_.url, broker_.client_id);
+}
+
+mqtt_republisher::~mqtt_republisher() {
+    stop();
+    MQTTAsync_destroy(&client_);  // before io_: no Paho callback posts to a destroyed context
+}
+
+void mqtt_republisher::start() {
+    asio::post(io_, [this] {
+        do_connect();
+        schedule_sync();
+    });
+    thread_ = std::thread([this] {
+        auto work = asio::make_work_guard(io_);
+        io_.run();
+    });
+}
+
+void mqtt_republisher::stop() {
+    if (!thread_.joinable()) return;
+    asio::post(io_, [this] {
+        stopping_ = true;  // nothing new is sent; what is in flight may still be acknowledged
+        detach();
+    });
+    const auto until = std::chrono::steady_clock::now() + stop_drain;
+    while (outstanding_.load() > 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    MQTTAsync_disconnectOptions o = MQTTAsync_disconnectOptions_initializer5;
+    o.timeout = 1000;
+    MQTTAsync_disconnect(client_, &o);
+    io_.stop();
+    thread_.join();
+    cursor_file_.sync();
+    spdlog::info("mqtt_out: stopped; every reading up to id {} republished and acknowledged", acked_);
+}
+
+void mqtt_republisher::do_connect() {
+    if (stopping_ || connected_ || connecting_) return;
+    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer5;
+    // No session: what was in flight when a connection ends is sent again from the cursor, with
+    // the same ids; a resumed session would have the broker deliver some of it a second time.
+    o.cleanstart = 1;
+    o.keepAliveInterval = static_cast<int>(broker_.keepalive.count());
+    o.connectTimeout = 10;
+    o.automaticReconnect = 0;  // ours, so that each connection starts from the cursor
+    o.maxInflight = static_cast<int>(max_inflight_);
+    if (!broker_.username.empty()) o.username = broker_.username.c_str();
+    if (!broker_.password.empty()) o.password = broker_.password.c_str();
+    MQTTAsync_SSLOptions tls = MQTTAsync_SSLOptions_initializer;
+    if (mqtt_url_uses_tls(broker_.url)) {
+        if (!broker_.ca_file.empty()) tls.trustStore = broker_.ca_file.c_str();
+        if (!broker_.cert_file.empty()) tls.keyStore = broker_.cert_file.c_str();
+        if (!broker_.key_file.empty()) tls.privateKey = broker_.key_file.c_str();
+        tls.enableServerCertAuth = broker_.verify ? 1 : 0;
+        tls.verify = broker_.verify ? 1 : 0;
+        o.ssl = &tls;
+    }
+    o.onSuccess5 = &connect_succeeded;
+    o.onFailure5 = &connect_failed;
+    o.context = this;
+    connecting_ = true;
+    if (const int rc = MQTTAsync_connect(client_, &o); rc != MQTTASYNC_SUCCESS)
+        on_connect_failed(MQTTAsync_strerror(rc));
+}
+
+void mqtt_republisher::connect_succeeded(void* context, MQTTAsync_successData5*) {
+    auto* self = static_cast<mqtt_republisher*>(context);
+    asio::post(self->io_, [self] { self->on_connected(); });
+}
+
+void mqtt_republisher::connect_failed(void* context, MQTTAsync_failureData5* response) {
+    auto* self = static_cast<mqtt_republisher*>(context);
+    std::string why = response && response->message ? response->message : "no reason given";
+    if (response && response->reasonCode != 0)
+        why += std::string(" (") + MQTTReasonCode_toString(response->reasonCode) + ")";
+    asio::post(self->io_, [self, why] { self->on_connect_failed(why); });
+}
+
+void mqtt_republisher::connection_lost(void* context, char* cause) {
+    auto* self = static_cast<mqtt_republisher*>(context);
+    std::string why = cause ? cause : "connection lost";
+    asio::post(self->io_, [self, why] { self->on_lost(why); });
+}
+
+void mqtt_republisher::published(void* context, MQTTAsync_successData5* response) {
+    auto* self = static_cast<mqtt_republisher*>(context);
+    const int token = response->token;
+    asio::post(self->io_, [self, token] { self->on_ack(token, false); });
+}
+
+void mqtt_republisher::publish_failed(void* context, MQTTAsync_failureData5* response) {
+    auto* self = static_cast<mqtt_republisher*>(context);
+    const int token = response->token;
+    // A reason code from the broker (e.g. not authorized) refuses this message for good; anything
+    // else is the connection going away, which connection_lost handles.
+    if (static_cast<int>(response->reasonCode) >= 0x80) {
+        spdlog::error("mqtt_out: the broker refused a republished message: {}",
+                      MQTTReasonCode_toString(response->reasonCode));
+        asio::post(self->io_, [self, token] { self->on_ack(token, true); });
+    }
+}
+
+void mqtt_republisher::on_connected() {
+    connecting_ = false;
+    if (stopping_) return;
+    connected_ = true;
+    backoff_ = broker_.reconnect_min;
+    metrics_.mqtt_out_connected.store(1, std::memory_order_relaxed);
+    spdlog::info("mqtt_out: connected to {}; republishing after id {}", broker_.url, acked_);
+    pump();  // starts the catch-up from the cursor
+}
+
+void mqtt_republisher::on_connect_failed(std::string why) {
+    connecting_ = false;
+    if (stopping_) return;
+    spdlog::warn("mqtt_out: cannot connect to {}: {}; retrying in {} s", broker_.url, why, backoff_.count());
+    retry_timer_.expires_after(backoff_);
+    retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) do_connect();
+    });
+    backoff_ = std::min(backoff_ * 2, broker_.reconnect_max);
+}
+
+void mqtt_republisher::on_lost(const std::string& why) {
+    if (!connected_) return;
+    connected_ = false;
+    metrics_.mqtt_out_connected.store(0, std::memory_order_relaxed);
+    spdlog::warn("mqtt_out: lost the connection to {} ({}): {} readings after id {} will be sent again",
+                 broker_.url, why, in_flight_.size(), acked_);
+    // Unacknowledged means not sent, as far as we know: start again after the last acknowledged id.
+    detach();
+    clear_queue();
+    in_flight_.clear();
+    tokens_.clear();
+    outstanding_.store(0);
+    cursor_ = acked_;
+    on_connect_failed("reconnecting");
+}
+
+void mqtt_republisher::detach() {
+    if (tap_) hub_.unsubscribe(tap_.get());
+    tap_.reset();
+    live_ = false;
+    catching_up_ = false;  // a step still running delivers to the old epoch and is dropped
+    ++epoch_;
+}
+
+void mqtt_republisher::clear_queue() {
+    for (const auto& q : queue_)
+        if (q.counted) queued_.fetch_sub(1, std::memory_order_relaxed);
+    queue_.clear();
+}
+
+void mqtt_republisher::on_live(std::uint64_t epoch, const delivery& d) {
+    const std::size_t n = d.readings ? d.readings->size() : 0;
+    if (epoch != epoch_) {
+        queued_.fetch_sub(n, std::memory_order_relaxed);
+        return;
+    }
+    if (d.readings)
+        for (const auto& l : *d.readings) {
+            if (l->r.id <= cursor_) {  // already read by the catch-up that attached us
+                queued_.fetch_sub(1, std::memory_order_relaxed);
+                continue;
+            }
+            queue_.push_back(queued{l, nullptr, true});
+            cursor_ = l->r.id;
+        }
+    if (d.statuses)
+        for (const auto& s : *d.statuses) queue_.push_back(queued{nullptr, s, false});
+    pump();
+}
+
+void mqtt_republisher::on_overflow(std::uint64_t epoch) {
+    if (epoch != epoch_) return;
+    metrics_.mqtt_out_fell_behind.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("mqtt_out: more than {} readings waiting (mqtt_out.max_queued): reading them from storage instead",
+                 max_queued_);
+    detach();  // the queue drains, then the catch-up continues after cursor_
+    pump();
+}
+
+void mqtt_republisher::do_catch_up() {
+    catching_up_ = true;
+    const std::uint64_t epoch = epoch_;
+    auto t = std::make_shared<tap>(*this, epoch);
+    catch_up_query q;
+    q.after = cursor_;
+    q.selector = everything_;
+    q.limit = std::min(catch_up_chunk_readings, max_queued_);
+    q.attach = t;
+    auto now = catchup_.next(q, io_.get_executor(),
+                             [this, epoch, t](catch_up_chunk c) { on_chunk(epoch, t, std::move(c)); });
+    if (now) on_chunk(epoch, t, std::move(*now));
+}
+
+void mqtt_republisher::on_chunk(std::uint64_t epoch, const std::shared_ptr<tap>& t, catch_up_chunk c) {
+    if (epoch != epoch_) {
+        if (c.attached) hub_.unsubscribe(t.get());
+        return;
+    }
+    catching_up_ = false;
+    if (c.result != catch_up_chunk::outcome::ok) {
+        // The query pool is saturated or storage failed: try again shortly (no step meanwhile).
+        catching_up_ = true;
+        retry_timer_.expires_after(busy_retry);
+        retry_timer_.async_wait([this](const boost::system::error_code& ec) {
+            catching_up_ = false;
+            if (!ec) pump();
+        });
+        return;
+    }
+    for (auto& l : c.readings)
+        if (l->r.id > cursor_) queue_.push_back(queued{std::move(l), nullptr, false});
+    cursor_ = std::max(cursor_, c.reached);
+    if (c.attached) {
+        tap_ = t;
+        live_ = true;
+        queue_presence();  // changes while we were not attached were not delivered to us
+    }
+    pump();
+}
+
+// The presence of every sensor with a series, as the live state has it now.
+void mqtt_republisher::queue_presence() {
+    auto d = hub_.series().overview("\x1fmqtt_out", [](const std::vector<series_row>& rows, std::time_t) {
+        auto out = std::make_shared<std::vector<status_ptr>>();
+        std::string_view last;
+        for (const auto& r : rows) {
+            if (!r.online || r.sensor == last) continue;
+            last = r.sensor;
+            out->push_back(std::make_shared<status_event>(status_event{std::string(r.sensor), *r.online}));
+        }
+        return series_table::derived(std::move(out));
+    });
+    for (const auto& s : *std::static_pointer_cast<const std::vector<status_ptr>>(d))
+        queue_.push_back(queued{nullptr, s, false});
+}
+
+void mqtt_republisher::pump() {
+    while (connected_ && !stopping_ && !queue_.empty() && outstanding_.load() < max_inflight_) {
+        auto& q = queue_.front();
+        if (!(q.reading ? publish_reading(*q.reading) : publish_status(*q.status))) return;  // connection trouble
+        if (q.counted) queued_.fetch_sub(1, std::memory_order_relaxed);
+        queue_.pop_front();
+    }
+    if (connected_ && !stopping_ && queue_.empty() && !live_ && !catching_up_) do_catch_up();
+}
+
+bool mqtt_republisher::send(const std::string& topic, const std::string& payload, bool retained, std::int64_t id) {
+    MQTTProperties props = MQTTProperties_initializer;
+    char id_text[24];
+    if (id > 0) {
+        const auto end = std::to_chars(id_text, id_text + sizeof id_text, id).ptr;
+        MQTTProperty p;
+        p.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
+        p.value.data.data = const_cast<char*>("id");
+        p.value.data.len = 2;
+        p.value.value.data = id_text;
+        p.value.value.len = static_cast<int>(end - id_text);
+        MQTTProperties_add(&props, &p);  // copies the strings
+    }
+    MQTTAsync_message m = MQTTAsync_message_initializer;
+    m.payload = const_cast<char*>(payload.data());
+    m.payloadlen = static_cast<int>(payload.size());
+    m.qos = 1;
+    m.retained = retained ? 1 : 0;
+    m.properties = props;
+    MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
+    o.onSuccess5 = &published;
+    o.onFailure5 = &publish_failed;
+    o.context = this;
+    const int rc = MQTTAsync_sendMessage(client_, topic.c_str(), &m, &o);
+    MQTTProperties_free(&props);
+    if (rc != MQTTASYNC_SUCCESS) {
+        spdlog::warn("mqtt_out: cannot publish to {}: {}", topic, MQTTAsync_strerror(rc));
+        return false;
+    }
+    tokens_[o.token] = id;
+    outstanding_.fetch_add(1);
+    return true;
+}
+
+bool mqtt_republisher::publish_reading(const live_reading& l) {
+    const reading& r = l.r;
+    assign_topic(topic_, out_prefix_, r.sensor, r.metric);
+    if (!send(topic_, l.json, false, r.id)) return false;
+    in_flight_.push_back(in_flight{r.id, 1});
+    if (latest_prefix_.empty()) return true;
+    // >=: the latest loaded at start-up may be a reading still to be republished (after the cursor).
+    auto [it, fresh] = latest_.try_emplace(series_key(r.sensor, r.metric), no_latest, 0);
+    if (std::pair{r.ts, r.id} < it->second) return true;
+    it->second = {r.ts, r.id};
+    assign_topic(topic_, latest_prefix_, r.sensor, r.metric);
+    if (send(topic_, l.json, true, r.id)) in_flight_.back().acks_due = 2;
+    // A failed retained send leaves the reading acknowledged by its stream copy alone; the
+    // connection is going away and the reading is sent again from the cursor anyway.
+    return true;
+}
+
+bool mqtt_republisher::publish_status(const status_event& s) {
+    std::string payload;
+    append_status_json(payload, s);
+    topic_ = out_prefix_;
+    topic_.append(1, '/').append(s.sensor).append("/status");
+    return send(topic_, payload, true, 0);
+}
+
+void mqtt_republisher::on_ack(int token, bool refused) {
+    const auto t = tokens_.find(token);
+    if (t == tokens_.end()) return;  // of a connection that is gone
+    const std::int64_t id = t->second;
+    tokens_.erase(t);
+    outstanding_.fetch_sub(1);
+    if (id > 0) {
+        const auto f = std::lower_bound(in_flight_.begin(), in_flight_.end(), id,
+                                        [](const in_flight& e, std::int64_t v) { return e.id < v; });
+        if (f != in_flight_.end() && f->id == id) --f->acks_due;
+        if (refused) spdlog::error("mqtt_out: reading {} was refused by the out broker and is skipped", id);
+        std::int64_t acked = acked_;
+        std::uint64_t done = 0;
+        while (!in_flight_.empty() && in_flight_.front().acks_due <= 0) {
+            acked = in_flight_.front().id;
+            in_flight_.pop_front();
+            ++done;
+        }
+        if (acked != acked_ && cursor_file_.store(acked)) {
+            acked_ = acked;
+            metrics_.mqtt_out_acked_id.store(acked, std::memory_order_relaxed);
+        }
+        metrics_.mqtt_out_published.fetch_add(done, std::memory_order_relaxed);
+    }
+    pump();
+}
+
+void mqtt_republisher::schedule_sync() {
+    sync_timer_.expires_after(cursor_sync_interval);
+    sync_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec) return;
+        cursor_file_.sync();
+        schedule_sync();
+    });
+}
+
+}  // namespace telemetry::bridge

@@ -1,0 +1,142 @@
+// MQTT republish of committed readings ([mqtt_out], docs/api.md section 12): a consumer on the
+// fan-out side that publishes every committed reading, id-stamped, to another MQTT topic tree.
+#pragma once
+
+#include "core/config.hpp"
+#include "core/selector.hpp"
+#include "live/subscriber.hpp"
+#include "republish/ack_cursor.hpp"
+
+#include <MQTTAsync.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+namespace telemetry::bridge {
+
+class catch_up;
+struct catch_up_chunk;
+class hub;
+class metrics;
+
+// Where readings come from: the hub, through the one catch-up path (pipeline/catch_up) and the
+// subscriber registry, exactly as a stream's: it reads committed readings after its cursor from
+// the window or storage, and attaches to the registry for live delivery once it reaches the
+// newest reading. Never from ingest, so only committed, validated, deduplicated readings go out.
+//
+// Exactly once per id, from our side: each reading goes out at QoS 1 (and, when it is its
+// series' latest, once more retained under the latest prefix); when the broker has acknowledged
+// every message of every reading up to id N, N is stored (ack_cursor). A start resumes after
+// the stored N, so a restart skips nothing, and repeats only what was sent but not yet recorded
+// as acknowledged: those go out again with the same id, as a QoS 1 redelivery would. Losing the
+// connection does the same: what was in flight is sent again after the stored N.
+//
+// Bounded memory: at most `max_inflight` readings await a PUBACK, and at most `max_queued`
+// readings handed over live await publishing. Beyond that (the out broker is away or slow) the
+// republisher detaches from live delivery and, once it can send again, catches up from storage
+// from its cursor, one chunk at a time, like a stream that was cut and resumes.
+//
+// Threads: one of its own running an io_context; all state below is touched only there. Paho
+// calls back on its own (shared) threads and only posts to that io_context. Live deliveries
+// arrive on the committing thread and are posted too.
+class mqtt_republisher {
+public:
+    // Opens the cursor file (`<db_path>.mqtt-out-cursor`; created at the newest committed id) and
+    // the MQTT client. Call after the hub is loaded. Throws if either cannot be used.
+    mqtt_republisher(const config& c, hub& h, catch_up& catchup, metrics& m);
+    ~mqtt_republisher();
+    mqtt_republisher(const mqtt_republisher&) = delete;
+    mqtt_republisher& operator=(const mqtt_republisher&) = delete;
+
+    // Connects (retrying with backoff) and republishes until stop().
+    void start();
+    // Call after the committer stopped: waits a moment for acknowledgements of what is in flight,
+    // records the cursor, disconnects.
+    void stop();
+
+private:
+    class tap;
+    struct in_flight {
+        std::int64_t id = 0;
+        int acks_due = 0;  // the reading's messages not yet acknowledged (1, or 2 with its retained copy)
+    };
+    struct queued {
+        live_ptr reading;  // null: a presence change
+        status_ptr status;
+        bool counted = false;  // counted in queued_ (handed over live)
+    };
+
+    static void connect_succeeded(void* context, MQTTAsync_successData5* response);
+    static void connect_failed(void* context, MQTTAsync_failureData5* response);
+    static void connection_lost(void* context, char* cause);
+    static void published(void* context, MQTTAsync_successData5* response);
+    static void publish_failed(void* context, MQTTAsync_failureData5* response);
+
+    void do_connect();
+    void on_connected();
+    void on_connect_failed(std::string why);
+    void on_lost(const std::string& why);
+    void on_ack(int token, bool refused);
+    void on_live(std::uint64_t epoch, const delivery& d);
+    void on_overflow(std::uint64_t epoch);
+    void do_catch_up();
+    void on_chunk(std::uint64_t epoch, const std::shared_ptr<tap>& t, catch_up_chunk c);
+    void pump();
+    bool send(const std::string& topic, const std::string& payload, bool retained, std::int64_t id);
+    bool publish_reading(const live_reading& l);
+    bool publish_status(const status_event& s);
+    void queue_presence();
+    void detach();
+    void clear_queue();
+    void schedule_sync();
+
+    const std::string in_prefix_;
+    const std::string out_prefix_;
+    const std::string latest_prefix_;  // empty: no retained copies
+    const mqtt_config broker_;
+    const std::size_t max_inflight_;
+    const std::size_t max_queued_;
+    hub& hub_;
+    catch_up& catchup_;
+    metrics& metrics_;
+    selector_ptr everything_;
+
+    boost::asio::io_context io_;
+    boost::asio::steady_timer retry_timer_{io_};
+    boost::asio::steady_timer sync_timer_{io_};
+    std::thread thread_;
+    MQTTAsync client_ = nullptr;
+    ack_cursor cursor_file_;
+
+    // Republisher thread only.
+    bool connected_ = false;
+    bool connecting_ = false;
+    bool stopping_ = false;
+    bool live_ = false;          // attached to the registry: live deliveries follow
+    bool catching_up_ = false;   // a catch-up step is running
+    std::uint64_t epoch_ = 0;    // bumped when we let go of a tap: its late deliveries are dropped
+    std::shared_ptr<tap> tap_;
+    std::int64_t cursor_ = 0;    // every reading up to it is queued, in flight or acknowledged
+    std::int64_t acked_ = 0;     // every reading up to it is acknowledged (and recorded)
+    std::deque<queued> queue_;
+    std::deque<in_flight> in_flight_;                 // ascending id
+    std::unordered_map<int, std::int64_t> tokens_;    // Paho token -> reading id (0: presence)
+    // Greatest (ts, id) per series ("sensor/metric") retained so far: a late reading (older ts)
+    // is not the latest and is not retained, so the retained copy matches /latest.
+    std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>> latest_;
+    std::chrono::seconds backoff_{1};
+    std::string topic_;  // reused buffer
+
+    std::atomic<std::size_t> queued_{0};       // readings handed over live, not yet sent
+    std::atomic<std::size_t> outstanding_{0};  // messages awaiting a PUBACK (stop() waits on it)
+};
+
+}  // namespace telemetry::bridge
