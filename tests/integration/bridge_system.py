@@ -87,12 +87,19 @@ class System:
         bconf = os.path.join(self.dir, "bridge.toml")
         with open(bconf, "w") as f:
             f.write(bridge_conf)
+        self._bridge_args = (build, bconf, listen)
+        self.start_bridge()
+
+    def start_bridge(self):
+        """Starts the bridge (again, after kill_bridge: same configuration, database and port
+        choice) and waits until it is ready."""
+        build, bconf, listen = self._bridge_args
         self.out = open(os.path.join(self.dir, "bridge.out"), "w+")
         self.bridge = subprocess.Popen(
             [os.path.join(build, "broker-bridge", "broker-bridge"), "--config", bconf, "--mqtt",
              f"tcp://127.0.0.1:{self.mqtt_port}", "--http", listen, "--db",
              os.path.join(self.dir, "bridge.db")],
-            stdout=self.out, stderr=open(os.path.join(self.dir, "bridge.err"), "w"))
+            stdout=self.out, stderr=open(os.path.join(self.dir, "bridge.err"), "a"))
         self.port = None
         deadline = time.time() + 20
         while time.time() < deadline and self.port is None:
@@ -105,6 +112,11 @@ class System:
         assert self.port, "bridge did not start"
         while time.time() < deadline and b"200 OK" not in self.http("/readyz"):
             time.sleep(0.05)
+
+    def kill_bridge(self):
+        """SIGKILL: the bridge gets no chance to finish anything."""
+        self.bridge.kill()
+        self.bridge.wait(10)
 
     def connect(self):
         """A connected socket to the bridge: TLS (verified against the CA, name localhost) when
