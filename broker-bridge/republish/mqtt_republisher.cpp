@@ -81,8 +81,7 @@ private:
 };
 
 mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, metrics& m)
-    : in_prefix_(c.mqtt.topic_prefix),
-      out_prefix_(c.mqtt_out.prefix),
+    : out_prefix_(c.mqtt_out.prefix),
       latest_prefix_(c.mqtt_out.latest_prefix()),
       broker_(mqtt_out_broker(c)),
       max_inflight_(c.mqtt_out.max_inflight),
@@ -187,7 +186,7 @@ void mqtt_republisher::connect_failed(void* context, MQTTAsync_failureData5* res
     auto* self = static_cast<mqtt_republisher*>(context);
     std::string why = response && response->message ? response->message : "no reason given";
     if (response && response->reasonCode != 0)
-        why += std::string(" (") + MQTTReasonCode_toString(response->reasonCode) + ")";
+        if (const char* r = MQTTReasonCode_toString(response->reasonCode)) why += std::string(" (") + r + ")";
     asio::post(self->io_, [self, why] { self->on_connect_failed(why); });
 }
 
@@ -209,8 +208,8 @@ void mqtt_republisher::publish_failed(void* context, MQTTAsync_failureData5* res
     // A reason code from the broker (e.g. not authorized) refuses this message for good; anything
     // else is the connection going away, which connection_lost handles.
     if (static_cast<int>(response->reasonCode) >= 0x80) {
-        spdlog::error("mqtt_out: the broker refused a republished message: {}",
-                      MQTTReasonCode_toString(response->reasonCode));
+        const char* r = MQTTReasonCode_toString(response->reasonCode);
+        spdlog::error("mqtt_out: the broker refused a republished message: {}", r ? r : "(no reason)");
         asio::post(self->io_, [self, token] { self->on_ack(token, true); });
     }
 }
@@ -225,10 +224,14 @@ void mqtt_republisher::on_connected() {
     pump();  // starts the catch-up from the cursor
 }
 
-void mqtt_republisher::on_connect_failed(std::string why) {
+void mqtt_republisher::on_connect_failed(const std::string& why) {
     connecting_ = false;
     if (stopping_) return;
     spdlog::warn("mqtt_out: cannot connect to {}: {}; retrying in {} s", broker_.url, why, backoff_.count());
+    schedule_reconnect();
+}
+
+void mqtt_republisher::schedule_reconnect() {
     retry_timer_.expires_after(backoff_);
     retry_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (!ec) do_connect();
@@ -249,7 +252,7 @@ void mqtt_republisher::on_lost(const std::string& why) {
     tokens_.clear();
     outstanding_.store(0);
     cursor_ = acked_;
-    on_connect_failed("reconnecting");
+    schedule_reconnect();
 }
 
 void mqtt_republisher::detach() {

@@ -82,7 +82,8 @@ private:
 
     void do_connect();
     void on_connected();
-    void on_connect_failed(std::string why);
+    void on_connect_failed(const std::string& why);
+    void schedule_reconnect();
     void on_lost(const std::string& why);
     void on_ack(int token, bool refused);
     void on_live(std::uint64_t epoch, const delivery& d);
@@ -98,7 +99,6 @@ private:
     void clear_queue();
     void schedule_sync();
 
-    const std::string in_prefix_;
     const std::string out_prefix_;
     const std::string latest_prefix_;  // empty: no retained copies
     const mqtt_config broker_;
