@@ -104,7 +104,7 @@ mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, m
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
     int rc = MQTTAsync_createWithOptions(&client_, broker_.url.c_str(), broker_.client_id.c_str(),
                                          MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
-    if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setCallbacks(client_, this, &connection_lost, nullptr, nullptr);
+    if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setCallbacks(client_, this, &connection_lost, &message_arrived, nullptr);
     if (rc != MQTTASYNC_SUCCESS) {
         if (client_) MQTTAsync_destroy(&client_);
         throw std::runtime_error("mqtt_out: cannot create a client for " + broker_.url + ": " + MQTTAsync_strerror(rc));
@@ -194,6 +194,13 @@ void mqtt_republisher::connection_lost(void* context, char* cause) {
     auto* self = static_cast<mqtt_republisher*>(context);
     std::string why = cause ? cause : "connection lost";
     asio::post(self->io_, [self, why] { self->on_lost(why); });
+}
+
+// Paho insists on a message callback; we subscribe to nothing, so nothing arrives.
+int mqtt_republisher::message_arrived(void*, char* topic, int, MQTTAsync_message* m) {
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;
 }
 
 void mqtt_republisher::published(void* context, MQTTAsync_successData5* response) {

@@ -77,6 +77,7 @@ private:
     static void connect_succeeded(void* context, MQTTAsync_successData5* response);
     static void connect_failed(void* context, MQTTAsync_failureData5* response);
     static void connection_lost(void* context, char* cause);
+    static int message_arrived(void* context, char* topic, int topic_len, MQTTAsync_message* m);
     static void published(void* context, MQTTAsync_successData5* response);
     static void publish_failed(void* context, MQTTAsync_failureData5* response);
 
