@@ -27,12 +27,8 @@ constexpr auto busy_retry = std::chrono::milliseconds(100);
 constexpr auto stop_drain = std::chrono::seconds(3);
 constexpr std::int64_t no_latest = std::numeric_limits<std::int64_t>::min();
 
-std::string series_key(std::string_view sensor, std::string_view metric) {
-    std::string k;
-    k.reserve(sensor.size() + metric.size() + 1);
-    k.append(sensor).append(1, '/').append(metric);
-    return k;
-}
+// A series' retained copy waits for at most this many newer readings of it while they are sent.
+constexpr std::size_t retained_defer_max = 64;
 
 std::int64_t start_cursor(ack_cursor& file, const hub& h) {
     const std::int64_t newest = h.newest_id();
@@ -81,7 +77,8 @@ private:
 };
 
 mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, metrics& m)
-    : out_prefix_(c.mqtt_out.prefix),
+    : in_prefix_(c.mqtt.topic_prefix),
+      out_prefix_(c.mqtt_out.prefix),
       latest_prefix_(c.mqtt_out.latest_prefix()),
       broker_(mqtt_out_broker(c)),
       max_inflight_(c.mqtt_out.max_inflight),
@@ -98,7 +95,10 @@ mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, m
     if (!latest_prefix_.empty()) {
         storage::reader r(c.storage.db_path);
         for (const auto& s : r.all_series())
-            if (s.latest) latest_.emplace(series_key(s.sensor, s.metric), std::pair{s.latest->ts, s.latest->id});
+            if (s.latest) {
+                assign_topic(topic_, in_prefix_, s.sensor, s.metric);
+                series(topic_).latest = {s.latest->ts, s.latest->id};
+            }
     }
 
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
@@ -205,19 +205,17 @@ int mqtt_republisher::message_arrived(void*, char* topic, int, MQTTAsync_message
 
 void mqtt_republisher::published(void* context, MQTTAsync_successData5* response) {
     auto* self = static_cast<mqtt_republisher*>(context);
-    const int token = response->token;
-    asio::post(self->io_, [self, token] { self->on_ack(token, false); });
+    self->post_ack(ack{response->token, false});
 }
 
 void mqtt_republisher::publish_failed(void* context, MQTTAsync_failureData5* response) {
     auto* self = static_cast<mqtt_republisher*>(context);
-    const int token = response->token;
     // A reason code from the broker (e.g. not authorized) refuses this message for good; anything
     // else is the connection going away, which connection_lost handles.
     if (static_cast<int>(response->reasonCode) >= 0x80) {
         const char* r = MQTTReasonCode_toString(response->reasonCode);
         spdlog::error("mqtt_out: the broker refused a republished message: {}", r ? r : "(no reason)");
-        asio::post(self->io_, [self, token] { self->on_ack(token, true); });
+        self->post_ack(ack{response->token, true});
     }
 }
 
@@ -257,6 +255,10 @@ void mqtt_republisher::on_lost(const std::string& why) {
     clear_queue();
     in_flight_.clear();
     tokens_.clear();
+    for (auto& [_, st] : series_) {  // their obligations went with in_flight_; replayed from the cursor
+        st.pending.reset();
+        st.deferred = 0;
+    }
     outstanding_.store(0);
     cursor_ = acked_;
     schedule_reconnect();
@@ -271,9 +273,23 @@ void mqtt_republisher::detach() {
 }
 
 void mqtt_republisher::clear_queue() {
-    for (const auto& q : queue_)
+    for (const auto& q : queue_) {
         if (q.counted) queued_.fetch_sub(1, std::memory_order_relaxed);
+        if (q.reading && !latest_prefix_.empty()) --series(q.reading->topic).queued;
+    }
     queue_.clear();
+}
+
+mqtt_republisher::series_state& mqtt_republisher::series(std::string_view topic) {
+    auto it = series_.find(topic);
+    if (it == series_.end())
+        it = series_.emplace(std::string(topic), series_state{{no_latest, 0}, nullptr, 0, 0}).first;
+    return it->second;
+}
+
+void mqtt_republisher::enqueue(live_ptr l, bool counted) {
+    if (!latest_prefix_.empty()) ++series(l->topic).queued;
+    queue_.push_back(queued{std::move(l), nullptr, counted});
 }
 
 void mqtt_republisher::on_live(std::uint64_t epoch, const delivery& d) {
@@ -288,7 +304,7 @@ void mqtt_republisher::on_live(std::uint64_t epoch, const delivery& d) {
                 queued_.fetch_sub(1, std::memory_order_relaxed);
                 continue;
             }
-            queue_.push_back(queued{l, nullptr, true});
+            enqueue(l, true);
             cursor_ = l->r.id;
         }
     if (d.statuses)
@@ -336,7 +352,7 @@ void mqtt_republisher::on_chunk(std::uint64_t epoch, const std::shared_ptr<tap>&
         return;
     }
     for (auto& l : c.readings)
-        if (l->r.id > cursor_) queue_.push_back(queued{std::move(l), nullptr, false});
+        if (l->r.id > cursor_) enqueue(std::move(l), false);
     cursor_ = std::max(cursor_, c.reached);
     if (c.attached) {
         tap_ = t;
@@ -365,7 +381,7 @@ void mqtt_republisher::queue_presence() {
 void mqtt_republisher::pump() {
     while (connected_ && !stopping_ && !queue_.empty() && outstanding_.load() < max_inflight_) {
         auto& q = queue_.front();
-        if (!(q.reading ? publish_reading(*q.reading) : publish_status(*q.status))) return;  // connection trouble
+        if (!(q.reading ? publish_reading(q.reading) : publish_status(*q.status))) return;  // connection trouble
         if (q.counted) queued_.fetch_sub(1, std::memory_order_relaxed);
         queue_.pop_front();
     }
@@ -406,20 +422,28 @@ bool mqtt_republisher::send(const std::string& topic, const std::string& payload
     return true;
 }
 
-bool mqtt_republisher::publish_reading(const live_reading& l) {
-    const reading& r = l.r;
+bool mqtt_republisher::publish_reading(const live_ptr& l) {
+    const reading& r = l->r;
     assign_topic(topic_, out_prefix_, r.sensor, r.metric);
-    if (!send(topic_, l.json, false, r.id)) return false;
+    if (!send(topic_, l->json, false, r.id)) return false;
     in_flight_.push_back(in_flight{r.id, 1});
     if (latest_prefix_.empty()) return true;
-    // >=: the latest loaded at start-up may be a reading still to be republished (after the cursor).
-    auto [it, fresh] = latest_.try_emplace(series_key(r.sensor, r.metric), no_latest, 0);
-    if (std::pair{r.ts, r.id} < it->second) return true;
-    it->second = {r.ts, r.id};
-    assign_topic(topic_, latest_prefix_, r.sensor, r.metric);
-    if (send(topic_, l.json, true, r.id)) in_flight_.back().acks_due = 2;
-    // A failed retained send leaves the reading acknowledged by its stream copy alone; the
-    // connection is going away and the reading is sent again from the cursor anyway.
+    series_state& st = series(l->topic);
+    --st.queued;
+    // >=: the latest loaded at start-up may be this very reading, still to be republished.
+    if (std::pair{r.ts, r.id} >= st.latest) {
+        st.latest = {r.ts, r.id};
+        if (st.pending) release(st.pending->r.id);  // superseded before it was sent
+        st.pending = l;
+        ++in_flight_.back().acks_due;
+    }
+    if (!st.pending) return true;
+    if (st.queued > 0 && ++st.deferred < retained_defer_max) return true;
+    assign_topic(topic_, latest_prefix_, st.pending->r.sensor, st.pending->r.metric);
+    // Unsent (the connection is going away) it stays due: everything is sent again from the cursor.
+    send(topic_, st.pending->json, true, st.pending->r.id);
+    st.pending.reset();
+    st.deferred = 0;
     return true;
 }
 
@@ -431,31 +455,57 @@ bool mqtt_republisher::publish_status(const status_event& s) {
     return send(topic_, payload, true, 0);
 }
 
-void mqtt_republisher::on_ack(int token, bool refused) {
-    const auto t = tokens_.find(token);
-    if (t == tokens_.end()) return;  // of a connection that is gone
-    const std::int64_t id = t->second;
-    tokens_.erase(t);
-    outstanding_.fetch_sub(1);
-    if (id > 0) {
-        const auto f = std::lower_bound(in_flight_.begin(), in_flight_.end(), id,
-                                        [](const in_flight& e, std::int64_t v) { return e.id < v; });
-        if (f != in_flight_.end() && f->id == id) --f->acks_due;
-        if (refused) spdlog::error("mqtt_out: reading {} was refused by the out broker and is skipped", id);
-        std::int64_t acked = acked_;
-        std::uint64_t done = 0;
-        while (!in_flight_.empty() && in_flight_.front().acks_due <= 0) {
-            acked = in_flight_.front().id;
-            in_flight_.pop_front();
-            ++done;
-        }
-        if (acked != acked_ && cursor_file_.store(acked)) {
-            acked_ = acked;
-            metrics_.mqtt_out_acked_id.store(acked, std::memory_order_relaxed);
-        }
-        metrics_.mqtt_out_published.fetch_add(done, std::memory_order_relaxed);
+void mqtt_republisher::post_ack(ack a) {
+    bool first;
+    {
+        std::lock_guard lock(acks_mutex_);
+        first = acks_.empty();
+        acks_.push_back(a);
     }
+    if (first) asio::post(io_, [this] { on_acks(); });
+}
+
+void mqtt_republisher::on_acks() {
+    std::vector<ack> batch;
+    {
+        std::lock_guard lock(acks_mutex_);
+        batch.swap(acks_);
+    }
+    for (const ack& a : batch) {
+        const auto t = tokens_.find(a.token);
+        if (t == tokens_.end()) continue;  // of a connection that is gone
+        const std::int64_t id = t->second;
+        tokens_.erase(t);
+        outstanding_.fetch_sub(1);
+        if (id == 0) continue;  // presence
+        if (a.refused) spdlog::error("mqtt_out: reading {} was refused by the out broker and is skipped", id);
+        release(id);
+    }
+    advance();
     pump();
+}
+
+// One message of reading `id` is done with (acknowledged, refused, or superseded).
+void mqtt_republisher::release(std::int64_t id) {
+    const auto f = std::lower_bound(in_flight_.begin(), in_flight_.end(), id,
+                                    [](const in_flight& e, std::int64_t v) { return e.id < v; });
+    if (f != in_flight_.end() && f->id == id) --f->acks_due;
+}
+
+// The cursor moves over every reading at the front with nothing due, and is recorded.
+void mqtt_republisher::advance() {
+    std::int64_t acked = acked_;
+    std::uint64_t done = 0;
+    while (!in_flight_.empty() && in_flight_.front().acks_due <= 0) {
+        acked = in_flight_.front().id;
+        in_flight_.pop_front();
+        ++done;
+    }
+    metrics_.mqtt_out_published.fetch_add(done, std::memory_order_relaxed);
+    if (acked != acked_ && cursor_file_.store(acked)) {
+        acked_ = acked;
+        metrics_.mqtt_out_acked_id.store(acked, std::memory_order_relaxed);
+    }
 }
 
 void mqtt_republisher::schedule_sync() {

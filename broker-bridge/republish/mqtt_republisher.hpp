@@ -16,9 +16,12 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 namespace telemetry::bridge {
 
@@ -68,6 +71,26 @@ private:
         std::int64_t id = 0;
         int acks_due = 0;  // the reading's messages not yet acknowledged (1, or 2 with its retained copy)
     };
+    // Per series (keyed by its ingest topic): what the retained copy is, and what it will be.
+    // The retained copy is the series' greatest (ts, id). It is sent once no reading of the
+    // series waits in the queue (or after `retained_defer_max` newer ones), so a burst costs one
+    // retained message per series, not one per reading. Until it is acknowledged, the reading it
+    // copies keeps one ack due, so the cursor cannot pass it: a crash replays it (a newer latest
+    // takes that obligation over from an older one that was never sent).
+    struct series_state {
+        std::pair<std::int64_t, std::int64_t> latest;  // greatest (ts, id) retained or to be
+        live_ptr pending;                               // to be sent as the retained copy
+        std::size_t queued = 0;                         // readings of the series in queue_
+        std::size_t deferred = 0;                       // newer readings sent since `pending`
+    };
+    struct string_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    struct ack {
+        int token = 0;
+        bool refused = false;
+    };
     struct queued {
         live_ptr reading;  // null: a presence change
         status_ptr status;
@@ -86,20 +109,26 @@ private:
     void on_connect_failed(const std::string& why);
     void schedule_reconnect();
     void on_lost(const std::string& why);
-    void on_ack(int token, bool refused);
+    void post_ack(ack a);
+    void on_acks();
+    void release(std::int64_t id);
+    void advance();
+    series_state& series(std::string_view topic);
+    void enqueue(live_ptr l, bool counted);
     void on_live(std::uint64_t epoch, const delivery& d);
     void on_overflow(std::uint64_t epoch);
     void do_catch_up();
     void on_chunk(std::uint64_t epoch, const std::shared_ptr<tap>& t, catch_up_chunk c);
     void pump();
     bool send(const std::string& topic, const std::string& payload, bool retained, std::int64_t id);
-    bool publish_reading(const live_reading& l);
+    bool publish_reading(const live_ptr& l);
     bool publish_status(const status_event& s);
     void queue_presence();
     void detach();
     void clear_queue();
     void schedule_sync();
 
+    const std::string in_prefix_;
     const std::string out_prefix_;
     const std::string latest_prefix_;  // empty: no retained copies
     const mqtt_config broker_;
@@ -130,11 +159,14 @@ private:
     std::deque<queued> queue_;
     std::deque<in_flight> in_flight_;                 // ascending id
     std::unordered_map<int, std::int64_t> tokens_;    // Paho token -> reading id (0: presence)
-    // Greatest (ts, id) per series ("sensor/metric") retained so far: a late reading (older ts)
-    // is not the latest and is not retained, so the retained copy matches /latest.
-    std::unordered_map<std::string, std::pair<std::int64_t, std::int64_t>> latest_;
+    // Bounded by the number of series (ingest.max_series).
+    std::unordered_map<std::string, series_state, string_hash, std::equal_to<>> series_;
     std::chrono::seconds backoff_{1};
     std::string topic_;  // reused buffer
+
+    // PUBACKs from Paho's thread, handed over in batches: one post wakes us for all that came.
+    std::mutex acks_mutex_;
+    std::vector<ack> acks_;  // guarded by acks_mutex_; bounded by what is in flight
 
     std::atomic<std::size_t> queued_{0};       // readings handed over live, not yet sent
     std::atomic<std::size_t> outstanding_{0};  // messages awaiting a PUBACK (stop() waits on it)
