@@ -102,6 +102,9 @@ mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, m
     }
 
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
+    // Paho refuses to queue more than this many messages, also while connected (default 100):
+    // our own window (max_inflight) bounds what we hand it, one reading may bring two messages.
+    create.maxBufferedMessages = static_cast<int>(2 * max_inflight_ + 16);
     int rc = MQTTAsync_createWithOptions(&client_, broker_.url.c_str(), broker_.client_id.c_str(),
                                          MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
     if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setCallbacks(client_, this, &connection_lost, &message_arrived, nullptr);
@@ -177,9 +180,16 @@ void mqtt_republisher::do_connect() {
         on_connect_failed(MQTTAsync_strerror(rc));
 }
 
-void mqtt_republisher::connect_succeeded(void* context, MQTTAsync_successData5*) {
+void mqtt_republisher::connect_succeeded(void* context, MQTTAsync_successData5* response) {
     auto* self = static_cast<mqtt_republisher*>(context);
-    asio::post(self->io_, [self] { self->on_connected(); });
+    // The broker's Receive Maximum (absent: 65535). Beyond it Paho holds messages back and only
+    // looks at them again about once a second, which throttles everything.
+    int receive_maximum = 65535;
+    if (response) {
+        const int v = MQTTProperties_getNumericValue(&response->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
+        if (v > 0) receive_maximum = v;
+    }
+    asio::post(self->io_, [self, receive_maximum] { self->on_connected(receive_maximum); });
 }
 
 void mqtt_republisher::connect_failed(void* context, MQTTAsync_failureData5* response) {
@@ -219,10 +229,15 @@ void mqtt_republisher::publish_failed(void* context, MQTTAsync_failureData5* res
     }
 }
 
-void mqtt_republisher::on_connected() {
+void mqtt_republisher::on_connected(int receive_maximum) {
     connecting_ = false;
     if (stopping_) return;
     connected_ = true;
+    // At least 2: a reading and its retained copy must fit, or nothing would ever be sent.
+    window_ = std::max<std::size_t>(2, std::min<std::size_t>(max_inflight_, static_cast<std::size_t>(receive_maximum)));
+    if (window_ < max_inflight_)
+        spdlog::info("mqtt_out: the broker accepts {} unacknowledged messages (Receive Maximum): at most {} in flight",
+                     receive_maximum, window_);
     backoff_ = broker_.reconnect_min;
     metrics_.mqtt_out_connected.store(1, std::memory_order_relaxed);
     spdlog::info("mqtt_out: connected to {}; republishing after id {}", broker_.url, acked_);
@@ -379,8 +394,11 @@ void mqtt_republisher::queue_presence() {
 }
 
 void mqtt_republisher::pump() {
-    while (connected_ && !stopping_ && !queue_.empty() && outstanding_.load() < max_inflight_) {
+    while (connected_ && !stopping_ && !queue_.empty()) {
         auto& q = queue_.front();
+        // A reading may bring its series' retained copy: room for both, or wait for PUBACKs.
+        const std::size_t messages = q.reading && !latest_prefix_.empty() ? 2 : 1;
+        if (outstanding_.load() + messages > window_) break;
         if (!(q.reading ? publish_reading(q.reading) : publish_status(*q.status))) return;  // connection trouble
         if (q.counted) queued_.fetch_sub(1, std::memory_order_relaxed);
         queue_.pop_front();
@@ -440,8 +458,9 @@ bool mqtt_republisher::publish_reading(const live_ptr& l) {
     if (!st.pending) return true;
     if (st.queued > 0 && ++st.deferred < retained_defer_max) return true;
     assign_topic(topic_, latest_prefix_, st.pending->r.sensor, st.pending->r.metric);
-    // Unsent (the connection is going away) it stays due: everything is sent again from the cursor.
-    send(topic_, st.pending->json, true, st.pending->r.id);
+    // Unsent (the connection is going away), it stays pending and due: the next reading of the
+    // series tries again, or the reconnection sends everything again from the cursor.
+    if (!send(topic_, st.pending->json, true, st.pending->r.id)) return true;
     st.pending.reset();
     st.deferred = 0;
     return true;

@@ -105,7 +105,7 @@ private:
     static void publish_failed(void* context, MQTTAsync_failureData5* response);
 
     void do_connect();
-    void on_connected();
+    void on_connected(int receive_maximum);
     void on_connect_failed(const std::string& why);
     void schedule_reconnect();
     void on_lost(const std::string& why);
@@ -148,6 +148,7 @@ private:
 
     // Republisher thread only.
     bool connected_ = false;
+    std::size_t window_ = 1;     // messages in flight at most: max_inflight within the broker's Receive Maximum
     bool connecting_ = false;
     bool stopping_ = false;
     bool live_ = false;          // attached to the registry: live deliveries follow

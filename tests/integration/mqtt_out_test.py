@@ -6,6 +6,7 @@ Usage: mqtt_out_test.py BUILD_DIR CASE
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,11 +16,12 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 
-from bridge_system import System, check, metric, run_case
+from bridge_system import System, check, free_port, metric, run_case
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
 OUT_CONF = '[mqtt_out]\nprefix = "out"\n'
+OUT_PORT = free_port()  # out_broker_away: the second broker's port, in the bridge's configuration
 MAX_INFLIGHT = 100  # the default of mqtt_out.max_inflight: the most a restart may send again
 
 
@@ -246,6 +248,90 @@ def case_retained_latest(sys_):
     paho.close()
 
 
+class Broker:
+    """A second Mosquitto (the out broker), persistent, so a subscriber's session outlives a stop."""
+
+    def __init__(self, dir_, port):
+        self.port, self.dir = port, os.path.join(dir_, "out-broker")
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+                    f"max_queued_messages 1000000\npersistence true\npersistence_location {self.dir}/\n")
+            if os.geteuid() == 0:
+                f.write("user root\n")
+        self.p = None
+
+    def start(self):
+        self.p = subprocess.Popen(["mosquitto", "-c", self.conf], stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("out broker did not start")
+
+    def stop(self):
+        if self.p and self.p.poll() is None:
+            self.p.terminate()  # saves its persistence file
+            self.p.wait(10)
+
+
+def session_client(port, on_message=None):
+    """A Paho MQTT 5 client with a persistent session (clean start off, expiry 300 s)."""
+    c = mqtt.Client(client_id="paho-out-session", protocol=mqtt.MQTTv5)
+    if on_message:
+        c.on_message = on_message
+    props = mqtt.Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 300
+    c.connect("127.0.0.1", port, clean_start=False, properties=props)
+    return c
+
+
+def case_out_broker_away(sys_):
+    """The out broker is away while readings are committed: the republisher falls behind (lag),
+    holds nothing for it in memory, and once the broker is back catches up from storage, so a
+    subscriber with a persistent session gets every reading once, in id order."""
+    broker = Broker(sys_.dir, OUT_PORT)
+    try:
+        broker.start()
+        subscribed = threading.Event()
+        c = session_client(OUT_PORT)
+        c.on_subscribe = lambda *a: subscribed.set()
+        c.loop_start()
+        c.subscribe("away/+/+", qos=1)
+        check(subscribed.wait(10), "session subscribed")
+        c.loop_stop()
+        c.disconnect()
+        broker.stop()
+        sys_.pub_many([(f"sensors/w{s}/t", json.dumps({"value": n, "seq": n})) for s in range(4) for n in range(500)])
+        readings = wait_committed(sys_, 2000)
+        check(metric(sys_, "telemetry_mqtt_out_connected") == 0, "not connected while the out broker is away")
+        check(metric(sys_, "telemetry_mqtt_out_lag_ids") == readings[-1]["id"], "the lag shows what waits")
+        broker.start()
+        wait_acked(sys_, readings[-1]["id"])
+        got, lock = [], threading.Lock()
+
+        def on_message(client, userdata, msg):
+            with lock:
+                got.append((msg.topic, dict(msg.properties.UserProperty).get("id"), msg.payload.decode(), False))
+        c = session_client(OUT_PORT, on_message)
+        c.loop_start()
+        deadline = time.time() + 30
+        while time.time() < deadline and len(got) < len(readings):
+            time.sleep(0.1)
+        time.sleep(0.3)
+        c.loop_stop()
+        c.disconnect()
+        with lock:
+            msgs = [(t.replace("away/", "out/", 1), i, p, r) for t, i, p, r in got]
+        check_stream("paho (persistent session)", msgs, readings)
+    finally:
+        broker.stop()
+
+
 def case_config_loop(_sys):
     """A prefix that the ingest subscription would read back is refused at start-up."""
     bridge = os.path.join(BUILD, "broker-bridge", "broker-bridge")
@@ -269,6 +355,9 @@ CASES = {
     "filtered_inputs": (case_filtered_inputs, OUT_CONF),
     "retained_latest": (case_retained_latest, OUT_CONF),
     "config_loop": (case_config_loop, ""),
+    "out_broker_away": (case_out_broker_away,
+                        f'[mqtt_out]\nprefix = "away"\nurl = "tcp://127.0.0.1:{OUT_PORT}"\nmax_queued = 50\n'
+                        '[mqtt]\nreconnect_min_s = 1\nreconnect_max_s = 2\n'),
 }
 
 if __name__ == "__main__":
