@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <future>
 #include <limits>
 
 namespace telemetry::bridge {
@@ -101,6 +102,16 @@ mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, m
             }
     }
 
+    make_client();
+    spdlog::info("mqtt_out: republishing committed readings to {}/<sensor>/<metric>{} on {} as {}", out_prefix_,
+                 latest_prefix_.empty() ? "" : ", the latest per series retained under " + latest_prefix_ + "/",
+                 broker_.url, broker_.client_id);
+}
+
+// A fresh Paho client: after a lost connection the old one is thrown away with whatever it still
+// had queued, so nothing of the old connection is sent ahead of the replay from the cursor.
+void mqtt_republisher::make_client() {
+    if (client_) MQTTAsync_destroy(&client_);
     MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
     // Paho refuses to queue more than this many messages, also while connected (default 100):
     // our own window (max_inflight) bounds what we hand it, one reading may bring two messages.
@@ -112,14 +123,11 @@ mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, m
         if (client_) MQTTAsync_destroy(&client_);
         throw std::runtime_error("mqtt_out: cannot create a client for " + broker_.url + ": " + MQTTAsync_strerror(rc));
     }
-    spdlog::info("mqtt_out: republishing committed readings to {}/<sensor>/<metric>{} on {} as {}", out_prefix_,
-                 latest_prefix_.empty() ? "" : ", the latest per series retained under " + latest_prefix_ + "/",
-                 broker_.url, broker_.client_id);
 }
 
 mqtt_republisher::~mqtt_republisher() {
     stop();
-    MQTTAsync_destroy(&client_);  // before io_: no Paho callback posts to a destroyed context
+    if (client_) MQTTAsync_destroy(&client_);  // before io_: no Paho callback posts to a destroyed context
 }
 
 void mqtt_republisher::start() {
@@ -142,9 +150,15 @@ void mqtt_republisher::stop() {
     const auto until = std::chrono::steady_clock::now() + stop_drain;
     while (outstanding_.load() > 0 && std::chrono::steady_clock::now() < until)
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    MQTTAsync_disconnectOptions o = MQTTAsync_disconnectOptions_initializer5;
-    o.timeout = 1000;
-    MQTTAsync_disconnect(client_, &o);
+    // On our thread: the client may be replaced there (a lost connection).
+    std::promise<void> disconnected;
+    asio::post(io_, [this, &disconnected] {
+        MQTTAsync_disconnectOptions o = MQTTAsync_disconnectOptions_initializer5;
+        o.timeout = 1000;
+        if (client_) MQTTAsync_disconnect(client_, &o);
+        disconnected.set_value();
+    });
+    disconnected.get_future().wait_for(std::chrono::seconds(5));
     io_.stop();
     thread_.join();
     cursor_file_.sync();
@@ -176,6 +190,10 @@ void mqtt_republisher::do_connect() {
     o.onFailure5 = &connect_failed;
     o.context = this;
     connecting_ = true;
+    if (!client_) {
+        on_connect_failed("no MQTT client");
+        return;
+    }
     if (const int rc = MQTTAsync_connect(client_, &o); rc != MQTTASYNC_SUCCESS)
         on_connect_failed(MQTTAsync_strerror(rc));
 }
@@ -276,6 +294,11 @@ void mqtt_republisher::on_lost(const std::string& why) {
     }
     outstanding_.store(0);
     cursor_ = acked_;
+    try {
+        make_client();
+    } catch (const std::exception& e) {
+        spdlog::error("{}; retrying", e.what());  // do_connect() fails without a client and retries
+    }
     schedule_reconnect();
 }
 

@@ -104,6 +104,7 @@ private:
     static void published(void* context, MQTTAsync_successData5* response);
     static void publish_failed(void* context, MQTTAsync_failureData5* response);
 
+    void make_client();
     void do_connect();
     void on_connected(int receive_maximum);
     void on_connect_failed(const std::string& why);
