@@ -28,8 +28,6 @@ constexpr auto busy_retry = std::chrono::milliseconds(100);
 constexpr auto stop_drain = std::chrono::seconds(3);
 constexpr std::int64_t no_latest = std::numeric_limits<std::int64_t>::min();
 
-// A series' retained copy waits for at most this many newer readings of it while they are sent.
-constexpr std::size_t retained_defer_max = 64;
 
 std::int64_t start_cursor(ack_cursor& file, const hub& h) {
     const std::int64_t newest = h.newest_id();
@@ -288,10 +286,8 @@ void mqtt_republisher::on_lost(const std::string& why) {
     clear_queue();
     in_flight_.clear();
     tokens_.clear();
-    for (auto& [_, st] : series_) {  // their obligations went with in_flight_; replayed from the cursor
-        st.pending.reset();
-        st.deferred = 0;
-    }
+    for (auto& [_, st] : series_) st.pending.reset();  // their obligations went with in_flight_
+    pending_order_.clear();
     outstanding_.store(0);
     cursor_ = acked_;
     try {
@@ -417,6 +413,7 @@ void mqtt_republisher::queue_presence() {
 }
 
 void mqtt_republisher::pump() {
+    if (connected_ && !stopping_ && !pending_order_.empty()) flush_retained(queue_.empty());
     while (connected_ && !stopping_ && !queue_.empty()) {
         auto& q = queue_.front();
         // A reading may bring its series' retained copy: room for both, or wait for PUBACKs.
@@ -476,17 +473,36 @@ bool mqtt_republisher::publish_reading(const live_ptr& l) {
         st.latest = {r.ts, r.id};
         if (st.pending) release(st.pending->r.id);  // superseded before it was sent
         st.pending = l;
+        st.pending_since = sent_;
+        pending_order_.emplace_back(&st, sent_);
         ++in_flight_.back().acks_due;
     }
-    if (!st.pending) return true;
-    if (st.queued > 0 && ++st.deferred < retained_defer_max) return true;
-    assign_topic(topic_, latest_prefix_, st.pending->r.sensor, st.pending->r.metric);
-    // Unsent (the connection is going away), it stays pending and due: the next reading of the
-    // series tries again, or the reconnection sends everything again from the cursor.
-    if (!send(topic_, st.pending->json, true, st.pending->r.id)) return true;
-    st.pending.reset();
-    st.deferred = 0;
+    ++sent_;
+    if (st.pending && st.queued == 0) send_retained(st);
+    flush_retained(false);
     return true;
+}
+
+// The series' pending retained copy goes out; false (it stays pending and due) if Paho refused
+// it: the connection is going away, and the reconnection sends everything again from the cursor.
+bool mqtt_republisher::send_retained(series_state& st) {
+    assign_topic(topic_, latest_prefix_, st.pending->r.sensor, st.pending->r.metric);
+    if (!send(topic_, st.pending->json, true, st.pending->r.id)) return false;
+    st.pending.reset();
+    return true;
+}
+
+// Pending copies older than a window of sends go out even while their series has more queued
+// (`all`: every pending copy, the queue being empty), as far as the window has room.
+void mqtt_republisher::flush_retained(bool all) {
+    while (!pending_order_.empty()) {
+        auto [st, since] = pending_order_.front();
+        if (st->pending && st->pending_since == since) {
+            if (!all && sent_ - since < window_) return;
+            if (outstanding_.load() >= window_ || !send_retained(*st)) return;
+        }
+        pending_order_.pop_front();
+    }
 }
 
 bool mqtt_republisher::publish_status(const status_event& s) {

@@ -73,15 +73,15 @@ private:
     };
     // Per series (keyed by its ingest topic): what the retained copy is, and what it will be.
     // The retained copy is the series' greatest (ts, id). It is sent once no reading of the
-    // series waits in the queue (or after `retained_defer_max` newer ones), so a burst costs one
-    // retained message per series, not one per reading. Until it is acknowledged, the reading it
+    // series waits in the queue, or once `window_` readings were sent after it, so a burst costs
+    // about one retained message per series per window, not one per reading. Until it is acknowledged, the reading it
     // copies keeps one ack due, so the cursor cannot pass it: a crash replays it (a newer latest
     // takes that obligation over from an older one that was never sent).
     struct series_state {
         std::pair<std::int64_t, std::int64_t> latest;  // greatest (ts, id) retained or to be
         live_ptr pending;                               // to be sent as the retained copy
         std::size_t queued = 0;                         // readings of the series in queue_
-        std::size_t deferred = 0;                       // newer readings sent since `pending`
+        std::uint64_t pending_since = 0;                // `sent_` when `pending` was set
     };
     struct string_hash {
         using is_transparent = void;
@@ -116,6 +116,8 @@ private:
     void advance();
     series_state& series(std::string_view topic);
     void enqueue(live_ptr l, bool counted);
+    bool send_retained(series_state& st);
+    void flush_retained(bool all);
     void on_live(std::uint64_t epoch, const delivery& d);
     void on_overflow(std::uint64_t epoch);
     void do_catch_up();
@@ -163,6 +165,10 @@ private:
     std::unordered_map<int, std::int64_t> tokens_;    // Paho token -> reading id (0: presence)
     // Bounded by the number of series (ingest.max_series).
     std::unordered_map<std::string, series_state, string_hash, std::equal_to<>> series_;
+    // Series with a pending retained copy, oldest first (an entry whose `since` no longer matches
+    // its series' is stale): so that no pending copy holds the cursor back for long.
+    std::deque<std::pair<series_state*, std::uint64_t>> pending_order_;
+    std::uint64_t sent_ = 0;  // readings sent
     std::chrono::seconds backoff_{1};
     std::string topic_;  // reused buffer
 

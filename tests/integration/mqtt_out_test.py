@@ -22,7 +22,7 @@ BUILD = sys.argv[1]
 CASE = sys.argv[2]
 OUT_CONF = '[mqtt_out]\nprefix = "out"\n'
 OUT_PORT = free_port()  # out_broker_away: the second broker's port, in the bridge's configuration
-MAX_INFLIGHT = 100  # the default of mqtt_out.max_inflight: the most a restart may send again
+MAX_INFLIGHT = 100  # mqtt_out.max_inflight: a restart sends again at most twice that (docs/api.md 12)
 
 
 def committed(sys_):
@@ -141,7 +141,7 @@ def check_stream(what, msgs, readings):
     missing = sorted(set(want) - set(order))
     check(not missing, f"{what}: {len(missing)} committed readings never republished, e.g. {missing[:5]}")
     check(order == want, f"{what}: not in id order")
-    check(repeats <= MAX_INFLIGHT, f"{what}: {repeats} repeats, more than were in flight")
+    check(repeats <= 2 * MAX_INFLIGHT, f"{what}: {repeats} repeats, more than could be unrecorded")
     return repeats
 
 
