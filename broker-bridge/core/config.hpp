@@ -166,7 +166,8 @@ struct mqtt_out_config {
     std::optional<std::filesystem::path> cert_file;
     std::optional<std::filesystem::path> key_file;
     std::optional<bool> verify;
-    // Readings published and not yet acknowledged (PUBACK); also Paho's in-flight limit.
+    // Messages (readings, retained copies, presence) published and not yet acknowledged (PUBACK);
+    // the broker's Receive Maximum caps it further.
     std::size_t max_inflight = 100;
     // Committed readings handed over live and not yet published; beyond it the republisher lets
     // go of live delivery and reads storage instead (it never queues without bound).

@@ -36,13 +36,14 @@ class metrics;
 // newest reading. Never from ingest, so only committed, validated, deduplicated readings go out.
 //
 // Exactly once per id, from our side: each reading goes out at QoS 1 (and, when it is its
-// series' latest, once more retained under the latest prefix); when the broker has acknowledged
-// every message of every reading up to id N, N is stored (ack_cursor). A start resumes after
-// the stored N, so a restart skips nothing, and repeats only what was sent but not yet recorded
-// as acknowledged: those go out again with the same id, as a QoS 1 redelivery would. Losing the
-// connection does the same: what was in flight is sent again after the stored N.
+// series' latest, once more retained under the latest prefix, conflated per window); when the
+// broker has acknowledged every message of every reading up to id N, N is stored (ack_cursor).
+// A start resumes after the stored N, so a restart skips nothing, and repeats only what was sent
+// after N: those go out again with the same id, as a QoS 1 redelivery would (about two windows
+// at most). Losing the connection does the same, with a fresh client so that nothing the old one
+// still held goes out ahead of the replay.
 //
-// Bounded memory: at most `max_inflight` readings await a PUBACK, and at most `max_queued`
+// Bounded memory: at most `max_inflight` messages await a PUBACK, and at most `max_queued`
 // readings handed over live await publishing. Beyond that (the out broker is away or slow) the
 // republisher detaches from live delivery and, once it can send again, catches up from storage
 // from its cursor, one chunk at a time, like a stream that was cut and resumes.
