@@ -6,7 +6,6 @@ Usage: mqtt_out_test.py BUILD_DIR CASE
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 
-from bridge_system import System, check, free_port, metric, run_case
+from bridge_system import check, free_port, metric, mosquitto_conf, run_case, start_mosquitto
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -256,22 +255,11 @@ class Broker:
         os.makedirs(self.dir, exist_ok=True)
         self.conf = os.path.join(self.dir, "mosquitto.conf")
         with open(self.conf, "w") as f:
-            f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-                    f"max_queued_messages 1000000\npersistence true\npersistence_location {self.dir}/\n")
-            if os.geteuid() == 0:
-                f.write("user root\n")
+            f.write(mosquitto_conf(port, f"persistence true\npersistence_location {self.dir}/\n"))
         self.p = None
 
     def start(self):
-        self.p = subprocess.Popen(["mosquitto", "-c", self.conf], stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("out broker did not start")
+        self.p = start_mosquitto(self.conf, self.port)
 
     def stop(self):
         if self.p and self.p.poll() is None:
