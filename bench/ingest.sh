@@ -21,10 +21,16 @@
 # both medians and their ratio (the database and journal are in a mktemp -d under /tmp; its file
 # system is printed).
 #
+# MQTT republish (REPUBLISH_COMPARE=1): likewise ROUNDS pairs of bridge rounds, alternating
+# without [mqtt_out] and with `[mqtt_out] prefix = "republished"` (to the same broker, with a
+# mosquitto_sub reading it at QoS 1, so the broker delivers every republished message), reporting
+# both medians, their ratio, and how much the republisher had published and had acknowledged when
+# the last reading was stored.
+#
 # Usage: bench/ingest.sh [BUILD_DIR]   (or BUILD_DIR=...; default: this repository's build/)
 # Environment: N=200000 (rounded down to a multiple of SENSORS) ROUNDS=3 SENSORS=10 PUBLISH_S=10 LIVE=1 LIVE_RATE=15000 LIVE_S=10
 #   BRIDGE_TOML=FILE (passed to the bridge as --config; flags still set broker, HTTP and db)
-#   SYNC_COMPARE=0 DRAIN_TIMEOUT_S=120 (a bridge round fails when the backlog is not stored by then)
+#   SYNC_COMPARE=0 REPUBLISH_COMPARE=0 DRAIN_TIMEOUT_S=120 (a bridge round fails when the backlog is not stored by then)
 # Runtime: about 3-5 minutes; hard limit 9.5 minutes.
 set -euo pipefail
 build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
@@ -37,6 +43,7 @@ LIVE_RATE=${LIVE_RATE:-15000}
 LIVE_S=${LIVE_S:-10}
 BRIDGE_TOML=${BRIDGE_TOML:-}
 SYNC_COMPARE=${SYNC_COMPARE:-0}
+REPUBLISH_COMPARE=${REPUBLISH_COMPARE:-0}
 DRAIN_TIMEOUT_S=${DRAIN_TIMEOUT_S:-120}
 [[ -z $BRIDGE_TOML || -r $BRIDGE_TOML ]] || { echo "BRIDGE_TOML=$BRIDGE_TOML is not readable" >&2; exit 1; }
 [[ -n $BRIDGE_TOML ]] && BRIDGE_TOML=$(realpath "$BRIDGE_TOML")
@@ -183,6 +190,10 @@ bridge_round() {
   fresh_db
   hport=$(free_port)
   start_bridge; wait_ready; stop_pid "$bridge_pid"   # the persistent session now exists
+  if [[ ${OUT_SUB:-0} == 1 ]]; then  # a reader of the republished stream, so the broker delivers it
+    mosquitto_sub -p "$port" -q 1 -t 'republished/#' > /dev/null &
+    out_sub_pid=$!; pids+=("$out_sub_pid")
+  fi
   publish "$per_sensor" "$PUBLISH_S"
   local t_launch b0 c0 b1 c1
   # The poller starts first and retries until the bridge listens: it sees the first commit.
@@ -212,13 +223,18 @@ bridge_round() {
     END {if (c) printf "%.0f", s/c*1e6; else print "?"}')
   batches=$(metric telemetry_commit_duration_seconds_count)
   syncs=$(metric telemetry_journal_syncs_total)
+  local republished=""
+  if [[ -n $(metric telemetry_mqtt_out_acked_id) ]]; then
+    republished=" | republished: acked_id=$(metric telemetry_mqtt_out_acked_id) of newest $(metric telemetry_newest_id)"
+  fi
   stop_pid "$bridge_pid"
   rows=$(sqlite3 "$work/bridge.db" 'select count(*) from readings' 2>/dev/null || echo '?')
   [[ $rows == "$acked" ]] || { echo "bridge: $rows rows in the database, $acked published" >&2; exit 1; }
   round_cpu_us=$(per_reading "$(ticks_to_s $((c1 - c0)))" "$acked")
   echo "    bridge: stored=$acked rows_in_db=$rows cpu_us_per_reading=$round_cpu_us first_to_last_s=$span (first sample $first_batch) rate_hz=$rate" \
        "| from launch ${from_launch}s = ${rate_launch}/s | commits=$batches mean_commit_us=$commit_us journal_syncs=$syncs" \
-       "cpu_s=$(ticks_to_s $((c1 - c0))) mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))" >&2
+       "cpu_s=$(ticks_to_s $((c1 - c0))) mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))$republished" >&2
+  [[ -n ${out_sub_pid:-} ]] && { stop_pid "$out_sub_pid"; out_sub_pid=""; }
   stop_pid "$broker_pid"
   if [[ $rate == n/a ]]; then
     echo "    bridge: every reading was stored before the first sample: this N is too small to time" \
@@ -307,6 +323,25 @@ if [[ $SYNC_COMPARE == 1 ]]; then
   echo "  ingest.sync = false /s: ${off_rates[*]}  median $off"
   echo "  ingest.sync = true  /s: ${on_rates[*]}  median $on"
   echo "  ratio on/off: $(python3 -c "print(f'{$on/$off:.3f}')")"
+  exit 0
+fi
+if [[ $REPUBLISH_COMPARE == 1 ]]; then
+  printf '' > "$work/out-off.toml"
+  printf '[mqtt_out]\nprefix = "republished"\n' > "$work/out-on.toml"
+  off_rates=(); on_rates=()
+  for r in $(seq "$ROUNDS"); do
+    check_time; echo "round $r: bridge, republish off" >&2
+    bridge_toml=$work/out-off.toml; OUT_SUB=0; bridge_round; off_rates+=("$round_rate")
+    check_time; echo "round $r: bridge, republish on" >&2
+    bridge_toml=$work/out-on.toml; OUT_SUB=1; bridge_round; on_rates+=("$round_rate")
+  done
+  off=$(median "${off_rates[@]}"); on=$(median "${on_rates[@]}")
+  echo
+  echo "=== MQTT republish summary ($(date -u +%F), $(nproc) cores, ${SECONDS}s) ==="
+  echo "backlog of $N QoS 1 readings from $SENSORS sensors, drained; first reading to last"
+  echo "  republish off /s: ${off_rates[*]}  median $off"
+  echo "  republish on  /s: ${on_rates[*]}  median $on"
+  echo "  ratio on/off: $(python3 -c "print(f'{$on/$off:.3f}')")  (aim >= 0.8)"
   exit 0
 fi
 discard_rates=(); bridge_rates=(); discard_cpu=(); bridge_cpu=(); live_lines=(); declare -A live_cpu_us

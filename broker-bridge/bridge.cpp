@@ -14,6 +14,7 @@
 #include "core/metrics.hpp"
 #include "pipeline/query_pool.hpp"
 #include "pipeline/retention_worker.hpp"
+#include "republish/mqtt_republisher.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -99,6 +100,8 @@ struct bridge::parts {
         else
             spdlog::warn("auth: off: anyone who reaches {}:{} reads every reading", cfg.http.host, cfg.http.port);
         load_hub();
+        // After the hub is loaded: a first start republishes what is committed from now on.
+        if (cfg.mqtt_out.enabled()) republish = std::make_unique<mqtt_republisher>(cfg, live, catchup, stats);
         http = open_listener(io, cfg.http, ctx);
     }
 
@@ -135,6 +138,7 @@ struct bridge::parts {
     ingest mqtt;
     http::io_shards io{cfg.http.threads, cfg.stream.max_queue_events};  // one I/O thread per shard
     std::shared_ptr<http::listener> http;
+    std::unique_ptr<mqtt_republisher> republish;  // [mqtt_out]; null when off
 };
 
 bridge::bridge(config c) : p_(std::make_unique<parts>(std::move(c))) {}
@@ -174,6 +178,7 @@ int bridge::run() {
     p.retention.start();
     p.commits.start();
     p.mqtt.start();
+    if (p.republish) p.republish->start();
     p.io.run();
 
     const int sig = stop_signal.get_future().get();
@@ -184,6 +189,7 @@ int bridge::run() {
     p.http->stop();
     p.mqtt.stop();
     p.commits.stop();  // commits everything journaled; then the hub has it all
+    if (p.republish) p.republish->stop();  // what it sent is acknowledged (or sent again next start)
     // 2. Answer parked long polls, send streams their retry hint, and give in-flight answers a
     //    moment to be written.
     p.live.release_all();

@@ -204,3 +204,40 @@ TEST_CASE("config - the secure example parses once its certificates are made") {
     CHECK(c.auth.tokens.size() == 2);
     CHECK(is_loopback_host(c.http.host));
 }
+
+TEST_CASE("config - mqtt_out: off by default, inherits the broker, refuses a feedback loop") {
+    CHECK_FALSE(parse_config("", "o.toml").mqtt_out.enabled());
+    const config c = parse_config("[mqtt]\nurl = \"tcp://10.0.0.1:1883\"\nusername = \"u\"\n"
+                                  "[mqtt_out]\nprefix = \"telemetry\"\n", "o.toml");
+    CHECK(c.mqtt_out.enabled());
+    CHECK(c.mqtt_out.latest_prefix() == "telemetry/latest");
+    const mqtt_config out = mqtt_out_broker(c);
+    CHECK(out.url == "tcp://10.0.0.1:1883");
+    CHECK(out.username == "u");
+    CHECK(out.client_id == "broker-bridge-out");
+    const config o = parse_config("[mqtt_out]\nprefix = \"t\"\nretained_prefix = \"\"\nurl = \"tcp://other:1\"\n"
+                                  "client_id = \"x\"\nmax_inflight = 5\n", "o.toml");
+    CHECK(o.mqtt_out.latest_prefix().empty());
+    CHECK(mqtt_out_broker(o).url == "tcp://other:1");
+    CHECK(mqtt_out_broker(o).client_id == "x");
+    CHECK(o.mqtt_out.max_inflight == 5);
+    // sensors/+/+ would read sensors/<s>/<m> back; sensors/out/<s>/<m> has one level more.
+    CHECK_NOTHROW(parse_config("[mqtt_out]\nprefix = \"sensors/out\"\n", "o.toml"));
+    const auto refused = [](const char* text, const char* says) {
+        std::string what;
+        try {
+            parse_config(text, "o.toml");
+        } catch (const config_error& e) {
+            what = e.what();
+        }
+        INFO(text);
+        CHECK(what.find(says) != std::string::npos);
+    };
+    refused("[mqtt_out]\nprefix = \"sensors\"\n", "feedback loop");
+    refused("[mqtt]\ntopic_prefix = \"a/latest\"\n[mqtt_out]\nprefix = \"a\"\n", "mqtt_out.retained_prefix 'a/latest'");
+    refused("[mqtt_out]\nprefix = \"out/#\"\n", "mqtt_out.prefix");
+    refused("[mqtt_out]\nprefix = \"out\"\nretained_prefix = \"out\"\n", "must differ");
+    refused("[mqtt_out]\nprefix = \"out\"\nclient_id = \"broker-bridge\"\n", "mqtt_out.client_id");
+    refused("[mqtt_out]\nprefix = \"out\"\nca_file = \"/nonexistent\"\n", "mqtt_out.ca_file");
+    refused("[mqtt_out]\nprefx = \"out\"\n", "mqtt_out.prefx is not a known key");
+}

@@ -13,6 +13,7 @@ packages=(
   mosquitto mosquitto-clients
   curl procps
   python3 python3-websockets
+  python3-paho-mqtt   # tests/integration/mqtt_out_test.py: a Paho client of the republished stream
   chromium
   systemd dpkg-dev file   # the install tests: systemd-analyze, dpkg-shlibdeps for the .deb, file
   clang-14 libclang-rt-14-dev llvm-14  # tools/fuzz.sh (libFuzzer; llvm-symbolizer for reports)

@@ -138,7 +138,7 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
 
     table_reader top(&root, "", origin);
     top.string("log_level", c.log_level);
-    for (const char* name : {"mqtt", "http", "storage", "ingest", "stream", "hub", "auth"}) top.allow(name);
+    for (const char* name : {"mqtt", "http", "storage", "ingest", "stream", "hub", "auth", "mqtt_out"}) top.allow(name);
     top.finish();
 
     table_reader m(section("mqtt"), "mqtt", origin);
@@ -156,6 +156,34 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     m.seconds("reconnect_min_s", c.mqtt.reconnect_min, 1, 3600);
     m.seconds("reconnect_max_s", c.mqtt.reconnect_max, 1, 3600);
     m.finish();
+
+    // [mqtt_out]: a key left out keeps "take it from [mqtt]" (nullopt), see mqtt_out_broker().
+    const toml::table* out_table = section("mqtt_out");
+    table_reader mo(out_table, "mqtt_out", origin);
+    const auto given = [&](const char* key) { return out_table && out_table->get(key); };
+    mo.string("prefix", c.mqtt_out.prefix);
+    const auto optional_string = [&](const char* key, std::optional<std::string>& out) {
+        std::string v;
+        mo.string(key, v);  // also marks the key as known
+        if (given(key)) out = std::move(v);
+    };
+    optional_string("retained_prefix", c.mqtt_out.retained_prefix);
+    optional_string("url", c.mqtt_out.url);
+    optional_string("client_id", c.mqtt_out.client_id);
+    optional_string("username", c.mqtt_out.username);
+    optional_string("password", c.mqtt_out.password);
+    for (auto [key, out] : {std::pair{"ca_file", &c.mqtt_out.ca_file}, std::pair{"cert_file", &c.mqtt_out.cert_file},
+                            std::pair{"key_file", &c.mqtt_out.key_file}}) {
+        std::optional<std::string> v;
+        optional_string(key, v);
+        if (v) *out = *v;
+    }
+    bool verify = true;
+    mo.boolean("verify", verify);
+    if (given("verify")) c.mqtt_out.verify = verify;
+    mo.integer("max_inflight", c.mqtt_out.max_inflight, 1, 65535);
+    mo.integer("max_queued", c.mqtt_out.max_queued, 1, 10'000'000);
+    mo.finish();
 
     table_reader h(section("http"), "http", origin);
     std::string listen;
@@ -302,28 +330,81 @@ void require_readable_file(const char* key, const std::filesystem::path& p) {
         throw config_error(std::string(key) + " '" + p.string() + "' cannot be read");
 }
 
-void validate_mqtt(const mqtt_config& m) {
+// `section` names the table in errors: "mqtt", or "mqtt_out" for the republisher's connection.
+void validate_mqtt(const mqtt_config& m, const std::string& section) {
     static constexpr std::string_view schemes[] = {"tcp://", "mqtt://", "ssl://", "mqtts://", "ws://", "wss://"};
     if (std::none_of(std::begin(schemes), std::end(schemes), [&](std::string_view s) { return m.url.starts_with(s); }))
-        throw config_error("mqtt.url '" + m.url + "' must start with tcp://, mqtt://, ssl:// or mqtts:// "
+        throw config_error(section + ".url '" + m.url + "' must start with tcp://, mqtt://, ssl:// or mqtts:// "
                            "(or ws://, wss://)");
     const bool tls = mqtt_url_uses_tls(m.url);
     // TLS files with a plain URL mean the user expects TLS and would not get it.
-    for (const auto& [key, file] : {std::pair{"mqtt.ca_file", &m.ca_file}, std::pair{"mqtt.cert_file", &m.cert_file},
-                                    std::pair{"mqtt.key_file", &m.key_file}}) {
+    for (const auto& [key, file] : {std::pair{"ca_file", &m.ca_file}, std::pair{"cert_file", &m.cert_file},
+                                    std::pair{"key_file", &m.key_file}}) {
         if (file->empty()) continue;
+        const std::string name = section + "." + key;
         if (!tls)
-            throw config_error(std::string(key) + " is set but mqtt.url '" + m.url +
+            throw config_error(name + " is set but " + section + ".url '" + m.url +
                                "' is not TLS: use ssl://HOST:PORT or mqtts://HOST:PORT");
-        require_readable_file(key, *file);
+        require_readable_file(name.c_str(), *file);
     }
     if (!m.key_file.empty() && m.cert_file.empty())
-        throw config_error("mqtt.key_file is set without mqtt.cert_file (the client certificate)");
+        throw config_error(section + ".key_file is set without " + section + ".cert_file (the client certificate)");
     if (!m.password.empty() && m.username.empty())
-        throw config_error("mqtt.password is set without mqtt.username");
+        throw config_error(section + ".password is set without " + section + ".username");
+}
+
+// A topic prefix: levels without wildcards, no outer slashes, not a `$` system topic.
+bool valid_prefix(const std::string& p) {
+    return !p.empty() && p.find_first_of("+#") == std::string::npos && p.front() != '/' && p.back() != '/' &&
+           p.front() != '$' && p.find('\0') == std::string::npos;
+}
+
+// [mqtt_out]: well-formed prefixes, and none that the ingest subscriptions (`<prefix>/+/+`,
+// `<prefix>/+/status`) would match: the bridge would read its own republished readings back.
+void validate_mqtt_out(const config& c) {
+    const auto& o = c.mqtt_out;
+    if (!o.enabled()) return;
+    if (!valid_prefix(o.prefix))
+        throw config_error("mqtt_out.prefix '" + o.prefix + "' must be topic levels without wildcards, outer slashes or a leading $");
+    const std::string latest = o.latest_prefix();
+    if (!latest.empty() && !valid_prefix(latest))
+        throw config_error("mqtt_out.retained_prefix '" + latest +
+                           "' must be topic levels without wildcards, outer slashes or a leading $ (or \"\" for none)");
+    if (latest == o.prefix)
+        throw config_error("mqtt_out.retained_prefix must differ from mqtt_out.prefix (the retained copies would be "
+                           "mixed into the stream)");
+    const auto ingest = topic_filter::parse(c.mqtt.topic_prefix + "/+/+");
+    for (const auto& [key, p] : {std::pair{"prefix", o.prefix}, std::pair{"retained_prefix", latest}}) {
+        if (p.empty() || !ingest) continue;
+        if (ingest->matches(p + "/sensor/metric"))
+            throw config_error("mqtt_out." + std::string(key) + " '" + p + "' is read back by the ingest subscription '" +
+                               ingest->str() + "' (mqtt.topic_prefix '" + c.mqtt.topic_prefix +
+                               "'): every republished reading would be ingested again, a feedback loop. "
+                               "Choose another prefix");
+    }
+    const mqtt_config out = mqtt_out_broker(c);
+    if (out.url == c.mqtt.url && out.client_id == c.mqtt.client_id)
+        throw config_error("mqtt_out.client_id '" + out.client_id +
+                           "' is the ingest's mqtt.client_id on the same broker: each connection would take the "
+                           "other's place");
+    validate_mqtt(out, "mqtt_out");
 }
 
 }  // namespace
+
+mqtt_config mqtt_out_broker(const config& c) {
+    const auto& o = c.mqtt_out;
+    mqtt_config m = c.mqtt;
+    m.client_id = o.client_id.value_or(c.mqtt.client_id + "-out");
+    if (o.url) m.url = *o.url;
+    if (o.username) m.username = *o.username;
+    if (o.password) m.password = *o.password;
+    if (o.ca_file) m.ca_file = *o.ca_file;
+    if (o.cert_file) m.cert_file = *o.cert_file;
+    if (o.key_file) m.key_file = *o.key_file;
+    if (o.verify) m.verify = *o.verify;
+    return m;
+}
 
 bool is_loopback_host(std::string_view host) {
     return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
@@ -336,7 +417,8 @@ void validate(const config& c) {
                            "' must be topic levels without wildcards or outer slashes");
     if (c.mqtt.reconnect_min > c.mqtt.reconnect_max)
         throw config_error("mqtt.reconnect_min_s must not exceed mqtt.reconnect_max_s");
-    validate_mqtt(c.mqtt);
+    validate_mqtt(c.mqtt, "mqtt");
+    validate_mqtt_out(c);
     if (c.http.longpoll_default > c.http.longpoll_max)
         throw config_error("http.longpoll_default_s must not exceed http.longpoll_max_s");
     if (c.storage.db_path.empty()) throw config_error("storage.db_path must not be empty");

@@ -153,8 +153,33 @@ struct hub_config {
     std::size_t window = 100'000;  // recent readings kept in memory for replay and long polls
 };
 
+// [mqtt_out]: committed readings republished to MQTT (docs/api.md section 12). Broker settings
+// left out are taken from [mqtt] when the bridge starts (after --mqtt), see mqtt_out_broker().
+struct mqtt_out_config {
+    std::string prefix;                          // empty: republish off
+    std::optional<std::string> retained_prefix;  // absent: `<prefix>/latest`; "": no retained copies
+    std::optional<std::string> url;
+    std::optional<std::string> client_id;        // absent: `<mqtt.client_id>-out`
+    std::optional<std::string> username;
+    std::optional<std::string> password;
+    std::optional<std::filesystem::path> ca_file;
+    std::optional<std::filesystem::path> cert_file;
+    std::optional<std::filesystem::path> key_file;
+    std::optional<bool> verify;
+    // Messages (readings, retained copies, presence) published and not yet acknowledged (PUBACK);
+    // the broker's Receive Maximum caps it further.
+    std::size_t max_inflight = 100;
+    // Committed readings handed over live and not yet published; beyond it the republisher lets
+    // go of live delivery and reads storage instead (it never queues without bound).
+    std::size_t max_queued = 10'000;
+    bool enabled() const noexcept { return !prefix.empty(); }
+    // Where the latest reading per series is retained; empty: nowhere.
+    std::string latest_prefix() const { return retained_prefix.value_or(prefix + "/latest"); }
+};
+
 struct config {
     mqtt_config mqtt;
+    mqtt_out_config mqtt_out;
     http_config http;
     storage_config storage;
     ingest_config ingest;
@@ -179,6 +204,9 @@ bool mqtt_url_uses_tls(std::string_view url);
 
 // 127.x.y.z, ::1 or localhost.
 bool is_loopback_host(std::string_view host);
+
+// The broker connection of [mqtt_out]: its own keys, the rest as [mqtt] has them.
+mqtt_config mqtt_out_broker(const config& c);
 
 // Checks cross-field rules (ranges, prefix syntax, MQTT TLS files exist); throws config_error.
 void validate(const config& c);

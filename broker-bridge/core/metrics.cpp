@@ -1,6 +1,8 @@
 // Counters and gauges of the bridge, rendered in the Prometheus text exposition format.
 #include "core/metrics.hpp"
 
+#include <algorithm>
+
 
 #include <sstream>
 
@@ -58,6 +60,22 @@ std::string metrics::render(const live_gauges& g) const {
     o << "telemetry_mqtt_connected " << rd(mqtt_connected) << '\n';
     family("telemetry_mqtt_subscribed", "gauge", "1 once the reading subscription is acknowledged.");
     o << "telemetry_mqtt_subscribed " << rd(mqtt_subscribed) << '\n';
+    if (mqtt_out_enabled.load(std::memory_order_relaxed)) {
+        family("telemetry_mqtt_out_published_total", "counter",
+               "Committed readings republished to [mqtt_out] and acknowledged by its broker (PUBACK).");
+        o << "telemetry_mqtt_out_published_total " << rd(mqtt_out_published) << '\n';
+        family("telemetry_mqtt_out_acked_id", "gauge",
+               "Every committed reading up to this id is republished and acknowledged (kept across restarts).");
+        const auto acked = rd(mqtt_out_acked_id);
+        o << "telemetry_mqtt_out_acked_id " << acked << '\n';
+        family("telemetry_mqtt_out_lag_ids", "gauge", "Newest committed id minus telemetry_mqtt_out_acked_id.");
+        o << "telemetry_mqtt_out_lag_ids " << std::max<std::int64_t>(0, g.newest_id - acked) << '\n';
+        family("telemetry_mqtt_out_connected", "gauge", "1 while connected to the [mqtt_out] broker.");
+        o << "telemetry_mqtt_out_connected " << rd(mqtt_out_connected) << '\n';
+        family("telemetry_mqtt_out_fell_behind_total", "counter",
+               "Times the republisher let go of live delivery (max_queued) and read storage instead.");
+        o << "telemetry_mqtt_out_fell_behind_total " << rd(mqtt_out_fell_behind) << '\n';
+    }
     family("telemetry_storage_ok", "gauge", "1 while the last commit succeeded.");
     o << "telemetry_storage_ok " << (g.storage_writable ? 1 : 0) << '\n';
 

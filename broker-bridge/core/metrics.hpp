@@ -64,6 +64,13 @@ public:
     std::atomic<std::int64_t> stream_queued_bytes{0};          // mirrors the send budget's total
     std::atomic<std::uint64_t> stream_conflated{0};
 
+    // MQTT republish ([mqtt_out]); rendered only when it is on.
+    std::atomic<bool> mqtt_out_enabled{false};
+    std::atomic<std::uint64_t> mqtt_out_published{0};   // readings acknowledged by the out broker
+    std::atomic<std::int64_t> mqtt_out_acked_id{0};     // every reading up to it is acknowledged
+    std::atomic<std::int64_t> mqtt_out_connected{0};
+    std::atomic<std::uint64_t> mqtt_out_fell_behind{0}; // live delivery let go for storage reads
+
     std::string render(const live_gauges& g) const;
 
 private:

@@ -156,10 +156,16 @@ std::size_t sse_reading_size(const live_reading& l) {
     return fixed.size() + static_cast<std::size_t>(end - digits) + l.json.size();
 }
 
-void append_sse_status(std::string& out, const status_event& s) {
-    out += "event: status\ndata: {\"sensor\":";
+void append_status_json(std::string& out, const status_event& s) {
+    out += "{\"sensor\":";
     append_json_string(out, s.sensor);
-    out += s.online ? ",\"online\":true}\n\n" : ",\"online\":false}\n\n";
+    out += s.online ? ",\"online\":true}" : ",\"online\":false}";
+}
+
+void append_sse_status(std::string& out, const status_event& s) {
+    out += "event: status\ndata: ";
+    append_status_json(out, s);
+    out += "\n\n";
 }
 
 void append_sse_reset(std::string& out, const reset_notice& r) {

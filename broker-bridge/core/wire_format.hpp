@@ -59,6 +59,9 @@ void append_with_skipped(std::string& out, std::string_view json, std::uint64_t 
 inline constexpr std::string_view csv_header = "id,sensor,metric,ts,value,unit,seq\r\n";
 void append_csv_row(std::string& out, const reading& r);
 
+// {"sensor":..,"online":true|false}: a presence change as SSE data and MQTT republish send it.
+void append_status_json(std::string& out, const status_event& s);
+
 // {"reason":"retention","after":N,"oldest_id":M}
 void append_reset_json(std::string& out, const reset_notice& r);
 

@@ -53,6 +53,34 @@ def free_port():
         return s.getsockname()[1]
 
 
+def mosquitto_conf(port, extra=""):
+    """A Mosquitto configuration: loopback listener on `port`, anonymous, Nagle off, a deep queue."""
+    text = (f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+            f"max_queued_messages 1000000\n{extra}")
+    return text + ("user root\n" if os.geteuid() == 0 else "")
+
+
+def wait_port(port, seconds=10):
+    """True once something accepts connections on 127.0.0.1:port, False after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def start_mosquitto(conf, port):
+    """Runs `mosquitto -c conf` and waits until it accepts connections on `port`."""
+    p = subprocess.Popen(["mosquitto", "-c", conf], stderr=subprocess.DEVNULL)
+    if not wait_port(port):
+        p.kill()
+        raise AssertionError(f"mosquitto did not listen on {port}")
+    return p
+
+
 class System:
     """A private Mosquitto and bridge; stopped (by PID) when the case ends."""
 
@@ -72,27 +100,24 @@ class System:
         self.mqtt_port = free_port()
         conf = os.path.join(self.dir, "mosquitto.conf")
         with open(conf, "w") as f:
-            f.write(f"listener {self.mqtt_port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
-                    "max_queued_messages 1000000\n")
-            if os.geteuid() == 0:
-                f.write("user root\n")
-        self.mosq = subprocess.Popen(["mosquitto", "-c", conf], stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.mqtt_port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+            f.write(mosquitto_conf(self.mqtt_port))
+        self.mosq = start_mosquitto(conf, self.mqtt_port)
         bconf = os.path.join(self.dir, "bridge.toml")
         with open(bconf, "w") as f:
             f.write(bridge_conf)
+        self._bridge_args = (build, bconf, listen)
+        self.start_bridge()
+
+    def start_bridge(self):
+        """Starts the bridge (again, after kill_bridge: same configuration, database and port
+        choice) and waits until it is ready."""
+        build, bconf, listen = self._bridge_args
         self.out = open(os.path.join(self.dir, "bridge.out"), "w+")
         self.bridge = subprocess.Popen(
             [os.path.join(build, "broker-bridge", "broker-bridge"), "--config", bconf, "--mqtt",
              f"tcp://127.0.0.1:{self.mqtt_port}", "--http", listen, "--db",
              os.path.join(self.dir, "bridge.db")],
-            stdout=self.out, stderr=open(os.path.join(self.dir, "bridge.err"), "w"))
+            stdout=self.out, stderr=open(os.path.join(self.dir, "bridge.err"), "a"))
         self.port = None
         deadline = time.time() + 20
         while time.time() < deadline and self.port is None:
@@ -105,6 +130,11 @@ class System:
         assert self.port, "bridge did not start"
         while time.time() < deadline and b"200 OK" not in self.http("/readyz"):
             time.sleep(0.05)
+
+    def kill_bridge(self):
+        """SIGKILL: the bridge gets no chance to finish anything."""
+        self.bridge.kill()
+        self.bridge.wait(10)
 
     def connect(self):
         """A connected socket to the bridge: TLS (verified against the CA, name localhost) when

@@ -6,27 +6,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import tomllib
 
-from bridge_system import free_port
+from bridge_system import free_port, wait_port
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECURE = os.path.join(SOURCE, "conf", "secure")
-
-
-def wait_port(port, seconds=10):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class SecureBroker:
