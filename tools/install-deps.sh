@@ -10,9 +10,10 @@ packages=(
   libsqlite3-dev sqlite3 zlib1g-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   doctest-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the gRPC API (proto/)
   mosquitto mosquitto-clients
   curl procps
-  python3 python3-websockets
+  python3 python3-websockets python3-grpcio python3-protobuf
   chromium
   systemd dpkg-dev file   # the install tests: systemd-analyze, dpkg-shlibdeps for the .deb, file
   clang-14 libclang-rt-14-dev llvm-14  # tools/fuzz.sh (libFuzzer; llvm-symbolizer for reports)

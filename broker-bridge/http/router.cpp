@@ -616,16 +616,7 @@ action router::updates(const request_info& ri, const request& req, const grant_p
 
 std::string router::parse_filters(const std::vector<std::string>& given, std::size_t max,
                                   std::vector<topic_filter>& out) const {
-    std::vector<std::string> topics = given;
-    if (topics.empty()) topics.push_back("#");
-    if (topics.size() > max) return "too many topic filters (at most " + std::to_string(max) + ")";
-    for (const auto& t : topics) {
-        std::string why;
-        auto f = parse_client_filter(t, cfg_.stream.max_filter_bytes, cfg_.stream.max_filter_levels, why);
-        if (!f) return "topic: " + why;
-        out.push_back(std::move(*f));
-    }
-    return {};
+    return parse_client_filters(given, max, cfg_.stream.max_filter_bytes, cfg_.stream.max_filter_levels, out);
 }
 
 action router::stream(const request_info& ri, const request& req, const grant_ptr& g) {
