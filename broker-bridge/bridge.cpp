@@ -102,7 +102,7 @@ struct bridge::parts {
         load_hub();
         http = open_listener(io, cfg.http, ctx);
         if (cfg.grpc.enabled())
-            grpc = std::make_unique<grpc_server>(grpc_parts{cfg, live, catchup, io, stats, stream_budget, auth});
+            grpc = std::make_unique<grpc_server>(grpc_parts{cfg, live, catchup, queries, io, stats, stream_budget, auth});
     }
 
     void load_hub() {

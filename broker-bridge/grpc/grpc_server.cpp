@@ -1,10 +1,12 @@
-// The gRPC server: the Telemetry service's handlers (authentication, request checks) and the
-// server's listening port, TLS and limits. The streams themselves are in subscribe_stream.cpp.
+// The gRPC server: the Telemetry service (authentication, Subscribe's request checks) and the
+// server's listening port, TLS and limits. The streams are in subscribe_stream.cpp, the unary
+// calls in query_calls.cpp.
 #include "grpc/grpc_server.hpp"
 
 #include "core/auth.hpp"
 #include "core/selector.hpp"
 #include "core/topic_filter.hpp"
+#include "grpc/calls.hpp"
 #include "grpc/subscribe_stream.hpp"
 
 #include <grpcpp/grpcpp.h>
@@ -28,18 +30,6 @@ public:
     explicit refusal(::grpc::Status s) { Finish(std::move(s)); }
     void OnDone() override { delete this; }
 };
-
-// The bearer token of the `authorization` metadata, as HTTP's Authorization header; empty if none.
-std::string bearer_token(const ::grpc::CallbackServerContext& call) {
-    const auto& md = call.client_metadata();
-    const auto it = md.find("authorization");
-    if (it == md.end()) return {};
-    const std::string_view v(it->second.data(), it->second.size());
-    if (v.size() <= 7) return {};
-    std::string scheme(v.substr(0, 7));
-    for (auto& ch : scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return scheme == "bearer " ? std::string(v.substr(7)) : std::string{};
-}
 
 std::string read_file(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
@@ -67,12 +57,8 @@ public:
                                                     const v1::SubscribeRequest* req) override {
         using ::grpc::Status;
         using ::grpc::StatusCode;
-        // The same tokens and grants as HTTP (docs/api.md 8.1).
-        auto who = parts_.auth.authenticate(bearer_token(*call), std::time(nullptr));
-        if (auto* why = std::get_if<auth_failure>(&who)) {
-            parts_.stats.auth_failures.fetch_add(1, std::memory_order_relaxed);
-            return new refusal(Status(StatusCode::UNAUTHENTICATED, std::string(describe(*why))));
-        }
+        auto who = grpc_api::authorize(parts_, *call);
+        if (auto* refused = std::get_if<Status>(&who)) return new refusal(std::move(*refused));
         if (req->has_after() && req->after() < 0)
             return new refusal(Status(StatusCode::INVALID_ARGUMENT, "after must be a reading id (a non-negative integer)"));
         if (req->policy() != v1::POLICY_ALL && req->policy() != v1::POLICY_CONFLATE)
@@ -95,6 +81,19 @@ public:
         return s.get();
     }
 
+    ::grpc::ServerUnaryReactor* ListSeries(::grpc::CallbackServerContext* call, const v1::ListSeriesRequest*,
+                                           v1::ListSeriesResponse* out) override {
+        return grpc_api::list_series(parts_, call, out);
+    }
+    ::grpc::ServerUnaryReactor* History(::grpc::CallbackServerContext* call, const v1::HistoryRequest* req,
+                                        v1::HistoryResponse* out) override {
+        return grpc_api::history(parts_, call, req, out);
+    }
+    ::grpc::ServerUnaryReactor* Aggregate(::grpc::CallbackServerContext* call, const v1::AggregateRequest* req,
+                                          v1::AggregateResponse* out) override {
+        return grpc_api::aggregate(parts_, call, req, out);
+    }
+
 private:
     const grpc_parts parts_;  // references to the bridge's parts
     grpc_api::stream_context streams_;
@@ -106,6 +105,28 @@ std::string host_port(const std::string& host, std::uint16_t port) {
 }
 
 }  // namespace
+
+namespace grpc_api {
+
+std::variant<grant_ptr, ::grpc::Status> authorize(const grpc_parts& parts, const ::grpc::CallbackServerContext& call) {
+    // `authorization: Bearer <token>`, the scheme case-insensitive as HTTP's header.
+    std::string token;
+    const auto& md = call.client_metadata();
+    if (const auto it = md.find("authorization"); it != md.end()) {
+        const std::string_view v(it->second.data(), it->second.size());
+        std::string scheme(v.substr(0, 7));
+        for (auto& ch : scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (v.size() > 7 && scheme == "bearer ") token = v.substr(7);
+    }
+    auto who = parts.auth.authenticate(token, std::time(nullptr));
+    if (auto* why = std::get_if<auth_failure>(&who)) {
+        parts.stats.auth_failures.fetch_add(1, std::memory_order_relaxed);
+        return ::grpc::Status(::grpc::StatusCode::UNAUTHENTICATED, std::string(describe(*why)));
+    }
+    return std::get<grant_ptr>(std::move(who));
+}
+
+}  // namespace grpc_api
 
 struct grpc_server::impl {
     explicit impl(const grpc_parts& parts) : service(parts) {}

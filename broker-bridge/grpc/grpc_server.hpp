@@ -13,6 +13,7 @@ namespace telemetry::bridge {
 
 class authenticator;
 class catch_up;
+class query_pool;
 class hub;
 class metrics;
 namespace http {
@@ -25,6 +26,7 @@ struct grpc_parts {
     const config& cfg;
     hub& live;
     catch_up& catchup;
+    query_pool& queries;  // History and Aggregate read storage there, as HTTP does
     http::io_shards& io;
     metrics& stats;
     http::send_budget& budget;

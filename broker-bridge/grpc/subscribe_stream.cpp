@@ -1,6 +1,8 @@
 // One gRPC Subscribe call: catch-up, then live, through a bounded queue of Event messages.
 #include "grpc/subscribe_stream.hpp"
 
+#include "grpc/calls.hpp"
+
 #include <boost/asio/post.hpp>
 
 #include <spdlog/spdlog.h>
@@ -23,15 +25,8 @@ constexpr std::size_t per_event_overhead = 32;
 
 v1::Event reading_event(const live_reading& l, std::uint64_t skipped) {
     v1::Event e;
-    auto* r = e.mutable_reading();
-    r->set_id(l.r.id);
-    r->set_sensor(l.r.sensor);
-    r->set_metric(l.r.metric);
-    r->set_ts(l.r.ts);
-    r->set_value(l.r.value);
-    if (!l.r.unit.empty()) r->set_unit(l.r.unit);
-    if (l.r.seq) r->set_seq(*l.r.seq);
-    if (skipped) r->set_skipped(skipped);
+    set_reading(*e.mutable_reading(), l.r);
+    if (skipped) e.mutable_reading()->set_skipped(skipped);
     return e;
 }
 

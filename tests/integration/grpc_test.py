@@ -304,6 +304,60 @@ def case_stalled(sys_):
     check(ids == list(range(1, total + 1)), "resumed after its last id: no gap, no duplicate")
 
 
+def case_queries(sys_):
+    """ListSeries, History (paged with HTTP's opaque cursor) and Aggregate answer what the HTTP API
+    answers for the same series; bad requests get INVALID_ARGUMENT or NOT_FOUND."""
+    st = stub(sys_)
+    base = (int(time.time() * 1000) - 3_600_000) // 10_000 * 10_000  # an hour ago, on a 10 s boundary
+    sys_.pub_many([("sensors/a/temperature", json.dumps({"value": v, "ts": base + v * 1000, "unit": "Cel"}))
+                   for v in range(25)] + [("sensors/b/humidity", "40")])
+    wait_newest(sys_, 26)
+    listed = st.ListSeries(pb.ListSeriesRequest(), timeout=20).series
+    check([(x.sensor, x.metric, x.count) for x in listed] == [("a", "temperature", 25), ("b", "humidity", 1)],
+          f"series {listed}")
+    check(listed[0].unit == "Cel" and listed[0].latest.value == 24 and not listed[0].HasField("online"),
+          f"series fields {listed[0]}")
+    ids, cursor, pages = [], "", 0
+    while True:
+        page = st.History(pb.HistoryRequest(sensor="a", metric="temperature", limit=10, cursor=cursor), timeout=20)
+        ids += [r.id for r in page.readings]
+        pages += 1
+        if not page.next:
+            break
+        cursor = page.next
+    check(pages == 3 and ids == stored_ids(sys_, "a", "temperature"), f"paged history {pages} {ids}")
+    # The cursor is HTTP's: a gRPC page's `next` continues an HTTP query, and the other way round.
+    first = st.History(pb.HistoryRequest(sensor="a", metric="temperature", limit=10), timeout=20)
+    s, _, body = sys_.request(f"/api/v1/sensors/a/temperature/readings?limit=10&cursor={first.next}")
+    check(s == 200 and [r["id"] for r in json.loads(body)["readings"]] == ids[10:20], "HTTP continues a gRPC page")
+    page = st.History(pb.HistoryRequest(sensor="a", metric="temperature", descending=True, limit=3,
+                                        **{"from": base + 5000, "to": base + 9000}), timeout=20)
+    check([r.value for r in page.readings] == [8, 7, 6] and page.next, f"range, newest first {page}")
+    agg = st.Aggregate(pb.AggregateRequest(sensor="a", metric="temperature", bucket_ms=10_000), timeout=20)
+    s, _, body = sys_.request("/api/v1/sensors/a/temperature/aggregate?bucket=10s")
+    http_buckets = json.loads(body)["buckets"]
+    check(agg.bucket_ms == 10_000 and [(b.t, b.count, b.min, b.max, b.avg) for b in agg.buckets] ==
+          [(b["t"], b["count"], b["min"], b["max"], b["avg"]) for b in http_buckets] and len(http_buckets) >= 3,
+          f"aggregate as HTTP: {agg} vs {http_buckets}")
+    for call, req, code in [
+            (st.History, pb.HistoryRequest(sensor="a", metric="nope"), grpc.StatusCode.NOT_FOUND),
+            (st.History, pb.HistoryRequest(sensor="a b", metric="x"), grpc.StatusCode.INVALID_ARGUMENT),
+            (st.History, pb.HistoryRequest(sensor="a", metric="temperature", cursor="garbage"),
+             grpc.StatusCode.INVALID_ARGUMENT),
+            (st.History, pb.HistoryRequest(sensor="a", metric="temperature", limit=10001),
+             grpc.StatusCode.INVALID_ARGUMENT),
+            (st.Aggregate, pb.AggregateRequest(sensor="a", metric="temperature", bucket_ms=1,
+                                               **{"from": 0, "to": base}), grpc.StatusCode.INVALID_ARGUMENT),
+            (st.Aggregate, pb.AggregateRequest(sensor="a", metric="temperature", bucket_ms=1),
+             grpc.StatusCode.OK)]:
+        try:
+            call(req, timeout=20)
+            got = grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            got = e.code()
+        check(got == code, f"{req} -> {got}, expected {code}")
+
+
 TOKEN_A = "grpc-token-for-sensor-a"
 TOKEN_ALL = "grpc-token-for-everything"
 AUTH_CONF = GRPC_ON + f"""
@@ -340,6 +394,20 @@ def case_auth(sys_):
     sys_.pub("sensors/b/temperature", "4")
     sys_.pub("sensors/a/temperature", "5")
     check([r.id for r in a.readings(1)] == [5], "live: only the granted sensor")
+    sa = stub(sys_)
+    listed = sa.ListSeries(pb.ListSeriesRequest(), metadata=[("authorization", f"Bearer {TOKEN_A}")], timeout=20)
+    check([x.sensor for x in listed.series] == ["a"], f"ListSeries within the grant: {listed}")
+    try:
+        sa.History(pb.HistoryRequest(sensor="b", metric="temperature"),
+                   metadata=[("authorization", f"Bearer {TOKEN_A}")], timeout=20)
+        check(False, "History outside the grant answered")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.PERMISSION_DENIED, f"History outside the grant: {e.code()}")
+    try:
+        sa.Aggregate(pb.AggregateRequest(sensor="a", metric="temperature"), timeout=20)
+        check(False, "Aggregate without a token answered")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.UNAUTHENTICATED, f"Aggregate without a token: {e.code()}")
     sys_.pub("sensors/b/status", "offline")
     sys_.pub("sensors/a/status", "online")
     ev = a.next(20, ("status",))
@@ -352,6 +420,7 @@ CASES = {
     "filters": (case_filters, GRPC_ON),
     "reset": (case_reset, GRPC_ON + "[storage]\nretention_days = 1\nretention_interval_s = 1\n"),
     "stalled": (case_stalled, GRPC_ON + "[stream]\nmax_queue_bytes = 131072\n"),
+    "queries": (case_queries, GRPC_ON),
     "auth": (case_auth, AUTH_CONF),
 }
 
