@@ -110,7 +110,7 @@ std::optional<topic_filter> parse_client_filter(std::string_view text, std::size
         return std::nullopt;
     }
     auto f = topic_filter::parse(text);
-    if (!f) why = "'" + std::string(text) + "' is not a valid MQTT topic filter";
+    if (!f) why.assign(1, '\'').append(text).append("' is not a valid MQTT topic filter");
     return f;
 }
 
