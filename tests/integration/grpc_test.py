@@ -20,6 +20,7 @@ import time
 
 import grpc
 
+import auth_test  # make_jwt: HS256 JWTs made with Python's own hmac
 from bridge_system import System, check, metric, run_case
 
 BUILD = sys.argv[1]
@@ -170,6 +171,14 @@ def case_replay_live(sys_):
     ev = s.next(kinds=("status",))
     check(ev.status.sensor == "a" and ev.status.online, f"presence {ev}")
     check(metric(sys_, 'telemetry_stream_connections{transport="grpc"}') == 2, "two open gRPC streams")
+    # A deadline ends the call like a cancellation; both release the stream.
+    short = st.Subscribe(pb.SubscribeRequest(topics=["#"]), timeout=1)
+    try:
+        for _ in short:
+            pass
+        check(False, "a call past its deadline went on")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, f"deadline: {e.code()}")
     s.cancel()
     now.cancel()
     end = time.time() + 20
@@ -364,6 +373,8 @@ TOKEN_A = "grpc-token-for-sensor-a"
 TOKEN_ALL = "grpc-token-for-everything"
 AUTH_CONF = GRPC_ON + f"""
 [auth]
+jwt_hs256_keys = ["{auth_test.KEY}"]
+leeway_s = 0
 [[auth.tokens]]
 token = "{TOKEN_A}"
 topics = ["sensors/a/#"]
@@ -414,6 +425,18 @@ def case_auth(sys_):
     sys_.pub("sensors/a/status", "online")
     ev = a.next(20, ("status",))
     check(ev is not None and ev.status.sensor == "a", f"presence only of the granted sensor: {ev}")
+    # A JWT that expires during the stream ends it with UNAUTHENTICATED; a fresh one resumes.
+    exp = int(time.time()) + 3
+    jwt = auth_test.make_jwt({"exp": exp, "topics": ["sensors/a/#"]})
+    j = Stream(st, [("authorization", f"Bearer {jwt}")], topics=["#"], after=0)
+    ids = [r.id for r in j.readings(3)]
+    code, details = j.wait_end(20)
+    check(code == grpc.StatusCode.UNAUTHENTICATED and "expired" in details and time.time() >= exp - 1,
+          f"ended at expiry: {j.end}")
+    sys_.pub("sensors/a/temperature", "6")
+    fresh = auth_test.make_jwt({"exp": int(time.time()) + 300, "topics": ["sensors/a/#"]})
+    r = Stream(st, [("authorization", f"Bearer {fresh}")], topics=["#"], after=ids[-1])
+    check(ids == [1, 3, 5] and [x.id for x in r.readings(1)] == [6], f"resumed after {ids}: no gap, no duplicate")
 
 
 def case_tls(sys_, ca_file):
