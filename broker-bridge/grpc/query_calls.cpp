@@ -59,6 +59,17 @@ template <typename Job>
     return r;
 }
 
+// A History or Aggregate request's series and time range, as its storage query.
+template <typename Query, typename Request>
+Query series_range(const Request& req) {
+    Query q;
+    q.sensor = req.sensor();
+    q.metric = req.metric();
+    if (req.has_from()) q.from = req.from();
+    if (req.has_to()) q.to = req.to();
+    return q;
+}
+
 ::grpc::ServerUnaryReactor* finish_now(::grpc::CallbackServerContext* call, Status s) {
     auto* r = call->DefaultReactor();
     r->Finish(std::move(s));
@@ -108,11 +119,7 @@ void set_reading(v1::Reading& out, const reading& r) {
 ::grpc::ServerUnaryReactor* history(const grpc_parts& parts, ::grpc::CallbackServerContext* call,
                                     const v1::HistoryRequest* req, v1::HistoryResponse* out) {
     if (auto refused = series_refusal(parts, *call, req->sensor(), req->metric())) return finish_now(call, *refused);
-    storage::history_query q;
-    q.sensor = req->sensor();
-    q.metric = req->metric();
-    if (req->has_from()) q.from = req->from();
-    if (req->has_to()) q.to = req->to();
+    auto q = series_range<storage::history_query>(*req);
     if (req->limit() > max_history_limit)
         return finish_now(call, Status(StatusCode::INVALID_ARGUMENT, "limit must be from 1 to 10000 (0: 1000)"));
     if (req->limit() > 0) q.limit = req->limit();
@@ -134,11 +141,7 @@ void set_reading(v1::Reading& out, const reading& r) {
 ::grpc::ServerUnaryReactor* aggregate(const grpc_parts& parts, ::grpc::CallbackServerContext* call,
                                       const v1::AggregateRequest* req, v1::AggregateResponse* out) {
     if (auto refused = series_refusal(parts, *call, req->sensor(), req->metric())) return finish_now(call, *refused);
-    storage::aggregate_query q;
-    q.sensor = req->sensor();
-    q.metric = req->metric();
-    if (req->has_from()) q.from = req->from();
-    if (req->has_to()) q.to = req->to();
+    auto q = series_range<storage::aggregate_query>(*req);
     if (req->bucket_ms() < 0) return finish_now(call, Status(StatusCode::INVALID_ARGUMENT, "bucket_ms must be positive"));
     if (req->bucket_ms() > 0) q.bucket_ms = req->bucket_ms();
     if (req->has_from() && req->has_to()) {

@@ -121,20 +121,9 @@ void subscribe_stream::on_delivery(const delivery& d) { shard_.hand_over(shared_
 
 void subscribe_stream::deliver(const delivery& d) {
     if (phase_ != phase::live) return;
-    std::size_t sent = 0, conflated = 0;
-    if (d.readings) {
-        for (const auto& l : *d.readings) {
-            if (l->r.id <= last_id_) continue;  // already replayed by the catch-up
-            if (params_.conflate && write_in_flight_) {
-                // Behind: hold only the newest reading of each series until the write completes.
-                conflated += behind_.hold(l) ? 1 : 0;
-                last_id_ = l->r.id;
-                continue;
-            }
-            if (!queue_reading(*l)) break;
-            ++sent;
-        }
-    }
+    const auto queue_one = [this](const live_reading& l, std::uint64_t skipped) { return queue_reading(l, skipped); };
+    http::live_counts n;
+    if (d.readings) n = http::take_live(*d.readings, last_id_, params_.conflate && write_in_flight_ ? &behind_ : nullptr, queue_one);
     if (d.statuses && phase_ == phase::live) {
         for (const auto& st : *d.statuses) {
             v1::Event e;
@@ -143,8 +132,8 @@ void subscribe_stream::deliver(const delivery& d) {
             if (!queue(std::move(e))) break;
         }
     }
-    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
-    if (conflated) ctx_.stats.stream_conflated.fetch_add(conflated, std::memory_order_relaxed);
+    ctx_.stats.stream_readings_sent.fetch_add(n.sent, std::memory_order_relaxed);
+    if (n.conflated) ctx_.stats.stream_conflated.fetch_add(n.conflated, std::memory_order_relaxed);
 }
 
 void subscribe_stream::flush() {
@@ -169,20 +158,14 @@ bool subscribe_stream::queue_reading(const live_reading& l, std::uint64_t skippe
 }
 
 void subscribe_stream::queue_all(const std::vector<live_ptr>& readings) {
-    std::size_t sent = 0;
-    for (const auto& l : readings) {
-        if (!queue_reading(*l)) break;
-        ++sent;
-    }
+    const std::size_t sent =
+        http::queue_each(readings, [this](const live_reading& l, std::uint64_t skipped) { return queue_reading(l, skipped); });
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 
 void subscribe_stream::queue_conflated() {
-    std::size_t sent = 0;
-    for (const auto& h : behind_.take()) {
-        if (!queue_reading(*h.newest, h.skipped)) break;
-        ++sent;
-    }
+    const std::size_t sent =
+        http::queue_held(behind_, [this](const live_reading& l, std::uint64_t skipped) { return queue_reading(l, skipped); });
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 

@@ -21,7 +21,8 @@ import time
 import grpc
 
 import auth_test  # make_jwt: HS256 JWTs made with Python's own hmac
-from bridge_system import System, check, metric, run_case
+from bridge_system import check, metric, retire_third_reading, run_case
+import tls_test  # make_certs, tls_conf: a CA and the bridge's certificate
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -257,16 +258,7 @@ def case_filters(sys_):
 def case_reset(sys_):
     """Retention deleted a reading after the cursor of a series the stream selects: a Reset event
     first (docs/api.md section 6), then the readings still stored; none for other series."""
-    now = int(time.time() * 1000)
-    sys_.pub("sensors/y/temperature", "20")
-    sys_.pub("sensors/y/temperature", "21")
-    sys_.pub("sensors/x/temperature", json.dumps({"value": 5, "ts": now - 86_400_000 + 1_500}))
-    sys_.pub("sensors/y/temperature", "22")
-    sys_.pub("sensors/x/temperature", "6")
-    end = time.time() + 30
-    while time.time() < end and stored_ids(sys_, "x", "temperature") != [5]:
-        time.sleep(0.1)
-    check(stored_ids(sys_, "x", "temperature") == [5], "reading 3 deleted by retention")
+    retire_third_reading(sys_)
     st = stub(sys_)
     y = Stream(st, topics=["sensors/y/#"], after=2)
     ev = y.next()
@@ -369,19 +361,9 @@ def case_queries(sys_):
         check(got == code, f"{req} -> {got}, expected {code}")
 
 
-TOKEN_A = "grpc-token-for-sensor-a"
-TOKEN_ALL = "grpc-token-for-everything"
-AUTH_CONF = GRPC_ON + f"""
-[auth]
-jwt_hs256_keys = ["{auth_test.KEY}"]
-leeway_s = 0
-[[auth.tokens]]
-token = "{TOKEN_A}"
-topics = ["sensors/a/#"]
-[[auth.tokens]]
-token = "{TOKEN_ALL}"
-topics = ["#"]
-"""
+# auth_test's tokens: TOKEN_A reads sensors/a/#, TOKEN_ALL everything; JWTs signed with its KEY.
+TOKEN_A, TOKEN_ALL = auth_test.TOKEN_A, auth_test.TOKEN_ALL
+AUTH_CONF = GRPC_ON + auth_test.AUTH_CONF
 
 
 def case_auth(sys_):
@@ -446,7 +428,7 @@ def case_tls(sys_, ca_file):
     with open(ca_file, "rb") as f:
         creds = grpc.ssl_channel_credentials(root_certificates=f.read())
     st = pb_grpc.TelemetryStub(grpc.secure_channel(f"localhost:{port}", creds, options=[("grpc.enable_http_proxy", 0)]))
-    auth = [("authorization", f"Bearer {TOKEN_ALL}")]
+    auth = [("authorization", f"Bearer {tls_test.TOKEN}")]
     s = Stream(st, auth, topics=["sensors/#"])
     check(s.after() == 0, "subscribed over TLS")
     sys_.pub("sensors/a/temperature", "21.5")
@@ -467,32 +449,14 @@ CASES = {
 }
 
 
-def run_tls_case():
-    """The tls case: a CA and server certificate from tools/make-certs.sh, trusted by the client."""
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        os.environ.pop(var, None)
-    certs = tempfile.mkdtemp(prefix="telemetry-certs-")
-    s = None
-    try:
-        subprocess.run([os.path.join(repo, "tools", "make-certs.sh"), certs], check=True, stdout=subprocess.DEVNULL)
-        conf = AUTH_CONF + f'[http]\ntls_cert = "{certs}/server.pem"\ntls_key = "{certs}/server.key"\n'
-        s = System(BUILD, conf, ca_file=f"{certs}/ca.pem")
-        case_tls(s, f"{certs}/ca.pem")
-        print("grpc tls: 1 passed, 0 failed")
-    except Exception as e:
-        print(f"grpc tls: FAILED: {e!r}")
-        if s is not None:
-            print(open(os.path.join(s.dir, "bridge.err")).read()[-3000:])
-        sys.exit(1)
-    finally:
-        if s is not None:
-            s.stop()
-        shutil.rmtree(certs, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    if CASE == "tls":
-        run_tls_case()
-    else:
+    if CASE != "tls":
         run_case("grpc", CASES, BUILD, CASE)
+    else:
+        certs = tempfile.mkdtemp(prefix="telemetry-certs-")
+        try:
+            tls_test.make_certs(certs)
+            CASES["tls"] = (lambda s: case_tls(s, f"{certs}/ca.pem"), GRPC_ON + tls_test.tls_conf(certs))
+            run_case("grpc", CASES, BUILD, CASE, ca_file=f"{certs}/ca.pem")
+        finally:
+            shutil.rmtree(certs, ignore_errors=True)
