@@ -59,6 +59,11 @@ public:
         using ::grpc::StatusCode;
         auto who = grpc_api::authorize(parts_, *call);
         if (auto* refused = std::get_if<Status>(&who)) return new refusal(std::move(*refused));
+        // Each stream's memory is bounded; their number is too, by the bound on HTTP connections.
+        if (parts_.stats.grpc_streams.load(std::memory_order_relaxed) >=
+            static_cast<std::int64_t>(parts_.cfg.http.max_connections))
+            return new refusal(Status(StatusCode::RESOURCE_EXHAUSTED,
+                                      "too many open streams (http.max_connections); retry shortly"));
         if (req->has_after() && req->after() < 0)
             return new refusal(Status(StatusCode::INVALID_ARGUMENT, "after must be a reading id (a non-negative integer)"));
         if (req->policy() != v1::POLICY_ALL && req->policy() != v1::POLICY_CONFLATE)

@@ -230,7 +230,8 @@ def case_resume_restart(sys_):
 
 
 def case_filters(sys_):
-    """Bad requests are refused with INVALID_ARGUMENT, as the other transports refuse them."""
+    """Bad requests are refused with INVALID_ARGUMENT, as the other transports refuse them;
+    overlapping filters deliver a reading once; the number of streams is bounded."""
     st = stub(sys_)
     code, details = refused(st, topics=["sensors/#/x"])
     check(code == grpc.StatusCode.INVALID_ARGUMENT and "topic" in details, f"bad filter: {code} {details}")
@@ -253,6 +254,12 @@ def case_filters(sys_):
     sys_.pub("sensors/a/temperature", "4")
     sys_.pub("sensors/b/temperature", "5")
     check([r.id for r in only.readings(1)] == [5], "live: only b")
+    # At most http.max_connections (3 here) streams at once.
+    third = Stream(st, topics=["#"])
+    check(third.after() == 5, "a third stream")
+    code, details = refused(st, topics=["#"])
+    check(code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_connections" in details, f"a fourth: {code} {details}")
+    third.cancel()
 
 
 def case_reset(sys_):
@@ -441,7 +448,7 @@ def case_tls(sys_, ca_file):
 CASES = {
     "replay_live": (case_replay_live, GRPC_ON),
     "resume_restart": (case_resume_restart, GRPC_ON),
-    "filters": (case_filters, GRPC_ON),
+    "filters": (case_filters, GRPC_ON + "[http]\nmax_connections = 3\n"),
     "reset": (case_reset, GRPC_ON + "[storage]\nretention_days = 1\nretention_interval_s = 1\n"),
     "stalled": (case_stalled, GRPC_ON + "[stream]\nmax_queue_bytes = 131072\n"),
     "queries": (case_queries, GRPC_ON),
