@@ -2,6 +2,7 @@
 #include "bridge.hpp"
 
 #include "core/auth.hpp"
+#include "grpc/grpc_server.hpp"
 
 #include "pipeline/committer.hpp"
 #include "database.hpp"
@@ -103,6 +104,8 @@ struct bridge::parts {
         // After the hub is loaded: a first start republishes what is committed from now on.
         if (cfg.mqtt_out.enabled()) republish = std::make_unique<mqtt_republisher>(cfg, live, catchup, stats);
         http = open_listener(io, cfg.http, ctx);
+        if (cfg.grpc.enabled())
+            grpc = std::make_unique<grpc_server>(grpc_parts{cfg, live, catchup, queries, io, stats, stream_budget, auth});
     }
 
     void load_hub() {
@@ -139,6 +142,7 @@ struct bridge::parts {
     http::io_shards io{cfg.http.threads, cfg.stream.max_queue_events};  // one I/O thread per shard
     std::shared_ptr<http::listener> http;
     std::unique_ptr<mqtt_republisher> republish;  // [mqtt_out]; null when off
+    std::unique_ptr<grpc_server> grpc;  // [grpc] listen; its streams run on io's shards
 };
 
 bridge::bridge(config c) : p_(std::make_unique<parts>(std::move(c))) {}
@@ -146,6 +150,10 @@ bridge::bridge(config c) : p_(std::make_unique<parts>(std::move(c))) {}
 bridge::~bridge() = default;
 
 asio::ip::tcp::endpoint bridge::http_endpoint() const { return p_->http->local_endpoint(); }
+
+std::uint16_t bridge::grpc_port() const { return p_->grpc ? p_->grpc->port() : 0; }
+
+const std::string& bridge::grpc_host() const { return p_->cfg.grpc.host; }
 
 int bridge::run() {
     auto& p = *p_;
@@ -193,6 +201,7 @@ int bridge::run() {
     // 2. Answer parked long polls, send streams their retry hint, and give in-flight answers a
     //    moment to be written.
     p.live.release_all();
+    if (p.grpc) p.grpc->stop(std::chrono::seconds(1));  // its streams ended with UNAVAILABLE just now
     for (int i = 0; i < 20 && p.connections.open() > 0; ++i)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     // 3. Stop I/O, then the background threads; storage closes last (parts' destructor).

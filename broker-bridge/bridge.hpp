@@ -5,7 +5,9 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include <cstdint>
 #include <memory>
+#include <string>
 
 namespace telemetry::bridge {
 
@@ -20,6 +22,9 @@ public:
     bridge& operator=(const bridge&) = delete;
 
     boost::asio::ip::tcp::endpoint http_endpoint() const;
+    // The gRPC API's port (its bound port when [grpc] listen gives 0); 0 when it is off.
+    std::uint16_t grpc_port() const;
+    const std::string& grpc_host() const;
     int run();
 
 private:

@@ -48,6 +48,10 @@ int main(int argc, char** argv) {
         const char* scheme = cfg.http.tls() ? "https://" : "http://";
         bridge b(std::move(cfg));
         const auto ep = b.http_endpoint();
+        // Before the HTTP line, so a script that waited for that one finds this one too.
+        if (const auto gp = b.grpc_port())
+            std::cout << "broker-bridge: serving grpc " << b.grpc_host() << ':' << gp
+                      << std::endl;
         // This line is the contract with scripts and tests that start us on port 0.
         std::cout << "broker-bridge: serving " << scheme << ep.address().to_string() << ':' << ep.port()
                   << std::endl;

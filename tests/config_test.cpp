@@ -241,3 +241,17 @@ TEST_CASE("config - mqtt_out: off by default, inherits the broker, refuses a fee
     refused("[mqtt_out]\nprefix = \"out\"\nca_file = \"/nonexistent\"\n", "mqtt_out.ca_file");
     refused("[mqtt_out]\nprefx = \"out\"\n", "mqtt_out.prefx is not a known key");
 }
+
+// docs/api.md section 12: the gRPC API is off unless [grpc] listen is set.
+TEST_CASE("config - grpc.listen: off by default, HOST:PORT, the public-listen rule") {
+    CHECK_FALSE(parse_config("", "x.toml").grpc.enabled());
+    const config c = parse_config("[grpc]\nlisten = \"127.0.0.1:50051\"\n", "x.toml");
+    CHECK(c.grpc.enabled());
+    CHECK(c.grpc.host == "127.0.0.1");
+    CHECK(c.grpc.port == 50051);
+    CHECK(parse_config("[grpc]\nlisten = \"[::1]:0\"\n", "x.toml").grpc.host == "::1");
+    CHECK(message("[grpc]\nlisten = \"nowhere\"\n").find("HOST:PORT") != std::string::npos);
+    CHECK(message("[grpc]\nport = 1\n") == "bad.toml:2: grpc.port is not a known key");
+    CHECK(message("[grpc]\nlisten = \"0.0.0.0:50051\"\n").find("grpc listens on 0.0.0.0") != std::string::npos);
+    CHECK(message("[grpc]\nlisten = \"0.0.0.0:50051\"\n[http]\nallow_public_without_auth = true\n") == "no error");
+}

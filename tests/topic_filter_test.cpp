@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 using telemetry::bridge::matches_any;
 using telemetry::bridge::topic_filter;
@@ -129,4 +130,21 @@ TEST_CASE("topic filter - matches_child_of agrees with matches on the parent's c
         CAPTURE(r.parent);
         CHECK(topic_filter::parse(r.filter)->matches_child_of(r.parent) == r.expected);
     }
+}
+
+// A client's list (HTTP topic parameters, a gRPC SubscribeRequest): none means "#", bounds checked.
+TEST_CASE("topic filter - parse_client_filters") {
+    using telemetry::bridge::parse_client_filters;
+    std::vector<topic_filter> out;
+    CHECK(parse_client_filters({}, 2, 256, 8, out).empty());
+    REQUIRE(out.size() == 1);
+    CHECK(out[0].str() == "#");
+    out.clear();
+    CHECK(parse_client_filters({"a/+", "b/#"}, 2, 256, 8, out).empty());
+    CHECK(out.size() == 2);
+    out.clear();
+    CHECK(parse_client_filters({"a", "b", "c"}, 2, 256, 8, out).find("too many topic filters") == 0);
+    CHECK(parse_client_filters({"a/#/b"}, 2, 256, 8, out).find("topic: ") == 0);
+    CHECK(parse_client_filters({"a/b/c"}, 2, 256, 2, out).find("at most 2 levels") != std::string::npos);
+    CHECK(parse_client_filters({std::string(300, 'x')}, 2, 256, 8, out).find("at most 256 bytes") != std::string::npos);
 }

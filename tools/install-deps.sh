@@ -10,9 +10,10 @@ packages=(
   libsqlite3-dev sqlite3 zlib1g-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   doctest-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc  # the gRPC API (proto/)
   mosquitto mosquitto-clients
   curl procps
-  python3 python3-websockets
+  python3 python3-websockets python3-grpcio python3-protobuf
   python3-paho-mqtt   # tests/integration/mqtt_out_test.py: a Paho client of the republished stream
   chromium
   systemd dpkg-dev file   # the install tests: systemd-analyze, dpkg-shlibdeps for the .deb, file

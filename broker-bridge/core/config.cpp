@@ -138,7 +138,8 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
 
     table_reader top(&root, "", origin);
     top.string("log_level", c.log_level);
-    for (const char* name : {"mqtt", "http", "storage", "ingest", "stream", "hub", "auth", "mqtt_out"}) top.allow(name);
+    for (const char* name : {"mqtt", "http", "storage", "ingest", "stream", "grpc", "hub", "auth", "mqtt_out"})
+        top.allow(name);
     top.finish();
 
     table_reader m(section("mqtt"), "mqtt", origin);
@@ -217,6 +218,17 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     h.number("rate_limit_burst", c.http.rate_limit_burst, 0, 1e9);
     h.finish();
     if (!listen.empty()) apply_listen(c.http, listen);
+
+    table_reader g(section("grpc"), "grpc", origin);
+    std::string grpc_listen;
+    g.string("listen", grpc_listen);
+    g.finish();
+    if (!grpc_listen.empty()) {
+        http_config parsed;  // the same HOST:PORT rules as [http] listen
+        apply_listen(parsed, grpc_listen);
+        c.grpc.host = parsed.host;
+        c.grpc.port = parsed.port;
+    }
 
     table_reader s(section("storage"), "storage", origin);
     s.path("db_path", c.storage.db_path);
@@ -430,6 +442,12 @@ void validate(const config& c) {
                            "reads every reading. Configure [auth] tokens or jwt_hs256_keys, listen on "
                            "127.0.0.1, or set http.allow_public_without_auth = true "
                            "(--allow-public-without-auth) if a proxy in front authenticates");
+    if (c.grpc.enabled() && !c.auth.enabled() && !is_loopback_host(c.grpc.host) && !c.http.allow_public_without_auth)
+        throw config_error("grpc listens on " + c.grpc.host +
+                           ", beyond this machine, with authentication off: anyone who reaches the port "
+                           "reads every reading. Configure [auth] tokens or jwt_hs256_keys, listen on "
+                           "127.0.0.1, or set http.allow_public_without_auth = true if a proxy in front "
+                           "authenticates");
     static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
     if (!levels.count(c.log_level))
         throw config_error("log_level '" + c.log_level + "' must be one of trace, debug, info, warn, error, critical, off");

@@ -149,6 +149,14 @@ struct stream_config {
     }
 };
 
+// The gRPC API (docs/api.md section 12): off unless `listen` is set. It uses [http]'s TLS
+// certificate when that is set, [auth]'s tokens and [stream]'s bounds.
+struct grpc_config {
+    std::string host;  // empty: off
+    std::uint16_t port = 0;  // 0: a free port, logged at start-up
+    bool enabled() const noexcept { return !host.empty(); }
+};
+
 struct hub_config {
     std::size_t window = 100'000;  // recent readings kept in memory for replay and long polls
 };
@@ -184,6 +192,7 @@ struct config {
     storage_config storage;
     ingest_config ingest;
     stream_config stream;
+    grpc_config grpc;
     hub_config hub;
     auth_config auth;
     std::string log_level = "info";

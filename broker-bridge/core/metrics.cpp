@@ -106,6 +106,7 @@ std::string metrics::render(const live_gauges& g) const {
     family("telemetry_stream_connections", "gauge", "Open streaming connections, by transport.");
     o << "telemetry_stream_connections{transport=\"sse\"} " << rd(sse_connections) << '\n';
     o << "telemetry_stream_connections{transport=\"websocket\"} " << rd(ws_connections) << '\n';
+    o << "telemetry_stream_connections{transport=\"grpc\"} " << rd(grpc_streams) << '\n';
     family("telemetry_stream_readings_sent_total", "counter", "Readings queued to streaming clients.");
     o << "telemetry_stream_readings_sent_total " << rd(stream_readings_sent) << '\n';
     family("telemetry_stream_slow_disconnects_total", "counter", "Streams closed because the client fell behind its send-queue bound.");

@@ -58,6 +58,7 @@ public:
     // Streams.
     std::atomic<std::int64_t> sse_connections{0};
     std::atomic<std::int64_t> ws_connections{0};
+    std::atomic<std::int64_t> grpc_streams{0};  // open gRPC Subscribe calls
     std::atomic<std::uint64_t> stream_readings_sent{0};
     std::atomic<std::uint64_t> stream_slow_disconnects{0};
     std::atomic<std::uint64_t> stream_budget_disconnects{0};  // of which: cut by the total budget

@@ -110,8 +110,24 @@ std::optional<topic_filter> parse_client_filter(std::string_view text, std::size
         return std::nullopt;
     }
     auto f = topic_filter::parse(text);
-    if (!f) why = "'" + std::string(text) + "' is not a valid MQTT topic filter";
+    if (!f) why.assign(1, '\'').append(text).append("' is not a valid MQTT topic filter");
     return f;
+}
+
+std::string parse_client_filters(const std::vector<std::string>& given, std::size_t max_filters,
+                                 std::size_t max_bytes, std::size_t max_levels, std::vector<topic_filter>& out) {
+    if (given.size() > max_filters) return "too many topic filters (at most " + std::to_string(max_filters) + ")";
+    if (given.empty()) {
+        out.push_back(*topic_filter::parse("#"));
+        return {};
+    }
+    for (const auto& t : given) {
+        std::string why;
+        auto f = parse_client_filter(t, max_bytes, max_levels, why);
+        if (!f) return "topic: " + why;
+        out.push_back(std::move(*f));
+    }
+    return {};
 }
 
 bool matches_any(const std::vector<topic_filter>& filters, std::string_view topic) noexcept {

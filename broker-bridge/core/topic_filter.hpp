@@ -38,6 +38,12 @@ private:
 std::optional<topic_filter> parse_client_filter(std::string_view text, std::size_t max_bytes,
                                                 std::size_t max_levels, std::string& why);
 
+// A client's list of filters (HTTP `topic` parameters, a gRPC SubscribeRequest's topics): none
+// means `#`; at most `max_filters`, each within parse_client_filter's bounds. Fills `out`, or
+// returns the reason the list is refused.
+std::string parse_client_filters(const std::vector<std::string>& given, std::size_t max_filters,
+                                 std::size_t max_bytes, std::size_t max_levels, std::vector<topic_filter>& out);
+
 // True if any of the filters matches (an empty list matches nothing).
 bool matches_any(const std::vector<topic_filter>& filters, std::string_view topic) noexcept;
 

@@ -3,6 +3,7 @@
 #include "http/router.hpp"
 
 #include "database.hpp"
+#include "core/history_limits.hpp"
 #include "core/conditional.hpp"
 #include "http/representations.hpp"
 #include "core/metrics.hpp"
@@ -25,8 +26,6 @@
 namespace telemetry::bridge::http {
 namespace {
 
-constexpr std::size_t max_history_limit = 10'000;
-constexpr std::size_t max_buckets = 100'000;
 constexpr std::size_t validator_cache_entries = 4096;
 
 // Query parameters, decoded. Every name must be known; all but the repeatable ones at most once.
@@ -101,23 +100,6 @@ std::string parse_range(const params& p, std::int64_t& from, std::int64_t& to) {
     }
     return {};
 }
-
-// How many buckets of `width` ms (aligned to multiples of it) the range [from, to) touches: the
-// most an aggregate over it can answer. Exact for any int64 bounds (no overflow); 0 when empty.
-std::uint64_t bucket_count(std::int64_t from, std::int64_t to, std::int64_t width) noexcept {
-    if (to <= from || width <= 0) return 0;
-    const auto floor_div = [](std::int64_t a, std::int64_t b) {
-        const std::int64_t q = a / b;
-        return (a % b != 0 && a < 0) ? q - 1 : q;
-    };
-    const std::int64_t first = floor_div(from, width);
-    const std::int64_t last = floor_div(to - 1, width);
-    // last >= first, both int64: their difference fits in uint64 (two's complement arithmetic).
-    return static_cast<std::uint64_t>(last) - static_cast<std::uint64_t>(first) + 1;
-}
-
-constexpr std::string_view too_many_buckets =
-    "bucket is too small for this range (at most 100000 buckets; give a larger bucket or a shorter from/to range)";
 
 std::optional<std::int64_t> to_int(std::string_view s) {
     std::int64_t v = 0;
@@ -580,12 +562,10 @@ action router::aggregate(const request_info& ri, const request& req, std::string
         if (!has_from || !has_to) {
             // A missing bound is the series' first reading, or just after its last: the limit
             // holds for that effective range, before the query runs.
-            if (const auto span = r.ts_span(q.sensor, q.metric)) {
-                const std::int64_t from = has_from ? q.from : span->first;
-                const std::int64_t to = has_to ? q.to : (span->second == INT64_MAX ? INT64_MAX : span->second + 1);
-                if (bucket_count(from, to, q.bucket_ms) > max_buckets)
-                    return responder_.error(ri, error_code::bad_parameter, too_many_buckets);
-            }
+            if (const auto span = r.ts_span(q.sensor, q.metric);
+                span && bucket_count_within(*span, has_from ? std::optional(q.from) : std::nullopt,
+                                            has_to ? std::optional(q.to) : std::nullopt, q.bucket_ms) > max_buckets)
+                return responder_.error(ri, error_code::bad_parameter, too_many_buckets);
         }
         const auto buckets = r.aggregate(q);
         if (buckets.size() > max_buckets)  // cannot happen after the checks above; kept as a guard
@@ -653,16 +633,7 @@ action router::updates(const request_info& ri, const request& req, const grant_p
 
 std::string router::parse_filters(const std::vector<std::string>& given, std::size_t max,
                                   std::vector<topic_filter>& out) const {
-    std::vector<std::string> topics = given;
-    if (topics.empty()) topics.push_back("#");
-    if (topics.size() > max) return "too many topic filters (at most " + std::to_string(max) + ")";
-    for (const auto& t : topics) {
-        std::string why;
-        auto f = parse_client_filter(t, cfg_.stream.max_filter_bytes, cfg_.stream.max_filter_levels, why);
-        if (!f) return "topic: " + why;
-        out.push_back(std::move(*f));
-    }
-    return {};
+    return parse_client_filters(given, max, cfg_.stream.max_filter_bytes, cfg_.stream.max_filter_levels, out);
 }
 
 action router::stream(const request_info& ri, const request& req, const grant_ptr& g) {

@@ -1,4 +1,4 @@
-// MQTT republish of committed readings ([mqtt_out], docs/api.md section 12): a consumer on the
+// MQTT republish of committed readings ([mqtt_out], docs/api.md section 13): a consumer on the
 // fan-out side that publishes every committed reading, id-stamped, to another MQTT topic tree.
 #pragma once
 

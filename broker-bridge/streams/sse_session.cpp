@@ -131,19 +131,12 @@ void sse_session::on_delivery(const delivery& d) { shard_.hand_over(shared_from_
 
 void sse_session::deliver(const delivery& d) {
     if (phase_ != phase::live) return;
-    std::size_t sent = 0, conflated = 0;
+    live_counts n;
     if (d.readings) {
-        for (const auto& l : *d.readings) {
-            if (l->r.id <= last_id_) continue;  // already replayed by the catch-up
-            if (req_.conflate && write_in_flight_) {
-                // Behind: hold only the newest reading of each series until the write completes.
-                conflated += behind_.hold(l) ? 1 : 0;
-                last_id_ = l->r.id;
-                continue;
-            }
-            if (!queue_reading(l)) break;
-            ++sent;
-        }
+        // Behind with policy=conflate: hold only the newest reading of each series until the
+        // write completes.
+        n = take_live(*d.readings, last_id_, req_.conflate && write_in_flight_ ? &behind_ : nullptr,
+                      [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(l, skipped); });
     }
     if (d.statuses && phase_ == phase::live) {
         std::string frames;
@@ -151,8 +144,8 @@ void sse_session::deliver(const delivery& d) {
         queue(frames, d.statuses->size());
     }
     // One update of the shared counters per commit, not per reading.
-    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
-    if (conflated) ctx_.stats.stream_conflated.fetch_add(conflated, std::memory_order_relaxed);
+    ctx_.stats.stream_readings_sent.fetch_add(n.sent, std::memory_order_relaxed);
+    if (n.conflated) ctx_.stats.stream_conflated.fetch_add(n.conflated, std::memory_order_relaxed);
 }
 
 void sse_session::flush() {
@@ -211,11 +204,8 @@ bool sse_session::queue_reading(const live_ptr& l, std::uint64_t skipped) {
 }
 
 void sse_session::queue_all(const std::vector<live_ptr>& readings) {
-    std::size_t sent = 0;
-    for (const auto& l : readings) {
-        if (!queue_reading(l)) break;
-        ++sent;
-    }
+    const std::size_t sent =
+        queue_each(readings, [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(l, skipped); });
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 
@@ -250,11 +240,8 @@ void sse_session::overflow() {
 
 // What a conflating stream held while it was behind, oldest first.
 void sse_session::queue_conflated() {
-    std::size_t sent = 0;
-    for (const auto& h : behind_.take()) {
-        if (!queue_reading(h.newest, h.skipped)) break;
-        ++sent;
-    }
+    const std::size_t sent =
+        queue_held(behind_, [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(l, skipped); });
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 

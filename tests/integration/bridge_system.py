@@ -2,6 +2,7 @@
 drive the bridge with third-party clients (python3-websockets, http.client). Stopped by PID."""
 import asyncio
 import http.client
+import json
 import os
 import re
 import shutil
@@ -26,14 +27,14 @@ def metric(sys_, name):
     return int(m.group(1)) if m else None
 
 
-def run_case(label, cases, build, case):
+def run_case(label, cases, build, case, ca_file=None):
     """Runs cases[case] = (fn, bridge configuration) against its own System, without any proxy of
     the environment; fn takes the System and may be a coroutine. Exits 1 on failure, with the
-    bridge's log."""
+    bridge's log. ca_file: the bridge speaks HTTPS (System's ca_file)."""
     for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         os.environ.pop(var, None)
     fn, conf = cases[case]
-    s = System(build, conf)
+    s = System(build, conf, ca_file=ca_file)
     try:
         r = fn(s)
         if asyncio.iscoroutine(r):
@@ -45,6 +46,31 @@ def run_case(label, cases, build, case):
         sys.exit(1)
     finally:
         s.stop()
+
+
+def retire_third_reading(sys_):
+    """For a bridge with retention of one day every second ([storage] retention_days = 1,
+    retention_interval_s = 1): readings 1, 2 and 4 of sensors/y/temperature, 3 and 5 of
+    sensors/x/temperature, where 3 is dated just inside the day, so retention deletes it moments
+    later; returns once it has. A client resuming after 2 with x selected gets a reset
+    (docs/api.md section 6), one selecting only y does not."""
+    now = int(time.time() * 1000)
+    sys_.pub("sensors/y/temperature", "20")
+    sys_.pub("sensors/y/temperature", "21")
+    sys_.pub("sensors/x/temperature", json.dumps({"value": 5, "ts": now - 86_400_000 + 1_500}))
+    sys_.pub("sensors/y/temperature", "22")
+    sys_.pub("sensors/x/temperature", "6")
+
+    def state():
+        _, _, body = sys_.request("/api/v1/updates?timeout=0")
+        _, _, sensors = sys_.request("/api/v1/sensors")
+        x = next((s["count"] for s in json.loads(sensors)["series"] if s["sensor"] == "x"), 0)
+        return json.loads(body)["cursor"], x
+
+    deadline = time.time() + 30
+    while time.time() < deadline and state() != (5, 1):
+        time.sleep(0.1)
+    check(state() == (5, 1), "reading 3 deleted by retention")
 
 
 def free_port():

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""MQTT republish of committed readings ([mqtt_out], docs/api.md section 12), seen by clients the
+"""MQTT republish of committed readings ([mqtt_out], docs/api.md section 13), seen by clients the
 project did not write: mosquitto_sub and a Paho client (python3-paho-mqtt), against a real
 Mosquitto and the real bridge process, compared with what the HTTP API says was committed.
 Usage: mqtt_out_test.py BUILD_DIR CASE
@@ -21,7 +21,7 @@ BUILD = sys.argv[1]
 CASE = sys.argv[2]
 OUT_CONF = '[mqtt_out]\nprefix = "out"\n'
 OUT_PORT = free_port()  # out_broker_away: the second broker's port, in the bridge's configuration
-MAX_INFLIGHT = 100  # mqtt_out.max_inflight: a restart sends again at most twice that (docs/api.md 12)
+MAX_INFLIGHT = 100  # mqtt_out.max_inflight: a restart sends again at most twice that (docs/api.md 13)
 
 
 def committed(sys_):

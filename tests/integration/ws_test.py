@@ -14,7 +14,7 @@ import time
 
 import websockets
 
-from bridge_system import System as _System
+from bridge_system import System as _System, retire_third_reading
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -250,18 +250,8 @@ def series_count(sys_, sensor):
 
 async def case_reset_per_series(sys_):
     # docs/api.md section 6: a subscription gets a reset only when retention deleted, after its
-    # cursor, a reading of a series it selects. Retention keeps one day and runs every second
-    # here: a late reading dated just inside the day gets id 3 and is deleted moments later.
-    now = int(time.time() * 1000)
-    sys_.pub("sensors/y/temperature", "20")
-    sys_.pub("sensors/y/temperature", "21")
-    sys_.pub("sensors/x/temperature", json.dumps({"value": 5, "ts": now - 86_400_000 + 1_500}))
-    sys_.pub("sensors/y/temperature", "22")
-    sys_.pub("sensors/x/temperature", "6")
-    deadline = time.time() + 30
-    while time.time() < deadline and not (newest_id(sys_) == 5 and series_count(sys_, "x") == 1):
-        await asyncio.sleep(0.1)
-    check(newest_id(sys_) == 5 and series_count(sys_, "x") == 1, "reading 3 deleted by retention")
+    # cursor, a reading of a series it selects.
+    retire_third_reading(sys_)
     async with connect(sys_.url()) as ws:
         await ws.send(json.dumps({"op": "subscribe", "topic": "sensors/y/#", "after": 2}))
         check((await recv_json(ws))["op"] == "subscribed", "y subscribed")

@@ -1,0 +1,273 @@
+// One gRPC Subscribe call: catch-up, then live, through a bounded queue of Event messages.
+#include "grpc/subscribe_stream.hpp"
+
+#include "grpc/calls.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <string>
+
+namespace telemetry::bridge::grpc_api {
+
+namespace asio = boost::asio;
+namespace v1 = telemetry::v1;
+
+namespace {
+
+constexpr std::size_t replay_chunk_most = 1000;
+
+// Protobuf's framing and gRPC's message header on top of the message itself, so that a queue of
+// tiny events is not counted as nearly free.
+constexpr std::size_t per_event_overhead = 32;
+
+v1::Event reading_event(const live_reading& l, std::uint64_t skipped) {
+    v1::Event e;
+    set_reading(*e.mutable_reading(), l.r);
+    if (skipped) e.mutable_reading()->set_skipped(skipped);
+    return e;
+}
+
+// Every status that ends a stream the client may resume says how (docs/api.md 12.3).
+constexpr std::string_view resume_hint = "; subscribe again with after = the id of the last reading received";
+
+}  // namespace
+
+subscribe_stream::subscribe_stream(stream_context& ctx, ::grpc::CallbackServerContext& call, subscribe_params p)
+    : ctx_(ctx), call_(call), params_(std::move(p)), shard_(ctx.io.next()),
+      heartbeat_(shard_.context()), expiry_(shard_.context()) {
+    ctx_.stats.grpc_streams.fetch_add(1, std::memory_order_relaxed);
+    ctx_.budget.stream_opened();
+}
+
+subscribe_stream::~subscribe_stream() {
+    ctx_.budget.stream_closed();
+    ctx_.stats.grpc_streams.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void subscribe_stream::start() {
+    self_ = shared_from_this();
+    asio::post(shard_.context(), [self = shared_from_this()] { self->begin(); });
+}
+
+// On the shard. The cursor is fixed before the client can see anything of the stream (the
+// initial metadata says it), so a reading published once the client has the metadata is never
+// skipped by a subscription that is "live from now".
+void subscribe_stream::begin() {
+    if (phase_ != phase::starting) return;
+    last_id_ = params_.after.value_or(ctx_.live.newest_id());
+    call_.AddInitialMetadata("telemetry-after", std::to_string(last_id_));
+    StartSendInitialMetadata();
+    heartbeat_.expires_after(ctx_.cfg.heartbeat);
+    heartbeat_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) { self->on_heartbeat(ec); });
+    if (const auto exp = params_.selector->access()->expires_at(); exp > 0) {
+        expiry_.expires_at(std::chrono::system_clock::from_time_t(static_cast<std::time_t>(exp)));
+        expiry_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+            if (ec) return;
+            self->finish(::grpc::Status(::grpc::StatusCode::UNAUTHENTICATED,
+                                        "the token has expired" + std::string(resume_hint) + ", with a fresh token"));
+        });
+    }
+    phase_ = phase::catching_up;
+    catch_up_step();
+}
+
+// As sse_session: one step of the one catch-up path; the step that reaches the newest reading
+// attaches the stream to the hub. The next step is taken once this one is written.
+void subscribe_stream::catch_up_step() {
+    if (step_in_flight_ || phase_ != phase::catching_up) return;
+    catch_up_query q;
+    q.after = last_id_;
+    q.selector = params_.selector;
+    q.limit = ctx_.cfg.replay_chunk(replay_chunk_most);
+    q.check_reset = params_.after.has_value() && !reset_checked_;
+    q.attach = shared_from_this();
+    step_in_flight_ = true;
+    auto self = shared_from_this();
+    auto c = ctx_.catchup.next(q, shard_.context().get_executor(),
+                               [self](catch_up_chunk chunk) { self->on_catch_up(std::move(chunk)); });
+    if (c) on_catch_up(std::move(*c));
+}
+
+void subscribe_stream::on_catch_up(catch_up_chunk c) {
+    step_in_flight_ = false;
+    if (phase_ != phase::catching_up) return;
+    if (c.result != catch_up_chunk::outcome::ok) {
+        if (c.result == catch_up_chunk::outcome::busy)
+            ctx_.stats.query_jobs_rejected.fetch_add(1, std::memory_order_relaxed);
+        return finish(::grpc::Status(::grpc::StatusCode::UNAVAILABLE,
+                                     "storage is busy or failing" + std::string(resume_hint) + ", shortly"));
+    }
+    reset_checked_ = true;
+    if (c.reset) {
+        v1::Event e;
+        auto* r = e.mutable_reset();
+        r->set_reason("retention");
+        r->set_after(c.reset->after);
+        r->set_oldest_id(c.reset->oldest_id);
+        if (!queue(std::move(e))) return;
+    }
+    queue_all(c.readings);
+    if (phase_ == phase::closed) return;
+    last_id_ = std::max(last_id_, c.reached);
+    if (c.attached) phase_ = phase::live;
+    flush();
+    if (phase_ == phase::catching_up && !write_in_flight_) catch_up_step();
+}
+
+void subscribe_stream::on_delivery(const delivery& d) { shard_.hand_over(shared_from_this(), d); }
+
+void subscribe_stream::deliver(const delivery& d) {
+    if (phase_ != phase::live) return;
+    const auto queue_one = [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(*l, skipped); };
+    http::live_counts n;
+    if (d.readings) n = http::take_live(*d.readings, last_id_, params_.conflate && write_in_flight_ ? &behind_ : nullptr, queue_one);
+    if (d.statuses && phase_ == phase::live) {
+        for (const auto& st : *d.statuses) {
+            v1::Event e;
+            e.mutable_status()->set_sensor(st->sensor);
+            e.mutable_status()->set_online(st->online);
+            if (!queue(std::move(e))) break;
+        }
+    }
+    ctx_.stats.stream_readings_sent.fetch_add(n.sent, std::memory_order_relaxed);
+    if (n.conflated) ctx_.stats.stream_conflated.fetch_add(n.conflated, std::memory_order_relaxed);
+}
+
+void subscribe_stream::flush() {
+    write_next();
+    account();
+}
+
+void subscribe_stream::overflowed() { overflow(); }
+
+void subscribe_stream::on_shutdown() {
+    // The client resumes after the last id it received, from this bridge once it is back.
+    asio::post(shard_.context(), [self = shared_from_this()] {
+        self->finish(::grpc::Status(::grpc::StatusCode::UNAVAILABLE,
+                                    "the bridge is stopping" + std::string(resume_hint)));
+    });
+}
+
+bool subscribe_stream::queue_reading(const live_reading& l, std::uint64_t skipped) {
+    if (!queue(reading_event(l, skipped))) return false;
+    last_id_ = std::max(last_id_, l.r.id);
+    return true;
+}
+
+void subscribe_stream::queue_all(const std::vector<live_ptr>& readings) {
+    const std::size_t sent =
+        http::queue_each(readings, [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(*l, skipped); });
+    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
+}
+
+void subscribe_stream::queue_conflated() {
+    const std::size_t sent =
+        http::queue_held(behind_, [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(*l, skipped); });
+    ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
+}
+
+// Queues without writing (the caller flushes); false if it overflowed and the stream ended.
+bool subscribe_stream::queue(v1::Event e) {
+    if (phase_ == phase::closed) return false;
+    const std::size_t bytes = e.ByteSizeLong() + per_event_overhead;
+    if (!fits(bytes)) {
+        overflow();
+        return false;
+    }
+    pending_bytes_ += bytes;
+    pending_.push_back(std::move(e));
+    return true;
+}
+
+// The write in flight counts: gRPC holds it until the client's flow control window takes it.
+bool subscribe_stream::fits(std::size_t more_bytes) {
+    const std::size_t held = pending_bytes_ + writing_bytes_;
+    const std::size_t events = pending_.size() + (write_in_flight_ ? 1 : 0);
+    if (held + more_bytes > ctx_.cfg.max_queue_bytes || events + 1 > ctx_.cfg.max_queue_events) return false;
+    over_budget_ = !ctx_.budget.admit(held, accounted_, more_bytes,
+                                      write_in_flight_ ? write_started_ : std::chrono::steady_clock::time_point{});
+    return !over_budget_;
+}
+
+void subscribe_stream::overflow() {
+    if (phase_ == phase::closed) return;
+    ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+    if (over_budget_) ctx_.stats.stream_budget_disconnects.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("grpc: client fell {} events ({} bytes) behind; ending its stream", pending_.size(),
+                 pending_bytes_ + writing_bytes_);
+    finish(::grpc::Status(::grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "the client fell too far behind" + std::string(resume_hint)));
+}
+
+void subscribe_stream::account() {
+    const std::size_t held = phase_ == phase::closed ? 0 : pending_bytes_ + writing_bytes_;
+    if (held == accounted_) return;
+    ctx_.stats.stream_queued_bytes.fetch_add(ctx_.budget.account(held, accounted_), std::memory_order_relaxed);
+}
+
+// gRPC allows one write in flight per call: the next starts when it is done.
+void subscribe_stream::write_next() {
+    if (write_in_flight_ || phase_ == phase::closed || pending_.empty()) return;
+    writing_ = std::move(pending_.front());
+    pending_.pop_front();
+    writing_bytes_ = writing_.ByteSizeLong() + per_event_overhead;
+    pending_bytes_ -= writing_bytes_;
+    write_in_flight_ = true;
+    write_started_ = std::chrono::steady_clock::now();
+    StartWrite(&writing_);
+}
+
+void subscribe_stream::OnWriteDone(bool ok) {
+    asio::post(shard_.context(), [self = shared_from_this(), ok] { self->on_write_done(ok); });
+}
+
+void subscribe_stream::on_write_done(bool ok) {
+    write_in_flight_ = false;
+    writing_bytes_ = 0;
+    if (!ok) return finish(::grpc::Status::CANCELLED);  // the call is broken: the client is gone
+    if (phase_ == phase::closed) return account();
+    if (!behind_.empty()) queue_conflated();
+    write_next();
+    account();
+    if (!write_in_flight_ && phase_ == phase::catching_up) catch_up_step();
+}
+
+void subscribe_stream::OnCancel() {
+    // The client cancelled, its deadline passed, or the connection broke.
+    asio::post(shard_.context(), [self = shared_from_this()] { self->finish(::grpc::Status::CANCELLED); });
+}
+
+void subscribe_stream::OnDone() {
+    // gRPC is done with the reactor; the pending handlers, if any, keep it until they run.
+    self_.reset();
+}
+
+void subscribe_stream::on_heartbeat(const boost::system::error_code& ec) {
+    if (ec || phase_ == phase::closed) return;
+    v1::Event e;
+    e.mutable_heartbeat();
+    if (!queue(std::move(e))) return;
+    flush();
+    heartbeat_.expires_after(ctx_.cfg.heartbeat);
+    heartbeat_.async_wait([self = shared_from_this()](const boost::system::error_code& ec2) { self->on_heartbeat(ec2); });
+}
+
+void subscribe_stream::finish(::grpc::Status status) {
+    if (phase_ == phase::closed) return;
+    spdlog::debug("grpc: ending stream after id {}: {}", last_id_, status.error_message());
+    phase_ = phase::closed;
+    ctx_.live.unsubscribe(this);
+    heartbeat_.cancel();
+    expiry_.cancel();
+    pending_.clear();
+    pending_bytes_ = 0;
+    behind_.clear();
+    account();
+    // Allowed with a write in flight: gRPC sends the status after it.
+    Finish(std::move(status));
+}
+
+}  // namespace telemetry::bridge::grpc_api

@@ -1,0 +1,116 @@
+// One gRPC Subscribe call (docs/api.md section 12): replay after the client's cursor through the
+// one catch-up path, then live readings from the hub, as telemetry.v1.Event messages, with
+// heartbeats, presence, resets and a bounded send queue. The gRPC counterpart of sse_session.
+#pragma once
+
+#include "core/config.hpp"
+#include "core/metrics.hpp"
+#include "live/hub.hpp"
+#include "net/io_shards.hpp"
+#include "pipeline/catch_up.hpp"
+#include "streams/conflation.hpp"
+#include "streams/send_budget.hpp"
+
+#include "telemetry/v1/telemetry.grpc.pb.h"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/system_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+
+namespace telemetry::bridge::grpc_api {
+
+// What every Subscribe call shares.
+struct stream_context {
+    hub& live;
+    catch_up& catchup;
+    http::io_shards& io;
+    metrics& stats;
+    const stream_config& cfg;
+    http::send_budget& budget;  // the same total budget as SSE and WebSocket streams
+};
+
+struct subscribe_params {
+    selector_ptr selector;               // the request's filters within the caller's grant
+    std::optional<std::int64_t> after;   // absent: live from now
+    bool conflate = false;
+};
+
+// Threads: gRPC calls the reactor's On* functions on its own threads, the hub calls
+// on_delivery() on the committing thread; each only posts to the stream's I/O shard, whose one
+// thread runs everything else, so the members need no lock (as sse_session).
+//
+// Invariant: readings are queued in strictly increasing id order and each at most once
+// (`last_id_` is the greatest id queued). The queue, the write in flight included, never holds
+// more than stream.max_queue_events events or stream.max_queue_bytes bytes, within the send
+// budget of all streams: a client that falls that far behind is ended with RESOURCE_EXHAUSTED
+// and resumes after the last id it received, losing nothing.
+//
+// Lifetime: shared; the reactor keeps itself (`self_`) until gRPC calls OnDone, and every
+// pending handler holds a reference. Finish is called exactly once, on the shard.
+class subscribe_stream final : public ::grpc::ServerWriteReactor<telemetry::v1::Event>,
+                               public subscriber,
+                               public http::stream_sink,
+                               public std::enable_shared_from_this<subscribe_stream> {
+public:
+    subscribe_stream(stream_context& ctx, ::grpc::CallbackServerContext& call, subscribe_params p);
+    ~subscribe_stream() override;
+    // Called once by the RPC handler, before it returns the reactor to gRPC.
+    void start();
+
+    void on_delivery(const delivery& d) override;
+    void on_shutdown() override;
+    void deliver(const delivery& d) override;
+    void flush() override;
+    void overflowed() override;
+
+    void OnWriteDone(bool ok) override;
+    void OnCancel() override;
+    void OnDone() override;
+
+private:
+    enum class phase { starting, catching_up, live, closed };
+
+    void begin();
+    void catch_up_step();
+    void on_catch_up(catch_up_chunk c);
+    void on_write_done(bool ok);
+    bool queue_reading(const live_reading& l, std::uint64_t skipped = 0);
+    void queue_all(const std::vector<live_ptr>& readings);
+    void queue_conflated();
+    bool queue(telemetry::v1::Event e);
+    bool fits(std::size_t more_bytes);
+    void overflow();
+    void account();
+    void write_next();
+    void on_heartbeat(const boost::system::error_code& ec);
+    void finish(::grpc::Status status);
+
+    stream_context& ctx_;
+    ::grpc::CallbackServerContext& call_;
+    subscribe_params params_;
+    http::io_shard& shard_;
+    boost::asio::steady_timer heartbeat_;
+    boost::asio::system_timer expiry_;  // the token's expiry ends the stream
+    std::shared_ptr<subscribe_stream> self_;  // until OnDone
+
+    phase phase_ = phase::starting;
+    std::int64_t last_id_ = 0;  // greatest id queued to this client
+    std::deque<telemetry::v1::Event> pending_;
+    std::size_t pending_bytes_ = 0;
+    telemetry::v1::Event writing_;  // the write in flight; gRPC reads it until OnWriteDone
+    std::size_t writing_bytes_ = 0;
+    bool write_in_flight_ = false;
+    std::chrono::steady_clock::time_point write_started_{};
+    http::conflation behind_;       // POLICY_CONFLATE: held while a write is in flight
+    std::size_t accounted_ = 0;     // as last reported to the send budget
+    bool over_budget_ = false;
+    bool step_in_flight_ = false;
+    bool reset_checked_ = false;
+};
+
+}  // namespace telemetry::bridge::grpc_api
