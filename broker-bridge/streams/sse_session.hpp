@@ -7,6 +7,7 @@
 #include "http/session.hpp"
 #include "live/hub.hpp"
 #include "pipeline/catch_up.hpp"
+#include "streams/bucket_feed.hpp"
 #include "streams/conflation.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -50,6 +51,10 @@ private:
     void on_catch_up(catch_up_chunk c);
     bool queue_reading(const live_reading& l, std::uint64_t skipped = 0);
     void queue_all(const std::vector<live_ptr>& readings);
+    // bucket=: readings go to the bucket feed, which queues bucket events (docs/api.md 4.1).
+    void start_buckets();
+    bool feed_buckets(const std::vector<live_ptr>& readings);
+    bool buckets_busy() const { return buckets_ && !buckets_->idle(); }
     void queue(std::string_view frame, std::size_t events);
     void queue_conflated();
     bool fits(std::size_t more_bytes, std::size_t more_events);
@@ -83,6 +88,7 @@ private:
     std::size_t pending_events_ = 0;
     std::string writing_;            // the frames of the write in flight
     conflation behind_;              // policy=conflate: held while a write is in flight
+    std::shared_ptr<bucket_feed> buckets_;  // bucket=: the stream's live aggregates
     std::size_t accounted_ = 0;      // of pending_ + writing_, as last reported to the send budget
     bool over_budget_ = false;       // the last refusal was the total budget's, not this queue's
     bool write_in_flight_ = false;
