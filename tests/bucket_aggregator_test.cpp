@@ -9,6 +9,7 @@
 #include <random>
 
 using namespace telemetry::bridge;
+namespace storage = telemetry::storage;
 
 namespace {
 
