@@ -20,13 +20,10 @@ build=$(realpath "${1:-${BUILD_DIR:-$here/../build}}")
 : "${STREAMS:=1000}" "${SENSORS:=1000}" "${RATE:=100}" "${DURATION:=60}" "${WARMUP:=5}" "${ROUNDS:=1}"
 bridge_bin=$build/broker-bridge/broker-bridge
 bench_bin=$build/bench/stream-bench
-for b in "$bridge_bin" "$bench_bin"; do
-  [[ -x $b ]] || { echo "missing $b (build first: cmake --build $build --target broker-bridge stream-bench)" >&2; exit 1; }
-done
-command -v mosquitto >/dev/null || { echo "mosquitto not installed" >&2; exit 1; }
 LIMIT_S=600
 BENCH_NAME=buckets-bench
 source "$here/common.sh"
+require_build "$build" broker-bridge stream-bench
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 echo "buckets.sh: $(date '+%F %T'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg);" \
