@@ -36,7 +36,8 @@ bool bucket_aggregator::add(const live_ptr& l, const storage::bucket_seed* seed,
             s.open = bucket_values::from(seed->newest);
             s.settled_upto = s.open_t;
         }
-        it = series_.emplace(l->topic, std::move(s)).first;
+        const std::string_view key = s.name->topic;
+        it = series_.emplace(key, std::move(s)).first;
     }
     auto& s = it->second;
     const double v = l->r.value;

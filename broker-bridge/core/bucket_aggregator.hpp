@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -62,7 +63,7 @@ public:
     // its ts) and calls again with it.
     bool add(const live_ptr& l, const storage::bucket_seed* seed, std::vector<bucket_event>& out);
     // Whether add() needs a seed for the first reading of a series it has not seen yet.
-    bool knows(const std::string& topic) const { return series_.count(topic) != 0; }
+    bool knows(std::string_view topic) const { return series_.count(topic) != 0; }
     // The open buckets that grew since the last call, as provisional events at `id`.
     void take_provisional(std::int64_t id, std::vector<bucket_event>& out);
     const bucket_spec& spec() const noexcept { return spec_; }
@@ -78,7 +79,8 @@ private:
         live_ptr name;
     };
     bucket_spec spec_;
-    std::unordered_map<std::string, series_state> series_;  // by topic
+    // By topic: a view of the topic of the entry's own `name`, which keeps it alive (no copy).
+    std::unordered_map<std::string_view, series_state> series_;
     std::vector<series_state*> dirty_;
 };
 
