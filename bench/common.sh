@@ -20,6 +20,17 @@ bench_cleanup() {
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
+# require_build BUILD_DIR TARGET...: each target's binary is built (broker-bridge ->
+# BUILD_DIR/broker-bridge/broker-bridge, stream-bench -> BUILD_DIR/bench/stream-bench), and
+# Mosquitto is installed; otherwise says what to do and exits 1.
+require_build() {
+  local build=$1 t bin; shift
+  for t in "$@"; do
+    case $t in broker-bridge) bin=$build/broker-bridge/broker-bridge ;; *) bin=$build/bench/$t ;; esac
+    [[ -x $bin ]] || { echo "missing $bin (build first: cmake --build $build --target $*)" >&2; exit 1; }
+  done
+  command -v mosquitto >/dev/null || { echo "mosquitto not installed" >&2; exit 1; }
+}
 remaining() { echo $(( LIMIT_S - SECONDS )); }
 check_time() { (( SECONDS < LIMIT_S )) || { echo "$BENCH_NAME: over the ${LIMIT_S}s limit, giving up" >&2; exit 1; }; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -44,12 +44,9 @@ done
 LIMIT_S=480
 bridge_bin=$build/broker-bridge/broker-bridge
 bench_bin=$build/bench/stream-bench
-for b in "$bridge_bin" "$bench_bin"; do
-  [[ -x $b ]] || { echo "missing $b (build first: cmake --build $build --target broker-bridge stream-bench)" >&2; exit 1; }
-done
-command -v mosquitto >/dev/null || { echo "mosquitto not installed" >&2; exit 1; }
 BENCH_NAME=stream-bench
 source "$(dirname "$0")/common.sh"
+require_build "$build" broker-bridge stream-bench
 # 10,000 streams: one descriptor each in the bridge and in the bench (separate processes).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (( $(ulimit -n) > IDLE_SUBS + 200 )) || { echo "open-files limit $(ulimit -n) too low for IDLE_SUBS=$IDLE_SUBS" >&2; exit 1; }

@@ -31,6 +31,9 @@
 //       window (and per reading delivered), and their VmRSS (idle mode), printed beside our own;
 //       also the seconds their threads (and ours) waited runnable for a CPU (`*_runq_wait_s`,
 //       from schedstat): on a shared machine, how much the window was queueing for the cores.
+//   --sse-query Q  further query parameters on every SSE request, e.g. `bucket=1m` (live
+//       aggregates: the streams then get `bucket` events, counted as other_events, not readings;
+//       give a short --drain, as the readings they are owed never come).
 //   --narrow  subscriber i streams only the topic of sensor i mod --sensors (the dashboard case:
 //       one card, one series) instead of --topic; what each stream is owed is counted per sensor.
 //   --status-online  the first step starts with the sensors coming online, as after a broker
@@ -185,6 +188,7 @@ struct settings {
     std::string tls_name;               // SNI and the name the certificate must carry
     std::string auth_header;            // --token: "Authorization: Bearer <token>\r\n", else empty
     std::string topic = "#";   // the stream's topic filter
+    std::string sse_query;     // --sse-query
     std::string request_head;  // "GET ... HTTP/1.1\r\nHost: ...\r\n" without the final CRLF
     std::string prefix = "sensors";
     int sensors = 10;
@@ -328,7 +332,7 @@ private:
     }
 
     void send_request() {
-        std::string req = s_.narrow && s_.kind == transport::sse ? sse::request_head(s_.host, topic_) : s_.request_head;
+        std::string req = s_.narrow && s_.kind == transport::sse ? sse::request_head(s_.host, topic_, s_.sse_query) : s_.request_head;
         req += s_.auth_header;
         if (s_.kind == transport::ws) {
             req += ws::key_header(c_.rng);
@@ -874,6 +878,7 @@ int main(int argc, char** argv) {
     std::string mqtt_url = "tcp://127.0.0.1:1883";
     std::string prefix = "sensors";
     std::string topic = "#";
+    std::string sse_query;
     std::size_t subscribers = 100;
     std::vector<double> rates{100};
     double duration = 10, warmup = 1, drain = 5, drain_max = 30, settle = 1, connect_timeout = 120, idle_hold = 0;
@@ -905,6 +910,7 @@ int main(int argc, char** argv) {
     app.add_option("--sensors", sensors, "distinct sensors published to, round-robin")
         ->capture_default_str()
         ->check(CLI::PositiveNumber);
+    app.add_option("--sse-query", sse_query, "further query parameters on SSE requests, e.g. bucket=1m");
     app.add_flag("--narrow", narrow, "subscriber i streams only sensor i mod --sensors (instead of --topic)");
     app.add_flag("--status-online", status_online,
                  "first step: every sensor publishes a retained `online` status, then readings at once (no warm-up)");
@@ -938,7 +944,8 @@ int main(int argc, char** argv) {
     s.prefix = prefix;
     s.sensors = sensors;
     s.narrow = narrow;
-    s.request_head = s.kind == transport::ws ? ws::upgrade_head(host) : sse::request_head(host, topic);
+    s.sse_query = sse_query;
+    s.request_head = s.kind == transport::ws ? ws::upgrade_head(host) : sse::request_head(host, topic, sse_query);
     if (!token.empty()) s.auth_header = "Authorization: Bearer " + token + "\r\n";
     // One client context for every stream (OpenSSL's SSL_CTX is shared safely between threads).
     std::optional<asio::ssl::context> tls_ctx;
@@ -1124,7 +1131,7 @@ int main(int argc, char** argv) {
         // Collect latencies and per-stream completeness on the contexts' threads.
         std::vector<std::int32_t> lat, klat, arr;
         std::size_t short_streams = 0, over_streams = 0;
-        std::uint64_t hb = 0, status = 0;
+        std::uint64_t hb = 0, status = 0, other = 0;
         // How soon readings flowed: per stream, its first reading of the window after the step's
         // first publish; and the presence events each stream received (since connecting).
         std::vector<std::int32_t> first_us;
@@ -1164,6 +1171,7 @@ int main(int argc, char** argv) {
                 if (cn->status_own() > 0) ++own_status_streams;
             }
             hb += c.heartbeats;
+            other += c.other_events;
             status += c.status_events.load(std::memory_order_relaxed);
             last_status_rx = std::max(last_status_rx, c.last_status_rx_us);
         });
@@ -1193,12 +1201,12 @@ int main(int argc, char** argv) {
                     "to_bridge_p50_ms=%.2f to_bridge_p99_ms=%.2f to_bridge_max_ms=%.2f "
                     "deliveries=%" PRIu64 " deliveries_per_s=%.0f offered_per_s=%.0f span_s=%.2f wall_s=%.2f "
                     "disconnects=%" PRIu64 " reconnects=%" PRIu64 " order_errors=%" PRIu64 " heartbeats=%" PRIu64
-                    " status_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f bench_runq_wait_s=%.2f",
+                    " status_events=%" PRIu64 " other_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f bench_runq_wait_s=%.2f",
                     transport_name.c_str(), use_tls ? "yes" : "no", token.empty() ? "no" : "token", step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
                     pr.late_max_ms, expected, got, got == expected ? "yes" : "no", short_streams, over_streams,
                     p.p50, p.p99, p.max, p.mean, pk.p50, pk.p99, pk.max, no_kts, pa.p50, pa.p99, pa.max, readings1 - readings0, deliveries_per_s,
                     rate * static_cast<double>(expected) / static_cast<double>(std::max(1L, pr.sent)), span_s, wall, disc1 - disc0, reco1 - reco0, order1 - order0,
-                    hb, status, cpu1.self - cpu0.self, 100.0 * (cpu1.self - cpu0.self) / wall, cpu1.self_wait - cpu0.self_wait);
+                    hb, status, other, cpu1.self - cpu0.self, 100.0 * (cpu1.self - cpu0.self) / wall, cpu1.self_wait - cpu0.self_wait);
         for (std::size_t i = 0; i < watch.size(); ++i) {
             const double d = cpu1.watched[i] - cpu0.watched[i];
             std::printf(" pid%d_cpu_s=%.2f pid%d_cpu_pct=%.0f pid%d_cpu_us_per_delivery=%.1f pid%d_runq_wait_s=%.2f", watch[i], d,

@@ -9,7 +9,8 @@ namespace stream_bench::sse {
 
 // "GET /api/v1/stream[?topic=...] HTTP/1.1" and its headers, each ending in CRLF, without the
 // blank line that ends the head (the caller may add Last-Event-ID first). No topic or "#": none.
-inline std::string request_head(const std::string& host, const std::string& topic) {
+// `query`: further parameters as they go into the URL (e.g. "bucket=1m"), or empty.
+inline std::string request_head(const std::string& host, const std::string& topic, const std::string& query = {}) {
     std::string head = "GET /api/v1/stream";
     if (!topic.empty() && topic != "#") {
         head += "?topic=";
@@ -20,6 +21,7 @@ inline std::string request_head(const std::string& host, const std::string& topi
             else head += ch;
         }
     }
+    if (!query.empty()) head += (head.find('?') == std::string::npos ? "?" : "&") + query;
     head += " HTTP/1.1\r\nHost: " + host + "\r\nAccept: text/event-stream\r\n";
     return head;
 }

@@ -91,6 +91,18 @@ struct bucket {
     std::int64_t count = 0;
     double min = 0, max = 0, avg = 0;
 };
+// Count, min, max and sum of some readings of one series (count 0: none).
+struct partial_bucket {
+    std::int64_t count = 0;
+    double min = 0, max = 0, sum = 0;
+};
+// What a live bucket stream needs to know of a series before the reading it is about to add
+// (docs/api.md section 4.1): everything with id < `before_id`, as committed.
+struct bucket_seed {
+    std::optional<std::int64_t> newest_ts;  // the greatest ts of those readings; none: no reading
+    partial_bucket newest;                  // the readings in newest_ts's bucket
+    partial_bucket at;                      // the readings in the bucket of the `ts` asked about
+};
 
 // The single writer. Used by the ingest thread only (the MQTT callback): every call is one
 // committed transaction, so a reading handed back here is durable against a process crash.
@@ -143,6 +155,10 @@ public:
     std::vector<bucket> aggregate(const aggregate_query& q);
     // The smallest and greatest ts stored for the series; nullopt when it has no reading.
     std::optional<std::pair<std::int64_t, std::int64_t>> ts_span(std::string_view sensor, std::string_view metric);
+    // The series' readings with id < before_id: their newest ts, and the aggregates of that ts's
+    // bucket and of `ts`'s bucket (buckets of `bucket_ms`, aligned as aggregate's). One snapshot.
+    bucket_seed seed_bucket(std::string_view sensor, std::string_view metric, std::int64_t before_id,
+                            std::int64_t bucket_ms, std::int64_t ts);
     // Readings with id > after, in id order, at most limit (replay and long polling).
     std::vector<reading> after_id(std::int64_t after, std::size_t limit);
     std::int64_t max_id();     // greatest id ever handed out (0 if none), survives retention

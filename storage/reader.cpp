@@ -360,6 +360,38 @@ std::vector<series_info> reader::all_series() {
     return out;
 }
 
+bucket_seed reader::seed_bucket(std::string_view sensor, std::string_view metric, std::int64_t before_id,
+                                std::int64_t bucket_ms, std::int64_t ts) {
+    if (bucket_ms <= 0) throw std::invalid_argument("bucket must be positive");
+    bucket_seed out;
+    const auto sid = impl_->find_series(sensor, metric);
+    if (!sid) return out;
+    detail::transaction txn(impl_->stmts, detail::transaction::kind::read);
+    {
+        // Newest ts first along (series_id, ts, id): the first row below the id bound is the one.
+        auto q = impl_->stmts.use(
+            "SELECT ts FROM readings WHERE series_id = ?1 AND id < ?2 ORDER BY ts DESC LIMIT 1");
+        q.bind(1, *sid).bind(2, before_id);
+        if (q.step()) out.newest_ts = q.int64(0);
+    }
+    auto of_bucket = [&](std::int64_t in_ts) {
+        partial_bucket p;
+        const std::int64_t lo = detail::sat_mul(detail::floor_div(in_ts, bucket_ms), bucket_ms);
+        std::int64_t hi = 0;
+        if (__builtin_add_overflow(lo, bucket_ms - 1, &hi)) hi = INT64_MAX;
+        auto q = impl_->stmts.use(
+            "SELECT count(*), min(value), max(value), total(value) FROM readings "
+            "WHERE series_id = ?1 AND ts BETWEEN ?2 AND ?3 AND id < ?4");
+        q.bind(1, *sid).bind(2, lo).bind(3, hi).bind(4, before_id);
+        if (q.step() && q.int64(0) > 0) p = partial_bucket{q.int64(0), q.real(1), q.real(2), q.real(3)};
+        return p;
+    };
+    if (out.newest_ts) out.newest = of_bucket(*out.newest_ts);
+    out.at = of_bucket(ts);
+    txn.commit();
+    return out;
+}
+
 std::vector<reading> reader::after_id(std::int64_t after, std::size_t limit) {
     std::vector<reading> out;
     if (limit == 0) return out;

@@ -58,3 +58,25 @@ TEST_CASE("ws message - refusals name their code") {
     }
     CHECK(error_of(R"({"op":"subscribe","topic":"x/#","policy":"newest"})").code == "bad_request");
 }
+
+TEST_CASE("ws message - bucket subscriptions (docs/api.md 4.1)") {
+    auto r = request_of(R"({"op":"subscribe","topic":"#","bucket":"1m"})");
+    REQUIRE(r.bucket);
+    CHECK(r.bucket->width_ms == 60'000);
+    CHECK_FALSE(r.bucket->provisional);
+    r = request_of(R"({"op":"subscribe","topic":"#","bucket":"31d","provisional":true,"after":5})");
+    REQUIRE(r.bucket);
+    CHECK(r.bucket->width_ms == 31LL * 86'400'000);
+    CHECK(r.bucket->provisional);
+    CHECK(r.after == 5);
+    CHECK_FALSE(request_of(R"({"op":"subscribe","topic":"#","bucket":null})").bucket);
+    for (const char* bad : {R"({"op":"subscribe","topic":"#","bucket":"999ms"})",
+                            R"({"op":"subscribe","topic":"#","bucket":"32d"})",
+                            R"({"op":"subscribe","topic":"#","bucket":60})",
+                            R"({"op":"subscribe","topic":"#","provisional":true})",
+                            R"({"op":"subscribe","topic":"#","bucket":"1m","provisional":1})",
+                            R"({"op":"subscribe","topic":"#","bucket":"1m","policy":"conflate"})"}) {
+        CAPTURE(bad);
+        CHECK(error_of(bad).code == "bad_request");
+    }
+}

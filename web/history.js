@@ -1,5 +1,6 @@
-// The history view of one series: a range, min/avg/max per bucket from /aggregate, CSV export.
-import { get, getJson } from './api.js';
+// The history view of one series: a range, min/avg/max per bucket from /aggregate, kept live by
+// the bridge's bucket stream while it is open (docs/api.md section 4.1), CSV export.
+import { get, getJson, streamUrl } from './api.js';
 import { historyChart } from './charts.js';
 
 const RANGES = { '1h': 3_600_000, '24h': 86_400_000, '7d': 7 * 86_400_000 };
@@ -55,7 +56,9 @@ export class HistoryView {
     this.series = null;
     this.range = null;  // {from, to}
     this.abort = null;
-    this.state = { loads: 0, buckets: 0, bucket: null };
+    this.live = null;     // the EventSource keeping a range that ends now up to date
+    this.buckets = null;  // Map t -> bucket, what the chart shows
+    this.state = { loads: 0, buckets: 0, bucket: null, live: 0 };
     for (const b of dialog.querySelectorAll('[data-range]')) {
       b.addEventListener('click', () => this.loadRelative(b.dataset.range));
     }
@@ -68,7 +71,7 @@ export class HistoryView {
     });
     this.q('#h-csv').addEventListener('click', () => this.exportCsv());
     this.q('#h-close').addEventListener('click', () => dialog.close());
-    dialog.addEventListener('close', () => this.abort?.abort());
+    dialog.addEventListener('close', () => { this.abort?.abort(); this.stopLive(); });
   }
 
   open(series) {
@@ -93,6 +96,7 @@ export class HistoryView {
     this.q('#h-to').value = localInput(to);
     this.range = { from, to };
     this.abort?.abort();
+    this.stopLive();
     this.abort = new AbortController();
     const box = this.q('#h-chart');
     const width = Math.max(300, box.clientWidth || 800);
@@ -100,19 +104,62 @@ export class HistoryView {
     const s = this.series;
     const path = `api/v1/sensors/${encodeURIComponent(s.sensor)}/${encodeURIComponent(s.metric)}`;
     this.say('loading…');
+    const signal = this.abort.signal;
     try {
-      const { body } = await getJson(`${path}/aggregate?from=${from}&to=${to}&bucket=${bucket}`,
-                                     { signal: this.abort.signal });
+      // A range that ends now stays live: the newest id first, so that every bucket that changes
+      // after the aggregate was read comes on the stream (a later event replaces its bucket).
+      const live = Math.abs(Date.now() - to) < 5000;
+      const cursor = live ? (await getJson('api/v1/updates?timeout=0', { signal })).body.cursor : null;
+      const { body } = await getJson(`${path}/aggregate?from=${from}&to=${to}&bucket=${bucket}`, { signal });
       if (!this.chart) this.chart = historyChart(box, width);
       else this.chart.setSize({ width, height: 320 });
-      this.chart.setData(toColumns(body.buckets, body.bucket_ms));
-      this.chart.setScale('x', { min: from / 1000, max: to / 1000 });
+      this.buckets = new Map(body.buckets.map((b) => [b.t, b]));
+      this.bucketMs = body.bucket_ms;
+      this.draw();
       const readings = body.buckets.reduce((n, b) => n + b.count, 0);
-      this.state = { loads: this.state.loads + 1, buckets: body.buckets.length, bucket, readings };
+      this.state = { loads: this.state.loads + 1, buckets: body.buckets.length, bucket, readings, live: 0 };
       this.say(`${body.buckets.length} buckets of ${bucket} · ${readings} readings · ${s.unit ?? ''}`);
+      if (live && !signal.aborted) this.startLive(bucket, cursor);
     } catch (e) {
       if (e.name !== 'AbortError') this.say(failure('could not load', e));
     }
+  }
+
+  draw() {
+    const buckets = [...this.buckets.values()].sort((a, b) => a.t - b.t);
+    this.chart.setData(toColumns(buckets, this.bucketMs));
+    const { from, to } = this.range;
+    this.chart.setScale('x', { min: from / 1000, max: to / 1000 });
+  }
+
+  // Bucket events of this series after `cursor`, provisional ones included, each replacing its
+  // bucket; the range slides with the clock. The stream's filter is every topic (the page does
+  // not know the bridge's topic prefix), the events of other series are ignored. EventSource
+  // resumes by itself after a lost connection (Last-Event-ID), without gap or double count.
+  startLive(bucket, cursor) {
+    const s = this.series;
+    const es = new EventSource(streamUrl(`api/v1/stream?topic=%23&bucket=${bucket}&provisional=true&after=${cursor}`));
+    this.live = es;
+    let pending = false;
+    es.addEventListener('bucket', (ev) => {
+      const b = JSON.parse(ev.data);
+      if (b.sensor !== s.sensor || b.metric !== s.metric || this.live !== es) return;
+      this.buckets.set(b.t, b);
+      this.state.live += 1;
+      this.state.newest = b;
+      const span = this.range.to - this.range.from;
+      const now = Date.now();
+      if (now > this.range.to) this.range = { from: now - span, to: now };
+      for (const t of this.buckets.keys()) if (t + this.bucketMs <= this.range.from) this.buckets.delete(t);
+      if (pending) return;
+      pending = true;  // one redraw per animation frame however many events arrive
+      requestAnimationFrame(() => { pending = false; if (this.live === es) this.draw(); });
+    });
+  }
+
+  stopLive() {
+    this.live?.close();
+    this.live = null;
   }
 
   // Every page of the range as one CSV file. The bridge pages CSV like JSON, with the next page's

@@ -1,6 +1,8 @@
 // A WebSocket client's subscribe / unsubscribe message, parsed (docs/api.md).
 #include "core/ws_message.hpp"
 
+#include "core/text.hpp"
+
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
@@ -30,6 +32,24 @@ std::variant<ws_client_request, ws_client_error> parse_ws_client_message(std::st
             if (!p->is_string() || (p->as_string() != "all" && p->as_string() != "conflate"))
                 return ws_client_error{"bad_request", "\"policy\" must be \"all\" or \"conflate\""};
             r.conflate = p->as_string() == "conflate";
+        }
+        const auto* b = o.if_contains("bucket");
+        const auto* prov = o.if_contains("provisional");
+        if (b && !b->is_null()) {
+            std::optional<std::int64_t> w;
+            if (b->is_string()) w = parse_duration_ms(std::string_view(b->as_string()));
+            if (!w || *w < min_live_bucket_ms || *w > max_live_bucket_ms)
+                return ws_client_error{"bad_request", "\"bucket\" must be a duration from 1s to 31d, such as \"1m\""};
+            if (r.conflate) return ws_client_error{"bad_request", "\"policy\":\"conflate\" cannot be combined with \"bucket\""};
+            bucket_spec spec;
+            spec.width_ms = *w;
+            if (prov && !prov->is_null()) {
+                if (!prov->is_bool()) return ws_client_error{"bad_request", "\"provisional\" must be true or false"};
+                spec.provisional = prov->as_bool();
+            }
+            r.bucket = spec;
+        } else if (prov && !prov->is_null()) {
+            return ws_client_error{"bad_request", "\"provisional\" needs \"bucket\""};
         }
         return r;
     }

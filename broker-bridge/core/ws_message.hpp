@@ -2,6 +2,8 @@
 // what it asks, or the error the session answers with. Pure and fuzzable; the session acts on it.
 #pragma once
 
+#include "core/bucket_aggregator.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -10,7 +12,7 @@
 
 namespace telemetry::bridge {
 
-// {"op":"subscribe","topic":F[,"after":N][,"policy":"all"|"conflate"]}
+// {"op":"subscribe","topic":F[,"after":N][,"policy":"all"|"conflate"][,"bucket":"1m"[,"provisional":B]]}
 // {"op":"unsubscribe","topic":F}
 // The topic is not validated here (the session checks it against its bounds and the grant).
 struct ws_client_request {
@@ -19,6 +21,7 @@ struct ws_client_request {
     std::string topic;
     std::optional<std::int64_t> after;  // subscribe only; non-negative
     bool conflate = false;              // subscribe only
+    std::optional<bucket_spec> bucket;  // subscribe only: live aggregates instead of readings
 };
 
 // The error the session sends back ({"op":"error","code":..,"message":..}).

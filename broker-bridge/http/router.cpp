@@ -89,6 +89,24 @@ private:
     std::map<std::string, std::vector<std::string>, std::less<>> values_;
 };
 
+// `bucket` and `provisional` of a live subscription (docs/api.md section 4.1); an error or "".
+std::string parse_live_bucket(const params& p, std::optional<bucket_spec>& out) {
+    const auto* b = p.get("bucket");
+    const auto* prov = p.get("provisional");
+    if (!b) return prov ? "provisional needs bucket" : "";
+    auto w = parse_duration_ms(*b);
+    if (!w || *w < min_live_bucket_ms || *w > max_live_bucket_ms)
+        return "bucket must be a duration from 1s to 31d, such as 10s, 1m, 1h or 1d";
+    bucket_spec spec;
+    spec.width_ms = *w;
+    if (prov) {
+        if (*prov != "true" && *prov != "false") return "provisional must be true or false";
+        spec.provisional = *prov == "true";
+    }
+    out = spec;
+    return {};
+}
+
 // `from` and `to` (RFC 3339 or epoch milliseconds) into the given bounds; an error message or "".
 std::string parse_range(const params& p, std::int64_t& from, std::int64_t& to) {
     for (const auto& [name, bound] : {std::pair<const char*, std::int64_t*>{"from", &from}, {"to", &to}}) {
@@ -598,9 +616,10 @@ action router::updates(const request_info& ri, const request& req, const grant_p
     const std::string_view target(req.target().data(), req.target().size());
     const auto u = *boost::urls::parse_origin_form(target);
     params p;
-    if (auto e = p.parse(u, {"after", "topic", "timeout", "limit"}, {"topic"}); !e.empty())
+    if (auto e = p.parse(u, {"after", "topic", "timeout", "limit", "bucket", "provisional"}, {"topic"}); !e.empty())
         return responder_.error(ri, error_code::bad_parameter, e);
     long_poll lp;
+    if (auto e = parse_live_bucket(p, lp.bucket); !e.empty()) return responder_.error(ri, error_code::bad_parameter, e);
     lp.timeout = cfg_.http.longpoll_default;
     if (auto s = p.get("after")) {
         auto n = to_int(*s);
@@ -640,7 +659,7 @@ action router::stream(const request_info& ri, const request& req, const grant_pt
     const std::string_view target(req.target().data(), req.target().size());
     const auto u = *boost::urls::parse_origin_form(target);
     params p;
-    if (auto e = p.parse(u, {"after", "topic", "policy", "access_token"}, {"topic"}); !e.empty())
+    if (auto e = p.parse(u, {"after", "topic", "policy", "access_token", "bucket", "provisional"}, {"topic"}); !e.empty())
         return responder_.error(ri, error_code::bad_parameter, e);
     stream_request s;
     if (auto pol = p.get("policy")) {
@@ -648,6 +667,9 @@ action router::stream(const request_info& ri, const request& req, const grant_pt
             return responder_.error(ri, error_code::bad_parameter, "policy must be all or conflate");
         s.conflate = *pol == "conflate";
     }
+    if (auto e = parse_live_bucket(p, s.bucket); !e.empty()) return responder_.error(ri, error_code::bad_parameter, e);
+    // A bucket stream holds one bucket per series already; conflating its events would drop values.
+    if (s.bucket && s.conflate) return responder_.error(ri, error_code::bad_parameter, "policy=conflate cannot be combined with bucket");
     // A browser reconnecting sends Last-Event-ID; it wins over the `after` of the original URL.
     std::optional<std::string> resume;
     if (auto it = req.find("Last-Event-ID"); it != req.end()) resume = std::string(it->value());
@@ -685,10 +707,18 @@ answer router::poll_answer(const request_info& ri, const poll_result& r,
         c.body += ",\"reset\":";
         append_reset_json(c.body, *reset);
     }
-    c.body += ",\"readings\":[";
-    for (std::size_t i = 0; i < r.readings.size(); ++i) {
-        if (i) c.body += ',';
-        c.body += r.readings[i]->json;
+    if (r.buckets) {
+        c.body += ",\"buckets\":[";
+        for (std::size_t i = 0; i < r.buckets->size(); ++i) {
+            if (i) c.body += ',';
+            append_bucket_json(c.body, (*r.buckets)[i]);
+        }
+    } else {
+        c.body += ",\"readings\":[";
+        for (std::size_t i = 0; i < r.readings.size(); ++i) {
+            if (i) c.body += ',';
+            c.body += r.readings[i]->json;
+        }
     }
     c.body += "]}";
     c.cache_control = "no-store";

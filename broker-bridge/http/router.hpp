@@ -6,6 +6,7 @@
 #include "http/answer.hpp"
 #include "http/assets.hpp"
 #include "core/auth.hpp"
+#include "core/bucket_aggregator.hpp"
 #include "core/rate_limit.hpp"
 #include "core/selector.hpp"
 #include "core/topic_filter.hpp"
@@ -32,6 +33,8 @@ namespace telemetry::bridge::http {
 struct poll_result {
     std::int64_t cursor = 0;
     std::vector<live_ptr> readings;
+    // A bucket poll (bucket=) answers these instead of readings.
+    std::optional<std::vector<bucket_event>> buckets;
 };
 
 // A query to run on a storage thread; it returns the answer.
@@ -45,6 +48,7 @@ struct long_poll {
     selector_ptr selector;  // its topic filters within its grant
     std::size_t limit = 1000;
     std::chrono::seconds timeout{30};
+    std::optional<bucket_spec> bucket;  // bucket=: answer live aggregates instead of readings
 };
 
 // A Server-Sent Events stream: filters, and where to resume (nullopt: start live).
@@ -54,6 +58,7 @@ struct stream_request {
     // policy=conflate: while the client is behind, keep only the newest reading per series and
     // tell it how many were skipped (for dashboards that want the present, not every reading).
     bool conflate = false;
+    std::optional<bucket_spec> bucket;  // bucket=: live aggregates instead of readings (4.1)
 };
 
 // A WebSocket upgrade on /api/v1/ws (subscriptions arrive as messages).

@@ -3,6 +3,7 @@
 #include "http/session.hpp"
 
 #include "core/conditional.hpp"
+#include "streams/bucket_feed.hpp"
 #include "streams/sse_session.hpp"
 #include "streams/ws_session.hpp"
 #include "live/hub.hpp"
@@ -42,7 +43,7 @@ public:
         complete(std::move(r));
     }
     void on_shutdown() override {
-        if (auto self = owner_.lock()) complete({self->ctx_.live.newest_id(), {}});
+        if (auto self = owner_.lock()) complete({self->ctx_.live.newest_id(), {}, {}});
     }
 
 private:
@@ -235,11 +236,15 @@ void session::start_poll(const request_info& ri, long_poll lp) {
     poll_timer_.expires_after(lp.timeout);
     poll_timer_.async_wait(beast::bind_front_handler(&session::on_poll_timeout, shared_from_this()));
     poll_reset_.reset();
+    poll_bucket_ = lp.bucket;
+    poll_feed_.reset();
+    poll_events_.clear();
+    poll_deadline_ = std::chrono::steady_clock::now() + lp.timeout;
     const std::int64_t newest = ctx_.live.newest_id();
     if (lp.after > newest) {
         // A cursor from the future (for instance from a wiped database): tell the client where
         // the present is rather than make it wait for ids that may never come.
-        return finish_poll({newest, {}});
+        return finish_poll({newest, {}, {}});
     }
     poll_query_ = catch_up_query{};
     poll_query_.after = lp.after;
@@ -286,7 +291,7 @@ void session::on_poll_chunk(catch_up_chunk c) {
 void session::on_poll_timeout(beast::error_code ec) {
     if (ec || !waiter_) return;  // cancelled: the poll was answered
     if (ctx_.live.unsubscribe(waiter_.get())) {
-        finish_poll({ctx_.live.newest_id(), {}});
+        finish_poll({ctx_.live.newest_id(), {}, {}});
         return;
     }
     // Not parked: either the hub completed it (its answer is on the way) or a storage read is
@@ -297,12 +302,57 @@ void session::on_poll_timeout(beast::error_code ec) {
 
 void session::finish_poll(poll_result r) {
     if (!waiter_) return;  // already answered
+    if (poll_bucket_ && !r.buckets) {
+        if (!r.readings.empty()) return feed_poll(std::move(r));
+        r.buckets.emplace();  // the timeout, or a cursor from the future: no bucket, a cursor
+    }
+    poll_feed_.reset();
     ctx_.live.unsubscribe(waiter_.get());
     waiter_.reset();
     poll_query_.attach.reset();
     poll_timer_.cancel();
     send(ctx_.routes.poll_answer(poll_ri_, r, poll_reset_));
     poll_reset_.reset();
+}
+
+void session::feed_poll(poll_result r) {
+    if (!poll_feed_) {
+        bucket_feed::sink s;
+        // Called on this session's thread while a poll is in progress (the feed is the poll's).
+        s.emit = [this](const bucket_event& e) { poll_events_.push_back(e); };
+        s.drained = [this] { after_poll_feed(); };
+        s.failed = [this](bucket_feed::failure f) {
+            if (!waiter_) return;
+            ctx_.live.unsubscribe(waiter_.get());
+            waiter_.reset();
+            poll_timer_.cancel();
+            poll_feed_.reset();
+            if (f == bucket_feed::failure::busy) return send(ctx_.routes.busy(poll_ri_));
+            send(ctx_.routes.respond().error(poll_ri_, error_code::unavailable, "storage is not available right now",
+                                             {{"Retry-After", "1"}}));
+        };
+        // A poll holds one chunk (at most `limit`, 10,000, readings) at a time: nothing piles up.
+        poll_feed_ = std::make_shared<bucket_feed>(*poll_bucket_, ctx_.queries, stream_.get_executor(), 10'000,
+                                                   std::move(s));
+    }
+    poll_cursor_ = r.cursor;
+    const auto feed = poll_feed_;  // a failure inside push() ends the poll and drops poll_feed_
+    feed->push(r.readings, shared_from_this());
+    if (poll_feed_ == feed && feed->idle()) after_poll_feed();
+}
+
+void session::after_poll_feed() {
+    if (!waiter_) return;
+    if (!poll_events_.empty() || std::chrono::steady_clock::now() >= poll_deadline_) {
+        poll_result out;
+        out.cursor = poll_cursor_;
+        out.buckets = std::move(poll_events_);
+        poll_events_.clear();
+        return finish_poll(std::move(out));
+    }
+    // The readings only grew open buckets: look further, parking again when nothing is new.
+    poll_query_.after = poll_cursor_;
+    poll_step();
 }
 
 }  // namespace telemetry::bridge::http

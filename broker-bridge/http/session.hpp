@@ -19,6 +19,7 @@
 #include <optional>
 
 namespace telemetry::bridge {
+class bucket_feed;
 class hub;
 class metrics;
 class query_pool;
@@ -66,6 +67,10 @@ private:
     void on_poll_chunk(catch_up_chunk c);
     void on_poll_timeout(boost::beast::error_code ec);
     void finish_poll(poll_result r);
+    // bucket=: the readings a poll found go through a bucket feed; it answers once a bucket
+    // event comes (or at its timeout), otherwise it looks further after them.
+    void feed_poll(poll_result r);
+    void after_poll_feed();
 
     connection_stream stream_;
     bool first_request_ = true;  // still within the handshake deadline
@@ -84,6 +89,11 @@ private:
     request_info poll_ri_;
     catch_up_query poll_query_;
     std::optional<reset_notice> poll_reset_;
+    std::optional<bucket_spec> poll_bucket_;
+    std::shared_ptr<bucket_feed> poll_feed_;
+    std::vector<bucket_event> poll_events_;
+    std::int64_t poll_cursor_ = 0;
+    std::chrono::steady_clock::time_point poll_deadline_{};
 };
 
 }  // namespace telemetry::bridge::http

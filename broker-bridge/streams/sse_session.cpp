@@ -84,6 +84,7 @@ void sse_session::on_header(beast::error_code ec, std::size_t) {
     append_sse_retry(first, cfg_.retry.count());
     queue(first, 0);
     flush();
+    if (req_.bucket) start_buckets();
     phase_ = phase::catching_up;
     catch_up_step();
 }
@@ -119,12 +120,42 @@ void sse_session::on_catch_up(catch_up_chunk c) {
         append_sse_reset(frame, *c.reset);
         queue(frame, 1);
     }
-    queue_all(c.readings);
+    if (buckets_) feed_buckets(c.readings);
+    else queue_all(c.readings);
     if (phase_ == phase::closed) return;
     last_id_ = std::max(last_id_, c.reached);
     if (c.attached) phase_ = phase::live;
     flush();
-    if (phase_ == phase::catching_up && !write_in_flight_) catch_up_step();
+    if (phase_ == phase::catching_up && !write_in_flight_ && !buckets_busy()) catch_up_step();
+}
+
+void sse_session::start_buckets() {
+    bucket_feed::sink s;
+    // The feed calls these on this stream's thread, and only while the stream is alive.
+    s.emit = [this](const bucket_event& e) {
+        std::string frame;
+        append_sse_bucket(frame, e);
+        queue(frame, 1);
+    };
+    s.drained = [this] {
+        flush();
+        if (phase_ == phase::catching_up && !write_in_flight_) catch_up_step();
+    };
+    s.failed = [this](bucket_feed::failure f) {
+        if (f == bucket_feed::failure::busy) ctx_.stats.query_jobs_rejected.fetch_add(1, std::memory_order_relaxed);
+        close();  // the client resumes after its last event id
+    };
+    buckets_ = std::make_shared<bucket_feed>(*req_.bucket, ctx_.queries, stream_.get_executor(),
+                                             cfg_.max_queue_events, std::move(s));
+}
+
+// Readings (after last_id_, in id order) into the bucket feed; false if the stream had to close.
+bool sse_session::feed_buckets(const std::vector<live_ptr>& readings) {
+    if (readings.empty()) return true;
+    last_id_ = std::max(last_id_, readings.back()->r.id);
+    if (buckets_->push(readings, shared_from_this())) return true;
+    overflow();  // live readings piled up behind a storage read: too slow, resume later
+    return false;
 }
 
 void sse_session::on_delivery(const delivery& d) { shard_.hand_over(shared_from_this(), d); }
@@ -132,7 +163,12 @@ void sse_session::on_delivery(const delivery& d) { shard_.hand_over(shared_from_
 void sse_session::deliver(const delivery& d) {
     if (phase_ != phase::live) return;
     live_counts n;
-    if (d.readings) {
+    if (d.readings && buckets_) {
+        std::vector<live_ptr> fresh;
+        for (const auto& l : *d.readings)
+            if (l->r.id > last_id_) fresh.push_back(l);  // older ones came with the catch-up
+        if (!feed_buckets(fresh)) return;
+    } else if (d.readings) {
         // Behind with policy=conflate: hold only the newest reading of each series until the
         // write completes.
         n = take_live(*d.readings, last_id_, req_.conflate && write_in_flight_ ? &behind_ : nullptr,
@@ -332,7 +368,7 @@ void sse_session::on_write(beast::error_code ec, std::size_t) {
     account();
     if (write_in_flight_ || phase_ == phase::closed) return;
     if (phase_ == phase::closing) return close();
-    if (phase_ == phase::catching_up) catch_up_step();
+    if (phase_ == phase::catching_up && !buckets_busy()) catch_up_step();
 }
 
 // The client sends nothing on an event stream; a read completes only when it goes away. Through

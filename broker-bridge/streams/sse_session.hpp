@@ -7,6 +7,7 @@
 #include "http/session.hpp"
 #include "live/hub.hpp"
 #include "pipeline/catch_up.hpp"
+#include "streams/bucket_feed.hpp"
 #include "streams/conflation.hpp"
 
 #include <boost/asio/steady_timer.hpp>
@@ -59,6 +60,10 @@ private:
     void on_catch_up(catch_up_chunk c);
     bool queue_reading(const live_ptr& l, std::uint64_t skipped = 0);
     void queue_all(const std::vector<live_ptr>& readings);
+    // bucket=: readings go to the bucket feed, which queues bucket events (docs/api.md 4.1).
+    void start_buckets();
+    bool feed_buckets(const std::vector<live_ptr>& readings);
+    bool buckets_busy() const { return buckets_ && !buckets_->idle(); }
     void queue(std::string_view frame, std::size_t events);
     void hold_owned(std::string_view frame, std::size_t events);
     void take_held(std::size_t most_bytes);  // builds held frames into writing_
@@ -110,6 +115,7 @@ private:
     std::size_t held_bytes_ = 0;     // wire bytes of held_
     std::size_t held_events_ = 0;
     conflation behind_;              // policy=conflate: held while a write is in flight
+    std::shared_ptr<bucket_feed> buckets_;  // bucket=: the stream's live aggregates
     std::size_t accounted_ = 0;      // of writing_ + held_bytes_, as last reported to the send budget
     bool over_budget_ = false;       // the last refusal was the total budget's, not this queue's
     bool write_in_flight_ = false;

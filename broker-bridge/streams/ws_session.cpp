@@ -140,11 +140,12 @@ void ws_session::handle_message(std::string_view text) {
     auto m = parse_ws_client_message(text);
     if (const auto* e = std::get_if<ws_client_error>(&m)) return send_error(e->code, e->message);
     auto& r = std::get<ws_client_request>(m);
-    if (r.op == ws_client_request::kind::subscribe) return subscribe(std::move(r.topic), r.after, r.conflate);
+    if (r.op == ws_client_request::kind::subscribe) return subscribe(std::move(r.topic), r.after, r.conflate, r.bucket);
     unsubscribe(r.topic);
 }
 
-void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate) {
+void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate,
+                           std::optional<bucket_spec> bucket) {
     std::string why;
     auto filter = parse_client_filter(topic, cfg_.max_filter_bytes, cfg_.max_filter_levels, why);
     if (!filter) return send_error("bad_topic", why);
@@ -154,13 +155,21 @@ void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after,
     if (!known && subs_.size() >= cfg_.max_filters)
         return send_error("too_many_subscriptions", "at most " + std::to_string(cfg_.max_filters) + " subscriptions per connection");
     if (known) {
-        // Already subscribed: its readings are flowing; only the policy may change.
-        for (auto& s : subs_)
-            if (s.topic == topic) s.conflate = conflate;
+        // Already subscribed: its readings are flowing; only the policy may change. Its kind
+        // (readings, or buckets of one width) stays what it was made.
+        for (auto& s : subs_) {
+            if (s.topic != topic) continue;
+            const bool same = s.buckets ? bucket && bucket->width_ms == s.buckets->spec().width_ms &&
+                                              bucket->provisional == s.buckets->spec().provisional
+                                        : !bucket;
+            if (!same)
+                return send_error("bad_request", "'" + topic + "' is subscribed with another bucket; unsubscribe it first");
+            s.conflate = conflate;
+        }
         queue(subscribed_message(topic, cursor_));
         return;
     }
-    subs_.push_back({topic, std::move(*filter), 0, 0, conflate});
+    subs_.push_back({topic, std::move(*filter), 0, 0, conflate, bucket ? make_bucket_feed(topic, *bucket) : nullptr});
     // From the hub's answer on, commits reach us with this filter: what came before is back-filled.
     const std::int64_t live_from = register_filters();
     auto& sub = subs_.back();
@@ -180,7 +189,34 @@ std::int64_t ws_session::register_filters() {
     return ctx_.live.subscribe(shared_from_this(), std::make_shared<const reading_selector>(std::move(all), access_));
 }
 
+std::shared_ptr<bucket_feed> ws_session::make_bucket_feed(const std::string& topic, const bucket_spec& spec) {
+    bucket_feed::sink s;
+    // Called on this connection's thread; a cancelled feed (unsubscribed) calls nothing more.
+    s.emit = [this, topic](const bucket_event& e) { queue(ws_bucket_message(topic, e)); };
+    s.drained = [this] {
+        if (backfill_ && !writing_ && !backfill_feed_busy()) backfill_step();
+        flush();
+    };
+    s.failed = [this](bucket_feed::failure f) {
+        if (f == bucket_feed::failure::busy) {
+            ctx_.stats.query_jobs_rejected.fetch_add(1, std::memory_order_relaxed);
+            return close(websocket::close_code::try_again_later, "storage busy; retry with after");
+        }
+        close(websocket::close_code::internal_error, "storage unavailable; retry with after");
+    };
+    return std::make_shared<bucket_feed>(spec, ctx_.queries, ws_.get_executor(), cfg_.max_queue_events, std::move(s));
+}
+
+bool ws_session::backfill_feed_busy() const {
+    if (!backfill_) return false;
+    for (const auto& s : subs_)
+        if (s.topic == backfill_->topic) return s.buckets && !s.buckets->idle();
+    return false;
+}
+
 void ws_session::unsubscribe(const std::string& topic) {
+    for (auto& s : subs_)
+        if (s.topic == topic && s.buckets) s.buckets->cancel();
     if (std::erase_if(subs_, [&](const subscription& s) { return s.topic == topic; })) register_filters();
     std::string m = "{\"op\":\"unsubscribed\",\"topic\":";
     append_json_string(m, topic);
@@ -192,7 +228,7 @@ void ws_session::unsubscribe(const std::string& topic) {
 // for it, has already sent it (its start is below the id and it matches).
 bool ws_session::covered_by_other(const live_reading& l, const std::string& topic) const {
     for (const auto& s : subs_) {
-        if (s.topic == topic || s.start >= l.r.id || !s.filter.matches(l.topic)) continue;
+        if (s.topic == topic || s.buckets || s.start >= l.r.id || !s.filter.matches(l.topic)) continue;
         // Live for it, or back-filled already (its back-fill is not still waiting below the id).
         const bool waiting = l.r.id <= s.live_from &&
                              std::any_of(waiting_backfills_.begin(), waiting_backfills_.end(),
@@ -212,7 +248,7 @@ void ws_session::start_backfill(backfill b) {
 }
 
 void ws_session::backfill_step() {
-    if (!backfill_ || closing_ || closed_) return;
+    if (!backfill_ || closing_ || closed_ || backfill_->stepping) return;
     auto& b = *backfill_;
     auto sub = std::find_if(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == b.topic; });
     if (sub == subs_.end() || b.from >= b.upto) return finish_backfill();
@@ -222,6 +258,7 @@ void ws_session::backfill_step() {
     q.selector = std::make_shared<const reading_selector>(std::vector<topic_filter>{sub->filter}, access_);
     q.limit = cfg_.replay_chunk(backfill_chunk_most);
     q.check_reset = b.check_reset;
+    b.stepping = true;
     auto self = shared_from_this();
     auto c = ctx_.catchup.next(q, ws_.get_executor(),
                                [self](catch_up_chunk chunk) { self->on_backfill_chunk(std::move(chunk)); });
@@ -235,9 +272,13 @@ void ws_session::on_backfill_chunk(catch_up_chunk c) {
     if (c.result == catch_up_chunk::outcome::failed)
         return close(websocket::close_code::internal_error, "storage unavailable; retry with after");
     auto& b = *backfill_;
+    b.stepping = false;
     b.check_reset = false;
     if (c.reset) queue(ws_reset_message(b.topic, *c.reset));
-    for (const auto& l : c.readings)
+    auto sub = std::find_if(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == b.topic; });
+    if (sub != subs_.end() && sub->buckets) {
+        if (!sub->buckets->push(c.readings, shared_from_this())) return overflowed();
+    } else for (const auto& l : c.readings)
         if (!covered_by_other(*l, b.topic)) {
             ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
             queue(std::shared_ptr<const std::string>(l, &l->ws_json));
@@ -245,8 +286,9 @@ void ws_session::on_backfill_chunk(catch_up_chunk c) {
     if (closing_ || closed_) return;
     b.from = std::max(b.from, c.reached);
     if (b.from >= b.upto) return finish_backfill();
-    // Flow control: the next chunk once this one is written (on_write).
-    if (!writing_) backfill_step();
+    // Flow control: the next chunk once this one is written (on_write) and, for buckets, once
+    // the feed has taken it (its drained callback).
+    if (!writing_ && !backfill_feed_busy()) backfill_step();
 }
 
 void ws_session::finish_backfill() {
@@ -296,14 +338,24 @@ void ws_session::flush() {
 }
 
 void ws_session::process_batch(const std::vector<live_ptr>& batch) {
+    // Bucket subscriptions take their readings after the loop, one push per subscription.
+    std::vector<std::pair<bucket_feed*, std::vector<live_ptr>>> to_feeds;
+    for (const auto& s : subs_)
+        if (s.buckets) to_feeds.emplace_back(s.buckets.get(), std::vector<live_ptr>{});
     for (const auto& l : batch) {
         if (l->r.id <= cursor_) continue;
         cursor_ = l->r.id;
+        std::size_t feed = 0;
+        for (const auto& s : subs_) {
+            if (!s.buckets) continue;
+            if (std::max(s.start, s.live_from) < l->r.id && s.filter.matches(l->topic)) to_feeds[feed].second.push_back(l);
+            ++feed;
+        }
         // Once per connection, however many subscriptions match; conflated only if every
         // subscription that wants it conflates.
         bool wanted = false, every_conflates = true;
         for (const auto& s : subs_) {
-            if (std::max(s.start, s.live_from) < l->r.id && s.filter.matches(l->topic)) {
+            if (!s.buckets && std::max(s.start, s.live_from) < l->r.id && s.filter.matches(l->topic)) {
                 wanted = true;
                 every_conflates = every_conflates && s.conflate;
                 if (!every_conflates) break;
@@ -317,6 +369,10 @@ void ws_session::process_batch(const std::vector<live_ptr>& batch) {
         ctx_.stats.stream_readings_sent.fetch_add(1, std::memory_order_relaxed);
         queue(std::shared_ptr<const std::string>(l, &l->ws_json));
         if (closing_ || closed_) return;
+    }
+    for (auto& [feed, readings] : to_feeds) {
+        if (closing_ || closed_) return;
+        if (!feed->push(readings, shared_from_this())) return overflowed();
     }
 }
 
@@ -404,7 +460,7 @@ void ws_session::on_write(beast::error_code ec, std::size_t) {
     }
     if (!behind_.empty()) queue_conflated();
     if (!out_.empty()) return do_write();
-    if (backfill_) backfill_step();
+    if (backfill_ && !backfill_feed_busy()) backfill_step();
 }
 
 void ws_session::close(websocket::close_code code, std::string_view reason) {

@@ -8,6 +8,7 @@
 #include "live/hub.hpp"
 #include "net/coalescing_stream.hpp"
 #include "pipeline/catch_up.hpp"
+#include "streams/bucket_feed.hpp"
 #include "streams/conflation.hpp"
 
 #include <boost/beast/core.hpp>
@@ -53,12 +54,15 @@ private:
         std::int64_t start = 0;  // readings with id > start are this subscription's
         std::int64_t live_from = 0;  // later ones arrive live; (start, live_from] by back-fill
         bool conflate = false;   // while a write is in flight, keep only the newest per series
+        // "bucket": its readings go to this feed, which sends bucket messages (docs/api.md 5.1).
+        std::shared_ptr<bucket_feed> buckets;
     };
     struct backfill {
         std::string topic;
         std::int64_t from = 0;   // next reading after this id
         std::int64_t upto = 0;   // the cursor when the subscription was made
         bool check_reset = true;
+        bool stepping = false;   // a step is reading (one at a time, whatever calls backfill_step)
     };
 
     void on_accept(boost::beast::error_code ec);
@@ -66,7 +70,10 @@ private:
     void do_read();
     void on_read(boost::beast::error_code ec, std::size_t);
     void handle_message(std::string_view text);
-    void subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate);
+    void subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate,
+                   std::optional<bucket_spec> bucket);
+    std::shared_ptr<bucket_feed> make_bucket_feed(const std::string& topic, const bucket_spec& spec);
+    bool backfill_feed_busy() const;  // the back-fill's bucket feed is still reading storage
     void unsubscribe(const std::string& topic);
     void send_error(std::string_view code, std::string_view message);
 

@@ -582,10 +582,21 @@ const cases = {
       check(await page.locator('#h-chart canvas').count() > 0, 'the history chart is drawn');
       await page.screenshot({ path: path.join(SHOTS, 'dashboard-history.png') });
 
+      // The last hour stays live while the view is open: a new reading shows in its bucket.
+      const fresh = spawnSync('mosquitto_pub', ['-p', String(sys.mqttPort), '-q', '1', '-t', 'sensors/archive/temperature',
+                                                '-m', JSON.stringify({ value: 99.5, ts: Date.now(), unit: 'Cel' })]);
+      check(fresh.status === 0, 'published a new reading');
+      h = await until('the new reading in the live history', async () => {
+        const now = (await dash(page)).history;
+        return now.live >= 1 && now.newest?.max === 99.5 && now;
+      });
+      check(h.newest.count >= 1 && h.newest.final === false, `the open bucket, provisional: ${JSON.stringify(h.newest)}`);
+
       await page.locator('[data-range="24h"]').click();
       await until('the last day loaded', async () => (await dash(page)).history.loads >= 2);
       h = (await dash(page)).history;
-      check(h.readings === 720 && h.bucket !== '10s' && h.buckets < 100, `last day: ${h.buckets} buckets of ${h.bucket} (a coarser bucket)`);
+      // The 720 past readings and the one published while the last hour was open.
+      check(h.readings === 721 && h.bucket !== '10s' && h.buckets < 100, `last day: ${h.buckets} buckets of ${h.bucket} (a coarser bucket), ${h.readings} readings`);
 
       // Custom: the first half hour of the past readings.
       const local = (ms) => new Date(ms - new Date(ms).getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
