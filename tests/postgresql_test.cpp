@@ -1,6 +1,7 @@
-// The id cursor of the PostgreSQL engine under concurrent writers, on a throwaway cluster: readers
-// that tail by id see every reading exactly once, and a control without the id lock shows that the
-// same check catches the lost readings of plain sequence ids.
+// What only the PostgreSQL engine has, on a throwaway cluster: concurrent writers whose ids readers
+// tailing by id see exactly once (and a control without the id lock showing that the same check
+// catches the readings plain sequence ids lose), concurrent redeliveries, failed batches,
+// reconnection, the schema version.
 #include "postgresql.hpp"
 
 #include "integration/pg_cluster.hpp"
@@ -207,4 +208,66 @@ TEST_CASE("postgresql cursor negative control: plain sequence ids without the lo
                               << v.first_miss);
     CHECK(v.increasing);  // after_id itself still returns ids in order
     CHECK_FALSE(v.holds());
+}
+
+TEST_CASE("postgresql two writers storing the same readings at once store them once") {
+    const std::string url = shared_pg_cluster().create_database();
+    postgresql_writer{url};
+    slow_down_inserts(url);
+    std::vector<reading> batch;
+    for (int i = 0; i < 50; ++i) batch.push_back(make(0, 0, i));
+    std::vector<reading> got[2];
+    {
+        std::vector<std::thread> ts;
+        for (auto& g : got) ts.emplace_back([&] { g = postgresql_writer(url).insert(batch); });
+        for (auto& t : ts) t.join();
+    }
+    // Whichever committed first stored them all; the other found every one a redelivery.
+    CHECK(got[0].size() + got[1].size() == batch.size());
+    CHECK((got[0].empty() || got[1].empty()));
+    CHECK(table_ids(url).size() == batch.size());
+}
+
+TEST_CASE("postgresql a batch the server rejects stores nothing and consumes no id") {
+    const std::string url = shared_pg_cluster().create_database();
+    postgresql_writer w(url);
+    REQUIRE(w.insert(std::vector<reading>{make(0, 0, 0)}).size() == 1);
+    // Not UTF-8: the server refuses the batch inside its transaction.
+    auto bad = make(1, 0, 1);
+    bad.unit = "\xff";
+    CHECK_THROWS_AS(w.insert(std::vector<reading>{make(2, 0, 0), bad}), storage_error);
+    // The same writer goes on, with the next id, and no series of the failed batch exists.
+    const auto next = w.insert(std::vector<reading>{make(0, 0, 1)});
+    REQUIRE(next.size() == 1);
+    CHECK(next[0].id == 2);
+    postgresql_reader r(url);
+    CHECK(r.all_series().size() == 1);
+    CHECK(r.max_id() == 2);
+}
+
+TEST_CASE("postgresql a writer and a reader reconnect after the server dropped their sessions") {
+    const std::string url = shared_pg_cluster().create_database();
+    postgresql_writer w(url);
+    postgresql_reader r(url);
+    REQUIRE(w.insert(std::vector<reading>{make(0, 0, 0)}).size() == 1);
+    REQUIRE(r.max_id() == 1);
+    shared_pg_cluster().psql("postgres",
+                             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                             "WHERE datname = '" + db_name(url) + "' AND pid <> pg_backend_pid()");
+    // The call that finds its session gone fails; the connection is re-established for the next.
+    CHECK_THROWS_AS(w.insert(std::vector<reading>{make(0, 0, 1)}), storage_error);
+    CHECK_THROWS_AS(r.max_id(), storage_error);
+    const auto again = w.insert(std::vector<reading>{make(0, 0, 1)});
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].id == 2);
+    CHECK(r.max_id() == 2);
+    CHECK(r.after_id(0, 10).size() == 2);
+}
+
+TEST_CASE("postgresql refuses a database with a newer schema") {
+    const std::string url = shared_pg_cluster().create_database();
+    postgresql_writer{url};
+    shared_pg_cluster().psql(db_name(url), "UPDATE meta SET value = 99 WHERE key = 'schema_version'");
+    CHECK_THROWS_AS(postgresql_writer{url}, storage_error);
+    CHECK_THROWS_AS(postgresql_reader{url}, storage_error);
 }
