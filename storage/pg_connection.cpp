@@ -52,6 +52,18 @@ std::int64_t pg_result::affected() const {
     return out;
 }
 
+reading reading_at(const pg_result& r, int row, int col, std::string_view sensor, std::string_view metric) {
+    reading out;
+    out.id = r.int64(row, col);
+    out.sensor = sensor;
+    out.metric = metric;
+    out.ts = r.int64(row, col + 1);
+    out.value = r.real(row, col + 2);
+    out.unit = r.text(row, col + 3);
+    out.seq = r.opt_int64(row, col + 4);
+    return out;
+}
+
 pg_params& pg_params::add(std::int64_t v) {
     values_.push_back(std::to_string(v));
     null_.push_back(false);

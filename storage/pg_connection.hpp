@@ -38,6 +38,10 @@ private:
     PGresult* r_;
 };
 
+// The reading in columns id, ts, value, unit, seq of `row`, starting at column `col`; the caller
+// knows its names.
+reading reading_at(const pg_result& r, int row, int col, std::string_view sensor, std::string_view metric);
+
 // Parameters $1, $2, ... in text format, in the order added.
 class pg_params {
 public:

@@ -16,21 +16,7 @@ namespace telemetry::storage {
 
 namespace {
 
-constexpr const char* reading_cols = "id, ts, value, unit, seq";
-
-// Fills a reading from `reading_cols` starting at column `col`; the caller knows the names.
-reading row_reading(const detail::pg_result& r, int row, int col, std::string_view sensor,
-                    std::string_view metric) {
-    reading out;
-    out.id = r.int64(row, col);
-    out.sensor = sensor;
-    out.metric = metric;
-    out.ts = r.int64(row, col + 1);
-    out.value = r.real(row, col + 2);
-    out.unit = r.text(row, col + 3);
-    out.seq = r.opt_int64(row, col + 4);
-    return out;
-}
+constexpr const char* reading_cols = "id, ts, value, unit, seq";  // as detail::reading_at reads them
 
 // "1,2,3" (string_agg of integers) -> {1, 2, 3}.
 std::vector<std::int64_t> int_list(std::string_view s) {
@@ -113,7 +99,7 @@ ORDER BY s.sensor, s.metric
         si.retired_max_id = r.int64(i, 3);
         si.count = r.int64(i, 4);
         if (!r.is_null(i, 5)) {
-            si.latest = row_reading(r, i, 5, si.sensor, si.metric);
+            si.latest = detail::reading_at(r, i, 5, si.sensor, si.metric);
             si.unit = si.latest->unit;
         }
         if (!r.is_null(i, 10)) {
@@ -134,7 +120,7 @@ std::optional<reading> postgresql_reader::latest(std::string_view sensor, std::s
          " FROM readings WHERE series_id = $1 ORDER BY ts DESC, id DESC LIMIT 1").c_str(),
         detail::pg_params().add(*sid));
     if (r.rows() == 0) return std::nullopt;
-    return row_reading(r, 0, 0, sensor, metric);
+    return detail::reading_at(r, 0, 0, sensor, metric);
 }
 
 std::optional<std::pair<std::int64_t, std::int64_t>> postgresql_reader::ts_span(std::string_view sensor,
@@ -176,7 +162,7 @@ history_page postgresql_reader::history(const history_query& q) {
             page.next = detail::encode_cursor(q, last.ts, last.id);
             break;
         }
-        page.readings.push_back(row_reading(r, i, 0, q.sensor, q.metric));
+        page.readings.push_back(detail::reading_at(r, i, 0, q.sensor, q.metric));
     }
     return page;
 }
@@ -217,7 +203,7 @@ std::vector<reading> postgresql_reader::after_id(std::int64_t after, std::size_t
         detail::pg_params().add(after).add(
             static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX))));
     out.reserve(static_cast<std::size_t>(r.rows()));
-    for (int i = 0; i < r.rows(); ++i) out.push_back(row_reading(r, i, 2, r.text(i, 0), r.text(i, 1)));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(detail::reading_at(r, i, 2, r.text(i, 0), r.text(i, 1)));
     return out;
 }
 

@@ -13,9 +13,10 @@ namespace telemetry::storage {
 namespace {
 
 // The batch, copied in before the id lock is taken so that the lock covers only the insert-select
-// and the commit. Session-local; emptied by every commit.
+// and the commit. Session-local; emptied by every commit. READ COMMITTED whatever the database's
+// default: the insert-select below relies on a snapshot per statement.
 constexpr const char* sql_begin_batch =
-    "BEGIN; CREATE TEMP TABLE IF NOT EXISTS incoming("
+    "BEGIN ISOLATION LEVEL READ COMMITTED; CREATE TEMP TABLE IF NOT EXISTS incoming("
     "ord integer NOT NULL, sensor text NOT NULL, metric text NOT NULL, ts bigint NOT NULL, "
     "value double precision NOT NULL, seq bigint, unit text NOT NULL) ON COMMIT DELETE ROWS";
 constexpr const char* sql_copy_batch =
@@ -49,7 +50,7 @@ WITH batch AS (
 ), bump AS (
     UPDATE id_counter SET next_id = coalesce((SELECT max(id) FROM ins) + 1, next_id)
 )
-SELECT ins.id, s.sensor, s.metric, ins.ts, ins.value, ins.unit, ins.seq
+SELECT s.sensor, s.metric, ins.id, ins.ts, ins.value, ins.unit, ins.seq
 FROM ins JOIN series s ON s.series_id = ins.series_id ORDER BY ins.id
 )sql";
 
@@ -92,17 +93,8 @@ struct postgresql_writer::impl {
         txn.commit();
         std::vector<reading> stored;
         stored.reserve(static_cast<std::size_t>(res.rows()));
-        for (int i = 0; i < res.rows(); ++i) {
-            reading r;
-            r.id = res.int64(i, 0);
-            r.sensor = res.text(i, 1);
-            r.metric = res.text(i, 2);
-            r.ts = res.int64(i, 3);
-            r.value = res.real(i, 4);
-            r.unit = res.text(i, 5);
-            r.seq = res.opt_int64(i, 6);
-            stored.push_back(std::move(r));
-        }
+        for (int i = 0; i < res.rows(); ++i)
+            stored.push_back(detail::reading_at(res, i, 2, res.text(i, 0), res.text(i, 1)));
         return stored;
     }
 };
