@@ -385,7 +385,7 @@ STORE_TEST_CASE("storage history pages through all rows in both orders") {
     CHECK_THROWS_AS(r->history(reversed), std::invalid_argument);
     auto garbage = hq("s", "m");
     for (const std::string& bad : std::vector<std::string>{"", "a", "a.1.2", "a.1.2.zz", *cur + "0",
-                                                           "x" + cur->substr(1)}) {
+                                                           std::string("x").append(*cur, 1)}) {
         garbage.cursor = bad;
         CHECK_THROWS_AS(r->history(garbage), std::invalid_argument);
     }
