@@ -1,5 +1,6 @@
 // Read-only queries: series overview, latest, keyset-paginated history, rollup aggregates, replay.
 #include "database.hpp"
+#include "history_cursor.hpp"
 #include "statement.hpp"
 
 #include <algorithm>
@@ -26,51 +27,6 @@ reading row_reading(const detail::query& q, std::string_view sensor, std::string
     r.unit = q.text(3);
     if (!q.is_null(4)) r.seq = q.int64(4);
     return r;
-}
-
-// --- history cursors: "<a|d>.<ts>.<id>.<check>", check = FNV-1a of sensor, metric, order, so a
-// cursor handed to another series or order is rejected instead of silently mis-positioning.
-std::uint32_t cursor_check(const history_query& q) {
-    std::uint32_t h = 2166136261u;
-    auto mix = [&h](std::string_view s) {
-        for (unsigned char c : s) h = (h ^ c) * 16777619u;
-        h = (h ^ 0xffu) * 16777619u;  // separator that no name byte sequence can fake
-    };
-    mix(q.sensor);
-    mix(q.metric);
-    mix(q.descending ? "d" : "a");
-    return h;
-}
-
-std::string encode_cursor(const history_query& q, std::int64_t ts, std::int64_t id) {
-    char check[9];
-    std::snprintf(check, sizeof check, "%08x", cursor_check(q));
-    return std::string(q.descending ? "d" : "a") + "." + std::to_string(ts) + "." +
-           std::to_string(id) + "." + check;
-}
-
-struct position {
-    std::int64_t ts, id;
-};
-
-position decode_cursor(const history_query& q, std::string_view c) {
-    const auto bad = [] { return std::invalid_argument("cursor is not valid for this query"); };
-    const char* p = c.data();
-    const char* end = c.data() + c.size();
-    if (c.size() < 2 || *p != (q.descending ? 'd' : 'a') || p[1] != '.') throw bad();
-    p += 2;
-    position pos{};
-    auto num = [&](std::int64_t& out) {
-        auto [next, ec] = std::from_chars(p, end, out);
-        if (ec != std::errc() || next == end || *next != '.') throw bad();
-        p = next + 1;
-    };
-    num(pos.ts);
-    num(pos.id);
-    std::uint32_t check = 0;
-    auto [next, ec] = std::from_chars(p, end, check, 16);
-    if (ec != std::errc() || next != end || end - p != 8 || check != cursor_check(q)) throw bad();
-    return pos;
 }
 
 // Streams (bucket start, partial aggregate) pairs arriving in time order into buckets.
@@ -183,16 +139,13 @@ std::optional<std::pair<std::int64_t, std::int64_t>> reader::ts_span(std::string
 }
 
 history_page reader::history(const history_query& q) {
-    // Position before the first row of the order when there is no cursor.
-    position pos = q.descending ? position{INT64_MAX, INT64_MAX} : position{INT64_MIN, INT64_MIN};
-    if (q.cursor) pos = decode_cursor(q, *q.cursor);
+    const detail::position pos = detail::start_position(q);
     history_page page;
-    if (q.limit == 0 || q.to == INT64_MIN || q.from > q.to) return page;
-    // `to` is exclusive except for the INT64_MAX sentinel, which means unbounded.
-    std::int64_t lo = q.from;
-    std::int64_t hi = q.to == INT64_MAX ? INT64_MAX : q.to - 1;
+    const auto range = detail::inclusive_range(q.from, q.to);
+    if (q.limit == 0 || !range) return page;
+    auto [lo, hi] = *range;
     const auto sid = impl_->find_series(q.sensor, q.metric);
-    if (!sid || lo > hi) return page;
+    if (!sid) return page;
 
     // Keyset pagination on (ts, id): the ts bound narrows the index range, the OR resolves ties.
     std::string sql = std::string("SELECT ") + reading_cols +
@@ -204,14 +157,14 @@ history_page reader::history(const history_query& q) {
         lo = std::max(lo, pos.ts);
         sql += "(ts > ?4 OR id > ?5) ORDER BY ts, id LIMIT ?6";
     }
-    const std::size_t limit = std::min<std::size_t>(q.limit, 1'000'000);
+    const std::size_t limit = detail::page_limit(q);
     auto s = impl_->stmts.use(sql);
     s.bind(1, *sid).bind(2, lo).bind(3, hi).bind(4, pos.ts).bind(5, pos.id).bind(
         6, static_cast<std::int64_t>(limit + 1));  // one more tells whether a next page exists
     while (s.step()) {
         if (page.readings.size() == limit) {
             const auto& last = page.readings.back();
-            page.next = encode_cursor(q, last.ts, last.id);
+            page.next = detail::encode_cursor(q, last.ts, last.id);
             break;
         }
         page.readings.push_back(row_reading(s, q.sensor, q.metric));
@@ -222,10 +175,9 @@ history_page reader::history(const history_query& q) {
 std::vector<bucket> reader::aggregate(const aggregate_query& q) {
     if (q.bucket_ms <= 0) throw std::invalid_argument("bucket must be positive");
     std::vector<bucket> out;
-    if (q.to == INT64_MIN) return out;
-    const std::int64_t lo = q.from;
-    const std::int64_t hi = q.to == INT64_MAX ? INT64_MAX : q.to - 1;  // inclusive
-    if (lo > hi) return out;
+    const auto range = detail::inclusive_range(q.from, q.to);
+    if (!range) return out;
+    const auto [lo, hi] = *range;
     const auto sid = impl_->find_series(q.sensor, q.metric);
     if (!sid) return out;
 

@@ -1,8 +1,9 @@
 // Private helpers of the storage library: RAII prepared statements, a per-connection statement
-// cache, scoped transactions and overflow-safe time arithmetic. Not part of the public interface.
+// cache, scoped transactions. Not part of the public interface.
 #pragma once
 
 #include "database.hpp"
+#include "time_math.hpp"
 
 #include <sqlite3.h>
 
@@ -96,41 +97,5 @@ private:
 
 // Applies the per-connection pragmas; shared by every connection mode.
 void apply_pragmas(sqlite3* db, bool read_write);
-
-// --- time arithmetic: ts may be any int64, so every step saturates instead of overflowing ---
-
-// floor(a / b) for b > 0, also for negative a.
-constexpr std::int64_t floor_div(std::int64_t a, std::int64_t b) noexcept {
-    std::int64_t q = a / b;
-    if (a % b != 0 && a < 0) --q;
-    return q;
-}
-// ceil(a / b) for b > 0.
-constexpr std::int64_t ceil_div(std::int64_t a, std::int64_t b) noexcept {
-    std::int64_t q = a / b;
-    if (a % b != 0 && a > 0) ++q;
-    return q;
-}
-constexpr std::int64_t sat_mul(std::int64_t a, std::int64_t b) noexcept {
-    std::int64_t r = 0;
-    if (__builtin_mul_overflow(a, b, &r)) return (a < 0) != (b < 0) ? INT64_MIN : INT64_MAX;
-    return r;
-}
-constexpr std::int64_t sat_add(std::int64_t a, std::int64_t b) noexcept {
-    std::int64_t r = 0;
-    if (__builtin_add_overflow(a, b, &r)) return b < 0 ? INT64_MIN : INT64_MAX;
-    return r;
-}
-
-inline constexpr std::int64_t minute_ms = 60'000;
-// Rollup rows are keyed by the minute number floor(ts / 60000), not its start in ms, because the
-// start of the minute holding a ts near INT64_MIN is not representable.
-constexpr std::int64_t minute_of(std::int64_t ts) noexcept { return floor_div(ts, minute_ms); }
-constexpr std::int64_t minute_first_ts(std::int64_t m) noexcept { return sat_mul(m, minute_ms); }
-constexpr std::int64_t minute_last_ts(std::int64_t m) noexcept {
-    // Computed from the side that cannot saturate wrongly: the last minute's end may pass
-    // INT64_MAX (clamp), the first minute's start may pass INT64_MIN (its end never does).
-    return m >= 0 ? sat_add(sat_mul(m, minute_ms), minute_ms - 1) : (m + 1) * minute_ms - 1;
-}
 
 }  // namespace telemetry::storage::detail

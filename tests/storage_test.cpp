@@ -1,6 +1,9 @@
-// Tests of the SQLite store on real database files in a temporary directory.
+// Tests of the storage engines: the interface of store.hpp on both SQLite (real files in a
+// temporary directory) and PostgreSQL (a throwaway cluster), then what only SQLite has.
 #include "database.hpp"
+#include "postgresql.hpp"
 
+#include "integration/pg_cluster.hpp"
 #include "temp_dir.hpp"
 
 #include <doctest/doctest.h>
@@ -57,7 +60,7 @@ aggregate_query aq(std::string sensor, std::string metric, std::int64_t from = I
     return q;
 }
 
-std::vector<reading> put(writer& w, std::vector<reading> rs) { return w.insert(rs); }
+std::vector<reading> put(store_writer& w, std::vector<reading> rs) { return w.insert(rs); }
 
 std::int64_t pragma_int(connection& c, const char* sql) {
     sqlite3_stmt* s = nullptr;
@@ -82,7 +85,40 @@ std::int64_t count_rows(const fs::path& db) {
     return pragma_int(c, "SELECT count(*) FROM readings");
 }
 
+// The engines the interface tests run on (STORE_TEST_CASE). Each gives a fresh, empty store,
+// writers and readers on it, and a way to look into it with SQL (tables of the same names).
+struct sqlite_store {
+    temp_dir dir;
+    std::unique_ptr<store_writer> writer() { return std::make_unique<storage::writer>(dir.db()); }
+    std::unique_ptr<store_reader> reader() { return std::make_unique<storage::reader>(dir.db()); }
+    std::int64_t scalar(const char* sql) {
+        connection c(dir.db(), connection::mode::read_only);
+        return pragma_int(c, sql);
+    }
+};
+
+// A fresh database on the test process's throwaway cluster.
+struct postgresql_store {
+    std::string url = telemetry::testing::shared_pg_cluster().create_database();
+    std::unique_ptr<store_writer> writer() { return std::make_unique<postgresql_writer>(url); }
+    std::unique_ptr<store_reader> reader() { return std::make_unique<postgresql_reader>(url); }
+    std::int64_t scalar(const char* sql) {
+        const std::string db = url.substr(url.rfind('/') + 1);
+        return std::stoll(telemetry::testing::shared_pg_cluster().psql(db, sql));
+    }
+};
+
+template <typename Store>
+std::int64_t count_rows(Store& s) {
+    return static_cast<std::int64_t>(s.reader()->after_id(0, SIZE_MAX).size());
+}
+
 }  // namespace
+
+TYPE_TO_STRING_AS("sqlite", sqlite_store);
+TYPE_TO_STRING_AS("postgresql", postgresql_store);
+// A test of the engine-neutral interface, run once per engine: "<name><sqlite>", "<name><postgresql>".
+#define STORE_TEST_CASE(name) TEST_CASE_TEMPLATE(name, store, sqlite_store, postgresql_store)
 
 TEST_CASE("storage migrations create the schema and reopen idempotently") {
     temp_dir dir;
@@ -106,9 +142,15 @@ TEST_CASE("storage migrations create the schema and reopen idempotently") {
     CHECK(r.all_series().empty());
 }
 
-TEST_CASE("storage refuses a file with a newer schema and a reader before any writer") {
+STORE_TEST_CASE("storage refuses a reader before any writer created the schema") {
+    store s;
+    CHECK_THROWS_AS(s.reader(), storage_error);
+    s.writer();
+    CHECK(s.reader()->max_id() == 0);
+}
+
+TEST_CASE("storage refuses a file with a newer schema") {
     temp_dir dir;
-    CHECK_THROWS_AS(reader(dir.db()), storage_error);
     { writer w(dir.db()); }
     {
         connection c(dir.db(), connection::mode::read_write);
@@ -117,26 +159,26 @@ TEST_CASE("storage refuses a file with a newer schema and a reader before any wr
     }
 }
 
-TEST_CASE("storage ids strictly increase and survive reopen") {
-    temp_dir dir;
+STORE_TEST_CASE("storage ids strictly increase and survive reopen") {
+    store s;
     std::int64_t last = 0;
     {
-        writer w(dir.db());
+        auto w = s.writer();
         for (int i = 0; i < 5; ++i) {
-            auto got = put(w, {make("a", "t", 1000 + i, i), make("b", "t", 1000 - i, i)});
+            auto got = put(*w, {make("a", "t", 1000 + i, i), make("b", "t", 1000 - i, i)});
             REQUIRE(got.size() == 2);
             CHECK(got[0].id > last);
             CHECK(got[1].id == got[0].id + 1);
             last = got[1].id;
         }
     }
-    writer w(dir.db());
-    auto got = put(w, {make("a", "t", 5, 1)});
+    auto w = s.writer();
+    auto got = put(*w, {make("a", "t", 5, 1)});
     REQUIRE(got.size() == 1);
     CHECK(got[0].id == last + 1);
-    reader r(dir.db());
-    CHECK(r.max_id() == last + 1);
-    CHECK(r.oldest_id() == 1);
+    auto r = s.reader();
+    CHECK(r->max_id() == last + 1);
+    CHECK(r->oldest_id() == 1);
 }
 
 TEST_CASE("storage ids are not reused after retention deleted the newest rows") {
@@ -207,81 +249,81 @@ TEST_CASE("storage a schema 1 database keeps what retention deleted as concernin
     CHECK(r.retired_unattributed() == 5);
 }
 
-TEST_CASE("storage redelivery with the same seq and ts is stored once") {
-    temp_dir dir;
-    writer w(dir.db());
-    auto first = put(w, {make("a", "t", 1000, 1.5, 7)});
+STORE_TEST_CASE("storage redelivery with the same seq and ts is stored once") {
+    store s;
+    auto w = s.writer();
+    auto first = put(*w, {make("a", "t", 1000, 1.5, 7)});
     REQUIRE(first.size() == 1);
-    CHECK(put(w, {make("a", "t", 1000, 1.5, 7)}).empty());
+    CHECK(put(*w, {make("a", "t", 1000, 1.5, 7)}).empty());
     // Within one batch too, and mixed with a new reading.
-    auto mixed = put(w, {make("a", "t", 1000, 1.5, 7), make("a", "t", 2000, 2.5, 8),
+    auto mixed = put(*w, {make("a", "t", 1000, 1.5, 7), make("a", "t", 2000, 2.5, 8),
                          make("a", "t", 2000, 2.5, 8)});
     REQUIRE(mixed.size() == 1);
     CHECK(mixed[0].seq == 8);
     CHECK(mixed[0].id == first[0].id + 1);  // a skipped redelivery consumes no id
     // A restarted sensor counts seq from zero again with new ts: not a duplicate.
-    CHECK(put(w, {make("a", "t", 3000, 9.0, 7)}).size() == 1);
+    CHECK(put(*w, {make("a", "t", 3000, 9.0, 7)}).size() == 1);
     // The same seq and ts on another series is another reading.
-    CHECK(put(w, {make("b", "t", 1000, 1.5, 7)}).size() == 1);
-    CHECK(count_rows(dir.db()) == 4);
-    reader r(dir.db());
-    auto all = r.all_series();
+    CHECK(put(*w, {make("b", "t", 1000, 1.5, 7)}).size() == 1);
+    CHECK(count_rows(s) == 4);
+    auto r = s.reader();
+    auto all = r->all_series();
     REQUIRE(all.size() == 2);
     CHECK(all[0].count == 3);
 }
 
-TEST_CASE("storage readings without seq are never deduplicated") {
-    temp_dir dir;
-    writer w(dir.db());
-    CHECK(put(w, {make("a", "t", 1000, 1.0), make("a", "t", 1000, 1.0)}).size() == 2);
-    CHECK(put(w, {make("a", "t", 1000, 1.0)}).size() == 1);
-    CHECK(count_rows(dir.db()) == 3);
+STORE_TEST_CASE("storage readings without seq are never deduplicated") {
+    store s;
+    auto w = s.writer();
+    CHECK(put(*w, {make("a", "t", 1000, 1.0), make("a", "t", 1000, 1.0)}).size() == 2);
+    CHECK(put(*w, {make("a", "t", 1000, 1.0)}).size() == 1);
+    CHECK(count_rows(s) == 3);
 }
 
-TEST_CASE("storage a failed batch stores nothing and consumes no id") {
-    temp_dir dir;
-    writer w(dir.db());
-    put(w, {make("a", "t", 1, 1)});
-    CHECK_THROWS_AS(put(w, {make("a", "t", 2, 1), make("a", "t", 3, NAN)}), std::invalid_argument);
-    CHECK(count_rows(dir.db()) == 1);
-    CHECK(put(w, {make("c", "t", 4, 1)})[0].id == 2);
-    reader r(dir.db());
-    CHECK(r.all_series().size() == 2);
+STORE_TEST_CASE("storage a failed batch stores nothing and consumes no id") {
+    store s;
+    auto w = s.writer();
+    put(*w, {make("a", "t", 1, 1)});
+    CHECK_THROWS_AS(put(*w, {make("a", "t", 2, 1), make("a", "t", 3, NAN)}), std::invalid_argument);
+    CHECK(count_rows(s) == 1);
+    CHECK(put(*w, {make("c", "t", 4, 1)})[0].id == 2);
+    auto r = s.reader();
+    CHECK(r->all_series().size() == 2);
 }
 
-TEST_CASE("storage latest picks the greatest ts then the greatest id") {
-    temp_dir dir;
-    writer w(dir.db());
-    reader r(dir.db());
-    CHECK_FALSE(r.latest("a", "t").has_value());
-    put(w, {make("a", "t", 500, 1), make("a", "t", 900, 2), make("a", "t", 100, 3)});
-    auto l = r.latest("a", "t");
+STORE_TEST_CASE("storage latest picks the greatest ts then the greatest id") {
+    store s;
+    auto w = s.writer();
+    auto r = s.reader();
+    CHECK_FALSE(r->latest("a", "t").has_value());
+    put(*w, {make("a", "t", 500, 1), make("a", "t", 900, 2), make("a", "t", 100, 3)});
+    auto l = r->latest("a", "t");
     REQUIRE(l.has_value());
     CHECK(l->value == 2);
-    auto tie = put(w, {make("a", "t", 900, 4, std::nullopt, "K")});
-    l = r.latest("a", "t");
+    auto tie = put(*w, {make("a", "t", 900, 4, std::nullopt, "K")});
+    l = r->latest("a", "t");
     REQUIRE(l.has_value());
     CHECK(*l == tie[0]);
     CHECK(l->unit == "K");
-    put(w, {make("a", "t", 50, 5)});  // late arrival: not the latest
-    CHECK(r.latest("a", "t")->id == tie[0].id);
+    put(*w, {make("a", "t", 50, 5)});  // late arrival: not the latest
+    CHECK(r->latest("a", "t")->id == tie[0].id);
 }
 
-TEST_CASE("storage history pages through all rows in both orders") {
-    temp_dir dir;
-    writer w(dir.db());
+STORE_TEST_CASE("storage history pages through all rows in both orders") {
+    store s;
+    auto w = s.writer();
     std::vector<reading> all;
     std::mt19937 rng(42);
     for (int batch = 0; batch < 10; ++batch) {
         std::vector<reading> rs;
         for (int i = 0; i < 25; ++i)
             rs.push_back(make("s", "m", static_cast<std::int64_t>(rng() % 60) - 10, i, i));
-        for (auto& x : w.insert(rs)) all.push_back(x);
-        put(w, {make("other", "m", 5, 1)});
+        for (auto& x : w->insert(rs)) all.push_back(x);
+        put(*w, {make("other", "m", 5, 1)});
     }
     std::sort(all.begin(), all.end(),
               [](const reading& a, const reading& b) { return std::pair(a.ts, a.id) < std::pair(b.ts, b.id); });
-    reader r(dir.db());
+    auto r = s.reader();
     for (bool desc : {false, true}) {
         for (std::size_t limit : {1u, 7u, 250u, 1000u}) {
             CAPTURE(desc);
@@ -292,7 +334,7 @@ TEST_CASE("storage history pages through all rows in both orders") {
             std::vector<reading> got;
             std::size_t pages = 0;
             for (;;) {
-                auto page = r.history(q);
+                auto page = r->history(q);
                 ++pages;
                 CHECK(page.readings.size() <= limit);
                 got.insert(got.end(), page.readings.begin(), page.readings.end());
@@ -310,7 +352,7 @@ TEST_CASE("storage history pages through all rows in both orders") {
     auto q = hq("s", "m");
     q.from = 0;
     q.to = 20;
-    auto page = r.history(q);
+    auto page = r->history(q);
     std::vector<reading> want;
     for (const auto& x : all)
         if (x.ts >= 0 && x.ts < 20) want.push_back(x);
@@ -321,7 +363,7 @@ TEST_CASE("storage history pages through all rows in both orders") {
     q.limit = 3;
     std::vector<reading> got;
     for (;;) {
-        auto p = r.history(q);
+        auto p = r->history(q);
         got.insert(got.end(), p.readings.begin(), p.readings.end());
         if (!p.next) break;
         q.cursor = p.next;
@@ -332,23 +374,23 @@ TEST_CASE("storage history pages through all rows in both orders") {
     // A cursor of another series or another order is rejected, as is garbage.
     auto a = hq("s", "m");
     a.limit = 2;
-    auto cur = r.history(a).next;
+    auto cur = r->history(a).next;
     REQUIRE(cur.has_value());
     auto foreign = hq("other", "m");
     foreign.cursor = cur;
-    CHECK_THROWS_AS(r.history(foreign), std::invalid_argument);
+    CHECK_THROWS_AS(r->history(foreign), std::invalid_argument);
     auto reversed = hq("s", "m");
     reversed.descending = true;
     reversed.cursor = cur;
-    CHECK_THROWS_AS(r.history(reversed), std::invalid_argument);
+    CHECK_THROWS_AS(r->history(reversed), std::invalid_argument);
     auto garbage = hq("s", "m");
     for (const std::string& bad : std::vector<std::string>{"", "a", "a.1.2", "a.1.2.zz", *cur + "0",
-                                                           "x" + cur->substr(1)}) {
+                                                           std::string("x").append(*cur, 1)}) {
         garbage.cursor = bad;
-        CHECK_THROWS_AS(r.history(garbage), std::invalid_argument);
+        CHECK_THROWS_AS(r->history(garbage), std::invalid_argument);
     }
     auto unknown = hq("nobody", "m");
-    CHECK(r.history(unknown).readings.empty());
+    CHECK(r->history(unknown).readings.empty());
 }
 
 namespace {
@@ -391,9 +433,9 @@ void check_same(const std::vector<bucket>& got, const std::vector<bucket>& want)
 
 }  // namespace
 
-TEST_CASE("storage aggregate via rollups equals a brute force computation") {
-    temp_dir dir;
-    writer w(dir.db());
+STORE_TEST_CASE("storage aggregate equals a brute force computation") {
+    store s;
+    auto w = s.writer();
     std::mt19937_64 rng(7);
     std::vector<reading> all;
     // Around zero so negative ts (floor division) is covered; 3 hours; random batches.
@@ -404,10 +446,10 @@ TEST_CASE("storage aggregate via rollups equals a brute force computation") {
             const auto ts = static_cast<std::int64_t>(rng() % span) - span / 3;
             rs.push_back(make("s", "m", ts, static_cast<double>(rng() % 10'000) / 7.0 - 500));
         }
-        for (auto& x : w.insert(rs)) all.push_back(x);
-        put(w, {make("noise", "m", 0, 1e9)});
+        for (auto& x : w->insert(rs)) all.push_back(x);
+        put(*w, {make("noise", "m", 0, 1e9)});
     }
-    reader r(dir.db());
+    auto r = s.reader();
     const std::vector<std::int64_t> buckets = {10'000, 60'000, 300'000, 3'600'000, 7'000};
     const std::vector<std::pair<std::int64_t, std::int64_t>> ranges = {
         {INT64_MIN, INT64_MAX}, {-1'234'567, 4'567'891}, {0, 3'600'000}, {-59'999, 60'001},
@@ -417,15 +459,15 @@ TEST_CASE("storage aggregate via rollups equals a brute force computation") {
             CAPTURE(b);
             CAPTURE(from);
             CAPTURE(to);
-            check_same(r.aggregate(aq("s", "m", from, to, b)), brute_force(all, from, to, b));
+            check_same(r->aggregate(aq("s", "m", from, to, b)), brute_force(all, from, to, b));
         }
     }
-    CHECK(r.aggregate(aq("nobody", "m")).empty());
-    CHECK_THROWS_AS(r.aggregate(aq("s", "m", 0, 1, 0)), std::invalid_argument);
+    CHECK(r->aggregate(aq("nobody", "m")).empty());
+    CHECK_THROWS_AS(r->aggregate(aq("s", "m", 0, 1, 0)), std::invalid_argument);
     // Extreme timestamps do not overflow.
-    put(w, {make("x", "m", INT64_MIN, 1), make("x", "m", INT64_MAX, 2), make("x", "m", 0, 3)});
+    put(*w, {make("x", "m", INT64_MIN, 1), make("x", "m", INT64_MAX, 2), make("x", "m", 0, 3)});
     for (auto b : buckets) {
-        auto got = r.aggregate(aq("x", "m", INT64_MIN, INT64_MAX, b));
+        auto got = r->aggregate(aq("x", "m", INT64_MIN, INT64_MAX, b));
         std::int64_t n = 0;
         for (const auto& x : got) n += x.count;
         CHECK(n == 3);
@@ -506,18 +548,18 @@ TEST_CASE("storage retention shrinks the file with incremental vacuum") {
     CHECK(fs::file_size(dir.db()) < before / 2);
 }
 
-TEST_CASE("storage all_series reports every field") {
-    temp_dir dir;
-    writer w(dir.db());
+STORE_TEST_CASE("storage all_series reports every field") {
+    store s;
+    auto w = s.writer();
     std::vector<reading> rs;
     for (int i = 0; i < 40; ++i) rs.push_back(make("a", "temp", 1000 * i, i, i));
-    put(w, {make("b", "hum", 7, 50, std::nullopt, "%RH")});
-    w.insert(rs);
-    put(w, {make("a", "temp", 5, -1, 99, "K")});  // late: newest id, not the latest
-    w.set_status("a", true, 123);
-    w.set_status("zzz", false, 1);  // presence of a sensor without readings
-    reader r(dir.db());
-    auto all = r.all_series();
+    put(*w, {make("b", "hum", 7, 50, std::nullopt, "%RH")});
+    w->insert(rs);
+    put(*w, {make("a", "temp", 5, -1, 99, "K")});  // late: newest id, not the latest
+    w->set_status("a", true, 123);
+    w->set_status("zzz", false, 1);  // presence of a sensor without readings
+    auto r = s.reader();
+    auto all = r->all_series();
     REQUIRE(all.size() == 2);
     const auto& a = all[0];
     CHECK(a.sensor == "a");
@@ -563,42 +605,41 @@ TEST_CASE("storage all_series falls back for series far back in the id order") {
     CHECK(all[1].recent_ts == std::vector<std::int64_t>{1, 2});
 }
 
-TEST_CASE("storage after_id replays in id order with names") {
-    temp_dir dir;
-    writer w(dir.db());
-    auto got = put(w, {make("a", "t", 9, 1), make("b", "h", 1, 2, 5, ""), make("a", "t", 3, 3)});
-    reader r(dir.db());
-    CHECK(r.after_id(0, 100) == got);
-    auto tail = r.after_id(got[0].id, 1);
+STORE_TEST_CASE("storage after_id replays in id order with names") {
+    store s;
+    auto w = s.writer();
+    auto got = put(*w, {make("a", "t", 9, 1), make("b", "h", 1, 2, 5, ""), make("a", "t", 3, 3)});
+    auto r = s.reader();
+    CHECK(r->after_id(0, 100) == got);
+    auto tail = r->after_id(got[0].id, 1);
     REQUIRE(tail.size() == 1);
     CHECK(tail[0] == got[1]);
-    CHECK(r.after_id(got.back().id, 10).empty());
-    CHECK(r.after_id(0, 0).empty());
+    CHECK(r->after_id(got.back().id, 10).empty());
+    CHECK(r->after_id(0, 0).empty());
 }
 
-TEST_CASE("storage set_status reports only changes") {
-    temp_dir dir;
-    writer w(dir.db());
-    CHECK(w.set_status("a", true, 1));
-    CHECK_FALSE(w.set_status("a", true, 2));
-    CHECK(w.set_status("a", false, 3));
-    CHECK(w.set_status("b", false, 3));
-    CHECK_FALSE(w.set_status("b", false, 4));
-    CHECK(w.writable());
-    connection c(dir.db(), connection::mode::read_only);
-    CHECK(pragma_int(c, "SELECT changed_at FROM sensors WHERE sensor = 'a'") == 3);
+STORE_TEST_CASE("storage set_status reports only changes") {
+    store s;
+    auto w = s.writer();
+    CHECK(w->set_status("a", true, 1));
+    CHECK_FALSE(w->set_status("a", true, 2));
+    CHECK(w->set_status("a", false, 3));
+    CHECK(w->set_status("b", false, 3));
+    CHECK_FALSE(w->set_status("b", false, 4));
+    CHECK(w->writable());
+    CHECK(s.scalar("SELECT changed_at FROM sensors WHERE sensor = 'a'") == 3);
 }
 
-TEST_CASE("storage reader sees rows committed while it is open") {
-    temp_dir dir;
-    writer w(dir.db());
-    reader r(dir.db());
-    CHECK(r.max_id() == 0);
+STORE_TEST_CASE("storage reader sees rows committed while it is open") {
+    store s;
+    auto w = s.writer();
+    auto r = s.reader();
+    CHECK(r->max_id() == 0);
     std::atomic<bool> done{false};
     std::atomic<std::int64_t> committed{0};
     std::thread t([&] {
         for (int i = 0; i < 2000; ++i) {
-            auto got = put(w, {make("a", "t", i, i, i)});
+            auto got = put(*w, {make("a", "t", i, i, i)});
             committed = got[0].id;
         }
         done = true;
@@ -607,29 +648,29 @@ TEST_CASE("storage reader sees rows committed while it is open") {
     bool monotonic = true;
     while (!done) {
         const std::int64_t before = committed;
-        const std::int64_t now = r.max_id();
+        const std::int64_t now = r->max_id();
         if (now < before || now < seen) monotonic = false;
         seen = now;
-        r.after_id(std::max<std::int64_t>(0, now - 5), 10);
-        r.history(hq("a", "t"));
+        r->after_id(std::max<std::int64_t>(0, now - 5), 10);
+        r->history(hq("a", "t"));
     }
     t.join();
     CHECK(monotonic);
-    CHECK(r.max_id() == 2000);
-    CHECK(r.latest("a", "t")->ts == 1999);
+    CHECK(r->max_id() == 2000);
+    CHECK(r->latest("a", "t")->ts == 1999);
 }
 
-TEST_CASE("storage reader opens after the writer closed") {
-    temp_dir dir;
+STORE_TEST_CASE("storage reader opens after the writer closed") {
+    store s;
     {
-        writer w(dir.db());
-        put(w, {make("a", "t", 1, 1)});
+        auto w = s.writer();
+        put(*w, {make("a", "t", 1, 1)});
     }
-    reader r(dir.db());
-    CHECK(r.max_id() == 1);
-    writer w(dir.db());
-    put(w, {make("a", "t", 2, 1)});
-    CHECK(r.max_id() == 2);
+    auto r = s.reader();
+    CHECK(r->max_id() == 1);
+    auto w = s.writer();
+    put(*w, {make("a", "t", 2, 1)});
+    CHECK(r->max_id() == 2);
 }
 
 TEST_CASE("storage writer and retainer run concurrently") {
