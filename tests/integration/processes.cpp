@@ -186,9 +186,17 @@ void broker::stop() {
     proc_.reset();
 }
 
+void broker::kill() {
+    if (!proc_) return;
+    proc_->signal(SIGKILL);
+    proc_->wait(std::chrono::seconds(10));
+    proc_.reset();
+}
+
 bridge::bridge(const std::filesystem::path& dir, const std::string& mqtt_url,
-               std::vector<std::string> extra_args)
-    : dir_(dir), mqtt_url_(mqtt_url), extra_(std::move(extra_args)) {
+               std::vector<std::string> extra_args, std::filesystem::path db)
+    : dir_(dir), mqtt_url_(mqtt_url), extra_(std::move(extra_args)),
+      db_(db.empty() ? dir / "bridge.db" : std::move(db)) {
     std::filesystem::create_directories(dir_);
     start();
 }

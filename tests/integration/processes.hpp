@@ -84,6 +84,7 @@ public:
     std::uint16_t port() const { return port_; }
     std::string url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
     void stop();     // SIGTERM: Mosquitto saves its persistence file on a clean stop
+    void kill();     // SIGKILL: what arrived since its last autosave (every second here) is lost
     void start();    // again, on the same port
 
 private:
@@ -95,8 +96,10 @@ private:
 // The real broker-bridge binary, on port 0, its URL read from the line it prints.
 class bridge {
 public:
+    // Logs in `dir`, and the database (with its journal) there too unless `db` names another
+    // place (such as a small file system that will fill up while the logs must not).
     bridge(const std::filesystem::path& dir, const std::string& mqtt_url,
-           std::vector<std::string> extra_args = {});
+           std::vector<std::string> extra_args = {}, std::filesystem::path db = {});
     ~bridge();
     std::uint16_t port() const { return port_; }
     child& process() { return *proc_; }
@@ -107,12 +110,13 @@ public:
     // Starts the bridge (again). `same_port`: on the port it had, as a restarted service would be,
     // so that clients reconnecting to the old URL find it.
     void start(bool same_port = false);
-    std::filesystem::path db() const { return dir_ / "bridge.db"; }
+    const std::filesystem::path& db() const { return db_; }
 
 private:
     std::filesystem::path dir_;
     std::string mqtt_url_;
     std::vector<std::string> extra_;
+    std::filesystem::path db_;
     std::uint16_t port_ = 0;
     int starts_ = 0;
     std::unique_ptr<child> proc_;
