@@ -6,10 +6,7 @@ import sys, time, json, os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "build")
-from bridge_system import System
-def rss(pid):
-    for l in open(f"/proc/{pid}/status"):
-        if l.startswith("VmRSS"): return int(l.split()[1])
+from bridge_system import System, rss_kib as rss
 for label, name in (("short", "s{i}"), ("64-char", "x"*60 + "{i:04d}")):
     s = System(BUILD, "[hub]\nwindow = 100000\n")
     try:

@@ -21,6 +21,9 @@ import struct
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "integration"))
+from bridge_system import rss_kib  # noqa: E402
+
 import websockets
 
 
@@ -220,14 +223,6 @@ async def poller(n, args, stats):
             if args.verbose:
                 print(f"poller {n}: {e!r}", file=sys.stderr)
             await asyncio.sleep(1)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def file_size(path):

@@ -15,7 +15,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
-from bridge_system import System, metric  # noqa: E402
+from bridge_system import System, metric, rss_kib  # noqa: E402
 
 BUILDS = sys.argv[1:] or [os.path.join(REPO, "build")]
 STREAMS = int(os.environ.get("STREAMS", 1000))
@@ -32,14 +32,6 @@ write_timeout_s = 600
 """
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1])
-    return 0
-
-
 def stalled_sse(port):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
@@ -53,7 +45,7 @@ def one_round(build):
     try:
         streams = [stalled_sse(sys_.port) for _ in range(STREAMS)]
         time.sleep(2)
-        base = rss_kb(sys_.bridge.pid)
+        base = rss_kib(sys_.bridge.pid)
         lines = [(f"sensors/s{i % 100}/temperature", json.dumps({"value": i, "unit": "Cel", "seq": i // 100}))
                  for i in range(READINGS)]
         peak = {"rss": base, "queued": 0}
@@ -61,7 +53,7 @@ def one_round(build):
 
         def watch():
             while not done.is_set():
-                peak["rss"] = max(peak["rss"], rss_kb(sys_.bridge.pid))
+                peak["rss"] = max(peak["rss"], rss_kib(sys_.bridge.pid))
                 peak["queued"] = max(peak["queued"], metric(sys_, "telemetry_stream_queued_bytes") or 0)
                 time.sleep(0.1)
 

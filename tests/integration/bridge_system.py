@@ -20,6 +20,20 @@ def check(cond, what):
         raise AssertionError(what)
 
 
+def rss_kib(pid):
+    """Resident memory of a process (VmRSS), KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def descriptors(pid):
+    """Open file descriptors of a process."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def metric(sys_, name):
     """The value of one /metrics line (`name` with its labels), or None."""
     _, _, body = sys_.request("/metrics")

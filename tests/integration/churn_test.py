@@ -19,7 +19,7 @@ import time
 
 import websockets
 
-from bridge_system import check, metric, run_case
+from bridge_system import check, metric, run_case, descriptors, rss_kib
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -35,18 +35,6 @@ window = 256
 """
 ROUNDS = 6
 PER_ROUND = 60  # of each kind: requests, abandoned long polls, SSE, WebSocket, half-open
-
-
-def descriptors(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def cut(writer):
