@@ -161,10 +161,14 @@ def case_churn(s):
                     metric(s, 'telemetry_stream_connections{transport="sse"}') == 0 and \
                     metric(s, 'telemetry_stream_connections{transport="websocket"}') == 0 and \
                     metric(s, "telemetry_longpoll_parked") == 0
+            # Judged once per sample: each sample is itself a connection, and the previous one's
+            # close may still be on its way to the bridge (a second sample could count it).
             end = time.time() + 30
-            while time.time() < end and not idle():
+            settled = idle()
+            while time.time() < end and not settled:
                 time.sleep(0.2)
-            check(idle(), "the bridge let go of every connection, stream and long poll of clients that left")
+                settled = idle()
+            check(settled, "the bridge let go of every connection, stream and long poll of clients that left")
             time.sleep(0.5)
             return descriptors(pid), rss_kib(pid)
 
