@@ -159,6 +159,12 @@ class sensor_link final : public mqtt::iaction_listener {
       try {
         client_.publish(backlog_.front(), nullptr, *this);
       } catch (const mqtt::exception& e) {
+        if (not_sent_yet(e.get_return_code())) {
+          // Paho did not take it (the connection just went, or its queues are full): it stays
+          // first in the backlog and goes at the next flush, as on_failure's resends do.
+          handed_.fetch_sub(1, std::memory_order_relaxed);
+          break;
+        }
         count_failure(e.get_return_code(), 0);
       }
       backlog_.pop_front();
@@ -263,6 +269,12 @@ class sensor_link final : public mqtt::iaction_listener {
       spdlog::debug("{}: cannot queue resend: {}", id_, e.what());
     }
     count_failure(tok.get_return_code(), static_cast<int>(tok.get_reason_code()));
+  }
+
+  // Paho's return codes of a publish it refused for now, not for good.
+  static bool not_sent_yet(int rc) noexcept {
+    return rc == MQTTASYNC_FAILURE || rc == MQTTASYNC_DISCONNECTED || rc == MQTTASYNC_NO_MORE_MSGIDS ||
+           rc == MQTTASYNC_OPERATION_INCOMPLETE || rc == MQTTASYNC_MAX_BUFFERED_MESSAGES;
   }
 
   void count_failure(int rc, int reason) noexcept {
