@@ -152,7 +152,11 @@ class System:
         """Starts the bridge (again, after kill_bridge: same configuration, database and port
         choice) and waits until it is ready."""
         build, bconf, listen = self._bridge_args
-        self.out = open(os.path.join(self.dir, "bridge.out"), "w+")
+        # Append mode: the child writes at the end whatever this side's reads did to the shared file
+        # offset (with "w+" a seek(0) here could make its next line overwrite the first).
+        path = os.path.join(self.dir, "bridge.out")
+        open(path, "w").close()  # a restart starts with an empty file
+        self.out = open(path, "a+")
         self.bridge = subprocess.Popen(
             [os.path.join(build, "broker-bridge", "broker-bridge"), "--config", bconf, "--mqtt",
              f"tcp://127.0.0.1:{self.mqtt_port}", "--http", listen, "--db",

@@ -193,7 +193,7 @@ def restart(sys_):
     args = sys_.bridge.args
     sys_.bridge.send_signal(signal.SIGTERM)
     check(sys_.bridge.wait(20) == 0, "bridge exits 0")
-    sys_.out = open(os.path.join(sys_.dir, "bridge2.out"), "w+")
+    sys_.out = open(os.path.join(sys_.dir, "bridge2.out"), "a+")  # append mode: see System.start_bridge
     sys_.bridge = subprocess.Popen(args, stdout=sys_.out, stderr=open(os.path.join(sys_.dir, "bridge.err"), "a"))
     end = time.time() + 20
     while time.time() < end:
