@@ -36,9 +36,13 @@ public:
     verdict judge(std::size_t held, std::size_t accounted, std::size_t more) const noexcept {
         const std::size_t total = queued_.load(std::memory_order_relaxed) - accounted + held + more;
         if (total <= budget_) return verdict::admit;
+        // Twice the budget is a hard cap, fair share or not: streams under their fair share
+        // hold at most the budget together, but admitting them past the cap would let the
+        // total reach three times the budget while stalled streams still hold theirs.
+        if (total > 2 * budget_) return verdict::refuse;
         const std::size_t streams = std::max<std::size_t>(1, streams_.load(std::memory_order_relaxed));
         if (held + more <= std::max(floor_, budget_ / streams)) return verdict::admit;
-        return total <= 2 * budget_ ? verdict::admit_if_progressing : verdict::refuse;
+        return verdict::admit_if_progressing;
     }
     // The verdict for a stream whose current write started at `write_started` (none in flight:
     // the epoch, never stalled).
