@@ -5,7 +5,9 @@
 #include "grpc/grpc_server.hpp"
 
 #include "pipeline/committer.hpp"
-#include "database.hpp"
+#include "pipeline/hub_feed.hpp"
+#include "pipeline/store_tailer.hpp"
+#include "pipeline/stores.hpp"
 #include "net/listener.hpp"
 #include "net/tls_identity.hpp"
 #include "pipeline/catch_up.hpp"
@@ -65,9 +67,18 @@ std::unique_ptr<http::tls_identity> open_tls(const http_config& h) {
     return id;
 }
 
-std::unique_ptr<storage::writer> open_storage(const storage_config& s, bool power_safe) {
-    if (s.db_path.has_parent_path()) std::filesystem::create_directories(s.db_path.parent_path());
-    return std::make_unique<storage::writer>(s.db_path, power_safe);
+// Retention runs on SQLite only so far; with PostgreSQL the operator is told that nothing is
+// deleted.
+std::unique_ptr<retention_worker> open_retention(const storage_config& s, hub& live) {
+    if (s.postgresql()) {
+        if (s.retention_days > 0)
+            spdlog::warn("storage: retention is not implemented for PostgreSQL yet: storage.retention_days = {} "
+                         "is ignored and every reading is kept",
+                         s.retention_days);
+        return nullptr;
+    }
+    return std::make_unique<retention_worker>(s.db_path, s.retention_days, s.retention_interval,
+                                              s.retention_chunk, live);
 }
 
 }  // namespace
@@ -76,13 +87,14 @@ std::unique_ptr<storage::writer> open_storage(const storage_config& s, bool powe
 struct bridge::parts {
     explicit parts(config c)
         : cfg(std::move(c)),
-          writer(open_storage(cfg.storage, cfg.ingest.sync)),
+          writer(open_writer(cfg, cfg.ingest.sync)),
           live(cfg.mqtt.topic_prefix, cfg.hub.window),
-          commits(*writer, journal_path(cfg.storage.db_path), cfg.ingest.journal_reserve_mb << 20, live,
-                  stats, committer_max_pending, cfg.ingest.sync),
-          queries(cfg.storage.db_path, cfg.storage.query_threads, max_queued_queries),
-          retention(cfg.storage.db_path, cfg.storage.retention_days, cfg.storage.retention_interval,
-                    cfg.storage.retention_chunk, live),
+          feed(live, stats),
+          tailer(cfg.storage.postgresql() ? std::make_unique<store_tailer>(cfg.storage, feed) : nullptr),
+          commits(*writer, journal_path(cfg.storage.db_path), cfg.ingest.journal_reserve_mb << 20,
+                  tailer ? static_cast<commit_sink&>(*tailer) : feed, stats, committer_max_pending, cfg.ingest.sync),
+          queries([this] { return open_reader(cfg.storage); }, cfg.storage.query_threads, max_queued_queries),
+          retention(open_retention(cfg.storage, live)),
           catchup(live, queries),
           auth(cfg.auth),
           routes(live, stats, cfg, auth, [this] { return mqtt.subscribed(); },
@@ -92,7 +104,8 @@ struct bridge::parts {
           stream_budget(cfg.stream.max_total_queue_bytes, std::min<std::size_t>(64 * 1024, cfg.stream.max_queue_bytes)),
           ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream, stream_budget, tls.get()},
           mqtt(cfg.mqtt, cfg.ingest, commits, stats) {
-        commits.recover();  // readings acknowledged but not yet in SQLite when we last stopped
+        spdlog::info("storage: {}", describe_store(cfg.storage));
+        commits.recover();  // readings acknowledged but not yet in storage when we last stopped
         if (cfg.ingest.sync)
             spdlog::info("ingest: sync on: each reading is on stable storage before its PUBACK (journal msync, "
                          "SQLite synchronous=FULL)");
@@ -109,7 +122,8 @@ struct bridge::parts {
     }
 
     void load_hub() {
-        storage::reader r(cfg.storage.db_path);
+        const auto reader = open_reader(cfg.storage);
+        auto& r = *reader;
         const auto series = r.all_series();
         const std::int64_t max_id = r.max_id();
         const std::int64_t tail_after =
@@ -126,11 +140,13 @@ struct bridge::parts {
 
     config cfg;
     metrics stats;
-    std::unique_ptr<storage::writer> writer;
+    std::unique_ptr<storage::store_writer> writer;
     hub live;
+    hub_feed feed;
+    std::unique_ptr<store_tailer> tailer;  // PostgreSQL: the hub is fed from the shared table
     committer commits;
     query_pool queries;
-    retention_worker retention;
+    std::unique_ptr<retention_worker> retention;  // SQLite only so far
     catch_up catchup;
     authenticator auth;
     http::router routes;
@@ -183,7 +199,8 @@ int bridge::run() {
     await_reload();
 
     p.http->run();
-    p.retention.start();
+    if (p.retention) p.retention->start();
+    if (p.tailer) p.tailer->start(p.live.newest_id());
     p.commits.start();
     p.mqtt.start();
     if (p.republish) p.republish->start();
@@ -197,6 +214,7 @@ int bridge::run() {
     p.http->stop();
     p.mqtt.stop();
     p.commits.stop();  // commits everything journaled; then the hub has it all
+    if (p.tailer) p.tailer->stop();  // (with PostgreSQL once the tailer has read it)
     if (p.republish) p.republish->stop();  // what it sent is acknowledged (or sent again next start)
     // 2. Answer parked long polls, send streams their retry hint, and give in-flight answers a
     //    moment to be written.
@@ -207,7 +225,7 @@ int bridge::run() {
     // 3. Stop I/O, then the background threads; storage closes last (parts' destructor).
     p.io.stop();
     p.queries.stop();
-    p.retention.stop();
+    if (p.retention) p.retention->stop();
     spdlog::info("stopped cleanly; newest id {}", p.live.newest_id());
     return 0;
 }

@@ -40,19 +40,6 @@ private:
 int migrate(connection& c);
 inline constexpr int schema_version = 2;
 
-// Count, min, max and sum of some readings of one series (count 0: none).
-struct partial_bucket {
-    std::int64_t count = 0;
-    double min = 0, max = 0, sum = 0;
-};
-// What a live bucket stream needs to know of a series before the reading it is about to add
-// (docs/api.md section 4.1): everything with id < `before_id`, as committed.
-struct bucket_seed {
-    std::optional<std::int64_t> newest_ts;  // the greatest ts of those readings; none: no reading
-    partial_bucket newest;                  // the readings in newest_ts's bucket
-    partial_bucket at;                      // the readings in the bucket of the `ts` asked about
-};
-
 // The single writer. Used by the ingest thread only (the MQTT callback): every call is one
 // committed transaction, so a reading handed back here is durable against a process crash.
 class writer final : public store_writer {
@@ -71,6 +58,8 @@ public:
     std::vector<reading> insert(std::span<const reading> readings) override;
     bool set_status(std::string_view sensor, bool online, std::int64_t at_ms) override;
     bool writable() override;
+    std::int64_t next_journal_id() override { return next_id(); }
+    bool power_safe() override { return synchronous() >= 2; }
 
     // The id the next stored reading gets unless it brings one (greater than any id ever used).
     std::int64_t next_id() const;
@@ -98,11 +87,8 @@ public:
     std::vector<bucket> aggregate(const aggregate_query& q) override;
     std::optional<std::pair<std::int64_t, std::int64_t>> ts_span(std::string_view sensor,
                                                                  std::string_view metric) override;
-    // The series' readings with id < before_id: their newest ts, and the aggregates of that ts's
-    // bucket and of `ts`'s bucket (buckets of `bucket_ms`, aligned as aggregate's). One snapshot.
-    // (SQLite only so far: live bucket streams, docs/api.md section 4.1.)
     bucket_seed seed_bucket(std::string_view sensor, std::string_view metric, std::int64_t before_id,
-                            std::int64_t bucket_ms, std::int64_t ts);
+                            std::int64_t bucket_ms, std::int64_t ts) override;
     std::vector<reading> after_id(std::int64_t after, std::size_t limit) override;
     std::int64_t max_id() override;
     std::int64_t oldest_id() override;

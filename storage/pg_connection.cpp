@@ -128,6 +128,11 @@ void pg_connection::ensure_open() {
         fail("cannot connect");
 }
 
+PGconn* pg_connection::raw() {
+    ensure_open();
+    return conn_;
+}
+
 void pg_connection::fail(std::string_view what, const PGresult* r) {
     std::string msg = "postgresql: " + std::string(what) + ": ";
     const char* detail = r ? PQresultErrorMessage(r) : nullptr;

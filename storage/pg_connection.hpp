@@ -77,6 +77,9 @@ public:
     pg_result query(const char* sql, const pg_params& params = {});
     // Sends `data` (COPY text format) to a `COPY ... FROM STDIN` statement.
     void copy_in(const char* copy_sql, std::string_view data);
+    // The open connection (re-established first if broken), for what the helpers above do not
+    // cover (LISTEN's socket). Throws storage_error.
+    PGconn* raw();
 
 private:
     void ensure_open();

@@ -135,6 +135,44 @@ std::optional<std::pair<std::int64_t, std::int64_t>> postgresql_reader::ts_span(
     return std::pair{r.int64(0, 0), r.int64(0, 1)};
 }
 
+bucket_seed postgresql_reader::seed_bucket(std::string_view sensor, std::string_view metric,
+                                           std::int64_t before_id, std::int64_t bucket_ms, std::int64_t ts) {
+    if (bucket_ms <= 0) throw std::invalid_argument("bucket must be positive");
+    bucket_seed out;
+    const auto sid = impl_->find_series(sensor, metric);
+    if (!sid) return out;
+    auto bounds = [&](std::int64_t in_ts) {
+        const std::int64_t lo = detail::sat_mul(detail::floor_div(in_ts, bucket_ms), bucket_ms);
+        std::int64_t hi = 0;
+        if (__builtin_add_overflow(lo, bucket_ms - 1, &hi)) hi = INT64_MAX;
+        return std::pair{lo, hi};
+    };
+    auto of_bucket = [](const detail::pg_result& r, int row) {
+        partial_bucket p;
+        if (r.int64(row, 1) > 0) p = partial_bucket{r.int64(row, 1), r.real(row, 2), r.real(row, 3), r.real(row, 4)};
+        return p;
+    };
+    // One snapshot for the three reads (a reading committed between them would count in one).
+    detail::pg_transaction txn(impl_->conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    auto newest = impl_->conn.query(
+        "SELECT ts FROM readings WHERE series_id = $1 AND id < $2 ORDER BY ts DESC LIMIT 1",
+        detail::pg_params().add(*sid).add(before_id));
+    if (newest.rows() > 0) out.newest_ts = newest.int64(0, 0);
+    const auto [lo, hi] = bounds(ts);
+    const auto [nlo, nhi] = bounds(out.newest_ts.value_or(ts));
+    auto r = impl_->conn.query(
+        "SELECT 0, count(*), min(value), max(value), sum(value) FROM readings "
+        "WHERE series_id = $1 AND id < $2 AND ts BETWEEN $3 AND $4 "
+        "UNION ALL "
+        "SELECT 1, count(*), min(value), max(value), sum(value) FROM readings "
+        "WHERE series_id = $1 AND id < $2 AND ts BETWEEN $5 AND $6 ORDER BY 1",
+        detail::pg_params().add(*sid).add(before_id).add(lo).add(hi).add(nlo).add(nhi));
+    txn.commit();
+    out.at = of_bucket(r, 0);
+    if (out.newest_ts) out.newest = of_bucket(r, 1);
+    return out;
+}
+
 history_page postgresql_reader::history(const history_query& q) {
     const detail::position pos = detail::start_position(q);
     history_page page;

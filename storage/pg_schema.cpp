@@ -51,6 +51,16 @@ CREATE INDEX readings_by_series_id ON readings(series_id, id);
 CREATE UNIQUE INDEX readings_redelivery ON readings(series_id, seq, ts) WHERE seq IS NOT NULL;
 )sql";
 
+// - replica_journal: per replica (its [mqtt] client_id), the greatest ingest-journal number it
+//   has committed, written in the same transaction as the batch, so that after a crash the
+//   replica stores each journaled reading once (store.hpp, next_journal_id).
+constexpr const char* schema_v2 = R"sql(
+CREATE TABLE replica_journal(
+    replica  text COLLATE "C" PRIMARY KEY,
+    position bigint NOT NULL
+);
+)sql";
+
 // Any constant shared by every replica: serialises schema creation across processes.
 constexpr const char* schema_lock = "SELECT pg_advisory_xact_lock(7314042915)";
 
@@ -71,10 +81,13 @@ void pg_migrate(pg_connection& c) {
         throw storage_error("storage: database schema version " + std::to_string(version) +
                             " is newer than this program's " +
                             std::to_string(postgresql_schema_version));
-    if (version == 0) {
+    if (version < 1) {
         c.exec(schema_v1);
-        c.query("INSERT INTO meta(key, value) VALUES('schema_version', $1)",
-                pg_params().add(std::int64_t{postgresql_schema_version}));
+        c.exec("INSERT INTO meta(key, value) VALUES('schema_version', 1)");
+    }
+    if (version < 2) {
+        c.exec(schema_v2);
+        c.exec("UPDATE meta SET value = 2 WHERE key = 'schema_version'");
     }
     txn.commit();
 }

@@ -3,6 +3,7 @@
 #include "pg_schema.hpp"
 #include "postgresql.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
@@ -54,13 +55,22 @@ SELECT s.sensor, s.metric, ins.id, ins.ts, ins.value, ins.unit, ins.seq
 FROM ins JOIN series s ON s.series_id = ins.series_id ORDER BY ins.id
 )sql";
 
+// In the batch's transaction: the journal numbers up to `position` are committed.
+constexpr const char* sql_record_journal =
+    "INSERT INTO replica_journal(replica, position) VALUES($1, $2) ON CONFLICT(replica) DO UPDATE "
+    "SET position = greatest(replica_journal.position, excluded.position)";
+
 }  // namespace
 
 struct postgresql_writer::impl {
     detail::pg_connection conn;
+    std::string replica;
+    const std::string notify = std::string("NOTIFY ") + postgresql_readings_channel;
     std::string rows;  // reused COPY buffer
 
-    explicit impl(const std::string& conninfo) : conn(conninfo) { detail::pg_migrate(conn); }
+    impl(const std::string& conninfo, std::string name) : conn(conninfo), replica(std::move(name)) {
+        detail::pg_migrate(conn);
+    }
 
     void copy_row(std::size_t ord, const reading& r) {
         rows += std::to_string(ord);
@@ -90,6 +100,12 @@ struct postgresql_writer::impl {
         auto lock = conn.query(sql_lock_ids);
         const std::int64_t first = lock.int64(0, 0);
         auto res = conn.query(sql_insert_batch, detail::pg_params().add(first));
+        std::int64_t journaled = 0;
+        for (const auto& r : rs) journaled = std::max(journaled, r.id);
+        if (!replica.empty() && journaled > 0)
+            conn.query(sql_record_journal, detail::pg_params().add(std::string_view(replica)).add(journaled));
+        // Delivered to listeners when (and only if) the transaction commits.
+        if (res.rows() > 0) conn.exec(notify.c_str());
         txn.commit();
         std::vector<reading> stored;
         stored.reserve(static_cast<std::size_t>(res.rows()));
@@ -99,8 +115,8 @@ struct postgresql_writer::impl {
     }
 };
 
-postgresql_writer::postgresql_writer(const std::string& conninfo)
-    : impl_(std::make_unique<impl>(conninfo)) {}
+postgresql_writer::postgresql_writer(const std::string& conninfo, std::string replica)
+    : impl_(std::make_unique<impl>(conninfo, std::move(replica))) {}
 postgresql_writer::~postgresql_writer() = default;
 
 std::vector<reading> postgresql_writer::insert(std::span<const reading> readings) {
@@ -128,6 +144,22 @@ bool postgresql_writer::writable() {
     } catch (const storage_error&) {
         return false;
     }
+}
+
+}  // namespace telemetry::storage
+
+namespace telemetry::storage {
+
+std::int64_t postgresql_writer::next_journal_id() {
+    if (impl_->replica.empty()) return 1;
+    auto r = impl_->conn.query("SELECT position FROM replica_journal WHERE replica = $1",
+                               detail::pg_params().add(std::string_view(impl_->replica)));
+    return r.rows() == 0 ? 1 : r.int64(0, 0) + 1;
+}
+
+bool postgresql_writer::power_safe() {
+    auto r = impl_->conn.query("SELECT current_setting('synchronous_commit')");
+    return r.text(0, 0) != "off";
 }
 
 }  // namespace telemetry::storage

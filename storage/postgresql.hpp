@@ -1,10 +1,11 @@
 // The PostgreSQL store: schema creation, batched writes with commit-ordered ids, and the queries
-// of store.hpp, through libpq. For several bridge replicas sharing one database (issue 14); the
-// bridge does not use it yet (docs/architecture.md, "Storage engines").
+// of store.hpp, through libpq. For several bridge replicas sharing one database
+// (docs/architecture.md, "Storage engines").
 #pragma once
 
 #include "store.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,7 +13,7 @@
 namespace telemetry::storage {
 
 // The version of the PostgreSQL schema this program writes (meta.schema_version).
-inline constexpr int postgresql_schema_version = 1;
+inline constexpr int postgresql_schema_version = 2;
 
 // A writer; any number of them, in any number of processes, may write to one database at once.
 // Not thread-safe: one object (one connection) per writing thread.
@@ -24,8 +25,10 @@ class postgresql_writer final : public store_writer {
 public:
     // `conninfo`: a libpq connection string or URL (postgresql://user@host:port/db). Connects and
     // creates the schema if the database has none (serialised by an advisory lock, so replicas
-    // may start together). Throws storage_error.
-    explicit postgresql_writer(const std::string& conninfo);
+    // may start together). `replica` names this writer's ingest journal (each replica its own,
+    // its [mqtt] client_id): each batch records the greatest journal number it brought under
+    // that name (next_journal_id). Empty: nothing recorded. Throws storage_error.
+    explicit postgresql_writer(const std::string& conninfo, std::string replica = {});
     ~postgresql_writer() override;
     postgresql_writer(const postgresql_writer&) = delete;
     postgresql_writer& operator=(const postgresql_writer&) = delete;
@@ -35,6 +38,34 @@ public:
     std::vector<reading> insert(std::span<const reading> readings) override;
     bool set_status(std::string_view sensor, bool online, std::int64_t at_ms) override;
     bool writable() override;
+    std::int64_t next_journal_id() override;
+    bool power_safe() override;  // synchronous_commit is not off
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+// Every batch a writer commits notifies the channel below when its transaction commits; a
+// listener wakes on it. A hint only (docs: no replay for a listener that was away): the caller
+// reads after the greatest id it has seen whenever it wakes, and also after a timeout.
+inline constexpr const char* postgresql_readings_channel = "telemetry_readings";
+
+// A connection that LISTENs on that channel. wait() and wake() may be called from different
+// threads; nothing else is thread-safe.
+class postgresql_listener {
+public:
+    explicit postgresql_listener(const std::string& conninfo);  // throws storage_error
+    ~postgresql_listener();
+    postgresql_listener(const postgresql_listener&) = delete;
+    postgresql_listener& operator=(const postgresql_listener&) = delete;
+
+    // Returns when a notification arrived, wake() was called, the connection broke (it is then
+    // reopened; notifications meanwhile are lost, so the caller must read anyway) or `timeout`
+    // passed. True unless only the timeout passed.
+    bool wait(std::chrono::milliseconds timeout);
+    // Makes the current or next wait() return at once (this process committed something).
+    void wake() noexcept;
 
 private:
     struct impl;
@@ -58,6 +89,8 @@ public:
     std::vector<bucket> aggregate(const aggregate_query& q) override;
     std::optional<std::pair<std::int64_t, std::int64_t>> ts_span(std::string_view sensor,
                                                                  std::string_view metric) override;
+    bucket_seed seed_bucket(std::string_view sensor, std::string_view metric, std::int64_t before_id,
+                            std::int64_t bucket_ms, std::int64_t ts) override;
     std::vector<reading> after_id(std::int64_t after, std::size_t limit) override;
     std::int64_t max_id() override;
     std::int64_t oldest_id() override;

@@ -69,6 +69,19 @@ struct bucket {
     double min = 0, max = 0, avg = 0;
 };
 
+// Count, min, max and sum of some readings of one series (count 0: none).
+struct partial_bucket {
+    std::int64_t count = 0;
+    double min = 0, max = 0, sum = 0;
+};
+// What a live bucket stream needs to know of a series before the reading it is about to add
+// (docs/api.md section 4.1): everything with id < `before_id`, as committed.
+struct bucket_seed {
+    std::optional<std::int64_t> newest_ts;  // the greatest ts of those readings; none: no reading
+    partial_bucket newest;                  // the readings in newest_ts's bucket
+    partial_bucket at;                      // the readings in the bucket of the `ts` asked about
+};
+
 // Writes readings and presence. One object per writing thread; every call is one committed
 // transaction, so a reading handed back by insert() is durable against a crash of the process.
 //
@@ -78,6 +91,11 @@ struct bucket {
 // - PostgreSQL may have several writers (one per replica): ids are assigned by the database while
 //   the batch holds the id lock, so that they are commit-ordered; an id a reading brings is ignored.
 // Callers therefore take the ids from what insert() returns, never from what they passed in.
+//
+// The ingest journal numbers what it holds; next_journal_id() tells which of its entries a
+// writer has committed (those below it), so that recovery after a crash stores each entry once.
+// SQLite stores readings under those numbers; PostgreSQL records, in each batch's transaction,
+// the greatest number the batch brought, per replica.
 class store_writer {
 public:
     virtual ~store_writer() = default;
@@ -94,6 +112,12 @@ public:
 
     // True when a trivial write transaction succeeds (readiness check).
     virtual bool writable() = 0;
+
+    // Greater than every journal number this writer (this replica) has committed; 1 if none.
+    virtual std::int64_t next_journal_id() = 0;
+    // True when a committed transaction survives a power cut, not only a crash of the process
+    // (SQLite synchronous=FULL; PostgreSQL synchronous_commit not off).
+    virtual bool power_safe() = 0;
 };
 
 // Read-only queries. One object per query thread. Sees every transaction committed before a call;
@@ -112,6 +136,11 @@ public:
     // The smallest and greatest ts stored for the series; nullopt when it has no reading.
     virtual std::optional<std::pair<std::int64_t, std::int64_t>> ts_span(std::string_view sensor,
                                                                          std::string_view metric) = 0;
+    // The series' readings with id < before_id: their newest ts, and the aggregates of that ts's
+    // bucket and of `ts`'s bucket (buckets of `bucket_ms`, aligned as aggregate's). One snapshot.
+    // Throws std::invalid_argument if the bucket is not positive.
+    virtual bucket_seed seed_bucket(std::string_view sensor, std::string_view metric, std::int64_t before_id,
+                                    std::int64_t bucket_ms, std::int64_t ts) = 0;
     // Readings with id > after, in id order, at most limit (replay, long polling, tailing). Ids are
     // commit-ordered: a reading committed later never has a smaller id than one already visible,
     // so a reader that continues after the greatest id it has seen misses nothing.

@@ -44,7 +44,8 @@ TEST_CASE("committer - failed compactions on a full disk leak no descriptor, how
     w.insert(message(0, 1));  // SQLite opens its WAL files now, not during the commits we count
     hub live("sensors", 1000);
     metrics stats;
-    committer c(w, fs / "t.db.ingest-journal", reserve, live, stats);
+    hub_feed feed(live, stats);
+    committer c(w, fs / "t.db.ingest-journal", reserve, feed, stats);
     c.recover();
     // Queued before the writer starts: every commit (at most 1000 readings) then ends with the
     // journal above its compaction threshold and readings still pending, so each one compacts.
@@ -70,7 +71,8 @@ TEST_CASE("committer - with sync each submit is synced before it returns, and SQ
         storage::writer normal(dir / "n.db");
         CHECK(normal.synchronous() == 1);
         metrics stats;
-        committer off(normal, dir / "n.db.ingest-journal", 1 << 20, live, stats);
+        hub_feed feed(live, stats);
+        committer off(normal, dir / "n.db.ingest-journal", 1 << 20, feed, stats);
         off.recover();
         off.submit(message(0, 3), 11);
         CHECK(stats.journal_syncs.load() == 0);
@@ -78,13 +80,15 @@ TEST_CASE("committer - with sync each submit is synced before it returns, and SQ
         // A journal that survives power cuts in front of a writer that does not would drop
         // readings SQLite may lose: refused.
         metrics other;
-        CHECK_THROWS_AS(committer(normal, dir / "x.ingest-journal", 1 << 20, live, other, 100'000, true),
+        hub_feed other_feed(live, other);
+        CHECK_THROWS_AS(committer(normal, dir / "x.ingest-journal", 1 << 20, other_feed, other, 100'000, true),
                         storage::storage_error);
     }
     storage::writer w(dir / "t.db", true);
     CHECK(w.synchronous() == 2);
     metrics stats;
-    committer c(w, dir / "t.db.ingest-journal", 1 << 20, live, stats, 100'000, true);
+    hub_feed feed(live, stats);
+    committer c(w, dir / "t.db.ingest-journal", 1 << 20, feed, stats, 100'000, true);
     c.recover();
     const auto opened = stats.journal_syncs.load();
     c.start();

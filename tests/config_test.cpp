@@ -255,3 +255,23 @@ TEST_CASE("config - grpc.listen: off by default, HOST:PORT, the public-listen ru
     CHECK(message("[grpc]\nlisten = \"0.0.0.0:50051\"\n").find("grpc listens on 0.0.0.0") != std::string::npos);
     CHECK(message("[grpc]\nlisten = \"0.0.0.0:50051\"\n[http]\nallow_public_without_auth = true\n") == "no error");
 }
+
+TEST_CASE("config - storage.engine, storage.url and mqtt.shared_group go together") {
+    const config d = parse_config("", "d.toml");
+    CHECK(d.storage.engine == "sqlite");
+    CHECK_FALSE(d.storage.postgresql());
+    CHECK(d.mqtt.shared_group.empty());
+    const config pg = parse_config(
+        "[mqtt]\nclient_id = \"r1\"\nshared_group = \"bridges\"\n"
+        "[storage]\nengine = \"postgresql\"\nurl = \"postgresql://u@127.0.0.1:5432/t\"\n",
+        "pg.toml");
+    CHECK(pg.storage.postgresql());
+    CHECK(pg.storage.url == "postgresql://u@127.0.0.1:5432/t");
+    CHECK(pg.mqtt.shared_group == "bridges");
+    CHECK(message("[storage]\nengine = \"mysql\"\n").starts_with("storage.engine 'mysql' must be sqlite or postgresql"));
+    CHECK(message("[storage]\nengine = \"postgresql\"\n").starts_with("storage.url must name the database"));
+    CHECK(message("[storage]\nurl = \"postgresql://x/y\"\n").starts_with("storage.url is set but storage.engine is sqlite"));
+    CHECK(message("[mqtt]\nshared_group = \"g\"\n").starts_with("mqtt.shared_group splits the readings"));
+    CHECK(message("[mqtt]\nshared_group = \"a/b\"\n[storage]\nengine = \"postgresql\"\nurl = \"x\"\n")
+              .starts_with("mqtt.shared_group 'a/b' must not contain"));
+}

@@ -294,3 +294,28 @@ TEST_CASE("postgresql refuses a database with a newer schema") {
     CHECK_THROWS_AS(postgresql_writer{url}, storage_error);
     CHECK_THROWS_AS(postgresql_reader{url}, storage_error);
 }
+
+TEST_CASE("postgresql each replica's journal progress is recorded with its batches, and a listener wakes on commits") {
+    const std::string url = shared_pg_cluster().create_database();
+    postgresql_writer one(url, "replica-1"), two(url, "replica-2");
+    CHECK(one.next_journal_id() == 1);
+    postgresql_listener listener(url);
+    CHECK_FALSE(listener.wait(std::chrono::milliseconds(50)));  // nothing committed yet
+    // Journal numbers the replicas assigned (the ids readings bring are theirs, not the table's).
+    auto batch = std::vector<reading>{make(0, 0, 0), make(0, 0, 1)};
+    batch[0].id = 41;
+    batch[1].id = 42;
+    REQUIRE(one.insert(batch).size() == 2);
+    CHECK(one.next_journal_id() == 43);
+    CHECK(two.next_journal_id() == 1);  // another replica, another journal
+    CHECK(listener.wait(std::chrono::seconds(5)));  // the commit notified
+    // A batch of redeliveries only still records the progress: its entries are committed.
+    batch[0].id = 43;
+    batch[1].id = 44;
+    CHECK(one.insert(batch).empty());
+    CHECK(postgresql_writer(url, "replica-1").next_journal_id() == 45);
+    // wake() from this process returns a wait at once.
+    listener.wake();
+    CHECK(listener.wait(std::chrono::seconds(5)));
+    CHECK(one.power_safe());
+}

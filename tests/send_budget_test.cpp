@@ -1,5 +1,5 @@
 // The total send budget over all streams (broker-bridge/streams/send_budget.hpp, docs/api.md 7):
-// who may grow at which total, and that twice the budget is a cap no stream passes.
+// who may grow at which total: past twice the budget, only streams within their fair share.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -40,14 +40,21 @@ TEST_CASE("send budget - past the budget: a stream under its fair share grows, o
     CHECK(b.admit(2 * MiB, 2 * MiB, 16 * KiB, {}));  // nothing in flight: not stalled
 }
 
-TEST_CASE("send budget - twice the budget is a cap, even for a stream under its fair share") {
+TEST_CASE("send budget - past twice the budget only a stream within its fair share grows") {
     send_budget b(8 * MiB);
     fill(b, 8, 16 * MiB - 8 * KiB);  // fair share 1 MiB; total just under twice the budget
-    CHECK(b.judge(0, 0, 8 * KiB) == verdict::admit);
-    CHECK(b.judge(0, 0, 16 * KiB) == verdict::refuse);
-    CHECK_FALSE(b.admit(0, 0, 16 * KiB, {}));
-    // What a stream already holds is counted once: replacing its accounted bytes by what it holds.
-    CHECK(b.judge(64 * KiB, 64 * KiB, 8 * KiB) == verdict::admit);
+    CHECK(b.judge(2 * MiB, 2 * MiB, 8 * KiB) == verdict::admit_if_progressing);
+    CHECK(b.judge(2 * MiB, 2 * MiB, 16 * KiB) == verdict::refuse);
+    CHECK_FALSE(b.admit(2 * MiB, 2 * MiB, 16 * KiB, std::chrono::steady_clock::now()));  // even progressing
+    // A reader within its share is never refused because others hold the budget.
+    CHECK(b.judge(0, 0, 16 * KiB) == verdict::admit);
+    CHECK(b.judge(512 * KiB, 512 * KiB, 512 * KiB) == verdict::admit);
+    CHECK(b.judge(512 * KiB, 512 * KiB, 512 * KiB + 1) == verdict::refuse);
+    // With more streams than the budget has floors, the share is the floor (64 KiB).
+    send_budget many(1 * MiB);
+    fill(many, 1000, 3 * MiB);
+    CHECK(many.judge(0, 0, 64 * KiB) == verdict::admit);
+    CHECK(many.judge(0, 0, 64 * KiB + 1) == verdict::refuse);
 }
 
 TEST_CASE("send budget - accounting moves the total both ways") {

@@ -691,3 +691,44 @@ TEST_CASE("storage writer and retainer run concurrently") {
     REQUIRE(agg.size() == 1);
     CHECK(agg[0].count == 10'500);
 }
+
+STORE_TEST_CASE("storage seed_bucket sees only readings below the id bound, in one snapshot") {
+    store s;
+    auto w = s.writer();
+    const auto stored = put(*w, {make("a", "t", 1'000, 1.0, 1), make("a", "t", 61'000, 4.0, 2),
+                                 make("a", "t", 62'000, 2.0, 3), make("a", "t", 125'000, 9.0, 4),
+                                 make("b", "t", 61'500, 100.0, 1)});
+    REQUIRE(stored.size() == 5);
+    auto r = s.reader();
+    // Below the 4th reading: newest ts 62000, whose minute [60000, 120000) holds 4 and 2.
+    auto seed = r->seed_bucket("a", "t", stored[3].id, 60'000, 65'000);
+    REQUIRE(seed.newest_ts);
+    CHECK(*seed.newest_ts == 62'000);
+    CHECK(seed.newest.count == 2);
+    CHECK(seed.newest.min == 2.0);
+    CHECK(seed.newest.max == 4.0);
+    CHECK(seed.newest.sum == 6.0);
+    CHECK(seed.at.count == 2);
+    // Below the 2nd: only ts 1000; the bucket of 125000 is empty.
+    seed = r->seed_bucket("a", "t", stored[1].id, 60'000, 125'000);
+    REQUIRE(seed.newest_ts);
+    CHECK(*seed.newest_ts == 1'000);
+    CHECK(seed.newest.count == 1);
+    CHECK(seed.newest.sum == 1.0);
+    CHECK(seed.at.count == 0);
+    // Everything: the newest is 125000, alone in its minute; another series is not counted.
+    seed = r->seed_bucket("a", "t", INT64_MAX, 60'000, 61'000);
+    CHECK(*seed.newest_ts == 125'000);
+    CHECK(seed.newest.count == 1);
+    CHECK(seed.at.count == 2);
+    // Nothing below the first id, an unknown series, a bad width.
+    CHECK_FALSE(r->seed_bucket("a", "t", stored[0].id, 60'000, 1'000).newest_ts);
+    CHECK_FALSE(r->seed_bucket("zz", "t", INT64_MAX, 60'000, 1'000).newest_ts);
+    CHECK_THROWS_AS(r->seed_bucket("a", "t", INT64_MAX, 0, 1'000), std::invalid_argument);
+    // Extreme times saturate instead of overflowing.
+    put(*w, {make("c", "t", INT64_MAX, 1.0, 1), make("c", "t", INT64_MIN, 2.0, 2)});
+    seed = r->seed_bucket("c", "t", INT64_MAX, 60'000, INT64_MIN);
+    CHECK(*seed.newest_ts == INT64_MAX);
+    CHECK(seed.newest.count == 1);
+    CHECK(seed.at.count == 1);
+}

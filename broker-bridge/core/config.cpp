@@ -146,6 +146,7 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     m.string("url", c.mqtt.url);
     m.string("client_id", c.mqtt.client_id);
     m.string("topic_prefix", c.mqtt.topic_prefix);
+    m.string("shared_group", c.mqtt.shared_group);
     m.string("username", c.mqtt.username);
     m.string("password", c.mqtt.password);
     m.path("ca_file", c.mqtt.ca_file);
@@ -231,6 +232,8 @@ config parse_config(std::string_view toml_text, const std::string& origin) {
     }
 
     table_reader s(section("storage"), "storage", origin);
+    s.string("engine", c.storage.engine);
+    s.string("url", c.storage.url);
     s.path("db_path", c.storage.db_path);
     s.integer("query_threads", c.storage.query_threads, 1, 64);
     s.integer("retention_days", c.storage.retention_days, 0, 100'000);
@@ -434,6 +437,21 @@ void validate(const config& c) {
     if (c.http.longpoll_default > c.http.longpoll_max)
         throw config_error("http.longpoll_default_s must not exceed http.longpoll_max_s");
     if (c.storage.db_path.empty()) throw config_error("storage.db_path must not be empty");
+    if (c.storage.engine != "sqlite" && c.storage.engine != "postgresql")
+        throw config_error("storage.engine '" + c.storage.engine + "' must be sqlite or postgresql");
+    if (c.storage.postgresql() && c.storage.url.empty())
+        throw config_error("storage.url must name the database when storage.engine is postgresql "
+                           "(postgresql://user@host:5432/telemetry)");
+    if (!c.storage.postgresql() && !c.storage.url.empty())
+        throw config_error("storage.url is set but storage.engine is sqlite: set engine = \"postgresql\", "
+                           "or remove url");
+    if (!c.mqtt.shared_group.empty()) {
+        if (c.mqtt.shared_group.find_first_of("/+#") != std::string::npos)
+            throw config_error("mqtt.shared_group '" + c.mqtt.shared_group + "' must not contain '/', '+' or '#'");
+        if (!c.storage.postgresql())
+            throw config_error("mqtt.shared_group splits the readings among replicas, so each must store into "
+                               "the one shared database: set storage.engine = \"postgresql\"");
+    }
     if (c.http.tls_cert.empty() != c.http.tls_key.empty())
         throw config_error("http.tls_cert and http.tls_key go together: set both for HTTPS, or neither");
     if (!c.auth.enabled() && !is_loopback_host(c.http.host) && !c.http.allow_public_without_auth)

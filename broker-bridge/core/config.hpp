@@ -20,6 +20,10 @@ struct mqtt_config {
     std::string url = "tcp://127.0.0.1:1883";
     std::string client_id = "broker-bridge";
     std::string topic_prefix = "sensors";
+    // Replicas subscribe to readings as $share/<shared_group>/<prefix>/+/+, so the broker hands
+    // each reading to one of them (empty: a plain subscription). Presence stays a plain
+    // subscription on every replica.
+    std::string shared_group;
     std::string username;
     std::string password;
     // TLS, on for an ssl:// or mqtts:// url (docs/api.md section 9). ca_file: the CAs trusted for
@@ -95,6 +99,11 @@ struct auth_config {
 };
 
 struct storage_config {
+    // "sqlite" (the embedded default: the file at db_path) or "postgresql" (the database at url,
+    // shared by several replicas; db_path then only places this replica's ingest journal).
+    std::string engine = "sqlite";
+    std::string url;  // libpq connection string or postgresql:// URL
+    bool postgresql() const noexcept { return engine == "postgresql"; }
     std::filesystem::path db_path = "data/telemetry.db";
     int query_threads = 2;
     int retention_days = 30;  // 0 keeps everything

@@ -44,7 +44,7 @@ std::optional<Status> series_refusal(const grpc_parts& parts, const ::grpc::Call
 template <typename Job>
 ::grpc::ServerUnaryReactor* on_query_pool(const grpc_parts& parts, ::grpc::CallbackServerContext* call, Job job) {
     auto* r = call->DefaultReactor();
-    const bool queued = parts.queries.submit([r, job = std::move(job)](storage::reader& rd) mutable {
+    const bool queued = parts.queries.submit([r, job = std::move(job)](storage::store_reader& rd) mutable {
         try {
             r->Finish(job(rd));
         } catch (const std::exception& e) {
@@ -125,7 +125,7 @@ void set_reading(v1::Reading& out, const reading& r) {
     if (req->limit() > 0) q.limit = req->limit();
     q.descending = req->descending();
     if (!req->cursor().empty()) q.cursor = req->cursor();
-    return on_query_pool(parts, call, [q = std::move(q), out](storage::reader& rd) {
+    return on_query_pool(parts, call, [q = std::move(q), out](storage::store_reader& rd) {
         storage::history_page page;
         try {
             page = rd.history(q);
@@ -150,7 +150,7 @@ void set_reading(v1::Reading& out, const reading& r) {
             return finish_now(call, Status(StatusCode::INVALID_ARGUMENT, std::string(too_many_buckets)));
     }
     const bool has_from = req->has_from(), has_to = req->has_to();
-    return on_query_pool(parts, call, [q = std::move(q), out, has_from, has_to](storage::reader& rd) {
+    return on_query_pool(parts, call, [q = std::move(q), out, has_from, has_to](storage::store_reader& rd) {
         if (!has_from || !has_to) {
             // A missing bound is the series' first reading, or just after its last (as HTTP).
             if (const auto span = rd.ts_span(q.sensor, q.metric);

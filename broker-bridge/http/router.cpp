@@ -517,7 +517,7 @@ action router::readings(const request_info& ri, const request& req, std::string 
     std::string key = std::string(target) + (csv ? "\ncsv" : "\njson");
     if (auto a = cached_304(ri, key, *v)) return std::move(*a);
 
-    return storage_job{[this, ri, q = std::move(q), csv, key = std::move(key), v = *v](storage::reader& r) {
+    return storage_job{[this, ri, q = std::move(q), csv, key = std::move(key), v = *v](storage::store_reader& r) {
         storage::history_page page;
         try {
             page = r.history(q);
@@ -576,7 +576,7 @@ action router::aggregate(const request_info& ri, const request& req, std::string
     if (auto a = cached_304(ri, key, *v)) return std::move(*a);
 
     return storage_job{[this, ri, q = std::move(q), key = std::move(key), v = *v, has_from,
-                        has_to](storage::reader& r) {
+                        has_to](storage::store_reader& r) {
         if (!has_from || !has_to) {
             // A missing bound is the series' first reading, or just after its last: the limit
             // holds for that effective range, before the query runs.

@@ -39,7 +39,7 @@ struct poll_result {
 
 // A query to run on a storage thread; it returns the answer.
 struct storage_job {
-    std::function<answer(storage::reader&)> run;
+    std::function<answer(storage::store_reader&)> run;
 };
 
 // A long poll to park in the hub (see session).

@@ -167,7 +167,7 @@ void session::handle(request&& req) {
 
     auto& job = std::get<storage_job>(a);
     auto self = shared_from_this();
-    const bool queued = ctx_.queries.submit([self, run = std::move(job.run), ri](storage::reader& rd) mutable {
+    const bool queued = ctx_.queries.submit([self, run = std::move(job.run), ri](storage::store_reader& rd) mutable {
         std::optional<answer> result;
         try {
             result.emplace(run(rd));

@@ -39,7 +39,7 @@ std::optional<catch_up_chunk> catch_up::next(const catch_up_query& q, const boos
     }
 
     hub& h = hub_;
-    const bool queued = queries_.submit([&h, q, ex, done = std::move(done)](storage::reader& rd) mutable {
+    const bool queued = queries_.submit([&h, q, ex, done = std::move(done)](storage::store_reader& rd) mutable {
         catch_up_chunk c;
         c.reached = q.after;
         try {

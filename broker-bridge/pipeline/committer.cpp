@@ -2,7 +2,6 @@
 // and moved into SQLite in batches by one writer thread, which then hands them to the hub.
 #include "pipeline/committer.hpp"
 
-#include "live/hub.hpp"
 #include "core/metrics.hpp"
 
 #include <spdlog/spdlog.h>
@@ -23,9 +22,6 @@ constexpr std::size_t recovery_chunk = 10'000;
 constexpr std::size_t max_batch = 1000;
 constexpr std::size_t min_busy_batch = 500;
 constexpr auto busy_batch_wait = std::chrono::milliseconds(2);
-// A sensor losing readings upstream can reveal a gap with every reading: the log says so for at
-// most this many gaps a minute, and how many it left out.
-constexpr int gap_lines_per_minute = 10;
 
 // The journal, or an error that says which setting to change when the volume is too small for it.
 storage::journal open_journal(const std::filesystem::path& file, std::uint64_t bytes, bool sync) {
@@ -39,14 +35,15 @@ storage::journal open_journal(const std::filesystem::path& file, std::uint64_t b
 }
 }  // namespace
 
-committer::committer(storage::writer& writer, const std::filesystem::path& journal_file,
-                     std::uint64_t journal_bytes, hub& h, metrics& m, std::size_t max_pending, bool sync)
+committer::committer(storage::store_writer& writer, const std::filesystem::path& journal_file,
+                     std::uint64_t journal_bytes, commit_sink& sink, metrics& m, std::size_t max_pending, bool sync)
     : writer_(writer), journal_(open_journal(journal_file, journal_bytes, sync)),
-      compact_bytes_(journal_bytes / journal_compact_share), hub_(h), metrics_(m), max_pending_(max_pending) {
-    // The journal drops what SQLite committed: with sync, only once SQLite has it durably.
-    if (sync && writer_.synchronous() < 2)
-        throw storage::storage_error("ingest.sync needs the SQLite writer at synchronous=FULL");
-    next_id_ = writer_.next_id();
+      compact_bytes_(journal_bytes / journal_compact_share), sink_(sink), metrics_(m), max_pending_(max_pending) {
+    // The journal drops what the store committed: with sync, only once the store has it durably.
+    if (sync && !writer_.power_safe())
+        throw storage::storage_error("ingest.sync needs a power-safe store (SQLite synchronous=FULL, "
+                                     "PostgreSQL synchronous_commit on)");
+    next_id_ = writer_.next_journal_id();
     count_syncs();
 }
 
@@ -59,14 +56,15 @@ std::size_t committer::recover() {
     std::size_t stored = 0;
     std::int64_t max_journaled = 0;
     for (const auto& r : journaled) max_journaled = std::max(max_journaled, r.id);
-    // Readings below the writer's next id were committed before the crash.
-    std::erase_if(journaled, [&](const reading& r) { return r.id < writer_.next_id(); });
+    // Entries below the writer's next journal id were committed before the crash.
+    const std::int64_t committed_below = writer_.next_journal_id();
+    std::erase_if(journaled, [&](const reading& r) { return r.id < committed_below; });
     for (std::size_t i = 0; i < journaled.size(); i += recovery_chunk) {
         const auto n = std::min(recovery_chunk, journaled.size() - i);
         stored += writer_.insert(std::span<const reading>(journaled.data() + i, n)).size();
     }
     journal_.reset();
-    next_id_ = std::max(writer_.next_id(), max_journaled + 1);
+    next_id_ = std::max(writer_.next_journal_id(), max_journaled + 1);
     if (!journaled.empty())
         spdlog::info("storage: recovered {} journaled readings ({} new)", journaled.size(), stored);
     return stored;
@@ -220,33 +218,7 @@ void committer::commit(std::vector<reading>& batch, std::vector<status_change>& 
     std::vector<status_event> changes;
     changes.reserve(statuses.size());
     for (auto& s : statuses) changes.push_back({std::move(s.sensor), s.online});
-    report(hub_.publish(stored, changes));
-}
-
-void committer::report(const std::vector<seq_gap>& gaps) {
-    if (gaps.empty()) return;
-    std::uint64_t missing = 0;
-    for (const auto& g : gaps) missing += static_cast<std::uint64_t>(g.missing());
-    metrics_.readings_seq_gaps.fetch_add(missing, std::memory_order_relaxed);
-    const auto now = std::chrono::steady_clock::now();
-    if (now - gap_log_minute_ >= std::chrono::minutes(1)) {
-        if (gap_lines_left_out_ > 0)
-            spdlog::warn("ingest: {} more seq gaps in the last minute were not logged "
-                         "(telemetry_readings_seq_gaps_total counts every missing reading)",
-                         gap_lines_left_out_);
-        gap_log_minute_ = now;
-        gap_lines_ = 0;
-        gap_lines_left_out_ = 0;
-    }
-    for (const auto& g : gaps) {
-        if (gap_lines_ == gap_lines_per_minute) {
-            ++gap_lines_left_out_;
-            continue;
-        }
-        ++gap_lines_;
-        spdlog::warn("ingest: {}/{}: seq jumped from {} to {}: {} readings missing upstream", g.sensor, g.metric,
-                     g.after_seq, g.seq, g.missing());
-    }
+    sink_.committed(stored, changes);
 }
 
 }  // namespace telemetry::bridge

@@ -1,11 +1,13 @@
 // Group commit for ingest: readings are journaled (durable) in the MQTT callback, acknowledged,
-// and moved into SQLite in batches by one writer thread, which then hands them to the hub.
+// and moved into the store in batches by one writer thread, which then hands them on (a
+// commit_sink: the hub, or with PostgreSQL the tailer that feeds it in id order).
 #pragma once
 
 #include "core/wire_format.hpp"
-#include "database.hpp"
+#include "store.hpp"
 #include "live/series_table.hpp"
 #include "journal.hpp"
+#include "pipeline/hub_feed.hpp"
 #include "pipeline/storage_health.hpp"
 
 #include <chrono>
@@ -21,7 +23,6 @@
 
 namespace telemetry::bridge {
 
-class hub;
 class metrics;
 
 // Why: Paho acknowledges a QoS 1 message when its callback returns, one message at a time, so
@@ -40,9 +41,10 @@ class metrics;
 // alternative, keeping the journal until a checkpoint syncs SQLite, would need checkpoint
 // tracking and a larger journal for the same promise.
 //
-// Invariants: ids are assigned here, in journal order, so they increase in commit order; a
-// reading reaches the hub only after its SQLite transaction committed; the journal is emptied
-// only when every reading in it is in SQLite.
+// Invariants: journal ids are assigned here, in journal order, so they increase in commit order
+// (with SQLite they are the readings' ids; PostgreSQL assigns its own under its id lock and
+// records the journal position per replica); a reading is handed on only after its transaction
+// committed; the journal is emptied only when every reading in it is in the store.
 //
 // Thread safety: submit*() from the ingest thread, the rest from the owner; one mutex guards the
 // journal and the queue, never held across a SQLite call.
@@ -51,9 +53,9 @@ public:
     // Opens the journal with `journal_bytes` reserved (ingest.journal_reserve_mb); it is compacted
     // above a quarter of that. Throws storage_error, naming the setting when the space is lacking.
     // `sync` (ingest.sync): every journal append is on stable storage before submit() returns;
-    // the writer must then be power-safe too (storage::writer's power_safe), which this checks.
-    committer(storage::writer& writer, const std::filesystem::path& journal_file,
-              std::uint64_t journal_bytes, hub& h, metrics& m, std::size_t max_pending = 100'000,
+    // the store must then be power-safe too (store_writer::power_safe), which this checks.
+    committer(storage::store_writer& writer, const std::filesystem::path& journal_file,
+              std::uint64_t journal_bytes, commit_sink& sink, metrics& m, std::size_t max_pending = 100'000,
               bool sync = false);
     ~committer();
     committer(const committer&) = delete;
@@ -87,13 +89,12 @@ private:
     };
     void run();
     void commit(std::vector<reading>& batch, std::vector<status_change>& statuses);
-    void report(const std::vector<seq_gap>& gaps);
     void count_syncs();  // under mutex_
 
-    storage::writer& writer_;
+    storage::store_writer& writer_;
     storage::journal journal_;
     const std::uint64_t compact_bytes_;
-    hub& hub_;
+    commit_sink& sink_;
     metrics& metrics_;
     const std::size_t max_pending_;
     storage_health health_;
@@ -107,10 +108,6 @@ private:
     std::int64_t next_id_ = 1;
     std::size_t last_batch_ = 0;  // writer thread only
     bool compaction_failing_ = false;  // writer thread only: logged once until one succeeds
-    // Gap log lines in the current minute, and those left out (writer thread only).
-    std::chrono::steady_clock::time_point gap_log_minute_{};
-    int gap_lines_ = 0;
-    std::uint64_t gap_lines_left_out_ = 0;
     bool writer_idle_ = false;    // the writer waits for any work
     bool gathering_ = false;      // the writer waits briefly for a fuller batch
     bool stopping_ = false;

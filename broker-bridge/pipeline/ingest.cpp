@@ -74,7 +74,8 @@ std::string reason_text(int code) {
 ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& commits, metrics& m)
     : cfg_(mqtt),
       limits_(limits_of(limits)),
-      readings_filter_(mqtt.topic_prefix + "/+/+"),
+      readings_filter_((mqtt.shared_group.empty() ? std::string() : "$share/" + mqtt.shared_group + "/") +
+                       mqtt.topic_prefix + "/+/+"),
       status_filter_(mqtt.topic_prefix + "/+/status"),
       commits_(commits),
       metrics_(m),

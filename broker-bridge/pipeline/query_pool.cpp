@@ -1,14 +1,15 @@
-// A few threads, each owning a read-only SQLite connection, that run storage queries so that no
-// SQLite call ever runs on an HTTP I/O thread.
+// A few threads, each owning a read-only storage connection, that run storage queries so that no
+// storage call ever runs on an HTTP I/O thread.
 #include "pipeline/query_pool.hpp"
 
 #include <spdlog/spdlog.h>
 
 namespace telemetry::bridge {
 
-query_pool::query_pool(const std::filesystem::path& db, int threads, std::size_t max_queued)
+query_pool::query_pool(const std::function<std::unique_ptr<storage::store_reader>()>& open_reader, int threads,
+                       std::size_t max_queued)
     : max_queued_(max_queued) {
-    for (int i = 0; i < threads; ++i) readers_.push_back(std::make_unique<storage::reader>(db));
+    for (int i = 0; i < threads; ++i) readers_.push_back(open_reader());
     for (auto& r : readers_) threads_.emplace_back([this, &r] { run(*r); });
 }
 
@@ -34,7 +35,7 @@ void query_pool::stop() {
         if (t.joinable()) t.join();
 }
 
-void query_pool::run(storage::reader& r) {
+void query_pool::run(storage::store_reader& r) {
     for (;;) {
         job j;
         {

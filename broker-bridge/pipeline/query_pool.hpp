@@ -1,12 +1,11 @@
-// A few threads, each owning a read-only SQLite connection, that run storage queries so that no
-// SQLite call ever runs on an HTTP I/O thread.
+// A few threads, each owning a read-only storage connection, that run storage queries so that no
+// storage call ever runs on an HTTP I/O thread.
 #pragma once
 
-#include "database.hpp"
+#include "store.hpp"
 
 #include <condition_variable>
 #include <deque>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -19,10 +18,12 @@ namespace telemetry::bridge {
 // threads; a job must catch its own exceptions (one that escapes is logged and dropped).
 class query_pool {
 public:
-    using job = std::function<void(storage::reader&)>;
+    using job = std::function<void(storage::store_reader&)>;
 
-    // Opens one reader per thread now, so a storage problem fails start-up, not a request.
-    query_pool(const std::filesystem::path& db, int threads, std::size_t max_queued);
+    // Opens one reader per thread now (open_reader), so a storage problem fails start-up, not a
+    // request.
+    query_pool(const std::function<std::unique_ptr<storage::store_reader>()>& open_reader, int threads,
+               std::size_t max_queued);
     ~query_pool();
     query_pool(const query_pool&) = delete;
     query_pool& operator=(const query_pool&) = delete;
@@ -32,14 +33,14 @@ public:
     void stop();
 
 private:
-    void run(storage::reader& r);
+    void run(storage::store_reader& r);
 
     const std::size_t max_queued_;
     std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<job> jobs_;
     bool stopping_ = false;
-    std::vector<std::unique_ptr<storage::reader>> readers_;
+    std::vector<std::unique_ptr<storage::store_reader>> readers_;
     std::vector<std::thread> threads_;
 };
 

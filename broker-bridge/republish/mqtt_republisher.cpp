@@ -3,7 +3,7 @@
 #include "republish/mqtt_republisher.hpp"
 
 #include "core/metrics.hpp"
-#include "database.hpp"
+#include "pipeline/stores.hpp"
 #include "live/hub.hpp"
 #include "pipeline/catch_up.hpp"
 
@@ -92,8 +92,7 @@ mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, m
     metrics_.mqtt_out_acked_id.store(acked_, std::memory_order_relaxed);
     metrics_.mqtt_out_enabled.store(true, std::memory_order_relaxed);
     if (!latest_prefix_.empty()) {
-        storage::reader r(c.storage.db_path);
-        for (const auto& s : r.all_series())
+        for (const auto& s : open_reader(c.storage)->all_series())
             if (s.latest) {
                 assign_topic(topic_, in_prefix_, s.sensor, s.metric);
                 series(topic_).latest = {s.latest->ts, s.latest->id};

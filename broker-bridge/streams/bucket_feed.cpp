@@ -117,7 +117,7 @@ bool bucket_feed::request_seeds() {
     const std::int64_t width = agg_.spec().width_ms;
     auto self = shared_from_this();
     auto owner = owner_;
-    const bool queued = queries_.submit([self, owner, asks = std::move(asks), width](storage::reader& rd) {
+    const bool queued = queries_.submit([self, owner, asks = std::move(asks), width](storage::store_reader& rd) {
         auto seeds = std::make_shared<std::vector<std::pair<std::int64_t, storage::bucket_seed>>>();
         bool ok = true;
         try {

@@ -6,7 +6,8 @@
 // Once the total would pass it, a stream may grow while it holds less than its fair share (the
 // budget divided among the open streams, never less than a small floor); beyond its fair share
 // only while its writes are completing (a reader that keeps up but is briefly behind, during a
-// burst), and not at all once the total reaches twice the budget. So stalled streams, whose
+// burst), and not at all once the total reaches twice the budget. Bound: twice the budget plus
+// the fair shares (streams x max(floor, budget / streams)). So stalled streams, whose
 // write has not completed for a while, are cut first, and a reader that keeps up is not cut
 // because others stall. A cut stream resumes after its cursor, like any slow stream.
 //
@@ -36,13 +37,13 @@ public:
     verdict judge(std::size_t held, std::size_t accounted, std::size_t more) const noexcept {
         const std::size_t total = queued_.load(std::memory_order_relaxed) - accounted + held + more;
         if (total <= budget_) return verdict::admit;
-        // Twice the budget is a hard cap, fair share or not: streams under their fair share
-        // hold at most the budget together, but admitting them past the cap would let the
-        // total reach three times the budget while stalled streams still hold theirs.
-        if (total > 2 * budget_) return verdict::refuse;
+        // Within its fair share a stream always grows, even past twice the budget: a reader
+        // that keeps up is never cut because others stall. The fair shares together are the
+        // budget (or the floor per stream, with more streams than the budget has floors), so
+        // the total stays below twice the budget plus that.
         const std::size_t streams = std::max<std::size_t>(1, streams_.load(std::memory_order_relaxed));
         if (held + more <= std::max(floor_, budget_ / streams)) return verdict::admit;
-        return verdict::admit_if_progressing;
+        return total <= 2 * budget_ ? verdict::admit_if_progressing : verdict::refuse;
     }
     // The verdict for a stream whose current write started at `write_started` (none in flight:
     // the epoch, never stalled).

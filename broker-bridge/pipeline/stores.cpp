@@ -1,0 +1,34 @@
+// Opens the configured storage engine.
+#include "pipeline/stores.hpp"
+
+#include "database.hpp"
+#include "postgresql.hpp"
+
+#include <filesystem>
+#include <regex>
+
+namespace telemetry::bridge {
+
+std::unique_ptr<storage::store_writer> open_writer(const config& c, bool power_safe) {
+    if (c.storage.postgresql()) return std::make_unique<storage::postgresql_writer>(c.storage.url, c.mqtt.client_id);
+    const auto& db = c.storage.db_path;
+    if (db.has_parent_path()) std::filesystem::create_directories(db.parent_path());
+    return std::make_unique<storage::writer>(db, power_safe);
+}
+
+std::unique_ptr<storage::store_reader> open_reader(const storage_config& s) {
+    if (s.postgresql()) return std::make_unique<storage::postgresql_reader>(s.url);
+    return std::make_unique<storage::reader>(s.db_path);
+}
+
+std::string describe_store(const storage_config& s) {
+    if (!s.postgresql()) return "SQLite " + s.db_path.string();
+    // postgresql://user:secret@host/db -> postgresql://user:***@host/db; password=secret -> ***
+    static const std::regex url_password(R"(^([a-z]+://[^:/@]*):[^@]*@)");
+    static const std::regex key_password(R"(password\s*=\s*('[^']*'|\S+))");
+    std::string shown = std::regex_replace(s.url, url_password, "$1:***@");
+    shown = std::regex_replace(shown, key_password, "password=***");
+    return "PostgreSQL " + shown;
+}
+
+}  // namespace telemetry::bridge
