@@ -1,6 +1,8 @@
 // Live aggregates of one subscription: the per-series state machine and its wire forms.
 #include "core/bucket_aggregator.hpp"
 
+#include "core/text.hpp"
+
 #include <algorithm>
 
 namespace telemetry::bridge {
@@ -102,6 +104,12 @@ void append_bucket_json(std::string& out, const bucket_event& e) {
     out += ",\"correction\":";
     out += e.what == bucket_event::kind::corrected ? "true" : "false";
     out += '}';
+}
+
+std::optional<std::int64_t> live_bucket_width(std::string_view text) noexcept {
+    const auto w = parse_duration_ms(text);
+    if (!w || *w < min_live_bucket_ms || *w > max_live_bucket_ms) return std::nullopt;
+    return w;
 }
 
 void append_sse_bucket(std::string& out, const bucket_event& e) {

@@ -7,6 +7,7 @@
 #include "database.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -22,6 +23,11 @@ struct bucket_spec {
 // Widths a live subscription may ask for (the syntax is /aggregate's).
 inline constexpr std::int64_t min_live_bucket_ms = 1'000;
 inline constexpr std::int64_t max_live_bucket_ms = 31LL * 86'400'000;
+// The width of a live subscription's `bucket` ("10s", "1m", ...), or nullopt with
+// live_bucket_error the message every transport answers.
+std::optional<std::int64_t> live_bucket_width(std::string_view text) noexcept;
+inline constexpr std::string_view live_bucket_error =
+    "bucket must be a duration from 1s to 31d, such as 10s, 1m, 1h or 1d";
 
 struct bucket_values {
     std::int64_t count = 0;

@@ -37,8 +37,8 @@ std::variant<ws_client_request, ws_client_error> parse_ws_client_message(std::st
         const auto* prov = o.if_contains("provisional");
         if (b && !b->is_null()) {
             std::optional<std::int64_t> w;
-            if (b->is_string()) w = parse_duration_ms(std::string_view(b->as_string()));
-            if (!w || *w < min_live_bucket_ms || *w > max_live_bucket_ms)
+            if (b->is_string()) w = live_bucket_width(std::string_view(b->as_string()));
+            if (!w)
                 return ws_client_error{"bad_request", "\"bucket\" must be a duration from 1s to 31d, such as \"1m\""};
             if (r.conflate) return ws_client_error{"bad_request", "\"policy\":\"conflate\" cannot be combined with \"bucket\""};
             bucket_spec spec;

@@ -51,7 +51,7 @@ class telemetry_service final : public v1::Telemetry::CallbackService {
 public:
     explicit telemetry_service(const grpc_parts& parts)
         : parts_(parts),
-          streams_{parts.live, parts.catchup, parts.io, parts.stats, parts.cfg.stream, parts.budget} {}
+          streams_{parts.live, parts.catchup, parts.queries, parts.io, parts.stats, parts.cfg.stream, parts.budget} {}
 
     ::grpc::ServerWriteReactor<v1::Event>* Subscribe(::grpc::CallbackServerContext* call,
                                                     const v1::SubscribeRequest* req) override {
@@ -68,6 +68,16 @@ public:
             return new refusal(Status(StatusCode::INVALID_ARGUMENT, "after must be a reading id (a non-negative integer)"));
         if (req->policy() != v1::POLICY_ALL && req->policy() != v1::POLICY_CONFLATE)
             return new refusal(Status(StatusCode::INVALID_ARGUMENT, "policy must be POLICY_ALL or POLICY_CONFLATE"));
+        std::optional<bucket_spec> bucket;
+        if (!req->bucket().empty()) {
+            const auto w = live_bucket_width(req->bucket());
+            if (!w) return new refusal(Status(StatusCode::INVALID_ARGUMENT, std::string(live_bucket_error)));
+            if (req->policy() == v1::POLICY_CONFLATE)
+                return new refusal(Status(StatusCode::INVALID_ARGUMENT, "POLICY_CONFLATE cannot be combined with bucket"));
+            bucket = bucket_spec{*w, req->provisional()};
+        } else if (req->provisional()) {
+            return new refusal(Status(StatusCode::INVALID_ARGUMENT, "provisional needs bucket"));
+        }
         const std::vector<std::string> topics(req->topics().begin(), req->topics().end());
         const auto& sc = parts_.cfg.stream;
         std::vector<topic_filter> filters;
@@ -81,6 +91,7 @@ public:
             return new refusal(Status(StatusCode::PERMISSION_DENIED, "the token grants none of these topics"));
         if (req->has_after()) p.after = req->after();
         p.conflate = req->policy() == v1::POLICY_CONFLATE;
+        p.bucket = bucket;
         auto s = std::make_shared<grpc_api::subscribe_stream>(streams_, *call, std::move(p));
         s->start();
         return s.get();

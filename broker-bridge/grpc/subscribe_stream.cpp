@@ -23,6 +23,22 @@ constexpr std::size_t replay_chunk_most = 1000;
 // tiny events is not counted as nearly free.
 constexpr std::size_t per_event_overhead = 32;
 
+v1::Event bucket_message(const bucket_event& b) {
+    v1::Event e;
+    auto& m = *e.mutable_bucket();
+    m.set_id(b.id);
+    m.set_sensor(b.series->r.sensor);
+    m.set_metric(b.series->r.metric);
+    m.set_t(b.t);
+    m.set_count(b.values.count);
+    m.set_min(b.values.min);
+    m.set_max(b.values.max);
+    m.set_avg(b.values.sum / static_cast<double>(b.values.count));
+    m.set_final(b.what != bucket_event::kind::provisional);
+    m.set_correction(b.what == bucket_event::kind::corrected);
+    return e;
+}
+
 v1::Event reading_event(const live_reading& l, std::uint64_t skipped) {
     v1::Event e;
     set_reading(*e.mutable_reading(), l.r);
@@ -70,8 +86,35 @@ void subscribe_stream::begin() {
                                         "the token has expired" + std::string(resume_hint) + ", with a fresh token"));
         });
     }
+    if (params_.bucket) start_buckets();
     phase_ = phase::catching_up;
     catch_up_step();
+}
+
+void subscribe_stream::start_buckets() {
+    bucket_feed::sink s;
+    // The feed calls these on the shard, and only while the stream is alive.
+    s.emit = [this](const bucket_event& e) { queue(bucket_message(e)); };
+    s.drained = [this] {
+        flush();
+        if (phase_ == phase::catching_up && !write_in_flight_) catch_up_step();
+    };
+    s.failed = [this](bucket_feed::failure f) {
+        if (f == bucket_feed::failure::busy) ctx_.stats.query_jobs_rejected.fetch_add(1, std::memory_order_relaxed);
+        finish(::grpc::Status(::grpc::StatusCode::UNAVAILABLE,
+                              "storage is busy or failing" + std::string(resume_hint) + ", shortly"));
+    };
+    buckets_ = std::make_shared<bucket_feed>(*params_.bucket, ctx_.queries, shard_.context().get_executor(),
+                                             ctx_.cfg.max_queue_events, std::move(s));
+}
+
+// Readings (after last_id_, in id order) into the bucket feed; false if the stream ended.
+bool subscribe_stream::feed_buckets(const std::vector<live_ptr>& readings) {
+    if (readings.empty()) return true;
+    last_id_ = std::max(last_id_, readings.back()->r.id);
+    if (buckets_->push(readings, shared_from_this())) return true;
+    overflow();  // live readings piled up behind a storage read: too slow, resume later
+    return false;
 }
 
 // As sse_session: one step of the one catch-up path; the step that reaches the newest reading
@@ -109,12 +152,13 @@ void subscribe_stream::on_catch_up(catch_up_chunk c) {
         r->set_oldest_id(c.reset->oldest_id);
         if (!queue(std::move(e))) return;
     }
-    queue_all(c.readings);
+    if (buckets_) feed_buckets(c.readings);
+    else queue_all(c.readings);
     if (phase_ == phase::closed) return;
     last_id_ = std::max(last_id_, c.reached);
     if (c.attached) phase_ = phase::live;
     flush();
-    if (phase_ == phase::catching_up && !write_in_flight_) catch_up_step();
+    if (phase_ == phase::catching_up && !write_in_flight_ && !buckets_busy()) catch_up_step();
 }
 
 void subscribe_stream::on_delivery(const delivery& d) { shard_.hand_over(shared_from_this(), d); }
@@ -123,7 +167,12 @@ void subscribe_stream::deliver(const delivery& d) {
     if (phase_ != phase::live) return;
     const auto queue_one = [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(*l, skipped); };
     http::live_counts n;
-    if (d.readings) n = http::take_live(*d.readings, last_id_, params_.conflate && write_in_flight_ ? &behind_ : nullptr, queue_one);
+    if (d.readings && buckets_) {
+        std::vector<live_ptr> fresh;
+        for (const auto& l : *d.readings)
+            if (l->r.id > last_id_) fresh.push_back(l);  // older ones came with the catch-up
+        if (!feed_buckets(fresh)) return;
+    } else if (d.readings) n = http::take_live(*d.readings, last_id_, params_.conflate && write_in_flight_ ? &behind_ : nullptr, queue_one);
     if (d.statuses && phase_ == phase::live) {
         for (const auto& st : *d.statuses) {
             v1::Event e;
@@ -232,7 +281,7 @@ void subscribe_stream::on_write_done(bool ok) {
     if (!behind_.empty()) queue_conflated();
     write_next();
     account();
-    if (!write_in_flight_ && phase_ == phase::catching_up) catch_up_step();
+    if (!write_in_flight_ && phase_ == phase::catching_up && !buckets_busy()) catch_up_step();
 }
 
 void subscribe_stream::OnCancel() {
@@ -260,6 +309,7 @@ void subscribe_stream::finish(::grpc::Status status) {
     spdlog::debug("grpc: ending stream after id {}: {}", last_id_, status.error_message());
     phase_ = phase::closed;
     ctx_.live.unsubscribe(this);
+    if (buckets_) buckets_->cancel();
     heartbeat_.cancel();
     expiry_.cancel();
     pending_.clear();

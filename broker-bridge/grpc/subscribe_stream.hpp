@@ -8,6 +8,7 @@
 #include "live/hub.hpp"
 #include "net/io_shards.hpp"
 #include "pipeline/catch_up.hpp"
+#include "streams/bucket_feed.hpp"
 #include "streams/conflation.hpp"
 #include "streams/send_budget.hpp"
 
@@ -28,6 +29,7 @@ namespace telemetry::bridge::grpc_api {
 struct stream_context {
     hub& live;
     catch_up& catchup;
+    query_pool& queries;  // bucket streams read storage's view of a series here
     http::io_shards& io;
     metrics& stats;
     const stream_config& cfg;
@@ -38,6 +40,7 @@ struct subscribe_params {
     selector_ptr selector;               // the request's filters within the caller's grant
     std::optional<std::int64_t> after;   // absent: live from now
     bool conflate = false;
+    std::optional<bucket_spec> bucket;  // live aggregates instead of readings
 };
 
 // Threads: gRPC calls the reactor's On* functions on its own threads, the hub calls
@@ -82,6 +85,10 @@ private:
     bool queue_reading(const live_reading& l, std::uint64_t skipped = 0);
     void queue_all(const std::vector<live_ptr>& readings);
     void queue_conflated();
+    // bucket: readings go to the bucket feed, which queues BucketEvents (docs/api.md 4.1).
+    void start_buckets();
+    bool feed_buckets(const std::vector<live_ptr>& readings);
+    bool buckets_busy() const { return buckets_ && !buckets_->idle(); }
     bool queue(telemetry::v1::Event e);
     bool fits(std::size_t more_bytes);
     void overflow();
@@ -107,6 +114,7 @@ private:
     bool write_in_flight_ = false;
     std::chrono::steady_clock::time_point write_started_{};
     http::conflation behind_;       // POLICY_CONFLATE: held while a write is in flight
+    std::shared_ptr<bucket_feed> buckets_;  // bucket: the stream's live aggregates
     std::size_t accounted_ = 0;     // as last reported to the send budget
     bool over_budget_ = false;
     bool step_in_flight_ = false;

@@ -94,9 +94,8 @@ std::string parse_live_bucket(const params& p, std::optional<bucket_spec>& out) 
     const auto* b = p.get("bucket");
     const auto* prov = p.get("provisional");
     if (!b) return prov ? "provisional needs bucket" : "";
-    auto w = parse_duration_ms(*b);
-    if (!w || *w < min_live_bucket_ms || *w > max_live_bucket_ms)
-        return "bucket must be a duration from 1s to 31d, such as 10s, 1m, 1h or 1d";
+    const auto w = live_bucket_width(*b);
+    if (!w) return std::string(live_bucket_error);
     bucket_spec spec;
     spec.width_ms = *w;
     if (prov) {
