@@ -118,7 +118,7 @@ struct bridge::parts {
         if (cfg.mqtt_out.enabled()) republish = std::make_unique<mqtt_republisher>(cfg, live, catchup, stats);
         http = open_listener(io, cfg.http, ctx);
         if (cfg.grpc.enabled())
-            grpc = std::make_unique<grpc_server>(grpc_parts{cfg, live, catchup, queries, io, stats, stream_budget, auth});
+            grpc = std::make_unique<grpc_server>(grpc_parts{cfg, live, catchup, queries, io, stats, stream_budget, auth, tls.get()});
     }
 
     void load_hub() {
@@ -189,6 +189,7 @@ int bridge::run() {
                 spdlog::info("received SIGHUP: no TLS certificate to reload");
             } else if (auto err = p.tls->reload(); err.empty()) {
                 p.stats.http_tls_reloads.fetch_add(1, std::memory_order_relaxed);
+                if (p.grpc) p.grpc->identity_changed();
                 spdlog::info("received SIGHUP: TLS certificate reloaded from {}", p.cfg.http.tls_cert.string());
             } else {
                 spdlog::error("received SIGHUP: TLS certificate NOT reloaded, the previous one stays in use: {}", err);

@@ -5,18 +5,24 @@
 
 #include "core/auth.hpp"
 #include "core/selector.hpp"
+#include "net/tls_identity.hpp"
 #include "core/topic_filter.hpp"
 #include "grpc/calls.hpp"
 #include "grpc/subscribe_stream.hpp"
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <ctime>
-#include <fstream>
-#include <sstream>
+#include <filesystem>
 
 namespace telemetry::bridge {
 
@@ -31,21 +37,61 @@ public:
     void OnDone() override { delete this; }
 };
 
-std::string read_file(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw config_error("grpc: cannot read " + p.string() + " (http.tls_cert / http.tls_key)");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+// With TLS, gRPC reads the certificate and key from one file of the bridge's own, which it
+// watches: HTTPS's identity (checked when it was loaded, http::tls_identity) is written there at
+// start-up and again after each successful SIGHUP reload, by an atomic rename, so gRPC never
+// reads a half-written pair or a key that does not belong to the certificate. gRPC 1.51's C++ API
+// has no way to hand it new credentials directly. The file lives in a private folder (0700) that
+// is removed when the server goes.
+class watched_identity {
+public:
+    explicit watched_identity(const http::tls_identity& id) : id_(id) {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "telemetry-grpc-tls-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data())) throw config_error("grpc: cannot create a private folder for its TLS identity");
+        dir_ = tmpl;
+        write();
+        provider_ = std::make_shared<::grpc::experimental::FileWatcherCertificateProvider>(
+            file().string(), file().string(), refresh_s);
+    }
+    ~watched_identity() {
+        std::error_code ec;
+        std::filesystem::remove_all(dir_, ec);
+    }
+    watched_identity(const watched_identity&) = delete;
+    watched_identity& operator=(const watched_identity&) = delete;
 
-// TLS with [http]'s certificate and key when they are set: one certificate for the bridge.
-std::shared_ptr<::grpc::ServerCredentials> credentials(const http_config& h) {
-    if (!h.tls()) return ::grpc::InsecureServerCredentials();
-    ::grpc::SslServerCredentialsOptions opts;
-    opts.pem_key_cert_pairs.push_back({read_file(h.tls_key), read_file(h.tls_cert)});
-    return ::grpc::SslServerCredentials(opts);
-}
+    std::shared_ptr<::grpc::ServerCredentials> credentials() const {
+        ::grpc::experimental::TlsServerCredentialsOptions opts(provider_);
+        opts.watch_identity_key_cert_pairs();
+        opts.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+        return ::grpc::experimental::TlsServerCredentials(opts);
+    }
+
+    // Key and chain in one file (PEM readers skip blocks of the other kind), replaced at once.
+    void write() const {
+        const auto pem = id_.pem();
+        const auto next = dir_ / "identity.pem.next";
+        {
+            const int fd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            if (fd < 0) throw config_error("grpc: cannot write " + next.string());
+            std::string text = pem.private_key;
+            if (!text.empty() && text.back() != '\n') text += '\n';
+            text += pem.cert_chain;
+            const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+            ::close(fd);
+            if (!ok) throw config_error("grpc: cannot write " + next.string());
+        }
+        std::filesystem::rename(next, file());
+    }
+
+private:
+    static constexpr unsigned refresh_s = 1;  // how soon gRPC sees a reload
+    std::filesystem::path file() const { return dir_ / "identity.pem"; }
+
+    const http::tls_identity& id_;
+    std::filesystem::path dir_;
+    std::shared_ptr<::grpc::experimental::FileWatcherCertificateProvider> provider_;
+};
 
 class telemetry_service final : public v1::Telemetry::CallbackService {
 public:
@@ -145,8 +191,10 @@ std::variant<grant_ptr, ::grpc::Status> authorize(const grpc_parts& parts, const
 }  // namespace grpc_api
 
 struct grpc_server::impl {
-    explicit impl(const grpc_parts& parts) : service(parts) {}
+    explicit impl(const grpc_parts& parts)
+        : service(parts), identity(parts.tls ? std::make_unique<watched_identity>(*parts.tls) : nullptr) {}
     telemetry_service service;
+    std::unique_ptr<watched_identity> identity;  // TLS: what gRPC offers
     std::unique_ptr<::grpc::Server> server;
     int port = 0;
 };
@@ -154,7 +202,8 @@ struct grpc_server::impl {
 grpc_server::grpc_server(const grpc_parts& parts) : p_(std::make_unique<impl>(parts)) {
     const auto& g = parts.cfg.grpc;
     ::grpc::ServerBuilder b;
-    b.AddListeningPort(host_port(g.host, g.port), credentials(parts.cfg.http), &p_->port);
+    b.AddListeningPort(host_port(g.host, g.port),
+                       p_->identity ? p_->identity->credentials() : ::grpc::InsecureServerCredentials(), &p_->port);
     b.RegisterService(&p_->service);
     // Requests are small (a SubscribeRequest is a few filters): a client cannot make the bridge
     // buffer a large one.
@@ -166,7 +215,7 @@ grpc_server::grpc_server(const grpc_parts& parts) : p_(std::make_unique<impl>(pa
     if (!p_->server || p_->port == 0)
         throw config_error("grpc: cannot listen on " + host_port(g.host, g.port) +
                            "; stop what uses it, or set another address: [grpc] listen in the configuration");
-    spdlog::info("grpc: serving {} on {}", parts.cfg.http.tls() ? "TLS" : "plaintext", host_port(g.host, port()));
+    spdlog::info("grpc: serving {} on {}", p_->identity ? "TLS" : "plaintext", host_port(g.host, port()));
 }
 
 grpc_server::~grpc_server() {
@@ -174,6 +223,15 @@ grpc_server::~grpc_server() {
 }
 
 std::uint16_t grpc_server::port() const noexcept { return static_cast<std::uint16_t>(p_->port); }
+
+void grpc_server::identity_changed() {
+    if (!p_->identity) return;
+    try {
+        p_->identity->write();
+    } catch (const std::exception& e) {
+        spdlog::error("grpc: the reloaded TLS certificate is NOT in use on the gRPC port: {}", e.what());
+    }
+}
 
 void grpc_server::stop(std::chrono::milliseconds grace) {
     if (!p_->server) return;

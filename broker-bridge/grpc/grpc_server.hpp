@@ -19,6 +19,7 @@ class metrics;
 namespace http {
 class io_shards;
 class send_budget;
+class tls_identity;
 }  // namespace http
 
 // What the service reads from the rest of the bridge; everything outlives the server.
@@ -31,6 +32,7 @@ struct grpc_parts {
     metrics& stats;
     http::send_budget& budget;
     const authenticator& auth;
+    const http::tls_identity* tls;  // HTTPS's certificate, offered on the gRPC port too; null: plaintext
 };
 
 // Construction binds the port and starts gRPC's threads, or throws config_error; streams post
@@ -43,6 +45,9 @@ public:
     grpc_server& operator=(const grpc_server&) = delete;
 
     std::uint16_t port() const noexcept;
+    // The TLS identity was reloaded (SIGHUP): new connections get it within a second; open ones
+    // keep theirs. No-op when plaintext.
+    void identity_changed();
     // Ends every call (streams were told by hub::release_all and end with UNAVAILABLE) and waits
     // for them, at most `grace`, then cancels what is left.
     void stop(std::chrono::milliseconds grace);

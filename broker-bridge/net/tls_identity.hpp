@@ -21,13 +21,25 @@ public:
     // Returns the error that kept the old certificate, or "" when the new one is in place.
     std::string reload();
 
+    // The PEM texts of the identity in use (as read and checked when it was loaded), for the
+    // other TLS listener (gRPC) to offer the same.
+    struct pem_pair {
+        std::string cert_chain;
+        std::string private_key;
+    };
+    pem_pair pem() const;
+
 private:
-    std::shared_ptr<boost::asio::ssl::context> load() const;
+    struct loaded {
+        std::shared_ptr<boost::asio::ssl::context> ctx;
+        pem_pair pem;
+    };
+    loaded load() const;
 
     std::filesystem::path cert_;
     std::filesystem::path key_;
     mutable std::mutex mutex_;
-    std::shared_ptr<boost::asio::ssl::context> current_;
+    loaded current_;
 };
 
 }  // namespace telemetry::bridge::http

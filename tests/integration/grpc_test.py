@@ -484,6 +484,22 @@ def case_tls(sys_, ca_file):
     check((r.id, r.sensor, r.value) == (1, "a", 21.5), f"reading over TLS {r}")
     code, _ = refused(stub(sys_), auth, topics=["#"])
     check(code == grpc.StatusCode.UNAVAILABLE, f"plaintext client against TLS: {code}")
+    # SIGHUP: a renewed certificate reaches the gRPC port too (new connections, within seconds);
+    # the stream opened before goes on.
+    check("renewed.example" not in tls_test.peer_names(port, ca_file), "the first certificate on the gRPC port")
+    tls_test.make_certs(os.path.dirname(ca_file), "renewed.example")  # same CA, new server certificate
+    sys_.bridge.send_signal(signal.SIGHUP)
+    deadline = time.time() + 15
+    while time.time() < deadline and "renewed.example" not in tls_test.peer_names(port, ca_file):
+        time.sleep(0.2)
+    check("renewed.example" in tls_test.peer_names(port, ca_file), "new gRPC connections get the renewed certificate")
+    fresh = pb_grpc.TelemetryStub(grpc.secure_channel(f"localhost:{port}", creds,
+                                                      options=[("grpc.enable_http_proxy", 0)]))
+    check(fresh.ListSeries(pb.ListSeriesRequest(), metadata=auth, timeout=20).series[0].sensor == "a",
+          "a gRPC client trusting the CA works after the reload")
+    sys_.pub("sensors/a/temperature", "22.5")
+    r = s.readings(1)[0]
+    check(r.value == 22.5, f"the stream opened before the reload goes on: {r}")
 
 
 CASES = {
