@@ -14,17 +14,19 @@
 #               the Nth, over that time, summed over the replicas' telemetry_readings_stored_total;
 #   all served  time from the Nth stored until every replica's /api/v1/updates reaches the
 #               newest id (each replica reads what the others stored from the table);
-#   CPU         user + system of the bridges and of PostgreSQL, per reading stored.
+#   CPU         user + system of the bridges and of PostgreSQL, per reading stored;
+#   id lock     how long a batch held PostgreSQL's id lock, on average (telemetry_storage_id_lock_
+#               seconds_total over the commits): the serialised part, the ceiling of all replicas.
 #
 # Usage: bench/replicas.sh [BUILD_DIR]
-# Environment: N=100000 ROUNDS=3 SENSORS=10 SETUPS="sqlite pg1 pg3" PUBLISH_S=8 DRAIN_TIMEOUT_S=120
+# Environment: N=100000 ROUNDS=3 SENSORS=10 SETUPS="sqlite pg1 pg2 pg3" PUBLISH_S=8 DRAIN_TIMEOUT_S=120
 # Runtime: about 1 minute per round and setup at the defaults; hard limit 15 minutes.
 set -euo pipefail
 build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
 N=${N:-100000}
 ROUNDS=${ROUNDS:-3}
 SENSORS=${SENSORS:-10}
-SETUPS=${SETUPS:-sqlite pg1 pg3}
+SETUPS=${SETUPS:-sqlite pg1 pg2 pg3}
 PUBLISH_S=${PUBLISH_S:-8}
 DRAIN_TIMEOUT_S=${DRAIN_TIMEOUT_S:-120}
 LIMIT_S=900
@@ -133,16 +135,24 @@ while time.time() < end:
             body = get(p, "/api/v1/updates?timeout=0&limit=1&after=999999999999")
             newest.append(json.loads(body)["cursor"] if body else 0)
         if min(newest) >= n:
+            lock_s = commits = 0.0
+            for p in ports:
+                for line in get(p, "/metrics").splitlines():
+                    if line.startswith("telemetry_storage_id_lock_seconds_total "):
+                        lock_s += float(line.split()[1])
+                    elif line.startswith("telemetry_commit_duration_seconds_count "):
+                        commits += float(line.split()[1])
             # Timed from the first poll that saw a reading stored: the rate counts what was
             # stored after it.
-            print(f"{stored_at - first:.3f} {time.time() - first:.3f} {stored} {stored - first_count}")
+            print(f"{stored_at - first:.3f} {time.time() - first:.3f} {stored} {stored - first_count} "
+                  f"{lock_s * 1000 / max(commits, 1):.2f} {stored / max(commits, 1):.0f}")
             sys.exit(0)
     time.sleep(0.02)
 print(f"timeout stored={stored}", file=sys.stderr)
 sys.exit(1)
 PY
 
-declare -A rates served cpu_bridge cpu_pg
+declare -A rates served cpu_bridge cpu_pg locks
 db_seq=0
 echo "replicas-bench: N=$N SENSORS=$SENSORS ROUNDS=$ROUNDS SETUPS=\"$SETUPS\" (PostgreSQL on port $pgport, fsync on)"
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -165,7 +175,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     res=$(python3 "$work/poll.py" "$N" "$DRAIN_TIMEOUT_S" "${ports[@]}") ||
       { echo "round $round $setup: not everything stored and served in ${DRAIN_TIMEOUT_S}s" >&2; exit 1; }
     b1=$(cpu_ticks "${bridge_pids[@]}"); p1=$(cpu_ticks $(pg_pids))
-    read -r stored_s served_s stored timed <<< "$res"
+    read -r stored_s served_s stored timed lock_ms per_batch <<< "$res"
     [[ $stored == "$N" ]] || { echo "round $round $setup: $stored stored, $N published (a duplicate or a loss)" >&2; exit 1; }
     if [[ $setup != sqlite ]]; then
       rows=$(psql_do "bench_$db_seq" "SELECT count(*) FROM readings")
@@ -176,16 +186,17 @@ for ((round = 1; round <= ROUNDS; round++)); do
     bus=$(python3 -c "print(f'{($b1 - $b0) / $clk * 1e6 / $N:.1f}')")
     pus=$(python3 -c "print(f'{($p1 - $p0) / $clk * 1e6 / $N:.1f}')")
     lag=$(python3 -c "print(f'{($served_s - $stored_s) * 1000:.0f}')")
-    echo "RESULT round=$round setup=$setup store_rate_hz=$rate all_served_after_ms=$lag bridge_cpu_us_per_reading=$bus postgres_cpu_us_per_reading=$pus"
+    echo "RESULT round=$round setup=$setup store_rate_hz=$rate all_served_after_ms=$lag bridge_cpu_us_per_reading=$bus postgres_cpu_us_per_reading=$pus id_lock_ms_per_batch=$lock_ms readings_per_batch=$per_batch"
     rates[$setup]+="$rate "; served[$setup]+="$lag "; cpu_bridge[$setup]+="$bus "; cpu_pg[$setup]+="$pus "
+    locks[$setup]+="$lock_ms "
     stop_replicas
   done
 done
 
 echo
-echo "| setup | store rate (readings/s), median | all replicas served, ms after the last stored | bridge CPU us/reading | PostgreSQL CPU us/reading |"
-echo "|---|---|---|---|---|"
+echo "| setup | store rate (readings/s), median | all replicas served, ms after the last stored | bridge CPU us/reading | PostgreSQL CPU us/reading | id lock held per batch, ms |"
+echo "|---|---|---|---|---|---|"
 for setup in $SETUPS; do
   # shellcheck disable=SC2086
-  echo "| $setup | $(median ${rates[$setup]}) (${rates[$setup]% }) | $(median ${served[$setup]}) | $(median ${cpu_bridge[$setup]}) | $(median ${cpu_pg[$setup]}) |"
+  echo "| $setup | $(median ${rates[$setup]}) (${rates[$setup]% }) | $(median ${served[$setup]}) | $(median ${cpu_bridge[$setup]}) | $(median ${cpu_pg[$setup]}) | $(median ${locks[$setup]}) |"
 done

@@ -4,6 +4,7 @@
 #include "postgresql.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <charconv>
 #include <cmath>
 #include <stdexcept>
@@ -67,6 +68,7 @@ struct postgresql_writer::impl {
     std::string replica;
     const std::string notify = std::string("NOTIFY ") + postgresql_readings_channel;
     std::string rows;  // reused COPY buffer
+    std::chrono::nanoseconds lock_held{0};
 
     impl(const std::string& conninfo, std::string name) : conn(conninfo), replica(std::move(name)) {
         detail::pg_migrate(conn);
@@ -98,6 +100,7 @@ struct postgresql_writer::impl {
         conn.copy_in(sql_copy_batch, rows);
         conn.query(sql_add_series);
         auto lock = conn.query(sql_lock_ids);
+        const auto locked_at = std::chrono::steady_clock::now();
         const std::int64_t first = lock.int64(0, 0);
         auto res = conn.query(sql_insert_batch, detail::pg_params().add(first));
         std::int64_t journaled = 0;
@@ -107,6 +110,7 @@ struct postgresql_writer::impl {
         // Delivered to listeners when (and only if) the transaction commits.
         if (res.rows() > 0) conn.exec(notify.c_str());
         txn.commit();
+        lock_held += std::chrono::steady_clock::now() - locked_at;
         std::vector<reading> stored;
         stored.reserve(static_cast<std::size_t>(res.rows()));
         for (int i = 0; i < res.rows(); ++i)
@@ -156,6 +160,8 @@ std::int64_t postgresql_writer::next_journal_id() {
                                detail::pg_params().add(std::string_view(impl_->replica)));
     return r.rows() == 0 ? 1 : r.int64(0, 0) + 1;
 }
+
+std::chrono::nanoseconds postgresql_writer::id_lock_held() const { return impl_->lock_held; }
 
 bool postgresql_writer::power_safe() {
     auto r = impl_->conn.query("SELECT current_setting('synchronous_commit')");

@@ -40,6 +40,7 @@ public:
     bool writable() override;
     std::int64_t next_journal_id() override;
     bool power_safe() override;  // synchronous_commit is not off
+    std::chrono::nanoseconds id_lock_held() const override;
 
 private:
     struct impl;

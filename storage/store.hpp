@@ -4,6 +4,7 @@
 
 #include "reading.hpp"
 
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <optional>
@@ -118,6 +119,10 @@ public:
     // True when a committed transaction survives a power cut, not only a crash of the process
     // (SQLite synchronous=FULL; PostgreSQL synchronous_commit not off).
     virtual bool power_safe() = 0;
+    // How long this writer's transactions have held the store's id lock in all, from the lock
+    // granted to the commit returned: the serialised part of every replica's ingest (PostgreSQL;
+    // SQLite has no such lock).
+    virtual std::chrono::nanoseconds id_lock_held() const { return std::chrono::nanoseconds{0}; }
 };
 
 // Read-only queries. One object per query thread. Sees every transaction committed before a call;

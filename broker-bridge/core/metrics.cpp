@@ -39,6 +39,9 @@ std::string metrics::render(const live_gauges& g) const {
     family("telemetry_ingest_rejects_total", "counter", "MQTT messages rejected, by reason; never stored.");
     for (const auto r : all_reject_reasons)
         o << "telemetry_ingest_rejects_total{reason=\"" << to_string(r) << "\"} " << rejects(r) << '\n';
+    family("telemetry_storage_id_lock_seconds_total", "counter",
+           "Time this replica's commits held the store's id lock (PostgreSQL; 0 with SQLite).");
+    o << "telemetry_storage_id_lock_seconds_total " << static_cast<double>(rd(id_lock_ns)) / 1e9 << '\n';
     family("telemetry_commit_failures_total", "counter", "Storage commits that failed and were retried.");
     o << "telemetry_commit_failures_total " << rd(commit_failures) << '\n';
     family("telemetry_journal_syncs_total", "counter",

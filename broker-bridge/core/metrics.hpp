@@ -32,6 +32,7 @@ public:
     std::atomic<std::uint64_t> status_messages{0};
     std::atomic<std::uint64_t> commit_failures{0};
     std::atomic<std::uint64_t> journal_syncs{0};  // ingest.sync: journal flushes to stable storage
+    std::atomic<std::uint64_t> id_lock_ns{0};     // PostgreSQL: time commits held the id lock
     std::atomic<std::int64_t> mqtt_connected{0};
     std::atomic<std::int64_t> mqtt_subscribed{0};
     void reject(reject_reason r) noexcept {

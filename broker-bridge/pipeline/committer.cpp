@@ -182,6 +182,8 @@ void committer::commit(std::vector<reading>& batch, std::vector<status_change>& 
             const auto t0 = std::chrono::steady_clock::now();
             stored = writer_.insert(batch);
             metrics_.observe_commit(std::chrono::steady_clock::now() - t0);
+            metrics_.id_lock_ns.store(static_cast<std::uint64_t>(writer_.id_lock_held().count()),
+                                      std::memory_order_relaxed);
             if (health_.commit(true)) spdlog::info("storage: writable again");
             break;
         } catch (const storage::storage_error& e) {
