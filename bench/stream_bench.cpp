@@ -40,6 +40,15 @@
 //       restart: a retained `online` on <prefix>/bench<k>/status for every sensor, then the
 //       readings at once (no warm-up). The step reports how soon readings flowed (first reading
 //       on any stream, streams with one within --first-within s) and the status events per stream.
+//   --path P  SSE from another server at path P instead of the bridge (Nchan's EventSource
+//       location, bench/stream_vs_nchan.sh): a stream counts once the 200 head arrived (no
+//       `retry:` hint), every plain `data:` event (type `message`) is a reading with the payload
+//       as published, and the server's ids are opaque: resent as Last-Event-ID on reconnecting,
+//       never checked. Instead `seq` must rise strictly on each stream, which with the per-stream
+//       count of measured readings checks that every stream got every reading exactly once.
+//   --publish-http URL  POST each reading (same payload, same rate) to URL, e.g. Nchan's publisher
+//       location, on one keep-alive HTTP/1.1 connection, instead of MQTT (bench/stream_http_pub.hpp);
+//       a 2xx answer counts as the acknowledgement.
 //
 // A subscriber that the bridge disconnects (slow client) reconnects, unless --no-reconnect, and
 // resumes after the last id it saw: SSE with Last-Event-ID, as a browser does; WebSocket with
@@ -56,6 +65,7 @@
 #include <mqtt/async_client.h>
 
 #include "sse_parser.hpp"
+#include "stream_http_pub.hpp"
 #include "stream_sse.hpp"
 #include "stream_ws.hpp"
 
@@ -80,6 +90,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <limits>
 #include <memory>
@@ -193,6 +204,7 @@ struct settings {
     std::string prefix = "sensors";
     int sensors = 10;
     bool narrow = false;  // stream i: only sensor i mod `sensors` (else `topic`)
+    bool plain = false;   // --path: a generic EventSource server; readings are `message` events
     std::size_t n = 0;
     bool reconnect = true;
     int max_attempts = 5;
@@ -254,7 +266,8 @@ public:
         ++gen_;  // completions of an earlier attempt's socket are ignored from here on
         state_ = st::connecting;
         head_.clear();
-        sse_.reset();
+        // A plain server's ids are opaque: the parser keeps the last one to resume from.
+        sse_.reset(s_.plain ? std::string(sse_.last_event_id()) : std::string());
         ws_.reset();
         out_.clear();
         writing_ = false;
@@ -336,9 +349,9 @@ private:
         req += s_.auth_header;
         if (s_.kind == transport::ws) {
             req += ws::key_header(c_.rng);
-        } else if (last_id_ > 0) {
+        } else if (s_.plain ? !sse_.last_event_id().empty() : last_id_ > 0) {
             req += "Last-Event-ID: ";
-            req += std::to_string(last_id_);
+            req += s_.plain ? sse_.last_event_id() : std::to_string(last_id_);
             req += "\r\n";
         }
         req += "\r\n";
@@ -454,6 +467,7 @@ private:
         state_ = st::body;
         const std::string rest = head_.substr(end + 4);
         head_.clear();
+        if (s_.plain) mark_ready();  // no `retry:` hint to wait for; the stream is open
         if (s_.kind == transport::ws) {
             // Resuming: `after` = the last id seen (or the cursor the first subscription started
             // at), the WebSocket counterpart of Last-Event-ID.
@@ -526,6 +540,11 @@ private:
     };
 
     void on_sse_event(const telemetry::sse::event& ev, std::int64_t rx, std::int64_t krx) {
+        if (s_.plain) {
+            if (ev.type == "message") on_reading(ev.data, rx, krx);
+            else ++c_.other_events;
+            return;
+        }
         if (ev.type == "reading") {
             std::int64_t id = 0;
             if (parse_i64(ev.id, id)) on_id(id);
@@ -618,6 +637,11 @@ private:
     void on_reading(std::string_view json, std::int64_t rx, std::int64_t krx) {
         std::int64_t seq = 0;
         if (!json_int_field(json, "\"seq\":", seq)) return;  // seq null: not one of ours
+        if (s_.plain) {
+            // One publisher, one channel: seq rises on every stream; a repeat is a duplicate.
+            if (seq <= last_seq_) c_.order_errors.fetch_add(1, std::memory_order_relaxed);
+            last_seq_ = seq;
+        }
         c_.readings.fetch_add(1, std::memory_order_relaxed);
         c_.last_rx_us.store(rx, std::memory_order_relaxed);
         const int s = g_.step.load(std::memory_order_relaxed);
@@ -703,6 +727,7 @@ private:
     std::string own_name_;        // narrow: its name, as status events carry it
     std::uint64_t status_seen_ = 0, status_own_ = 0;
     std::int64_t last_id_ = 0;
+    std::int64_t last_seq_ = 0;   // plain: the last reading's seq
     bool have_position_ = false;  // last_id_ holds a position to resume from
 };
 
@@ -773,11 +798,15 @@ struct pub_result {
     double late_max_ms = 0;  // worst lag of a publish behind its schedule
 };
 
+// Hands one reading (topic, payload) to the publisher: Paho (MQTT) or the HTTP POST client
+// (--publish-http, one endpoint for all topics); false when it was not sent.
+using publish_fn = std::function<bool(const std::string& topic, const std::string& payload)>;
+
 // Publishes at `rate`/s for `seconds`; seq = system_clock us at publish. A publisher that falls
 // `seconds` behind its schedule (the broker acknowledging slower than the rate, the client's
 // queue full) stops there, so a step never publishes for more than twice its duration.
-pub_result publish_for(mqtt::async_client& cli, ack_counter& acks, const std::string& prefix, int sensors,
-                       int qos, double rate, double seconds, std::int64_t& sensor_rr) {
+pub_result publish_for(const publish_fn& send, const std::string& prefix, int sensors, double rate, double seconds,
+                       std::int64_t& sensor_rr) {
     pub_result res;
     res.per_sensor.assign(static_cast<std::size_t>(sensors), 0);
     const auto period = std::chrono::duration<double>(1.0 / rate);
@@ -795,7 +824,7 @@ pub_result publish_for(mqtt::async_client& cli, ack_counter& acks, const std::st
         const std::string topic = reading_topic(prefix, sensor);
         const std::int64_t seq = now_us();
         payload = "{\"value\":21.5,\"seq\":" + std::to_string(seq) + "}";
-        if (!publish_one(cli, acks, mqtt::make_message(topic, payload, qos, false))) continue;
+        if (!send(topic, payload)) continue;
         if (res.sent == 0) res.first_seq = seq;
         res.last_seq = seq;
         ++res.sent;
@@ -889,6 +918,7 @@ int main(int argc, char** argv) {
     std::vector<int> watch;
     bool use_tls = false;
     std::string ca_file, tls_name = "localhost", token;
+    std::string path, publish_http;
     app.add_option("--host", host, "bridge HTTP address")->capture_default_str();
     app.add_option("--port", port, "bridge HTTP port")->required();
     app.add_option("--mqtt", mqtt_url, "broker URL the bridge reads from")->capture_default_str();
@@ -924,6 +954,10 @@ int main(int argc, char** argv) {
         ->check(CLI::ExistingFile);
     app.add_option("--tls-name", tls_name, "with --tls: SNI, and the name the certificate must carry")->capture_default_str();
     app.add_option("--token", token, "sent as Authorization: Bearer <token> on every stream request");
+    app.add_option("--path", path,
+                   "SSE from another server at this path (e.g. Nchan's /sub/bench): readings are plain data: events");
+    app.add_option("--publish-http", publish_http,
+                   "POST readings to this URL (e.g. Nchan's http://127.0.0.1:PORT/pub/bench) instead of MQTT");
     app.add_option("--watch-pid", watch, "report CPU (and idle: VmRSS) of these processes")->delimiter(',');
     CLI11_PARSE(app, argc, argv);
     if (rates.empty() || static_cast<int>(rates.size()) > max_steps) {
@@ -931,6 +965,16 @@ int main(int argc, char** argv) {
         return 2;
     }
     const bool idle = idle_hold > 0;
+    const bool plain = !path.empty();
+    if (plain && (transport_name != "sse" || narrow || !sse_query.empty() || path.front() != '/')) {
+        std::fprintf(stderr, "stream-bench: --path is an absolute path, for SSE, without --narrow or --sse-query\n");
+        return 2;
+    }
+    if (!publish_http.empty() && (status_online || narrow)) {
+        // One endpoint for every reading: no sensor topics to stream narrowly, no retained status.
+        std::fprintf(stderr, "stream-bench: --publish-http goes without --status-online and --narrow\n");
+        return 2;
+    }
     threads = std::max(1, threads);
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
@@ -944,8 +988,11 @@ int main(int argc, char** argv) {
     s.prefix = prefix;
     s.sensors = sensors;
     s.narrow = narrow;
+    s.plain = plain;
     s.sse_query = sse_query;
-    s.request_head = s.kind == transport::ws ? ws::upgrade_head(host) : sse::request_head(host, topic, sse_query);
+    s.request_head = s.kind == transport::ws ? ws::upgrade_head(host)
+                     : plain               ? sse::request_head(host, "#", {}, path)
+                                           : sse::request_head(host, topic, sse_query);
     if (!token.empty()) s.auth_header = "Authorization: Bearer " + token + "\r\n";
     // One client context for every stream (OpenSSL's SSL_CTX is shared safely between threads).
     std::optional<asio::ssl::context> tls_ctx;
@@ -970,12 +1017,37 @@ int main(int argc, char** argv) {
     std::vector<long> rss0;
     for (int p : watch) rss0.push_back(proc_rss_kib(p));
 
-    // MQTT publisher first (latency mode), so its connection is not part of any window. Messages
-    // beyond the broker's Receive Maximum wait in the client; room for a whole status burst.
+    // The publisher first (latency mode), so its connection is not part of any window. MQTT:
+    // messages beyond the broker's Receive Maximum wait in the client; room for a whole status
+    // burst. HTTP: each POST is answered before the next, so its acknowledgement is counted at once.
     const int max_buffered = std::max(10000, sensors);
     std::unique_ptr<mqtt::async_client> pub;
+    std::unique_ptr<stream_bench::http_pub::publisher> http_pub;
     ack_counter acks;
-    if (!idle) {
+    publish_fn send;
+    if (!idle && !publish_http.empty()) {
+        try {
+            http_pub = std::make_unique<stream_bench::http_pub::publisher>(publish_http);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "stream-bench: %s\n", e.what());
+            return 1;
+        }
+        send = [&http_pub, &acks, &publish_http](const std::string&, const std::string& payload) {
+            if (http_pub->post(payload)) {
+                acks.ok.fetch_add(1, std::memory_order_relaxed);
+                return true;
+            }
+            acks.failed.fetch_add(1, std::memory_order_relaxed);
+            static std::atomic<bool> logged{false};
+            if (!logged.exchange(true))
+                std::fprintf(stderr, "stream-bench: POST to %s failed: %s\n", publish_http.c_str(),
+                             http_pub->error().empty() ? "not a 2xx answer" : http_pub->error().c_str());
+            return false;
+        };
+    } else if (!idle) {
+        send = [&pub, &acks, qos](const std::string& to, const std::string& payload) {
+            return publish_one(*pub, acks, mqtt::make_message(to, payload, qos, false));
+        };
         try {
             pub = std::make_unique<mqtt::async_client>(mqtt_url, "stream-bench-pub-" + std::to_string(getpid()),
                                                        mqtt::create_options(MQTTVERSION_5, max_buffered));
@@ -1065,7 +1137,7 @@ int main(int argc, char** argv) {
         const bool coming_online = status_online && si == 0;
         // Warm-up: published before the window opens, so never measured.
         if (warmup > 0 && !coming_online) {
-            const pub_result w = publish_for(*pub, acks, prefix, sensors, qos, rate, warmup, sensor_rr);
+            const pub_result w = publish_for(send, prefix, sensors, rate, warmup, sensor_rr);
             published_total += w.sent;  // wait for the warm-up's acks: not counted as this step's
             const double ta = mono_s();
             while (qos > 0 && acks.ok.load() + acks.failed.load() < published_total && mono_s() - ta < 5)
@@ -1087,7 +1159,7 @@ int main(int argc, char** argv) {
         const std::int64_t t0_us = now_us();  // the step's first publish (status or reading)
         const long status_sent = coming_online ? publish_online(*pub, acks, prefix, sensors) : 0;
         published_total += status_sent;
-        pub_result pr = publish_for(*pub, acks, prefix, sensors, qos, rate, duration, sensor_rr);
+        pub_result pr = publish_for(send, prefix, sensors, rate, duration, sensor_rr);
         g.win_end[step] = pr.last_seq + 1;
         published_total += pr.sent;
         const double t_pub = mono_s();
@@ -1194,7 +1266,7 @@ int main(int argc, char** argv) {
             while (acks.ok.load() + acks.failed.load() - acked0 - nacked0 < pr.sent + status_sent && mono_s() - ta < 5)
                 std::this_thread::sleep_for(5ms);
         }
-        std::printf("RESULT mode=latency transport=%s tls=%s auth=%s step=%d subscribers=%zu rate=%.0f qos=%d publish_s=%.2f published=%ld "
+        std::printf("RESULT mode=latency transport=%s server=%s publisher=%s tls=%s auth=%s step=%d subscribers=%zu rate=%.0f qos=%d publish_s=%.2f published=%ld "
                     "acked=%ld publish_failed=%ld pub_late_max_ms=%.1f expected=%" PRIu64 " received=%" PRIu64
                     " complete=%s short_streams=%zu dup_streams=%zu p50_ms=%.3f p99_ms=%.3f max_ms=%.3f mean_ms=%.3f "
                     "k_p50_ms=%.3f k_p99_ms=%.3f k_max_ms=%.3f reads_without_kernel_ts=%" PRIu64 " "
@@ -1202,7 +1274,8 @@ int main(int argc, char** argv) {
                     "deliveries=%" PRIu64 " deliveries_per_s=%.0f offered_per_s=%.0f span_s=%.2f wall_s=%.2f "
                     "disconnects=%" PRIu64 " reconnects=%" PRIu64 " order_errors=%" PRIu64 " heartbeats=%" PRIu64
                     " status_events=%" PRIu64 " other_events=%" PRIu64 " bench_cpu_s=%.2f bench_cpu_pct=%.0f bench_runq_wait_s=%.2f",
-                    transport_name.c_str(), use_tls ? "yes" : "no", token.empty() ? "no" : "token", step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
+                    transport_name.c_str(), plain ? "plain" : "bridge", http_pub ? "http" : "mqtt", use_tls ? "yes" : "no",
+                    token.empty() ? "no" : "token", step, ready, rate, qos, pub_s, pr.sent, acks.ok.load() - acked0, acks.failed.load() - nacked0,
                     pr.late_max_ms, expected, got, got == expected ? "yes" : "no", short_streams, over_streams,
                     p.p50, p.p99, p.max, p.mean, pk.p50, pk.p99, pk.max, no_kts, pa.p50, pa.p99, pa.max, readings1 - readings0, deliveries_per_s,
                     rate * static_cast<double>(expected) / static_cast<double>(std::max(1L, pr.sent)), span_s, wall, disc1 - disc0, reco1 - reco0, order1 - order0,
@@ -1233,7 +1306,7 @@ int main(int argc, char** argv) {
         if (si + 1 < rates.size()) std::this_thread::sleep_for(1s);
     }
     try {
-        pub->disconnect()->wait_for(5s);
+        if (pub) pub->disconnect()->wait_for(5s);
     } catch (const std::exception&) {
     }
     shutdown();

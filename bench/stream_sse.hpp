@@ -9,9 +9,11 @@ namespace stream_bench::sse {
 
 // "GET /api/v1/stream[?topic=...] HTTP/1.1" and its headers, each ending in CRLF, without the
 // blank line that ends the head (the caller may add Last-Event-ID first). No topic or "#": none.
-// `query`: further parameters as they go into the URL (e.g. "bucket=1m"), or empty.
-inline std::string request_head(const std::string& host, const std::string& topic, const std::string& query = {}) {
-    std::string head = "GET /api/v1/stream";
+// `query`: further parameters as they go into the URL (e.g. "bucket=1m"), or empty. `path`:
+// another server's EventSource location (stream-bench --path), e.g. Nchan's.
+inline std::string request_head(const std::string& host, const std::string& topic, const std::string& query = {},
+                                const std::string& path = "/api/v1/stream") {
+    std::string head = "GET " + path;
     if (!topic.empty() && topic != "#") {
         head += "?topic=";
         for (const char ch : topic) {
