@@ -124,24 +124,28 @@ def start_mosquitto(conf, port):
 class System:
     """A private Mosquitto and bridge; stopped (by PID) when the case ends."""
 
-    def __init__(self, build, bridge_conf="", listen="127.0.0.1:0", ca_file=None):
+    def __init__(self, build, bridge_conf="", listen="127.0.0.1:0", ca_file=None, mqtt_port=None):
         """ca_file: the bridge speaks HTTPS/WSS (bridge_conf sets [http] tls_cert and tls_key);
-        clients trust this CA."""
+        clients trust this CA. mqtt_port: another System's broker (a second replica), not one of
+        its own."""
         self.mosq = self.bridge = None
         self.ssl_ctx = ssl.create_default_context(cafile=ca_file) if ca_file else None
         try:
-            self._start(build, bridge_conf, listen)
+            self._start(build, bridge_conf, listen, mqtt_port)
         except BaseException:
             self.stop()  # what started must not outlive a failed start (it would hold ctest's pipe)
             raise
 
-    def _start(self, build, bridge_conf, listen):
+    def _start(self, build, bridge_conf, listen, mqtt_port):
         self.dir = tempfile.mkdtemp(prefix="telemetry-ws-")
-        self.mqtt_port = free_port()
-        conf = os.path.join(self.dir, "mosquitto.conf")
-        with open(conf, "w") as f:
-            f.write(mosquitto_conf(self.mqtt_port))
-        self.mosq = start_mosquitto(conf, self.mqtt_port)
+        if mqtt_port:
+            self.mqtt_port = mqtt_port
+        else:
+            self.mqtt_port = free_port()
+            conf = os.path.join(self.dir, "mosquitto.conf")
+            with open(conf, "w") as f:
+                f.write(mosquitto_conf(self.mqtt_port))
+            self.mosq = start_mosquitto(conf, self.mqtt_port)
         bconf = os.path.join(self.dir, "bridge.toml")
         with open(bconf, "w") as f:
             f.write(bridge_conf)
