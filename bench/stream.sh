@@ -23,6 +23,7 @@
 #              HTTP_THREADS=2 SCENARIOS="small large sat idle" TRANSPORTS="sse ws"
 #              SAT_TRANSPORTS=sse IDLE_TRANSPORTS=sse ROUNDS=1   (transports: sse, ws, grpc; a bridge
 #              for grpc also gets `[grpc] listen = "127.0.0.1:0"`)
+#              BRIDGE_TOML=FILE (sections appended to every bridge's config, e.g. [stream]; not [grpc])
 # Runtime: about 3-4 minutes; hard limit 8 minutes.
 set -euo pipefail
 build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
@@ -66,7 +67,8 @@ bpid='' bport='' gport=''
 start_bridge() {  # start_bridge TRANSPORT: grpc also opens the gRPC port (`gport`)
   bridge_n=$((bridge_n + 1))
   local dir=$work/bridge$bridge_n extra=''
-  [[ $1 == grpc ]] && extra=$'[grpc]\nlisten = "127.0.0.1:0"'
+  [[ $1 == grpc ]] && extra=$'[grpc]\nlisten = "127.0.0.1:0"\n'
+  extra+=$(cat "${BRIDGE_TOML:-/dev/null}")
   launch_bridge "$bridge_bin" "$dir" $((IDLE_SUBS + 5000)) "$extra"
   gport=''
   if [[ $1 == grpc ]]; then

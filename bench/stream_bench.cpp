@@ -299,7 +299,6 @@ public:
     std::uint64_t status_own() const { return status_own_; }
 
 protected:
-
     // A presence event ({"sensor":...,"online":...}, or the WebSocket message carrying it).
     void on_status(std::string_view json, std::int64_t rx) {
         on_status_of(s_.narrow ? json_string_field(json, "\"sensor\":\"") : std::string_view(), rx);
@@ -369,7 +368,6 @@ protected:
     // Keeps a bounded number of connection attempts in flight: each ready (or failed)
     // connection opens the next one, on its own context.
     void launch_next();
-
 
     context& c_;
     const settings& s_;
