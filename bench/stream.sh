@@ -24,7 +24,7 @@
 #              SAT_TRANSPORTS=sse IDLE_TRANSPORTS=sse ROUNDS=1   (transports: sse, ws, grpc; a bridge
 #              for grpc also gets `[grpc] listen = "127.0.0.1:0"`)
 #              BRIDGE_TOML=FILE (sections appended to every bridge's config, e.g. [stream]; not [grpc])
-# Runtime: about 3-4 minutes; hard limit 8 minutes.
+# Runtime: about 3-4 minutes; hard limit 8 minutes, 4 more per further round.
 set -euo pipefail
 build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
 SUBS_SMALL=${SUBS_SMALL:-100}
@@ -44,10 +44,11 @@ TRANSPORTS=${TRANSPORTS:-sse ws}
 SAT_TRANSPORTS=${SAT_TRANSPORTS:-sse}
 IDLE_TRANSPORTS=${IDLE_TRANSPORTS:-sse}
 ROUNDS=${ROUNDS:-1}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer" >&2; exit 2; }
 for t in $TRANSPORTS $SAT_TRANSPORTS $IDLE_TRANSPORTS; do
   [[ $t == sse || $t == ws || $t == grpc ]] || { echo "unknown transport '$t' (sse, ws or grpc)" >&2; exit 2; }
 done
-LIMIT_S=480
+LIMIT_S=$((480 + 240 * (ROUNDS - 1)))  # each further round of the latency scenarios: up to 4 minutes more
 bridge_bin=$build/broker-bridge/broker-bridge
 bench_bin=$build/bench/stream-bench
 BENCH_NAME=stream-bench
