@@ -1,6 +1,7 @@
 // stream-bench: end-to-end latency and throughput of the bridge's streams, Server-Sent Events
-// (GET /api/v1/stream) or WebSocket (GET /api/v1/ws) (bench/stream.sh drives it; see
-// "Streaming (SSE and WebSocket)" in bench/README.md).
+// (GET /api/v1/stream), WebSocket (GET /api/v1/ws) or gRPC (Telemetry/Subscribe) (bench/stream.sh
+// drives it; see "Streaming (SSE and WebSocket)" and "gRPC Subscribe against SSE" in
+// bench/README.md).
 //
 // One process: N subscribers on raw TCP sockets (Asio, --threads single-threaded io_contexts,
 // connections spread round-robin), and one Paho MQTT publisher that publishes
@@ -22,6 +23,12 @@
 //       telemetry::sse parser, bridge-cli/sse_parser.hpp). ws: an upgrade without extensions, then
 //       {"op":"subscribe","topic":...}; a stream counts once `subscribed` arrived; readings are
 //       {"op":"reading",...} text frames; pings are answered (bench/stream_ws.hpp).
+//   --transport grpc --grpc-port P  each stream is a telemetry.v1.Telemetry/Subscribe call (topics
+//       [--topic], or its sensor's with --narrow) on gRPC's callback API (bench/stream_grpc.*:
+//       ClientReadReactor, --grpc-channels HTTP/2 connections, default one per 100 streams); a
+//       stream counts once its initial metadata arrived; a Reading is a reading, timed when gRPC
+//       hands it over (no kernel stamp: `k_*` = receipt); `--token` goes as `authorization`
+//       metadata; plaintext only (no --tls).
 //   --tls [--ca-file CA.pem] [--tls-name localhost]  streams over TLS (https / wss; Asio's
 //       ssl::stream over the socket, TLS 1.2+), the server's certificate verified against the CA
 //       for the name (also sent as SNI). Reads go through the TLS stream (async_read_some), so
@@ -52,7 +59,8 @@
 //
 // A subscriber that the bridge disconnects (slow client) reconnects, unless --no-reconnect, and
 // resumes after the last id it saw: SSE with Last-Event-ID, as a browser does; WebSocket with
-// "after" in its subscribe message (before any reading: the cursor of its first subscription).
+// "after" in its subscribe message (before any reading: the cursor of its first subscription);
+// gRPC with `after` in a new Subscribe call (before any reading: its first `telemetry-after`).
 // Disconnects and reconnects are counted; ids must rise strictly on each stream across them.
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
@@ -66,6 +74,7 @@
 
 #include "sse_parser.hpp"
 #include "stream_http_pub.hpp"
+#include "stream_grpc.hpp"
 #include "stream_sse.hpp"
 #include "stream_ws.hpp"
 
@@ -105,6 +114,7 @@ namespace {
 namespace asio = boost::asio;
 namespace sse = stream_bench::sse;
 namespace ws = stream_bench::ws;
+namespace grpc_sub = stream_bench::grpc_sub;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
@@ -187,7 +197,7 @@ std::string reading_topic(const std::string& prefix, std::size_t k) {
 
 // ---- settings and state shared by every connection ----
 
-enum class transport { sse, ws };
+enum class transport { sse, ws, grpc };
 
 using tls_stream = asio::ssl::stream<tcp::socket>;
 
@@ -196,6 +206,7 @@ struct settings {
     transport kind = transport::sse;
     std::string host;
     asio::ssl::context* tls = nullptr;  // --tls: every stream is TLS, verified against --ca-file
+    grpc_sub::client* grpc = nullptr;   // --transport grpc: the channels every Subscribe call uses
     std::string tls_name;               // SNI and the name the certificate must carry
     std::string auth_header;            // --token: "Authorization: Bearer <token>\r\n", else empty
     std::string topic = "#";   // the stream's topic filter
@@ -228,14 +239,16 @@ struct shared_state {
     }
 };
 
-class connection;
+class stream_base;
 
 // One single-threaded io_context with its connections and counters. Counters that the main
 // thread polls are atomics; everything else is touched only on the context's thread (the main
-// thread reads it by posting a task there).
+// thread reads it by posting a task there), or, by gRPC's threads (which deliver the events of
+// gRPC streams), only while holding `mu`, which the context's thread holds in on_each.
 struct context {
     asio::io_context ioc{1};
-    std::vector<std::shared_ptr<connection>> conns;
+    std::mutex mu;
+    std::vector<std::shared_ptr<stream_base>> conns;  // touched on the context's thread only
     std::atomic<std::uint64_t> readings{0};   // every reading event received
     std::atomic<std::uint64_t> measured{0};   // readings of the current step's window
     std::atomic<std::int64_t> last_rx_us{0};  // receive time of the last reading
@@ -250,18 +263,136 @@ struct context {
     std::mt19937_64 rng{std::random_device{}()};  // WebSocket keys and masks
 };
 
-class connection : public std::enable_shared_from_this<connection> {
+// What every stream counts and checks, whatever its transport: when it is ready, the readings
+// of the current step's window and their latencies, ids rising strictly across reconnects,
+// presence events. Socket transports call it on their context's thread; gRPC streams on gRPC's
+// threads, holding the context's mutex.
+class stream_base {
 public:
-    connection(context& c, const settings& s, shared_state& g, std::size_t index)
-        : c_(c), s_(s), g_(g), index_(index), sock_(c.ioc) {
+    stream_base(context& c, const settings& s, shared_state& g, std::size_t index)
+        : c_(c), s_(s), g_(g), index_(index) {
         if (s_.narrow) {
             sensor_ = index_ % static_cast<std::size_t>(s_.sensors);
             topic_ = reading_topic(s_.prefix, sensor_);
             own_name_ = sensor_name(sensor_);
         }
     }
+    virtual ~stream_base() = default;
+    stream_base(const stream_base&) = delete;
+    stream_base& operator=(const stream_base&) = delete;
 
-    void start() {
+    virtual void start() = 0;
+    virtual void stop() = 0;
+    virtual bool is_open() const = 0;
+
+    bool is_ready() const { return ready_; }
+    std::uint64_t measured(int step) const { return step == step_ ? step_measured_ : 0; }
+    // Receive time of the first reading of `step`'s window, by our clock and the kernel's; 0 when
+    // none arrived.
+    std::int64_t first_rx(int step) const { return step == step_ ? step_first_rx_ : 0; }
+    std::int64_t first_krx(int step) const { return step == step_ ? step_first_krx_ : 0; }
+    // Readings of the window this stream is owed: all of them, or (narrow) its sensor's.
+    std::uint64_t owed(const std::vector<long>& per_sensor, long all) const {
+        return static_cast<std::uint64_t>(s_.narrow ? per_sensor[sensor_] : all);
+    }
+    std::uint64_t status_seen() const { return status_seen_; }
+    std::uint64_t status_own() const { return status_own_; }
+
+protected:
+    // A presence event ({"sensor":...,"online":...}, or the WebSocket message carrying it).
+    void on_status(std::string_view json, std::int64_t rx) {
+        on_status_of(s_.narrow ? json_string_field(json, "\"sensor\":\"") : std::string_view(), rx);
+    }
+
+    // A presence event of `sensor` (only looked at with --narrow).
+    void on_status_of(std::string_view sensor, std::int64_t rx) {
+        c_.status_events.fetch_add(1, std::memory_order_relaxed);
+        c_.last_status_rx_us = std::max(c_.last_status_rx_us, rx);
+        ++status_seen_;
+        if (s_.narrow && sensor == own_name_) ++status_own_;
+    }
+
+    void mark_ready() {
+        if (ready_) return;
+        ready_ = true;
+        g_.ready.fetch_add(1, std::memory_order_relaxed);
+        launch_next();
+    }
+
+    // Ids must rise strictly on a stream, across its reconnects.
+    void on_id(std::int64_t id) {
+        if (id <= last_id_) c_.order_errors.fetch_add(1, std::memory_order_relaxed);
+        last_id_ = id;
+        have_position_ = true;
+    }
+
+    // A reading (the Reading JSON, or the WebSocket message that carries its fields).
+    void on_reading(std::string_view json, std::int64_t rx, std::int64_t krx) {
+        std::int64_t seq = 0;
+        if (!json_int_field(json, "\"seq\":", seq)) return;  // seq null: not one of ours
+        std::int64_t ts = 0;
+        const bool has_ts = index_ == 0 && json_int_field(json, "\"ts\":", ts);  // only stream 0's are kept
+        on_reading_seq(seq, has_ts ? std::optional<std::int64_t>(ts) : std::nullopt, rx, krx);
+    }
+
+    // A reading published at `seq` (system_clock us): latency from then to our receive time and
+    // to the kernel's; `ts_ms`, the bridge's arrival time when the payload had none.
+    void on_reading_seq(std::int64_t seq, std::optional<std::int64_t> ts_ms, std::int64_t rx, std::int64_t krx) {
+        if (s_.plain) {
+            // One publisher, one channel: seq rises on every stream; a repeat is a duplicate.
+            if (seq <= last_seq_) c_.order_errors.fetch_add(1, std::memory_order_relaxed);
+            last_seq_ = seq;
+        }
+        c_.readings.fetch_add(1, std::memory_order_relaxed);
+        c_.last_rx_us.store(rx, std::memory_order_relaxed);
+        const int s = g_.step.load(std::memory_order_relaxed);
+        if (s < 0) return;
+        if (seq < g_.win_start[s].load(std::memory_order_relaxed) || seq >= g_.win_end[s].load(std::memory_order_relaxed))
+            return;
+        if (step_ != s) {
+            step_ = s;
+            step_measured_ = 0;
+            step_first_rx_ = rx;
+            step_first_krx_ = krx;
+        }
+        ++step_measured_;
+        c_.measured.fetch_add(1, std::memory_order_relaxed);
+        c_.lat_us[static_cast<std::size_t>(s)].push_back(clamp32(rx - seq));
+        c_.klat_us[static_cast<std::size_t>(s)].push_back(clamp32(krx - seq));
+        if (index_ == 0 && ts_ms) {
+            // The bridge's arrival time: `ts` (ms) when the payload has none. +500 us: mid-ms.
+            c_.arrival_us[static_cast<std::size_t>(s)].push_back(clamp32(*ts_ms * 1000 + 500 - seq));
+        }
+    }
+
+    // Keeps a bounded number of connection attempts in flight: each ready (or failed)
+    // connection opens the next one, on its own context.
+    void launch_next();
+
+    context& c_;
+    const settings& s_;
+    shared_state& g_;
+    std::size_t index_;
+    bool ready_ = false;
+    int step_ = -1;
+    std::uint64_t step_measured_ = 0;
+    std::int64_t step_first_rx_ = 0, step_first_krx_ = 0;
+    std::size_t sensor_ = 0;      // narrow: the one sensor streamed
+    std::string topic_;           // narrow: its topic filter
+    std::string own_name_;        // narrow: its name, as status events carry it
+    std::uint64_t status_seen_ = 0, status_own_ = 0;
+    std::int64_t last_id_ = 0;
+    std::int64_t last_seq_ = 0;   // plain: the last reading's seq
+    bool have_position_ = false;  // last_id_ holds a position to resume from
+};
+
+// An SSE or WebSocket stream on a TCP socket (or TLS over it), on one context's thread.
+class connection final : public stream_base, public std::enable_shared_from_this<connection> {
+public:
+    connection(context& c, const settings& s, shared_state& g, std::size_t index)
+        : stream_base(c, s, g, index), sock_(c.ioc) {}
+
+    void start() override {
         ++attempts_;
         ++gen_;  // completions of an earlier attempt's socket are ignored from here on
         state_ = st::connecting;
@@ -289,7 +420,7 @@ public:
         });
     }
 
-    void stop() {
+    void stop() override {
         boost::system::error_code ignored;
         if (sock().is_open()) {
             sock().set_option(asio::socket_base::linger(true, 0), ignored);  // no TIME_WAIT pile-up
@@ -298,19 +429,7 @@ public:
         state_ = st::closed;
     }
 
-    bool is_ready() const { return ready_; }
-    bool is_open() const { return state_ == st::body; }
-    std::uint64_t measured(int step) const { return step == step_ ? step_measured_ : 0; }
-    // Receive time of the first reading of `step`'s window, by our clock and the kernel's; 0 when
-    // none arrived.
-    std::int64_t first_rx(int step) const { return step == step_ ? step_first_rx_ : 0; }
-    std::int64_t first_krx(int step) const { return step == step_ ? step_first_krx_ : 0; }
-    // Readings of the window this stream is owed: all of them, or (narrow) its sensor's.
-    std::uint64_t owed(const std::vector<long>& per_sensor, long all) const {
-        return static_cast<std::uint64_t>(s_.narrow ? per_sensor[sensor_] : all);
-    }
-    std::uint64_t status_seen() const { return status_seen_; }
-    std::uint64_t status_own() const { return status_own_; }
+    bool is_open() const override { return state_ == st::body; }
 
 private:
     enum class st { connecting, header, body, closed };
@@ -608,64 +727,6 @@ private:
         }
     }
 
-    // ---- shared by both transports ----
-
-    // A presence event ({"sensor":...,"online":...}, or the WebSocket message carrying it).
-    void on_status(std::string_view json, std::int64_t rx) {
-        c_.status_events.fetch_add(1, std::memory_order_relaxed);
-        c_.last_status_rx_us = std::max(c_.last_status_rx_us, rx);
-        ++status_seen_;
-        if (s_.narrow && json_string_field(json, "\"sensor\":\"") == own_name_) ++status_own_;
-    }
-
-    void mark_ready() {
-        if (ready_) return;
-        ready_ = true;
-        g_.ready.fetch_add(1, std::memory_order_relaxed);
-        launch_next();
-    }
-
-    // Ids must rise strictly on a stream, across its reconnects.
-    void on_id(std::int64_t id) {
-        if (id <= last_id_) c_.order_errors.fetch_add(1, std::memory_order_relaxed);
-        last_id_ = id;
-        have_position_ = true;
-    }
-
-    // A reading (the Reading JSON, or the WebSocket message that carries its fields): latency
-    // from its `seq` (publish time) to our receive time and to the kernel's.
-    void on_reading(std::string_view json, std::int64_t rx, std::int64_t krx) {
-        std::int64_t seq = 0;
-        if (!json_int_field(json, "\"seq\":", seq)) return;  // seq null: not one of ours
-        if (s_.plain) {
-            // One publisher, one channel: seq rises on every stream; a repeat is a duplicate.
-            if (seq <= last_seq_) c_.order_errors.fetch_add(1, std::memory_order_relaxed);
-            last_seq_ = seq;
-        }
-        c_.readings.fetch_add(1, std::memory_order_relaxed);
-        c_.last_rx_us.store(rx, std::memory_order_relaxed);
-        const int s = g_.step.load(std::memory_order_relaxed);
-        if (s < 0) return;
-        if (seq < g_.win_start[s].load(std::memory_order_relaxed) || seq >= g_.win_end[s].load(std::memory_order_relaxed))
-            return;
-        if (step_ != s) {
-            step_ = s;
-            step_measured_ = 0;
-            step_first_rx_ = rx;
-            step_first_krx_ = krx;
-        }
-        ++step_measured_;
-        c_.measured.fetch_add(1, std::memory_order_relaxed);
-        c_.lat_us[static_cast<std::size_t>(s)].push_back(clamp32(rx - seq));
-        c_.klat_us[static_cast<std::size_t>(s)].push_back(clamp32(krx - seq));
-        if (index_ == 0) {
-            // The bridge's arrival time: `ts` (ms) when the payload has none. +500 us: mid-ms.
-            std::int64_t ts = 0;
-            if (json_int_field(json, "\"ts\":", ts))
-                c_.arrival_us[static_cast<std::size_t>(s)].push_back(clamp32(ts * 1000 + 500 - seq));
-        }
-    }
-
     void on_error(boost::system::error_code ec) {
         if (state_ == st::closed) return;
         const bool was_open = state_ == st::body;
@@ -697,15 +758,7 @@ private:
         });
     }
 
-    // Keeps a bounded number of connection attempts in flight: each ready (or failed)
-    // connection opens the next one, on its own context.
-    void launch_next();
-
     static constexpr std::size_t buf_size = 16384;
-    context& c_;
-    const settings& s_;
-    shared_state& g_;
-    std::size_t index_;
     tcp::socket sock_;               // plain streams
     std::shared_ptr<tls_stream> tls_;  // TLS streams (--tls), over their own socket
     std::unique_ptr<asio::steady_timer> timer_;
@@ -715,31 +768,124 @@ private:
     ws::frame_reader ws_;
     st state_ = st::connecting;
     bool writing_ = false, ws_closing_ = false;
-    bool ready_ = false, bad_status_logged_ = false, failure_logged_ = false, protocol_error_logged_ = false,
-         ws_error_logged_ = false;
+    bool bad_status_logged_ = false, failure_logged_ = false, protocol_error_logged_ = false, ws_error_logged_ = false;
     int attempts_ = 0;
     std::uint64_t gen_ = 0;
-    int step_ = -1;
-    std::uint64_t step_measured_ = 0;
-    std::int64_t step_first_rx_ = 0, step_first_krx_ = 0;
-    std::size_t sensor_ = 0;      // narrow: the one sensor streamed
-    std::string topic_;           // narrow: its topic filter
-    std::string own_name_;        // narrow: its name, as status events carry it
-    std::uint64_t status_seen_ = 0, status_own_ = 0;
-    std::int64_t last_id_ = 0;
-    std::int64_t last_seq_ = 0;   // plain: the last reading's seq
-    bool have_position_ = false;  // last_id_ holds a position to resume from
+};
+
+// A gRPC stream: one telemetry.v1.Telemetry/Subscribe call at a time (bench/stream_grpc.hpp).
+// Its events arrive on gRPC's threads and take the context's mutex; gRPC is never called with it
+// held, since gRPC may run a reaction of the call inline (a cancel can run the call's end). A
+// stream counts once its initial metadata arrived (the subscription is registered); it starts
+// after the id in `telemetry-after`. A call that ends is followed by one with `after` = the last
+// id seen, the counterpart of SSE's Last-Event-ID. No kernel receive stamp: `k_*` = receipt.
+class grpc_connection final : public stream_base,
+                              public grpc_sub::handler,
+                              public std::enable_shared_from_this<grpc_connection> {
+public:
+    using stream_base::stream_base;
+
+    void start() override {  // on the context's thread, while no call of this stream runs
+        std::optional<std::int64_t> after;
+        {
+            const std::lock_guard lock(c_.mu);
+            ++attempts_;
+            if (have_position_) after = last_id_;
+        }
+        call_ = s_.grpc->subscribe(index_, s_.narrow ? topic_ : s_.topic, after, shared_from_this());
+    }
+
+    void stop() override {
+        if (call_) call_->cancel();
+    }
+
+    bool is_open() const override { return open_; }
+
+    void opened(std::optional<std::int64_t> after) override {
+        const std::lock_guard lock(c_.mu);
+        open_ = true;
+        if (!have_position_ && after) {
+            last_id_ = *after;
+            have_position_ = true;
+        }
+        mark_ready();
+    }
+
+    void reading(std::int64_t id, std::optional<std::int64_t> seq, std::int64_t ts_ms, std::int64_t rx) override {
+        c_.no_kernel_ts.fetch_add(1, std::memory_order_relaxed);
+        const std::lock_guard lock(c_.mu);
+        on_id(id);
+        if (seq) on_reading_seq(*seq, ts_ms, rx, rx);
+    }
+
+    void status(std::string_view sensor, std::int64_t rx) override {
+        const std::lock_guard lock(c_.mu);
+        on_status_of(sensor, rx);
+    }
+
+    void heartbeat() override {
+        const std::lock_guard lock(c_.mu);
+        ++c_.heartbeats;
+    }
+
+    void other() override {
+        const std::lock_guard lock(c_.mu);
+        ++c_.other_events;
+    }
+
+    void ended(int code, const std::string& message) override {
+        if (g_.stopping.load()) return;
+        const std::lock_guard lock(c_.mu);
+        const bool was_open = open_;
+        open_ = false;
+        static std::atomic<bool> logged{false};
+        if (code != 0 && !logged.exchange(true))
+            std::fprintf(stderr, "stream-bench: gRPC stream %zu ended with status %d: %s (first such end; others not shown)\n",
+                         index_, code, message.c_str());
+        if (ready_) {
+            if (was_open) c_.disconnects.fetch_add(1, std::memory_order_relaxed);
+            if (!s_.reconnect) return;
+            c_.reconnects.fetch_add(1, std::memory_order_relaxed);
+            attempts_ = 0;
+            return retry_later(50ms);
+        }
+        if (attempts_ < s_.max_attempts) return retry_later(200ms);
+        g_.failed.fetch_add(1, std::memory_order_relaxed);
+        launch_next();
+    }
+
+private:
+    void retry_later(std::chrono::milliseconds d) {
+        asio::post(c_.ioc, [self = shared_from_this(), d] {
+            if (!self->timer_) self->timer_ = std::make_unique<asio::steady_timer>(self->c_.ioc);
+            self->timer_->expires_after(d);
+            self->timer_->async_wait([self](boost::system::error_code ec) {
+                if (!ec && !self->g_.stopping.load()) self->start();
+            });
+        });
+    }
+
+    std::shared_ptr<grpc_sub::call> call_;       // the context's thread only
+    std::unique_ptr<asio::steady_timer> timer_;  // the context's thread only
+    bool open_ = false;
+    int attempts_ = 0;
 };
 
 void open_connection(context& c, const settings& s, shared_state& g) {
     const std::size_t i = g.next.fetch_add(1);
     if (i >= s.n || g.stopping.load()) return;
-    auto conn = std::make_shared<connection>(c, s, g, i);
+    std::shared_ptr<stream_base> conn;
+    if (s.kind == transport::grpc) conn = std::make_shared<grpc_connection>(c, s, g, i);
+    else conn = std::make_shared<connection>(c, s, g, i);
     c.conns.push_back(conn);
     conn->start();
 }
 
-void connection::launch_next() { open_connection(c_, s_, g_); }
+// Posted, so that the next stream opens on the context's thread even when a gRPC thread made this
+// one ready (and gRPC is never called with the context's mutex held).
+void stream_base::launch_next() {
+    asio::post(c_.ioc, [&c = c_, &s = s_, &g = g_] { open_connection(c, s, g); });
+}
 
 // Runs f on every context's thread and waits for all.
 template <typename F>
@@ -749,7 +895,10 @@ void on_each(std::vector<std::unique_ptr<context>>& ctxs, F f) {
         auto p = std::make_shared<std::promise<void>>();
         done.push_back(p->get_future());
         asio::post(c->ioc, [p, &c = *c, f] {
-            f(c);
+            {
+                const std::lock_guard lock(c.mu);
+                f(c);
+            }
             p->set_value();
         });
     }
@@ -901,7 +1050,7 @@ cpu_snap take_cpu(const std::vector<int>& pids) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"stream-bench: SSE / WebSocket latency, throughput and idle-memory benchmark for broker-bridge"};
+    CLI::App app{"stream-bench: SSE / WebSocket / gRPC latency, throughput and idle-memory benchmark for broker-bridge"};
     std::string host = "127.0.0.1";
     int port = 0;
     std::string mqtt_url = "tcp://127.0.0.1:1883";
@@ -915,6 +1064,7 @@ int main(int argc, char** argv) {
     int qos = 1, sensors = 10, threads = 1, parallel = 200;
     bool no_reconnect = false, narrow = false, status_online = false;
     std::string transport_name = "sse";
+    int grpc_port = 0, grpc_channels = 0;
     std::vector<int> watch;
     bool use_tls = false;
     std::string ca_file, tls_name = "localhost", token;
@@ -924,9 +1074,14 @@ int main(int argc, char** argv) {
     app.add_option("--mqtt", mqtt_url, "broker URL the bridge reads from")->capture_default_str();
     app.add_option("--prefix", prefix, "topic prefix")->capture_default_str();
     app.add_option("--topic", topic, "the stream's topic filter (empty: none given, i.e. #)")->capture_default_str();
-    app.add_option("--transport", transport_name, "sse: GET /api/v1/stream; ws: WebSocket GET /api/v1/ws")
+    app.add_option("--transport", transport_name,
+                   "sse: GET /api/v1/stream; ws: WebSocket GET /api/v1/ws; grpc: Telemetry/Subscribe on --grpc-port")
         ->capture_default_str()
-        ->check(CLI::IsMember({"sse", "ws"}));
+        ->check(CLI::IsMember({"sse", "ws", "grpc"}));
+    app.add_option("--grpc-port", grpc_port, "with --transport grpc: the bridge's gRPC port (plaintext)");
+    app.add_option("--grpc-channels", grpc_channels,
+                   "with --transport grpc: HTTP/2 connections the streams are spread over (0: one per 100 streams)")
+        ->capture_default_str();
     app.add_option("--subscribers,-n", subscribers, "streaming connections")->capture_default_str();
     app.add_option("--rate", rates, "readings/s in total; several (comma-separated) = steps")->delimiter(',');
     app.add_option("--duration", duration, "measured seconds per step")->capture_default_str();
@@ -975,6 +1130,12 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "stream-bench: --publish-http goes without --status-online and --narrow\n");
         return 2;
     }
+    const bool use_grpc = transport_name == "grpc";
+    if (use_grpc && (grpc_port <= 0 || use_tls || !sse_query.empty())) {
+        // TLS for gRPC is not implemented here; --sse-query is SSE's.
+        std::fprintf(stderr, "stream-bench: --transport grpc needs --grpc-port and goes without --tls and --sse-query\n");
+        return 2;
+    }
     threads = std::max(1, threads);
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
@@ -982,7 +1143,7 @@ int main(int argc, char** argv) {
     s.ep = tcp::endpoint(asio::ip::make_address(host), static_cast<unsigned short>(port));
     s.n = subscribers;
     s.reconnect = !no_reconnect;
-    s.kind = transport_name == "ws" ? transport::ws : transport::sse;
+    s.kind = use_grpc ? transport::grpc : transport_name == "ws" ? transport::ws : transport::sse;
     s.host = host;
     s.topic = topic.empty() ? "#" : topic;
     s.prefix = prefix;
@@ -1010,6 +1171,14 @@ int main(int argc, char** argv) {
         }
         s.tls = &*tls_ctx;
         s.tls_name = tls_name;
+    }
+    // gRPC: the channels, before any stream; destroyed in shutdown() after the contexts' threads.
+    std::unique_ptr<grpc_sub::client> grpc_client;
+    if (use_grpc) {
+        const int channels = grpc_channels > 0 ? grpc_channels : static_cast<int>((subscribers + 99) / 100);
+        grpc_client = std::make_unique<grpc_sub::client>(host + ":" + std::to_string(grpc_port), channels, token);
+        s.grpc = grpc_client.get();
+        std::printf("grpc: %d channels to %s:%d\n", grpc_client->channels(), host.c_str(), grpc_port);
     }
     shared_state g;
 
@@ -1093,6 +1262,7 @@ int main(int argc, char** argv) {
         guards.clear();
         for (auto& c : ctxs) c->ioc.stop();
         for (auto& t : io) t.join();
+        grpc_client.reset();  // waits for the end of every call, whose handlers use the contexts
     };
 
     if (idle) {
