@@ -369,11 +369,30 @@ protected:
     // connection opens the next one, on its own context.
     void launch_next();
 
+    // The stream ended (`was_open`: it was delivering). The pause before the next attempt, or
+    // none: a ready stream that must not reconnect, or one that never got ready and has used up
+    // its attempts (counted as failed; the next connection is opened). Both transports end here.
+    std::optional<std::chrono::milliseconds> next_attempt(bool was_open) {
+        if (ready_) {
+            if (was_open) c_.disconnects.fetch_add(1, std::memory_order_relaxed);
+            if (!s_.reconnect) return std::nullopt;
+            c_.reconnects.fetch_add(1, std::memory_order_relaxed);
+            attempts_ = 0;
+            return std::chrono::milliseconds(50);
+        }
+        if (attempts_ < s_.max_attempts) return std::chrono::milliseconds(200);
+        g_.failed.fetch_add(1, std::memory_order_relaxed);
+        launch_next();
+        return std::nullopt;
+    }
+    bool out_of_attempts() const { return !ready_ && attempts_ >= s_.max_attempts; }
+
     context& c_;
     const settings& s_;
     shared_state& g_;
     std::size_t index_;
     bool ready_ = false;
+    int attempts_ = 0;  // connection attempts since the stream was last ready
     int step_ = -1;
     std::uint64_t step_measured_ = 0;
     std::int64_t step_first_rx_ = 0, step_first_krx_ = 0;
@@ -734,20 +753,11 @@ private:
         sock().close(ignored);
         state_ = st::closed;
         if (g_.stopping.load()) return;
-        if (ready_) {
-            if (was_open) c_.disconnects.fetch_add(1, std::memory_order_relaxed);
-            if (!s_.reconnect) return;
-            c_.reconnects.fetch_add(1, std::memory_order_relaxed);
-            attempts_ = 0;
-            return retry_later(50ms);
-        }
-        if (attempts_ < s_.max_attempts) return retry_later(200ms);
-        if (!failure_logged_) {
+        if (out_of_attempts() && !failure_logged_) {
             failure_logged_ = true;
             std::fprintf(stderr, "stream-bench: connection %zu failed: %s\n", index_, ec.message().c_str());
         }
-        g_.failed.fetch_add(1, std::memory_order_relaxed);
-        launch_next();
+        if (const auto pause = next_attempt(was_open)) retry_later(*pause);
     }
 
     void retry_later(std::chrono::milliseconds d) {
@@ -769,7 +779,6 @@ private:
     st state_ = st::connecting;
     bool writing_ = false, ws_closing_ = false;
     bool bad_status_logged_ = false, failure_logged_ = false, protocol_error_logged_ = false, ws_error_logged_ = false;
-    int attempts_ = 0;
     std::uint64_t gen_ = 0;
 };
 
@@ -842,16 +851,7 @@ public:
         if (code != 0 && !logged.exchange(true))
             std::fprintf(stderr, "stream-bench: gRPC stream %zu ended with status %d: %s (first such end; others not shown)\n",
                          index_, code, message.c_str());
-        if (ready_) {
-            if (was_open) c_.disconnects.fetch_add(1, std::memory_order_relaxed);
-            if (!s_.reconnect) return;
-            c_.reconnects.fetch_add(1, std::memory_order_relaxed);
-            attempts_ = 0;
-            return retry_later(50ms);
-        }
-        if (attempts_ < s_.max_attempts) return retry_later(200ms);
-        g_.failed.fetch_add(1, std::memory_order_relaxed);
-        launch_next();
+        if (const auto pause = next_attempt(was_open)) retry_later(*pause);
     }
 
 private:
@@ -868,7 +868,6 @@ private:
     std::shared_ptr<grpc_sub::call> call_;       // the context's thread only
     std::unique_ptr<asio::steady_timer> timer_;  // the context's thread only
     bool open_ = false;
-    int attempts_ = 0;
 };
 
 void open_connection(context& c, const settings& s, shared_state& g) {
