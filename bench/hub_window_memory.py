@@ -6,7 +6,7 @@ import sys, time, json, os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
 BUILD = sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "build")
-from bridge_system import System, rss_kib as rss
+from bridge_system import System, cursor_id, rss_kib as rss
 for label, name in (("short", "s{i}"), ("64-char", "x"*60 + "{i:04d}")):
     s = System(BUILD, "[hub]\nwindow = 100000\n")
     try:
@@ -21,7 +21,7 @@ for label, name in (("short", "s{i}"), ("64-char", "x"*60 + "{i:04d}")):
         deadline = time.time() + 120
         while time.time() < deadline:
             st, _, body = s.request("/api/v1/updates?timeout=0")
-            if json.loads(body)["cursor"] >= 100000: break
+            if cursor_id(json.loads(body)["cursor"]) >= 100000: break
             time.sleep(0.5)
         time.sleep(2)
         r1 = rss(s.bridge.pid)

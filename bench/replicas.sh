@@ -133,7 +133,7 @@ while time.time() < end:
         newest = []
         for p in ports:
             body = get(p, "/api/v1/updates?timeout=0&limit=1&after=999999999999")
-            newest.append(json.loads(body)["cursor"] if body else 0)
+            newest.append(int(str(json.loads(body)["cursor"]).split("@")[0]) if body else 0)
         if min(newest) >= n:
             lock_s = commits = 0.0
             for p in ports:

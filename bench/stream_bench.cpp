@@ -711,7 +711,8 @@ private:
             // The first subscription starts at `cursor`: readings after it are owed from then
             // on, across reconnects.
             std::int64_t cursor = 0;
-            if (!have_position_ && json_int_field(m, "\"cursor\":", cursor)) {
+            // The cursor is `N@E` (docs/api.md 2.1); only its id matters here.
+            if (!have_position_ && (json_int_field(m, "\"cursor\":\"", cursor) || json_int_field(m, "\"cursor\":", cursor))) {
                 last_id_ = cursor;
                 have_position_ = true;
             }

@@ -9,6 +9,7 @@
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <iostream>
 #include <random>
 
@@ -24,18 +25,30 @@ constexpr milliseconds idle_limit{45'000};
 constexpr milliseconds default_retry{1000};  // until the server's retry: hint arrives
 constexpr milliseconds max_backoff{30'000};
 
+// "@E" of a cursor `N@E` (docs/api.md 2.1), empty for a bare id.
+std::string epoch_part(std::string_view cursor) {
+    const auto at = cursor.find('@');
+    return at == std::string_view::npos ? std::string() : std::string(cursor.substr(at));
+}
+
 // The newest id the server has committed, so that a watch started "live" can still resume
-// without a gap if the connection drops before the first reading arrives. nullopt if the server
-// cannot say (then the stream starts live).
-std::optional<std::int64_t> newest_id(http_client& c) {
+// without a gap if the connection drops before the first reading arrives; `at_epoch` gets the
+// cursor's epoch. nullopt if the server cannot say (then the stream starts live).
+std::optional<std::int64_t> newest_id(http_client& c, std::string& at_epoch) {
     const auto r = c.get(make_target(c.url(), {"api", "v1", "updates"}, {{"timeout", "0"}, {"limit", "1"}}));
     if (r.status != 200) return std::nullopt;
     boost::system::error_code ec;
     const auto v = json::parse(r.body, ec);
     if (ec || !v.is_object()) return std::nullopt;
     const auto* cursor = v.get_object().if_contains("cursor");
-    if (!cursor || !cursor->is_int64() || cursor->get_int64() < 0) return std::nullopt;
-    return cursor->get_int64();
+    if (cursor && cursor->is_int64() && cursor->get_int64() >= 0) return cursor->get_int64();  // an older bridge
+    if (!cursor || !cursor->is_string()) return std::nullopt;
+    const std::string_view text = cursor->get_string();
+    std::int64_t id = -1;
+    const auto [end, ec2] = std::from_chars(text.data(), text.data() + text.size(), id);
+    if (ec2 != std::errc{} || id < 0) return std::nullopt;
+    at_epoch = epoch_part(text);
+    return id;
 }
 
 class watcher : public sse::handler {
@@ -51,6 +64,10 @@ public:
     }
 
     std::optional<std::int64_t> last_id;
+    std::string at_epoch;  // "@E": the epoch last_id belongs to (empty: unknown, the current one)
+
+    // What to send as Last-Event-ID.
+    std::string resume_cursor() const { return std::to_string(*last_id) + at_epoch; }
 
 private:
     bool on_reading(const sse::event& ev) {
@@ -83,6 +100,7 @@ private:
         // One write and a flush per reading: a pipe into another program sees each at once.
         std::cout << line << std::flush;
         last_id = id->get_int64();
+        at_epoch = epoch_part(ev.id);
         ++printed_;
         return o_.count == 0 || printed_ < o_.count;
     }
@@ -105,13 +123,24 @@ private:
     }
 
     void warn_reset(const sse::event& ev) {
-        if (g_.quiet) return;
         std::string oldest = "?";
         boost::system::error_code ec;
         const auto v = json::parse(ev.data, ec);
         if (!ec && v.is_object())
             if (const auto* o = v.get_object().if_contains("oldest_id"); o && o->is_int64())
                 oldest = std::to_string(o->get_int64());
+        const json::value* epoch = !ec && v.is_object() ? v.get_object().if_contains("epoch") : nullptr;
+        if (epoch && epoch->is_string()) {
+            // Other data: ids start again, so the next resume is from the start of this epoch.
+            if (!g_.quiet)
+                std::cerr << "bridge-cli: warning: the bridge's database is not the one id "
+                          << (last_id ? std::to_string(*last_id) : "?") << " came from (re-created or restored, epoch "
+                          << std::string(epoch->get_string()) << "); continuing from id " << oldest << '\n';
+            last_id = 0;
+            at_epoch = "@" + std::string(epoch->get_string());
+            return;
+        }
+        if (g_.quiet) return;
         std::cerr << "bridge-cli: warning: readings after id " << (last_id ? std::to_string(*last_id) : "?")
                   << " were deleted by retention; continuing from id " << oldest << '\n';
     }
@@ -128,7 +157,7 @@ int run_watch(const global_options& g, const watch_options& o) {
     client.interrupt_on_signals();
     watcher w(g, o);
     try {
-        w.last_id = o.after ? o.after : newest_id(client);
+        w.last_id = o.after ? o.after : newest_id(client, w.at_epoch);
     } catch (const cli_error&) {
         if (client.interrupted()) return 0;  // Ctrl-C while connecting is no error
         throw;
@@ -145,7 +174,7 @@ int run_watch(const global_options& g, const watch_options& o) {
     for (;;) {
         header_list headers{{"Accept", "text/event-stream"}};
         // Last-Event-ID, as a browser sends it on reconnect, wins over `after` on the server.
-        if (w.last_id) headers.emplace_back("Last-Event-ID", std::to_string(*w.last_id));
+        if (w.last_id) headers.emplace_back("Last-Event-ID", w.resume_cursor());
         http_response head;
         sse::parser reader;
         std::string why;

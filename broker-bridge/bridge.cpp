@@ -87,6 +87,7 @@ std::unique_ptr<retention_worker> open_retention(const storage_config& s, hub& l
 struct bridge::parts {
     explicit parts(config c)
         : cfg(std::move(c)),
+          store_lock(hold_store(cfg)),
           writer(open_writer(cfg, cfg.ingest.sync)),
           live(cfg.mqtt.topic_prefix, cfg.hub.window),
           feed(live, stats),
@@ -136,10 +137,13 @@ struct bridge::parts {
             spdlog::warn("ingest: {} series in storage, ingest.max_series is {}: readings of new series are rejected",
                          series.size(), cfg.ingest.max_series);
         live.load(series, max_id, std::move(tail), tail_after, r.retired_unattributed());
+        live.set_epoch(r.epoch());
+        spdlog::info("storage: epoch {} (cursors look like {}{})", live.epoch_text(), max_id, live.at_epoch());
     }
 
     config cfg;
     metrics stats;
+    std::unique_ptr<storage::exclusive_use> store_lock;  // SQLite: no other bridge on the file
     std::unique_ptr<storage::store_writer> writer;
     hub live;
     hub_feed feed;

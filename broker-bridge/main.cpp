@@ -1,6 +1,8 @@
 // broker-bridge: reads configuration and flags, builds the bridge, runs it. Nothing else.
 #include "bridge.hpp"
 #include "core/config.hpp"
+#include "core/cursor.hpp"
+#include "backup.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -9,7 +11,37 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
+
+namespace {
+
+// `backup` or `restore` (docs/api.md 2.1): one line on stdout saying what was copied.
+int run_storage_command(const telemetry::bridge::config& cfg, const std::filesystem::path& backup_to,
+                        const std::filesystem::path& restore_from) {
+    namespace storage = telemetry::storage;
+    if (cfg.storage.postgresql()) {
+        std::cerr << "broker-bridge: backup and restore are for SQLite; with PostgreSQL use pg_dump and pg_restore, "
+                     "then give the database a new epoch (docs/api.md 2.1)\n";
+        return 2;
+    }
+    try {
+        const bool backing_up = !backup_to.empty();
+        const auto s = backing_up ? storage::backup(cfg.storage.db_path, backup_to)
+                                  : storage::restore(restore_from, cfg.storage.db_path);
+        std::cout << "broker-bridge: " << (backing_up ? "backed up " : "restored ")
+                  << (backing_up ? cfg.storage.db_path : restore_from).string() << " to "
+                  << (backing_up ? backup_to : cfg.storage.db_path).string() << ": " << s.readings
+                  << " readings, newest id " << s.newest_id << ", epoch " << telemetry::bridge::epoch_text(s.epoch)
+                  << ", " << s.bytes << " bytes" << std::endl;
+        return 0;
+    } catch (const std::exception& e) {
+        std::cerr << "broker-bridge: " << (backup_to.empty() ? "restore" : "backup") << " failed: " << e.what() << '\n';
+        return 1;
+    }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     using namespace telemetry::bridge;
@@ -31,6 +63,16 @@ int main(int argc, char** argv) {
     app.add_flag("--allow-public-without-auth", allow_public,
                  "listen beyond loopback with authentication off (a proxy in front authenticates)");
     app.set_version_flag("--version", std::string("broker-bridge ") + TELEMETRY_VERSION);
+    // The options above also apply after a subcommand (`broker-bridge backup --config F --to B`).
+    app.fallthrough();
+    std::filesystem::path backup_to, restore_from;
+    auto* backup_cmd = app.add_subcommand(
+        "backup", "copy the SQLite database (while a bridge may be running on it) to one file, and exit");
+    backup_cmd->add_option("--to", backup_to, "the backup file to write (replaced if it exists)")->required();
+    auto* restore_cmd = app.add_subcommand(
+        "restore", "replace the SQLite database by a backup, with a new epoch (the bridge must be stopped), and exit");
+    restore_cmd->add_option("--from", restore_from, "the backup file to restore")->required()->check(CLI::ExistingFile);
+    app.require_subcommand(0, 1);
     CLI11_PARSE(app, argc, argv);
     // Logs go to stderr; stdout carries only the "serving" line that scripts read.
     spdlog::set_default_logger(spdlog::stderr_color_mt("broker-bridge"));
@@ -44,6 +86,8 @@ int main(int argc, char** argv) {
         if (allow_public) cfg.http.allow_public_without_auth = true;
         validate(cfg);
         spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+        if (*backup_cmd || *restore_cmd) return run_storage_command(cfg, *backup_cmd ? backup_to : std::filesystem::path{},
+                                                                    *restore_cmd ? restore_from : std::filesystem::path{});
 
         const char* scheme = cfg.http.tls() ? "https://" : "http://";
         bridge b(std::move(cfg));

@@ -64,7 +64,7 @@ void check_reading(const reading& r, const topic_parts& topic, const payload_lim
     append_csv_row(csv, stored);
     FUZZ_CHECK(csv.size() >= 2 && csv.substr(csv.size() - 2) == "\r\n");
     std::string sse;
-    append_sse_reading(sse, *live);
+    append_sse_reading(sse, *live, "@0123abcd");
     FUZZ_CHECK(sse.size() >= 2 && sse.substr(sse.size() - 2) == "\n\n");
     // One event: three lines and the blank line; nothing in the data may end it early.
     FUZZ_CHECK(std::count(sse.begin(), sse.end(), '\n') == 4 && sse.find('\r') == std::string::npos);

@@ -38,7 +38,7 @@ private:
 // Brings the schema to the newest version (PRAGMA user_version based, one transaction per step).
 // Returns the version it ended on. Idempotent.
 int migrate(connection& c);
-inline constexpr int schema_version = 2;
+inline constexpr int schema_version = 3;
 
 // The single writer. Used by the ingest thread only (the MQTT callback): every call is one
 // committed transaction, so a reading handed back here is durable against a process crash.
@@ -95,6 +95,7 @@ public:
     retired_after retired_since(std::int64_t after) override;
     // A database created with schema 1 recorded only this global maximum.
     std::int64_t retired_unattributed() override;
+    std::uint32_t epoch() override;
 
 private:
     struct impl;

@@ -75,8 +75,16 @@ ALTER TABLE series ADD COLUMN retired_max_id INTEGER NOT NULL DEFAULT 0;
 INSERT INTO meta(key, value) SELECT 'retired_unattributed', value FROM meta WHERE key = 'retired_max_id';
 )sql";
 
+// Schema v3: meta.epoch, a random 32-bit number that names this database's id sequence
+// (docs/api.md section 2.1). Cursors on the wire carry it, so that a cursor from another database
+// (a re-created file, a restored backup: restore() renews it) is told apart from one of this
+// database instead of silently skipping the readings whose ids it reuses.
+constexpr const char* schema_v3 = R"sql(
+INSERT OR IGNORE INTO meta(key, value) VALUES('epoch', random() & 0xFFFFFFFF);
+)sql";
+
 // steps[i] brings the schema from version i to i + 1.
-constexpr std::array<const char*, schema_version> steps = {schema_v1, schema_v2};
+constexpr std::array<const char*, schema_version> steps = {schema_v1, schema_v2, schema_v3};
 
 std::int64_t pragma_int(connection& c, const char* sql) {
     detail::statement s(c.handle(), sql);

@@ -269,4 +269,10 @@ std::int64_t postgresql_reader::retired_unattributed() {
         "SELECT coalesce((SELECT value FROM meta WHERE key = 'retired_unattributed'), 0)");
 }
 
+std::uint32_t postgresql_reader::epoch() {
+    auto r = impl_->conn.query("SELECT value FROM meta WHERE key = 'epoch'");
+    if (r.rows() == 0) throw storage_error("storage: the database has no epoch (open a writer first)");
+    return static_cast<std::uint32_t>(r.int64(0, 0));
+}
+
 }  // namespace telemetry::storage

@@ -61,6 +61,12 @@ CREATE TABLE replica_journal(
 );
 )sql";
 
+// - meta.epoch: as in SQLite (schema 3), a random number naming this database's id sequence;
+//   every replica reads the same one, so a cursor from any replica is valid on every other.
+constexpr const char* schema_v3 = R"sql(
+INSERT INTO meta(key, value) VALUES('epoch', floor(random() * 4294967296)::bigint);
+)sql";
+
 // Any constant shared by every replica: serialises schema creation across processes.
 constexpr const char* schema_lock = "SELECT pg_advisory_xact_lock(7314042915)";
 
@@ -88,6 +94,10 @@ void pg_migrate(pg_connection& c) {
     if (version < 2) {
         c.exec(schema_v2);
         c.exec("UPDATE meta SET value = 2 WHERE key = 'schema_version'");
+    }
+    if (version < 3) {
+        c.exec(schema_v3);
+        c.exec("UPDATE meta SET value = 3 WHERE key = 'schema_version'");
     }
     txn.commit();
 }

@@ -13,7 +13,7 @@
 namespace telemetry::storage {
 
 // The version of the PostgreSQL schema this program writes (meta.schema_version).
-inline constexpr int postgresql_schema_version = 2;
+inline constexpr int postgresql_schema_version = 3;
 
 // A writer; any number of them, in any number of processes, may write to one database at once.
 // Not thread-safe: one object (one connection) per writing thread.
@@ -98,6 +98,7 @@ public:
     // This engine has no retention yet: these read the (empty) records retention would keep.
     retired_after retired_since(std::int64_t after) override;
     std::int64_t retired_unattributed() override;
+    std::uint32_t epoch() override;
 
 private:
     struct impl;

@@ -375,6 +375,12 @@ retired_after reader::retired_since(std::int64_t after) {
     return out;
 }
 
+std::uint32_t reader::epoch() {
+    auto q = impl_->stmts.use("SELECT value FROM meta WHERE key = 'epoch'");
+    if (!q.step()) throw storage_error("storage: the database has no epoch (open a writer first)");
+    return static_cast<std::uint32_t>(q.int64(0));
+}
+
 std::int64_t reader::retired_unattributed() {
     auto q = impl_->stmts.use("SELECT coalesce((SELECT value FROM meta WHERE key = 'retired_unattributed'), 0)");
     return q.step() ? q.int64(0) : 0;

@@ -158,6 +158,11 @@ public:
     // Greatest id retention deleted before the store recorded it per series, 0 if none: a cursor
     // below it may have missed readings of any series.
     virtual std::int64_t retired_unattributed() = 0;
+    // The store's epoch: a random number kept with the data that names its id sequence. A new
+    // database gets a new one, and so does a database restored from a backup (whose ids the
+    // readings committed after the backup had already used): a cursor carrying another epoch
+    // belongs to other data (docs/api.md section 2.1).
+    virtual std::uint32_t epoch() = 0;
 };
 
 }  // namespace telemetry::storage

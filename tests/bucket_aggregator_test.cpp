@@ -188,8 +188,8 @@ TEST_CASE("buckets - wire form") {
     e.values.add(1.5);
     e.values.add(2.5);
     std::string sse;
-    append_sse_bucket(sse, e);
-    CHECK(sse == "id: 9\nevent: bucket\ndata: {\"sensor\":\"k\",\"metric\":\"temperature\",\"t\":60000,\"count\":2,"
+    append_sse_bucket(sse, e, "@00c0ffee");
+    CHECK(sse == "id: 9@00c0ffee\nevent: bucket\ndata: {\"sensor\":\"k\",\"metric\":\"temperature\",\"t\":60000,\"count\":2,"
                  "\"min\":1.5,\"max\":2.5,\"avg\":2,\"final\":true,\"correction\":false}\n\n");
     e.what = bucket_event::kind::provisional;
     CHECK(ws_bucket_message("sensors/+/temperature", e) ==

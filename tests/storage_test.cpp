@@ -1,5 +1,6 @@
 // Tests of the storage engines: the interface of store.hpp on both SQLite (real files in a
 // temporary directory) and PostgreSQL (a throwaway cluster), then what only SQLite has.
+#include "backup.hpp"
 #include "database.hpp"
 #include "postgresql.hpp"
 
@@ -14,6 +15,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -179,6 +181,69 @@ STORE_TEST_CASE("storage ids strictly increase and survive reopen") {
     auto r = s.reader();
     CHECK(r->max_id() == last + 1);
     CHECK(r->oldest_id() == 1);
+}
+
+STORE_TEST_CASE("storage the epoch is kept with the data, the same for every reader, new for a new store") {
+    store s;
+    s.writer();
+    const auto e = s.reader()->epoch();
+    CHECK(s.reader()->epoch() == e);
+    s.writer();  // reopening (and migrating again) keeps it
+    CHECK(s.reader()->epoch() == e);
+    // Two fresh stores: different epochs (equal with probability 2^-32).
+    store other;
+    other.writer();
+    CHECK(other.reader()->epoch() != e);
+}
+
+TEST_CASE("storage backup copies a database being written; restore renews the epoch and is refused while in use") {
+    temp_dir dir;
+    const fs::path copy = dir / "backup.db";
+    writer w(dir.db());
+    std::vector<reading> rs;
+    for (int i = 0; i < 20'000; ++i) rs.push_back(make("a", "t", i, i, i));
+    w.insert(rs);
+    const auto epoch = reader(dir.db()).epoch();
+    // The writer goes on committing while the backup copies: the copy is one consistent snapshot.
+    std::atomic<bool> stop{false};
+    std::thread t([&] {
+        for (int i = 0; !stop; ++i) put(w, {make("b", "t", i, 1)});
+    });
+    const auto b = backup(dir.db(), copy);
+    stop = true;
+    t.join();
+    CHECK(b.readings >= 20'000);
+    CHECK(b.newest_id == b.readings);
+    CHECK(b.epoch == epoch);
+    CHECK(!fs::exists(fs::path(copy.string() + "-wal")));
+    {
+        connection c(copy, connection::mode::read_only);
+        CHECK(pragma_text(c, "PRAGMA integrity_check") == "ok");
+        CHECK(pragma_int(c, "SELECT count(*) FROM readings") == b.readings);
+        CHECK(pragma_int(c, "SELECT max(id) FROM readings") == b.readings);  // no hole: a snapshot
+    }
+    {
+        const exclusive_use held(dir.db());  // as a running bridge holds it
+        CHECK_THROWS_WITH_AS(restore(copy, dir.db()), doctest::Contains("in use by another process"), storage_error);
+        CHECK_THROWS_AS(exclusive_use{dir.db()}, storage_error);
+    }
+    const std::int64_t before = reader(dir.db()).max_id();
+    CHECK(before > b.newest_id);
+    const auto r = restore(copy, dir.db());
+    CHECK(r.readings == b.readings);
+    CHECK(r.newest_id == b.newest_id);
+    CHECK(r.epoch != epoch);
+    reader after(dir.db());
+    CHECK(after.epoch() == r.epoch);
+    CHECK(after.max_id() == b.newest_id);
+    // The restored database takes writes again, continuing its own ids.
+    writer again(dir.db());
+    CHECK(put(again, {make("c", "t", 1, 1)}).at(0).id == b.newest_id + 1);
+    // Not a database of ours: refused, the database untouched.
+    std::ofstream(dir / "junk.db") << std::string(8192, 'x');
+    CHECK_THROWS_AS(restore(dir / "junk.db", dir.db()), storage_error);
+    CHECK_THROWS_AS(restore(dir / "missing.db", dir.db()), storage_error);
+    CHECK(reader(dir.db()).max_id() == b.newest_id + 1);
 }
 
 TEST_CASE("storage ids are not reused after retention deleted the newest rows") {

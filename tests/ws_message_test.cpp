@@ -30,13 +30,28 @@ TEST_CASE("ws message - the documented client messages") {
     CHECK(!r.conflate);
 
     r = request_of(R"({"op":"subscribe","topic":"sensors/+/temperature","after":123})");
-    CHECK(r.after == 123);
+    REQUIRE(r.after);
+    CHECK(r.after->id == 123);
+    CHECK(!r.after->epoch);
     r = request_of(R"({"op":"subscribe","topic":"#","after":null,"policy":"conflate"})");
     CHECK(!r.after);
     CHECK(r.conflate);
     r = request_of(R"({"op":"subscribe","topic":"#","policy":"all","after":9223372036854775807})");
     CHECK(!r.conflate);
-    CHECK(r.after == INT64_MAX);
+    REQUIRE(r.after);
+    CHECK(r.after->id == INT64_MAX);
+
+    // A cursor as the other transports hand it out, or an id with its epoch beside it.
+    r = request_of(R"({"op":"subscribe","topic":"#","after":"1043@00c0ffee"})");
+    REQUIRE(r.after);
+    CHECK(r.after->id == 1043);
+    CHECK(r.after->epoch == 0x00c0ffeeu);
+    r = request_of(R"({"op":"subscribe","topic":"#","after":1043,"epoch":"9f3a01c2"})");
+    REQUIRE(r.after);
+    CHECK(r.after->epoch == 0x9f3a01c2u);
+    r = request_of(R"({"op":"subscribe","topic":"#","after":"7"})");
+    REQUIRE(r.after);
+    CHECK(r.after->id == 7);
 
     r = request_of(R"({"topic":"sensors/+/temperature","op":"unsubscribe","after":"ignored"})");
     CHECK(r.op == ws_client_request::kind::unsubscribe);
@@ -52,7 +67,13 @@ TEST_CASE("ws message - refusals name their code") {
     for (const char* bad : {R"({"op":"subscribe","topic":"#","after":-3})",
                             R"({"op":"subscribe","topic":"#","after":18446744073709551615})",
                             R"({"op":"subscribe","topic":"#","after":1.5})",
-                            R"({"op":"subscribe","topic":"#","after":"7"})"}) {
+                            R"({"op":"subscribe","topic":"#","after":"7@"})",
+                            R"({"op":"subscribe","topic":"#","after":"x7"})",
+                            R"({"op":"subscribe","topic":"#","after":"-7@00c0ffee"})",
+                            R"({"op":"subscribe","topic":"#","epoch":"00c0ffee"})",
+                            R"({"op":"subscribe","topic":"#","after":7,"epoch":"nothex"})",
+                            R"({"op":"subscribe","topic":"#","after":7,"epoch":7})",
+                            R"({"op":"subscribe","topic":"#","after":"7@00c0ffee","epoch":"00c0fffe"})"}) {
         CAPTURE(bad);
         CHECK(error_of(bad).code == "bad_request");
     }
@@ -68,7 +89,7 @@ TEST_CASE("ws message - bucket subscriptions (docs/api.md 4.1)") {
     REQUIRE(r.bucket);
     CHECK(r.bucket->width_ms == 31LL * 86'400'000);
     CHECK(r.bucket->provisional);
-    CHECK(r.after == 5);
+    CHECK(r.after->id == 5);
     CHECK_FALSE(request_of(R"({"op":"subscribe","topic":"#","bucket":null})").bucket);
     for (const char* bad : {R"({"op":"subscribe","topic":"#","bucket":"999ms"})",
                             R"({"op":"subscribe","topic":"#","bucket":"32d"})",

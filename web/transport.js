@@ -46,7 +46,8 @@ export class LiveFeed {
     this.h = handlers;
     this.startIndex = Math.max(0, MODES.indexOf(startMode));
     this.index = this.startIndex;
-    this.cursor = 0;
+    this.cursor = 0;         // the greatest reading id handed to the page
+    this.epoch = '';         // the epoch those ids belong to ('': not known yet, the current one)
     this.failures = 0;       // consecutive failed attempts of the current mode
     this.stopHandle = null;  // closes the running mode
     this.timer = null;
@@ -57,9 +58,33 @@ export class LiveFeed {
 
   get mode() { return MODES[this.index]; }
 
+  // `cursor` as the bridge hands it out: `N@E` (docs/api.md 2.1), or a bare id.
   start(cursor) {
-    this.cursor = cursor;
+    this.learn(cursor);
     this.connect();
+  }
+
+  // The cursor to resume after: the greatest id seen, with its epoch when known.
+  get after() { return this.epoch ? `${this.cursor}@${this.epoch}` : `${this.cursor}`; }
+
+  // A cursor from the bridge (a long poll's `cursor`, an SSE event id): at a timeout the cursor
+  // moves to the newest id (everything up to it has been seen), and it names the epoch.
+  learn(cursor) {
+    const [id, epoch] = String(cursor).split('@');
+    if (epoch) this.epoch = epoch;
+    if (Number(id) > this.cursor) this.cursor = Number(id);
+  }
+
+  // A reset: retention deleted readings after the cursor (a warning), or the cursor was of another
+  // epoch (a re-created or restored database): ids start again, so the cursor does too.
+  reset(r) {
+    if (r.reason === 'epoch') {
+      this.cursor = 0;
+      this.epoch = r.epoch;
+      this.state('live', { note: 'the bridge\'s database was replaced: reloading its readings' });
+    } else {
+      this.state('live', { note: `retention deleted readings after ${r.after}` });
+    }
   }
 
   // Hands readings newer than the cursor to the page, in id order.
@@ -163,15 +188,15 @@ async function serverAnswers() {
 // open, so a socket that opens and is dropped at once counts as a failure.
 function runWebSocket(feed, ctl) {
   const ws = new WebSocket(webSocketUrl('api/v1/ws'));
-  ws.onopen = () => ws.send(JSON.stringify({ op: 'subscribe', topic: '#', after: feed.cursor }));
+  ws.onopen = () => ws.send(JSON.stringify({ op: 'subscribe', topic: '#', after: feed.after }));
   ws.onmessage = (e) => {
     if (!ctl.alive()) return;
     let m;
     try { m = JSON.parse(e.data); } catch { return; }
     if (m.op === 'reading') feed.deliver([m]);
     else if (m.op === 'status') feed.h.onStatus(m.sensor, m.online);
-    else if (m.op === 'subscribed') ctl.opened();
-    else if (m.op === 'reset') feed.state('live', { note: `retention deleted readings after ${m.after}` });
+    else if (m.op === 'subscribed') { if (!feed.epoch) feed.epoch = m.epoch; ctl.opened(); }
+    else if (m.op === 'reset') feed.reset(m);
     else if (m.op === 'error') console.warn('dashboard: WebSocket error message', m);
   };
   // 1008 is also a client too far behind: the reason tells. A refused upgrade is 1006 (onFailure).
@@ -183,17 +208,19 @@ function runWebSocket(feed, ctl) {
 // SSE: the browser's own reconnect would resume from its Last-Event-ID, but we close and reopen
 // ourselves so that one policy (and one cursor) rules every mode.
 function runSse(feed, ctl) {
-  const es = new EventSource(streamUrl(`api/v1/stream?topic=%23&after=${feed.cursor}`));
+  const es = new EventSource(streamUrl(`api/v1/stream?topic=%23&after=${feed.after}`));
   es.onopen = () => ctl.opened();
-  es.addEventListener('reading', (e) => { if (ctl.alive()) feed.deliver([JSON.parse(e.data)]); });
+  es.addEventListener('reading', (e) => {
+    if (!ctl.alive()) return;
+    feed.deliver([JSON.parse(e.data)]);
+    feed.learn(e.lastEventId);
+  });
   es.addEventListener('status', (e) => {
     if (!ctl.alive()) return;
     const s = JSON.parse(e.data);
     feed.h.onStatus(s.sensor, s.online);
   });
-  es.addEventListener('reset', (e) => {
-    feed.state('live', { note: `retention deleted readings after ${JSON.parse(e.data).after}` });
-  });
+  es.addEventListener('reset', (e) => { if (ctl.alive()) feed.reset(JSON.parse(e.data)); });
   // A lost connection, a refused request, or the bridge's own `event: error` (token_expired),
   // which EventSource dispatches to the same handler.
   es.onerror = (e) => {
@@ -230,13 +257,13 @@ function runLongPoll(feed, ctl) {
   (async () => {
     while (ctl.alive()) {
       try {
-        const url = `api/v1/updates?topic=%23&limit=1000&timeout=${LONG_POLL_TIMEOUT_S}&after=${feed.cursor}`;
+        const url = `api/v1/updates?topic=%23&limit=1000&timeout=${LONG_POLL_TIMEOUT_S}&after=${feed.after}`;
         const r = await getJson(url, { signal: abort.signal });
         if (!ctl.alive()) return;
         ctl.opened();
+        if (r.body.reset) feed.reset(r.body.reset);
         feed.deliver(r.body.readings);
-        // At a timeout the cursor moves to the newest id: everything up to it has been seen.
-        if (r.body.cursor > feed.cursor) feed.cursor = r.body.cursor;
+        feed.learn(r.body.cursor);
       } catch (e) {
         return ctl.failed(`long poll failed: ${e.message}`);
       }
@@ -261,11 +288,12 @@ function runPoll(feed, ctl) {
         const ms = r.body.series.map((s) => s.interval_ms).filter((v) => v > 0);
         interval = Math.min(30_000, Math.max(500, ms.length ? Math.min(...ms) : 2000));
         for (;;) {
-          const u = await getJson(`api/v1/updates?topic=%23&limit=1000&timeout=0&after=${feed.cursor}`,
+          const u = await getJson(`api/v1/updates?topic=%23&limit=1000&timeout=0&after=${feed.after}`,
                                   { signal: abort.signal });
           if (!ctl.alive()) return;
+          if (u.body.reset) feed.reset(u.body.reset);
           feed.deliver(u.body.readings);
-          if (u.body.cursor > feed.cursor) feed.cursor = u.body.cursor;
+          feed.learn(u.body.cursor);
           if (u.body.readings.length < 1000) break;
         }
       }

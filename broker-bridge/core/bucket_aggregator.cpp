@@ -112,9 +112,10 @@ std::optional<std::int64_t> live_bucket_width(std::string_view text) noexcept {
     return w;
 }
 
-void append_sse_bucket(std::string& out, const bucket_event& e) {
+void append_sse_bucket(std::string& out, const bucket_event& e, std::string_view at_epoch) {
     out += "id: ";
     append_int(out, e.id);
+    out += at_epoch;
     out += "\nevent: bucket\ndata: ";
     append_bucket_json(out, e);
     out += "\n\n";

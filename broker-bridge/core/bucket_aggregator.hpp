@@ -48,7 +48,7 @@ struct bucket_event {
 // {"sensor":..,"metric":..,"t":..,"count":..,"min":..,"max":..,"avg":..,"final":b,"correction":b}
 void append_bucket_json(std::string& out, const bucket_event& e);
 // id:, event: bucket, data: the JSON above.
-void append_sse_bucket(std::string& out, const bucket_event& e);
+void append_sse_bucket(std::string& out, const bucket_event& e, std::string_view at_epoch);
 // {"op":"bucket","topic":<subscription>,"id":N, then the JSON's fields}
 std::string ws_bucket_message(std::string_view topic, const bucket_event& e);
 

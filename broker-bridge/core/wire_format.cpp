@@ -133,27 +133,40 @@ void append_csv_row(std::string& out, const reading& r) {
     out += "\r\n";
 }
 
-void append_reset_json(std::string& out, const reset_notice& r) {
-    out += "{\"reason\":\"retention\",\"after\":";
+namespace {
+// "reason":..,"after":N,"oldest_id":M[,"epoch":..] without braces: shared by every transport.
+void append_reset_fields(std::string& out, const reset_notice& r) {
+    out += r.epoch.empty() ? "\"reason\":\"retention\",\"after\":" : "\"reason\":\"epoch\",\"after\":";
     append_int(out, r.after);
     out += ",\"oldest_id\":";
     append_int(out, r.oldest_id);
+    if (!r.epoch.empty()) {
+        out += ",\"epoch\":";
+        append_json_string(out, r.epoch);
+    }
+}
+}  // namespace
+
+void append_reset_json(std::string& out, const reset_notice& r) {
+    out += '{';
+    append_reset_fields(out, r);
     out += '}';
 }
 
-void append_sse_reading(std::string& out, const live_reading& l, std::uint64_t skipped) {
+void append_sse_reading(std::string& out, const live_reading& l, std::string_view at_epoch, std::uint64_t skipped) {
     out += "id: ";
     append_int(out, l.r.id);
+    out += at_epoch;
     out += "\nevent: reading\ndata: ";
     append_with_skipped(out, l.json, skipped);
     out += "\n\n";
 }
 
-std::size_t sse_reading_size(const live_reading& l) {
+std::size_t sse_reading_size(const live_reading& l, std::string_view at_epoch) {
     char digits[24];
     const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, l.r.id);
     static constexpr std::string_view fixed = "id: \nevent: reading\ndata: \n\n";
-    return fixed.size() + static_cast<std::size_t>(end - digits) + l.json.size();
+    return fixed.size() + static_cast<std::size_t>(end - digits) + at_epoch.size() + l.json.size();
 }
 
 void append_status_json(std::string& out, const status_event& s) {
@@ -198,10 +211,8 @@ std::string ws_status_message(const status_event& s) {
 std::string ws_reset_message(std::string_view topic, const reset_notice& r) {
     std::string m = "{\"op\":\"reset\",\"topic\":";
     append_json_string(m, topic);
-    m += ",\"reason\":\"retention\",\"after\":";
-    append_int(m, r.after);
-    m += ",\"oldest_id\":";
-    append_int(m, r.oldest_id);
+    m += ',';
+    append_reset_fields(m, r);
     m += '}';
     return m;
 }

@@ -34,10 +34,12 @@ struct status_event {
 };
 using status_ptr = std::shared_ptr<const status_event>;
 
-// Retention deleted readings after a client's cursor: it resumes from the oldest reading kept.
+// Retention deleted readings after a client's cursor, or the cursor is of another epoch (other
+// data: docs/api.md 2.1): it resumes from the oldest reading kept.
 struct reset_notice {
     std::int64_t after = 0;
     std::int64_t oldest_id = 0;
+    std::string epoch;  // empty: a retention reset; else an epoch reset, and the current epoch
 };
 
 // JSON primitives. Numbers in their shortest exact decimal form (std::to_chars).
@@ -62,13 +64,15 @@ void append_csv_row(std::string& out, const reading& r);
 // {"sensor":..,"online":true|false}: a presence change as SSE data and MQTT republish send it.
 void append_status_json(std::string& out, const status_event& s);
 
-// {"reason":"retention","after":N,"oldest_id":M}
+// {"reason":"retention","after":N,"oldest_id":M}, or {"reason":"epoch",...,"epoch":"E"}
 void append_reset_json(std::string& out, const reset_notice& r);
 
 // Server-Sent Events frames.
-void append_sse_reading(std::string& out, const live_reading& l, std::uint64_t skipped = 0);
+// `at_epoch` ("@" and the store's epoch) follows the id in the `id:` line, so that the cursor a
+// browser sends back as Last-Event-ID names its epoch (docs/api.md 2.1).
+void append_sse_reading(std::string& out, const live_reading& l, std::string_view at_epoch, std::uint64_t skipped = 0);
 // The size of append_sse_reading's frame without `skipped`, without building it.
-std::size_t sse_reading_size(const live_reading& l);
+std::size_t sse_reading_size(const live_reading& l, std::string_view at_epoch);
 void append_sse_status(std::string& out, const status_event& s);
 void append_sse_reset(std::string& out, const reset_notice& r);
 void append_sse_retry(std::string& out, std::int64_t retry_ms);

@@ -23,10 +23,19 @@ std::variant<ws_client_request, ws_client_error> parse_ws_client_message(std::st
     if (*op == "subscribe") {
         r.op = ws_client_request::kind::subscribe;
         if (const auto* a = o.if_contains("after"); a && !a->is_null()) {
-            if (a->is_int64() && a->as_int64() >= 0) r.after = a->as_int64();
+            if (a->is_int64() && a->as_int64() >= 0) r.after = wire_cursor{a->as_int64(), {}};
             else if (a->is_uint64() && a->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
-                r.after = static_cast<std::int64_t>(a->as_uint64());
-            else return ws_client_error{"bad_request", "\"after\" must be a reading id (a non-negative integer)"};
+                r.after = wire_cursor{static_cast<std::int64_t>(a->as_uint64()), {}};
+            else if (a->is_string()) r.after = parse_cursor(std::string_view(a->as_string()));
+            if (!r.after)
+                return ws_client_error{"bad_request", "\"after\" must be a reading id (a non-negative integer) or a cursor (\"N@E\")"};
+        }
+        if (const auto* e = o.if_contains("epoch"); e && !e->is_null()) {
+            std::optional<std::uint32_t> epoch;
+            if (e->is_string()) epoch = parse_epoch(std::string_view(e->as_string()));
+            if (!epoch || !r.after || (r.after->epoch && r.after->epoch != epoch))
+                return ws_client_error{"bad_request", "\"epoch\" must be the epoch of \"after\" (eight hexadecimal digits)"};
+            r.after->epoch = epoch;
         }
         if (const auto* p = o.if_contains("policy"); p && !p->is_null()) {
             if (!p->is_string() || (p->as_string() != "all" && p->as_string() != "conflate"))

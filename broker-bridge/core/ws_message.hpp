@@ -10,16 +10,20 @@
 #include <string_view>
 #include <variant>
 
+#include "core/cursor.hpp"
+
 namespace telemetry::bridge {
 
-// {"op":"subscribe","topic":F[,"after":N][,"policy":"all"|"conflate"][,"bucket":"1m"[,"provisional":B]]}
+// {"op":"subscribe","topic":F[,"after":N|"N@E"][,"epoch":"E"][,"policy":"all"|"conflate"][,"bucket":"1m"[,"provisional":B]]}
 // {"op":"unsubscribe","topic":F}
 // The topic is not validated here (the session checks it against its bounds and the grant).
 struct ws_client_request {
     enum class kind { subscribe, unsubscribe };
     kind op = kind::subscribe;
     std::string topic;
-    std::optional<std::int64_t> after;  // subscribe only; non-negative
+    // subscribe only: a reading id (non-negative) or a cursor `N@E` (docs/api.md 2.1), and the
+    // epoch it names (from the cursor, or from "epoch" beside a numeric id; absent: the current).
+    std::optional<wire_cursor> after;
     bool conflate = false;              // subscribe only
     std::optional<bucket_spec> bucket;  // subscribe only: live aggregates instead of readings
 };

@@ -4,6 +4,7 @@
 #include "grpc/grpc_server.hpp"
 
 #include "core/auth.hpp"
+#include "core/cursor.hpp"
 #include "core/selector.hpp"
 #include "net/tls_identity.hpp"
 #include "core/topic_filter.hpp"
@@ -135,7 +136,19 @@ public:
         p.selector = std::make_shared<const reading_selector>(std::move(filters), std::get<grant_ptr>(std::move(who)));
         if (!p.selector->can_select_anything())
             return new refusal(Status(StatusCode::PERMISSION_DENIED, "the token grants none of these topics"));
-        if (req->has_after()) p.after = req->after();
+        if (!req->epoch().empty()) {
+            const auto epoch = parse_epoch(req->epoch());
+            if (!epoch || !req->has_after())
+                return new refusal(Status(StatusCode::INVALID_ARGUMENT, "epoch must be eight hexadecimal digits, with after"));
+        }
+        if (req->has_after()) {
+            if (req->after() < 0) return new refusal(Status(StatusCode::INVALID_ARGUMENT, "after must not be negative"));
+            wire_cursor c{req->after(), {}};
+            if (!req->epoch().empty()) c.epoch = parse_epoch(req->epoch());
+            const auto at = parts_.live.resume_from(c);
+            p.after = at.after;
+            p.epoch_reset = at.epoch_reset;
+        }
         p.conflate = req->policy() == v1::POLICY_CONFLATE;
         p.bucket = bucket;
         auto s = std::make_shared<grpc_api::subscribe_stream>(streams_, *call, std::move(p));

@@ -75,6 +75,7 @@ void subscribe_stream::begin() {
     if (phase_ != phase::starting) return;
     last_id_ = params_.after.value_or(ctx_.live.newest_id());
     call_.AddInitialMetadata("telemetry-after", std::to_string(last_id_));
+    call_.AddInitialMetadata("telemetry-epoch", ctx_.live.epoch_text());
     StartSendInitialMetadata();
     heartbeat_.expires_after(ctx_.cfg.heartbeat);
     heartbeat_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) { self->on_heartbeat(ec); });
@@ -126,6 +127,7 @@ void subscribe_stream::catch_up_step() {
     q.selector = params_.selector;
     q.limit = ctx_.cfg.replay_chunk(replay_chunk_most);
     q.check_reset = params_.after.has_value() && !reset_checked_;
+    if (!reset_checked_) q.epoch_reset = params_.epoch_reset;
     q.attach = shared_from_this();
     step_in_flight_ = true;
     auto self = shared_from_this();
@@ -147,9 +149,10 @@ void subscribe_stream::on_catch_up(catch_up_chunk c) {
     if (c.reset) {
         v1::Event e;
         auto* r = e.mutable_reset();
-        r->set_reason("retention");
+        r->set_reason(c.reset->epoch.empty() ? "retention" : "epoch");
         r->set_after(c.reset->after);
         r->set_oldest_id(c.reset->oldest_id);
+        r->set_epoch(c.reset->epoch);
         if (!queue(std::move(e))) return;
     }
     if (buckets_) feed_buckets(c.readings);

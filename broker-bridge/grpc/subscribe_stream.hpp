@@ -39,6 +39,7 @@ struct stream_context {
 struct subscribe_params {
     selector_ptr selector;               // the request's filters within the caller's grant
     std::optional<std::int64_t> after;   // absent: live from now
+    std::optional<std::int64_t> epoch_reset;  // the client's `after` was this id of another epoch
     bool conflate = false;
     std::optional<bucket_spec> bucket;  // live aggregates instead of readings
 };

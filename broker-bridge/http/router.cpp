@@ -5,6 +5,7 @@
 #include "database.hpp"
 #include "core/history_limits.hpp"
 #include "core/conditional.hpp"
+#include "core/cursor.hpp"
 #include "http/representations.hpp"
 #include "core/metrics.hpp"
 #include "core/payload.hpp"
@@ -621,9 +622,11 @@ action router::updates(const request_info& ri, const request& req, const grant_p
     if (auto e = parse_live_bucket(p, lp.bucket); !e.empty()) return responder_.error(ri, error_code::bad_parameter, e);
     lp.timeout = cfg_.http.longpoll_default;
     if (auto s = p.get("after")) {
-        auto n = to_int(*s);
-        if (!n || *n < 0) return responder_.error(ri, error_code::bad_parameter, "after must be a reading id (a non-negative integer)");
-        lp.after = *n;
+        const auto c = parse_cursor(*s);
+        if (!c) return responder_.error(ri, error_code::bad_parameter, "after must be a cursor (a previous answer's cursor, or a reading id)");
+        const auto at = hub_.resume_from(*c);
+        lp.after = at.after;
+        lp.epoch_reset = at.epoch_reset;
     } else {
         lp.after = hub_.newest_id();
     }
@@ -674,11 +677,13 @@ action router::stream(const request_info& ri, const request& req, const grant_pt
     if (auto it = req.find("Last-Event-ID"); it != req.end()) resume = std::string(it->value());
     else if (auto a = p.get("after")) resume = *a;
     if (resume && !resume->empty()) {
-        auto n = to_int(*resume);
-        if (!n || *n < 0)
+        const auto c = parse_cursor(*resume);
+        if (!c)
             return responder_.error(ri, error_code::bad_parameter,
-                                    "after (or Last-Event-ID) must be a reading id (a non-negative integer)");
-        s.after = *n;
+                                    "after (or Last-Event-ID) must be a cursor (an event's id, or a reading id)");
+        const auto at = hub_.resume_from(*c);
+        s.after = at.after;
+        s.epoch_reset = at.epoch_reset;
     }
     std::vector<topic_filter> filters;
     if (auto e = parse_filters(p.all("topic"), cfg_.stream.max_filters, filters); !e.empty())
@@ -698,8 +703,9 @@ action router::stream(const request_info& ri, const request& req, const grant_pt
 answer router::poll_answer(const request_info& ri, const poll_result& r,
                            const std::optional<reset_notice>& reset) const {
     content c;
-    c.body = "{\"cursor\":";
-    append_int(c.body, r.cursor);
+    c.body = "{\"cursor\":\"";
+    append_cursor(c.body, r.cursor, hub_.at_epoch());
+    c.body += '"';
     if (reset) {
         // The same reset the streams send, as a field: the readings that follow start at the
         // oldest one retention kept.

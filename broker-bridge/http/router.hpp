@@ -45,6 +45,7 @@ struct storage_job {
 // A long poll to park in the hub (see session).
 struct long_poll {
     std::int64_t after = 0;
+    std::optional<std::int64_t> epoch_reset;  // the cursor was this id of another epoch (hub::resume_from)
     selector_ptr selector;  // its topic filters within its grant
     std::size_t limit = 1000;
     std::chrono::seconds timeout{30};
@@ -54,6 +55,7 @@ struct long_poll {
 // A Server-Sent Events stream: filters, and where to resume (nullopt: start live).
 struct stream_request {
     std::optional<std::int64_t> after;
+    std::optional<std::int64_t> epoch_reset;  // the cursor was this id of another epoch (hub::resume_from)
     selector_ptr selector;  // its topic filters within its grant
     // policy=conflate: while the client is behind, keep only the newest reading per series and
     // tell it how many were skipped (for dashboards that want the present, not every reading).

@@ -241,7 +241,7 @@ void session::start_poll(const request_info& ri, long_poll lp) {
     poll_events_.clear();
     poll_deadline_ = std::chrono::steady_clock::now() + lp.timeout;
     const std::int64_t newest = ctx_.live.newest_id();
-    if (lp.after > newest) {
+    if (lp.after > newest && !lp.epoch_reset) {
         // A cursor from the future (for instance from a wiped database): tell the client where
         // the present is rather than make it wait for ids that may never come.
         return finish_poll({newest, {}, {}});
@@ -251,6 +251,7 @@ void session::start_poll(const request_info& ri, long_poll lp) {
     poll_query_.selector = std::move(lp.selector);
     poll_query_.limit = lp.limit;
     poll_query_.check_reset = true;
+    poll_query_.epoch_reset = lp.epoch_reset;
     poll_query_.attach = waiter_;
     poll_query_.parks = true;
     poll_step();
@@ -276,6 +277,7 @@ void session::on_poll_chunk(catch_up_chunk c) {
     }
     if (c.reset) poll_reset_ = c.reset;
     poll_query_.check_reset = false;
+    poll_query_.epoch_reset.reset();
     if (!c.readings.empty()) {
         poll_result r;
         // Cut by the limit: resume after the last one sent; otherwise after all that was looked at.

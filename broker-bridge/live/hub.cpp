@@ -1,6 +1,8 @@
 // The live state: commits go to the window, the series table and the registry, in that order.
 #include "live/hub.hpp"
 
+#include "core/cursor.hpp"
+
 namespace telemetry::bridge {
 
 hub::hub(std::string topic_prefix, std::size_t window) : prefix_(std::move(topic_prefix)), window_(window) {}
@@ -12,6 +14,12 @@ void hub::load(const std::vector<storage::series_info>& series, std::int64_t max
     for (auto& r : tail) live.push_back(make_live(std::move(r)));
     series_.load(series, retired_unattributed);
     window_.load(std::move(live), tail_after, max_id);
+}
+
+void hub::set_epoch(std::uint32_t epoch) {
+    epoch_ = epoch;
+    epoch_text_ = telemetry::bridge::epoch_text(epoch);
+    at_epoch_ = "@" + epoch_text_;
 }
 
 std::vector<seq_gap> hub::publish(const std::vector<reading>& committed, const std::vector<status_event>& statuses) {

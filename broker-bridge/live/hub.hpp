@@ -4,6 +4,7 @@
 // is missed or delivered twice between a catch-up and live delivery.
 #pragma once
 
+#include "core/cursor.hpp"
 #include "database.hpp"
 #include "live/recent_window.hpp"
 #include "live/series_table.hpp"
@@ -12,10 +13,19 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace telemetry::bridge {
+
+// Where a client resumes. A cursor of the current epoch (or a bare id) resumes after its id; one of
+// another epoch belongs to other data (docs/api.md 2.1): the client gets an epoch reset and
+// every reading still stored, as after a retention reset from before the oldest reading.
+struct resume_point {
+    std::int64_t after = 0;
+    std::optional<std::int64_t> epoch_reset;  // the foreign cursor's id, for the reset notice
+};
 
 // Thread safety: every member function may be called from any thread. `dispatch_mutex_` orders
 // commits against attaching subscribers; the window and the series table have their own locks
@@ -29,6 +39,18 @@ public:
     // without recording from which series (storage::reader::retired_unattributed).
     void load(const std::vector<storage::series_info>& series, std::int64_t max_id,
               std::vector<reading> tail, std::int64_t tail_after, std::int64_t retired_unattributed);
+
+    // Start-up, before any client: the store's epoch (docs/api.md 2.1), which every cursor the
+    // bridge hands out carries.
+    void set_epoch(std::uint32_t epoch);
+    std::uint32_t epoch() const noexcept { return epoch_; }
+    const std::string& epoch_text() const noexcept { return epoch_text_; }
+    // "@" + epoch_text(): what follows an id in a cursor on the wire.
+    const std::string& at_epoch() const noexcept { return at_epoch_; }
+    resume_point resume_from(const wire_cursor& c) const {
+        if (c.epoch && *c.epoch != epoch_) return {0, c.id};
+        return {c.id, std::nullopt};
+    }
 
     // One commit, from the committing thread: its readings in id order (never call before they
     // are committed) and the presence changes committed with them (newest per sensor). Returns the
@@ -71,6 +93,9 @@ public:
 
 private:
     const std::string prefix_;
+    std::uint32_t epoch_ = 0;
+    std::string epoch_text_ = "00000000";
+    std::string at_epoch_ = "@00000000";
     recent_window window_;
     series_table series_;
     mutable std::mutex dispatch_mutex_;

@@ -28,7 +28,8 @@ bool deleted_after(const storage::retired_after& retired, const reading_selector
 
 std::optional<catch_up_chunk> catch_up::next(const catch_up_query& q, const boost::asio::any_io_executor& ex,
                                              std::function<void(catch_up_chunk)> done) {
-    const bool reset_due = q.check_reset && hub_.deleted_after(q.after, *q.selector);
+    // An epoch reset names the oldest stored id, which storage knows: that step reads storage.
+    const bool reset_due = q.epoch_reset || (q.check_reset && hub_.deleted_after(q.after, *q.selector));
     if (!reset_due) {
         catch_up_chunk c;
         const bool in_window =
@@ -49,8 +50,10 @@ std::optional<catch_up_chunk> catch_up::next(const catch_up_query& q, const boos
             auto rows = rd.after_id(q.after, storage_rows_per_step);
             // After the read: a deletion the read did not see is reported as well (the client got
             // those readings, the reset is only a warning), one it saw cannot go unreported.
-            if (q.check_reset && deleted_after(rd.retired_since(q.after), *q.selector, h.topic_prefix()))
-                c.reset = reset_notice{q.after, rd.oldest_id()};
+            if (q.epoch_reset)
+                c.reset = reset_notice{*q.epoch_reset, rd.oldest_id(), h.epoch_text()};
+            else if (q.check_reset && deleted_after(rd.retired_since(q.after), *q.selector, h.topic_prefix()))
+                c.reset = reset_notice{q.after, rd.oldest_id(), {}};
             bool cut = false;
             for (auto& r : rows) {
                 if (r.id > q.upto) {

@@ -25,6 +25,9 @@ struct catch_up_query {
     selector_ptr selector;
     std::size_t limit = 1000;       // readings per step
     bool check_reset = false;       // say whether retention deleted selected readings after `after`
+    // The client's cursor was this id of another epoch (hub::resume_from): say so, in this step's
+    // chunk, with an epoch reset; `after` is then 0.
+    std::optional<std::int64_t> epoch_reset;
     // Registered with the hub, in the same step, once the catch-up reaches the newest reading:
     // every later commit is delivered to it, with no gap and no duplicate. A long poll parks
     // (`parks`) only when the step found nothing.

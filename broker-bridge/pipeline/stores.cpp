@@ -9,6 +9,13 @@
 
 namespace telemetry::bridge {
 
+std::unique_ptr<storage::exclusive_use> hold_store(const config& c) {
+    if (c.storage.postgresql()) return nullptr;
+    const auto& db = c.storage.db_path;
+    if (db.has_parent_path()) std::filesystem::create_directories(db.parent_path());
+    return std::make_unique<storage::exclusive_use>(db);
+}
+
 std::unique_ptr<storage::store_writer> open_writer(const config& c, bool power_safe) {
     if (c.storage.postgresql()) return std::make_unique<storage::postgresql_writer>(c.storage.url, c.mqtt.client_id);
     const auto& db = c.storage.db_path;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core/config.hpp"
+#include "backup.hpp"
 #include "store.hpp"
 
 #include <functional>
@@ -9,6 +10,10 @@
 
 namespace telemetry::bridge {
 
+// SQLite: the database for this process alone while it runs (storage::exclusive_use; a second
+// bridge or a restore on the same file is refused), its folder created. PostgreSQL: nullptr,
+// replicas share the database. Throws storage_error.
+std::unique_ptr<storage::exclusive_use> hold_store(const config& c);
 // The writer for the committer. SQLite: the database file at db_path (its folder created),
 // synchronous=FULL when `power_safe`. PostgreSQL: a connection to storage.url recording the
 // ingest journal's progress under this replica's name (mqtt.client_id). Throws storage_error.

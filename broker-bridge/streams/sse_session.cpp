@@ -99,6 +99,7 @@ void sse_session::catch_up_step() {
     q.selector = selector_;
     q.limit = cfg_.replay_chunk(replay_chunk_most);
     q.check_reset = req_.after.has_value() && !reset_checked_;
+    if (!reset_checked_) q.epoch_reset = req_.epoch_reset;
     q.attach = shared_from_this();
     step_in_flight_ = true;
     auto self = shared_from_this();
@@ -134,7 +135,7 @@ void sse_session::start_buckets() {
     // The feed calls these on this stream's thread, and only while the stream is alive.
     s.emit = [this](const bucket_event& e) {
         std::string frame;
-        append_sse_bucket(frame, e);
+        append_sse_bucket(frame, e, ctx_.live.at_epoch());
         queue(frame, 1);
     };
     s.drained = [this] {
@@ -213,7 +214,7 @@ bool sse_session::queue_reading(const live_ptr& l, std::uint64_t skipped) {
     if (builds_directly()) {
         // Built straight into the next write (the common case: a client that keeps up).
         const std::size_t before = writing_.size();
-        append_sse_reading(writing_, *l, skipped);
+        append_sse_reading(writing_, *l, ctx_.live.at_epoch(), skipped);
         if (!fits(0, 1)) {
             writing_.resize(before);
             overflow();
@@ -222,10 +223,10 @@ bool sse_session::queue_reading(const live_ptr& l, std::uint64_t skipped) {
         ++writing_events_;
     } else if (skipped > 0) {
         std::string frame;  // a conflated reading says how many it replaced: its own bytes
-        append_sse_reading(frame, *l, skipped);
+        append_sse_reading(frame, *l, ctx_.live.at_epoch(), skipped);
         queue(frame, 1);
     } else {
-        const std::size_t size = sse_reading_size(*l);
+        const std::size_t size = sse_reading_size(*l, ctx_.live.at_epoch());
         if (!fits(size, 1)) {
             overflow();
             return false;
@@ -309,7 +310,7 @@ void sse_session::take_held(std::size_t most_bytes) {
         std::size_t size = h.owned;
         if (h.reading) {
             const std::size_t before = writing_.size();
-            append_sse_reading(writing_, *h.reading);
+            append_sse_reading(writing_, *h.reading, ctx_.live.at_epoch());
             size = writing_.size() - before;
         } else {
             writing_.append(owned_, owned_head_, h.owned);

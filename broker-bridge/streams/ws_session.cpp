@@ -25,12 +25,14 @@ namespace {
 constexpr std::size_t backfill_chunk_most = 500;
 constexpr std::size_t max_waiting_backfills = 64;
 
-std::string subscribed_message(std::string_view topic, std::int64_t cursor) {
+std::string subscribed_message(std::string_view topic, std::int64_t cursor, const hub& live) {
     std::string m = "{\"op\":\"subscribed\",\"topic\":";
     append_json_string(m, topic);
-    m += ",\"cursor\":";
-    append_int(m, cursor);
-    m += '}';
+    m += ",\"cursor\":\"";
+    append_cursor(m, cursor, live.at_epoch());
+    m += "\",\"epoch\":\"";
+    m += live.epoch_text();
+    m += "\"}";
     return m;
 }
 
@@ -144,7 +146,7 @@ void ws_session::handle_message(std::string_view text) {
     unsubscribe(r.topic);
 }
 
-void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate,
+void ws_session::subscribe(std::string topic, std::optional<wire_cursor> after, bool conflate,
                            std::optional<bucket_spec> bucket) {
     std::string why;
     auto filter = parse_client_filter(topic, cfg_.max_filter_bytes, cfg_.max_filter_levels, why);
@@ -166,7 +168,7 @@ void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after,
                 return send_error("bad_request", "'" + topic + "' is subscribed with another bucket; unsubscribe it first");
             s.conflate = conflate;
         }
-        queue(subscribed_message(topic, cursor_));
+        queue(subscribed_message(topic, cursor_, ctx_.live));
         return;
     }
     subs_.push_back({topic, std::move(*filter), 0, 0, conflate, bucket ? make_bucket_feed(topic, *bucket) : nullptr});
@@ -174,12 +176,17 @@ void ws_session::subscribe(std::string topic, std::optional<std::int64_t> after,
     const std::int64_t live_from = register_filters();
     auto& sub = subs_.back();
     sub.live_from = live_from;
-    sub.start = after.value_or(live_from);
-    queue(subscribed_message(topic, live_from));
-    if (sub.start >= live_from) return;
+    const auto at = after ? ctx_.live.resume_from(*after) : resume_point{live_from, std::nullopt};
+    sub.start = at.after;
+    queue(subscribed_message(topic, live_from, ctx_.live));
+    if (sub.start >= live_from) {
+        // Nothing stored at all (a cursor of another epoch on an empty database): still say so.
+        if (at.epoch_reset) queue(ws_reset_message(topic, reset_notice{*at.epoch_reset, 0, ctx_.live.epoch_text()}));
+        return;
+    }
     if (waiting_backfills_.size() >= max_waiting_backfills)
         return close(websocket::close_code::try_again_later, "too many subscriptions replaying at once");
-    start_backfill({std::move(topic), sub.start, live_from, true});
+    start_backfill({std::move(topic), sub.start, live_from, true, at.epoch_reset});
 }
 
 std::int64_t ws_session::register_filters() {
@@ -258,6 +265,7 @@ void ws_session::backfill_step() {
     q.selector = std::make_shared<const reading_selector>(std::vector<topic_filter>{sub->filter}, access_);
     q.limit = cfg_.replay_chunk(backfill_chunk_most);
     q.check_reset = b.check_reset;
+    q.epoch_reset = b.epoch_reset;
     b.stepping = true;
     auto self = shared_from_this();
     auto c = ctx_.catchup.next(q, ws_.get_executor(),
@@ -274,6 +282,7 @@ void ws_session::on_backfill_chunk(catch_up_chunk c) {
     auto& b = *backfill_;
     b.stepping = false;
     b.check_reset = false;
+    b.epoch_reset.reset();
     if (c.reset) queue(ws_reset_message(b.topic, *c.reset));
     auto sub = std::find_if(subs_.begin(), subs_.end(), [&](const subscription& s) { return s.topic == b.topic; });
     if (sub != subs_.end() && sub->buckets) {

@@ -62,6 +62,7 @@ private:
         std::int64_t from = 0;   // next reading after this id
         std::int64_t upto = 0;   // the cursor when the subscription was made
         bool check_reset = true;
+        std::optional<std::int64_t> epoch_reset;  // `after` was this id of another epoch
         bool stepping = false;   // a step is reading (one at a time, whatever calls backfill_step)
     };
 
@@ -70,7 +71,7 @@ private:
     void do_read();
     void on_read(boost::beast::error_code ec, std::size_t);
     void handle_message(std::string_view text);
-    void subscribe(std::string topic, std::optional<std::int64_t> after, bool conflate,
+    void subscribe(std::string topic, std::optional<wire_cursor> after, bool conflate,
                    std::optional<bucket_spec> bucket);
     std::shared_ptr<bucket_feed> make_bucket_feed(const std::string& topic, const bucket_spec& spec);
     bool backfill_feed_busy() const;  // the back-fill's bucket feed is still reading storage

@@ -16,7 +16,7 @@ import time
 
 import websockets
 
-from bridge_system import SSE, System, check, run_case
+from bridge_system import SSE, System, check, cursor_id, run_case
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -69,7 +69,7 @@ def seed(sys_, n_each=12):
     deadline = time.time() + 20
     while time.time() < deadline:
         s, _, body = sys_.request("/api/v1/updates?timeout=0", bearer(TOKEN_ALL))
-        if s == 200 and json.loads(body)["cursor"] >= 2 * n_each:
+        if s == 200 and cursor_id(json.loads(body)["cursor"]) >= 2 * n_each:
             return 2 * n_each
         time.sleep(0.05)
     raise AssertionError("readings not committed")
@@ -231,7 +231,7 @@ async def case_expiry(sys_):
         check(time.time() >= exp - 1, "ws closed at expiry, not before")
     while (ev := sse.next(10)) is not None:
         if ev["event"] == "reading":
-            ids.append(int(ev["id"]))
+            ids.append(cursor_id(ev["id"]))
         if ev["event"] == "error":
             ended = json.loads(ev["data"])
     check(ended and ended["code"] == "token_expired", f"SSE ended with {ended}")
@@ -246,7 +246,7 @@ async def case_expiry(sys_):
     check(ev is not None, "resumed stream delivers")
     s, _, body = sys_.request("/api/v1/sensors/a/temperature/readings?limit=100", bearer(fresh))
     all_a = [r["id"] for r in json.loads(body)["readings"]]
-    check(ids + [int(ev["id"])] == all_a, f"no gap, no duplicate: {ids} + {ev['id']} vs {all_a}")
+    check(ids + [cursor_id(ev["id"])] == all_a, f"no gap, no duplicate: {ids} + {ev['id']} vs {all_a}")
     check(ws_ids == all_a[:-1], f"ws before expiry {ws_ids}")
     sse.close()
 

@@ -15,6 +15,11 @@ import tempfile
 import time
 
 
+
+def cursor_id(cursor):
+    """The reading id of a cursor as the bridge hands it out, `N@E` (docs/api.md 2.1), or of a bare id."""
+    return int(str(cursor).split("@", 1)[0])
+
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
@@ -79,7 +84,7 @@ def retire_third_reading(sys_):
         _, _, body = sys_.request("/api/v1/updates?timeout=0")
         _, _, sensors = sys_.request("/api/v1/sensors")
         x = next((s["count"] for s in json.loads(sensors)["series"] if s["sensor"] == "x"), 0)
-        return json.loads(body)["cursor"], x
+        return cursor_id(json.loads(body)["cursor"]), x
 
     deadline = time.time() + 30
     while time.time() < deadline and state() != (5, 1):

@@ -15,7 +15,7 @@ import time
 
 import websockets
 
-from bridge_system import SSE, System, check, run_case
+from bridge_system import SSE, System, check, cursor_id, run_case
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -121,8 +121,8 @@ def sse_more(stream, timeout=0.5):
         ev = stream.next(timeout)
         if ev is None:
             return None
-        check(ev["event"] == "bucket" and int(ev["id"]) > 0, f"SSE bucket frame with an id: {ev}")
-        stream.last_id = int(ev["id"])
+        check(ev["event"] == "bucket" and cursor_id(ev["id"]) > 0, f"SSE bucket frame with an id: {ev}")
+        stream.last_id = ev["id"]
         return json.loads(ev["data"])
     return more
 
@@ -199,7 +199,7 @@ def case_longpoll(sys_):
         check(status == 200, f"poll {status} {body!r}")
         ans = json.loads(body)
         check("readings" not in ans and isinstance(ans["buckets"], list), f"a bucket poll answers buckets: {ans}")
-        check(ans["cursor"] >= cursor, f"cursor moves forward: {ans}")
+        check(cursor_id(ans["cursor"]) >= cursor_id(cursor), f"cursor moves forward: {ans}")
         cursor = ans["cursor"]
         for b in ans["buckets"][:-1]:
             apply(state, b)

@@ -30,7 +30,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 std::int64_t newest_id(std::uint16_t port) {
     const auto r = http_get(port, "/api/v1/updates?timeout=0");
-    return r.status == 200 ? json::parse(r.body).at("cursor").as_int64() : -1;
+    return r.status == 200 ? cursor_id(json::parse(r.body).at("cursor").as_string()) : -1;
 }
 
 // A broker, a bridge, and bridge-cli pointed at it.

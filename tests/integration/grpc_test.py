@@ -22,7 +22,7 @@ import grpc
 
 import auth_test  # make_jwt: HS256 JWTs made with Python's own hmac
 import buckets_test  # the readings of the live-aggregate cases and their check against /aggregate
-from bridge_system import check, metric, retire_third_reading, run_case
+from bridge_system import check, cursor_id, metric, retire_third_reading, run_case
 import tls_test  # make_certs, tls_conf: a CA and the bridge's certificate
 
 BUILD = sys.argv[1]
@@ -137,7 +137,7 @@ def stored_ids(sys_, sensor, metric_name, headers=None):
 
 def newest_id(sys_, headers=None):
     s, _, body = sys_.request("/api/v1/updates?timeout=0", headers)
-    return json.loads(body)["cursor"]
+    return cursor_id(json.loads(body)["cursor"])
 
 
 def wait_newest(sys_, n, headers=None, timeout=30):
@@ -277,6 +277,36 @@ def case_reset(sys_):
           and ev.reset.oldest_id == 1, f"x lost reading 3: {ev}")
     ev = x.next()
     check(ev.WhichOneof("kind") == "reading" and ev.reading.id == 5, f"then x's reading 5: {ev}")
+
+
+def case_epoch(sys_):
+    """Cursors carry the database's epoch (docs/api.md 2.1): the stream's initial metadata names it,
+    an `after` with the current epoch resumes as always, one with another epoch gets a Reset
+    (reason "epoch") and then every stored reading; a malformed epoch is refused."""
+    for i in range(3):
+        sys_.pub("sensors/a/temperature", str(i))
+    st = stub(sys_)
+    live = Stream(st, topics=["#"], after=0)
+    check([r.id for r in live.readings(3)] == [1, 2, 3], "three readings stored")
+    epoch = dict(live.call.initial_metadata())["telemetry-epoch"]
+    check(re.fullmatch(r"[0-9a-f]{8}", epoch), f"telemetry-epoch metadata: {epoch!r}")
+    s, _, body = sys_.request("/api/v1/updates?after=0&timeout=0")
+    check(json.loads(body)["cursor"] == f"3@{epoch}", f"the same epoch as HTTP's cursors: {body!r}")
+    live.cancel()
+    same = Stream(st, topics=["#"], after=1, epoch=epoch)
+    ev = same.next()
+    check(ev.WhichOneof("kind") == "reading" and ev.reading.id == 2, f"same epoch: no reset, reading 2: {ev}")
+    same.cancel()
+    other = format(int(epoch, 16) ^ 0x5A5A5A5A, "08x")
+    foreign = Stream(st, topics=["#"], after=7, epoch=other)
+    ev = foreign.next()
+    check(ev.WhichOneof("kind") == "reset" and ev.reset.reason == "epoch" and ev.reset.after == 7
+          and ev.reset.oldest_id == 1 and ev.reset.epoch == epoch, f"another epoch: a reset first: {ev}")
+    check([r.id for r in foreign.readings(3)] == [1, 2, 3], "then every stored reading")
+    foreign.cancel()
+    for bad in ({"epoch": "xyz", "after": 1}, {"epoch": epoch}):
+        code, details = refused(st, topics=["#"], **bad)
+        check(code == grpc.StatusCode.INVALID_ARGUMENT and "epoch" in details, f"{bad}: {code} {details}")
 
 
 def case_stalled(sys_):
@@ -507,6 +537,7 @@ CASES = {
     "resume_restart": (case_resume_restart, GRPC_ON),
     "filters": (case_filters, GRPC_ON + "[http]\nmax_connections = 3\n"),
     "reset": (case_reset, GRPC_ON + "[storage]\nretention_days = 1\nretention_interval_s = 1\n"),
+    "epoch": (case_epoch, GRPC_ON),
     "stalled": (case_stalled, GRPC_ON + "[stream]\nmax_queue_bytes = 131072\n"),
     "queries": (case_queries, GRPC_ON),
     "bucket": (case_bucket, GRPC_ON),

@@ -1,6 +1,8 @@
 // Test support: a small blocking HTTP/1.1 client over a plain socket (one request per connection).
 #pragma once
 
+#include <charconv>
+#include <string_view>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -24,6 +26,13 @@ struct http_response {
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
 // Sends `raw` as is and reads the answer until the server closes. Throws on connect failure.
+// The reading id of a cursor as the bridge hands it out, `N@E` (docs/api.md 2.1); -1 if none.
+inline std::int64_t cursor_id(std::string_view cursor) {
+    std::int64_t id = -1;
+    std::from_chars(cursor.data(), cursor.data() + cursor.size(), id);
+    return id;
+}
+
 http_response http_raw(std::uint16_t port, const std::string& raw,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
 // Sends the parts one after another with `pause` between them (so the server's reads end where a

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from bridge_system import System, check, metric, run_case
+from bridge_system import System, check, cursor_id, metric, run_case
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -20,7 +20,7 @@ def committed(sys_, n):
     deadline = time.time() + 20
     while time.time() < deadline:
         s, _, body = sys_.request("/api/v1/updates?timeout=0")
-        if s == 200 and json.loads(body)["cursor"] >= n:
+        if s == 200 and cursor_id(json.loads(body)["cursor"]) >= n:
             return
         time.sleep(0.05)
     raise AssertionError(f"{n} readings not committed")

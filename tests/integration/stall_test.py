@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from bridge_system import System, check, metric, run_case
+from bridge_system import System, check, cursor_id, metric, run_case
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -67,7 +67,7 @@ class Reader:
 
     def ids(self):
         with open(self.path, errors="replace") as f:
-            return [int(line[4:]) for line in f.read().split("\n") if line.startswith("id: ")]
+            return [cursor_id(line[4:]) for line in f.read().split("\n") if line.startswith("id: ")]
 
     def connected(self):
         return self.p.poll() is None

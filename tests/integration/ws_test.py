@@ -14,7 +14,7 @@ import time
 
 import websockets
 
-from bridge_system import System as _System, retire_third_reading
+from bridge_system import System as _System, cursor_id, retire_third_reading
 
 BUILD = sys.argv[1]
 CASE = sys.argv[2]
@@ -200,7 +200,7 @@ async def case_bad_frames(sys_):
 
 def newest_id(sys_):
     body = sys_.http("/api/v1/updates?timeout=0").split(b"\r\n\r\n", 1)[1]
-    return json.loads(body)["cursor"]
+    return cursor_id(json.loads(body)["cursor"])
 
 
 async def case_conflate_stalled(sys_):
