@@ -352,6 +352,20 @@ def case_conflate(sys_):
     s.cancel()
 
 
+def case_heartbeat(sys_):
+    """A stream with nothing to send gets a Heartbeat every stream.heartbeat_s, again and again,
+    and the readings that follow still arrive."""
+    s = Stream(stub(sys_), topics=["#"])
+    check(s.after() == 0, "live from the start")
+    for n in range(2):
+        ev = s.next(20, ("heartbeat", "reading"))
+        check(ev is not None and ev.WhichOneof("kind") == "heartbeat", f"heartbeat {n + 1}: {ev} {s.end}")
+    sys_.pub("sensors/a/temperature", "21.5")
+    r = s.readings(1)[0]
+    check(r.id == 1 and r.value == 21.5, f"the reading after the heartbeats: {r}")
+    s.cancel()
+
+
 def case_queries(sys_):
     """ListSeries, History (paged with HTTP's opaque cursor) and Aggregate answer what the HTTP API
     answers for the same series; bad requests get INVALID_ARGUMENT or NOT_FOUND."""
@@ -546,6 +560,7 @@ CASES = {
     "reset": (case_reset, GRPC_ON + "[storage]\nretention_days = 1\nretention_interval_s = 1\n"),
     "stalled": (case_stalled, GRPC_ON + "[stream]\nmax_queue_bytes = 131072\n"),
     "conflate": (case_conflate, GRPC_ON),
+    "heartbeat": (case_heartbeat, GRPC_ON + "[stream]\nheartbeat_s = 1\n"),
     "queries": (case_queries, GRPC_ON),
     "bucket": (case_bucket, GRPC_ON),
     "auth": (case_auth, AUTH_CONF),
