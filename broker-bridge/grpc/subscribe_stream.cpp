@@ -8,7 +8,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace telemetry::bridge::grpc_api {
 
@@ -44,6 +46,33 @@ v1::Event reading_event(const live_reading& l, std::uint64_t skipped) {
     set_reading(*e.mutable_reading(), l.r);
     if (skipped) e.mutable_reading()->set_skipped(skipped);
     return e;
+}
+
+struct shared_event {
+    std::shared_ptr<const v1::Event> event;
+    std::size_t bytes = 0;
+};
+
+// A reading's Event (`skipped` 0), built once per I/O thread and shared by every stream on that
+// thread that sends it: a commit reaching N streams costs one message, not N (each built,
+// sized and freed). Thread-local because a stream's every handler runs on its shard's one
+// thread, so the cache needs no lock; keyed by id, a slot keeps its reading alive so that the
+// pointer it is compared by cannot be reused. Bounded: cache_slots readings per thread.
+shared_event reading_message(const live_ptr& l) {
+    constexpr std::size_t cache_slots = 1024;
+    struct slot {
+        live_ptr reading;
+        shared_event message;
+    };
+    thread_local std::vector<slot> cache(cache_slots);
+    auto& s = cache[static_cast<std::uint64_t>(l->r.id) % cache_slots];
+    if (s.reading != l) {
+        auto e = std::make_shared<v1::Event>(reading_event(*l, 0));
+        s.message.bytes = e->ByteSizeLong() + per_event_overhead;
+        s.message.event = std::move(e);
+        s.reading = l;
+    }
+    return s.message;
 }
 
 // Every status that ends a stream the client may resume says how (docs/api.md 12.3).
@@ -168,7 +197,7 @@ void subscribe_stream::on_delivery(const delivery& d) { shard_.hand_over(shared_
 
 void subscribe_stream::deliver(const delivery& d) {
     if (phase_ != phase::live) return;
-    const auto queue_one = [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(*l, skipped); };
+    const auto queue_one = [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(l, skipped); };
     http::live_counts n;
     if (d.readings && buckets_) {
         std::vector<live_ptr> fresh;
@@ -203,21 +232,26 @@ void subscribe_stream::on_shutdown() {
     });
 }
 
-bool subscribe_stream::queue_reading(const live_reading& l, std::uint64_t skipped) {
-    if (!queue(reading_event(l, skipped))) return false;
-    last_id_ = std::max(last_id_, l.r.id);
+bool subscribe_stream::queue_reading(const live_ptr& l, std::uint64_t skipped) {
+    if (skipped) {
+        if (!queue(reading_event(*l, skipped))) return false;
+    } else {
+        auto m = reading_message(l);
+        if (!queue(std::move(m.event), m.bytes)) return false;
+    }
+    last_id_ = std::max(last_id_, l->r.id);
     return true;
 }
 
 void subscribe_stream::queue_all(const std::vector<live_ptr>& readings) {
     const std::size_t sent =
-        http::queue_each(readings, [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(*l, skipped); });
+        http::queue_each(readings, [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(l, skipped); });
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 
 void subscribe_stream::queue_conflated() {
     const std::size_t sent =
-        http::queue_held(behind_, [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(*l, skipped); });
+        http::queue_held(behind_, [this](const live_ptr& l, std::uint64_t skipped) { return queue_reading(l, skipped); });
     ctx_.stats.stream_readings_sent.fetch_add(sent, std::memory_order_relaxed);
 }
 
@@ -225,22 +259,28 @@ void subscribe_stream::queue_conflated() {
 bool subscribe_stream::queue(v1::Event e) {
     if (phase_ == phase::closed) return false;
     const std::size_t bytes = e.ByteSizeLong() + per_event_overhead;
+    return queue(std::make_shared<const v1::Event>(std::move(e)), bytes);
+}
+
+bool subscribe_stream::queue(std::shared_ptr<const v1::Event> e, std::size_t bytes) {
+    if (phase_ == phase::closed) return false;
     if (!fits(bytes)) {
         overflow();
         return false;
     }
     pending_bytes_ += bytes;
-    pending_.push_back(std::move(e));
+    pending_.push_back({std::move(e), bytes});
     return true;
 }
 
-// The write in flight counts: gRPC holds it until the client's flow control window takes it.
+// The write in flight and the corked ones count: gRPC holds them until the client's flow control
+// window takes them.
 bool subscribe_stream::fits(std::size_t more_bytes) {
     const std::size_t held = pending_bytes_ + writing_bytes_;
-    const std::size_t events = pending_.size() + (write_in_flight_ ? 1 : 0);
+    const std::size_t events = pending_.size() + writing_events_;
     if (held + more_bytes > ctx_.cfg.max_queue_bytes || events + 1 > ctx_.cfg.max_queue_events) return false;
     over_budget_ = !ctx_.budget.admit(held, accounted_, more_bytes,
-                                      write_in_flight_ ? write_started_ : std::chrono::steady_clock::time_point{});
+                                      writing_events_ ? write_started_ : std::chrono::steady_clock::time_point{});
     return !over_budget_;
 }
 
@@ -260,16 +300,26 @@ void subscribe_stream::account() {
     ctx_.stats.stream_queued_bytes.fetch_add(ctx_.budget.account(held, accounted_), std::memory_order_relaxed);
 }
 
-// gRPC allows one write in flight per call: the next starts when it is done.
+// gRPC allows one write in flight per call: the next starts when it is done. A write with more
+// queued behind it carries the buffer hint: gRPC finishes it at once without sending it, and the
+// last of the run (no hint) sends them all together, so a client that is behind costs one
+// transport write per run rather than one per event. gRPC holds at most its write buffer
+// (64 KiB) of hinted data per stream before it waits for the network again; until the unhinted
+// write is done, all of the run still counts against the stream's queue bounds (fits).
 void subscribe_stream::write_next() {
     if (write_in_flight_ || phase_ == phase::closed || pending_.empty()) return;
-    writing_ = std::move(pending_.front());
+    queued next = std::move(pending_.front());
     pending_.pop_front();
-    writing_bytes_ = writing_.ByteSizeLong() + per_event_overhead;
-    pending_bytes_ -= writing_bytes_;
+    pending_bytes_ -= next.bytes;
+    if (writing_events_ == 0) write_started_ = std::chrono::steady_clock::now();
+    writing_bytes_ += next.bytes;
+    ++writing_events_;
+    writing_ = std::move(next.event);
     write_in_flight_ = true;
-    write_started_ = std::chrono::steady_clock::now();
-    StartWrite(&writing_);
+    corked_ = !pending_.empty();
+    ::grpc::WriteOptions opts;
+    if (corked_) opts.set_buffer_hint();
+    StartWrite(writing_.get(), opts);
 }
 
 void subscribe_stream::OnWriteDone(bool ok) {
@@ -278,7 +328,11 @@ void subscribe_stream::OnWriteDone(bool ok) {
 
 void subscribe_stream::on_write_done(bool ok) {
     write_in_flight_ = false;
-    writing_bytes_ = 0;
+    if (!corked_) {
+        // Sent: the flow control window took this write and, before it, the run it ends.
+        writing_bytes_ = 0;
+        writing_events_ = 0;
+    }
     if (!ok) return finish(::grpc::Status::CANCELLED);  // the call is broken: the client is gone
     if (phase_ == phase::closed) return account();
     if (!behind_.empty()) queue_conflated();

@@ -83,7 +83,7 @@ private:
     void catch_up_step();
     void on_catch_up(catch_up_chunk c);
     void on_write_done(bool ok);
-    bool queue_reading(const live_reading& l, std::uint64_t skipped = 0);
+    bool queue_reading(const live_ptr& l, std::uint64_t skipped = 0);
     void queue_all(const std::vector<live_ptr>& readings);
     void queue_conflated();
     // bucket: readings go to the bucket feed, which queues BucketEvents (docs/api.md 4.1).
@@ -91,6 +91,7 @@ private:
     bool feed_buckets(const std::vector<live_ptr>& readings);
     bool buckets_busy() const { return buckets_ && !buckets_->idle(); }
     bool queue(telemetry::v1::Event e);
+    bool queue(std::shared_ptr<const telemetry::v1::Event> e, std::size_t bytes);
     bool fits(std::size_t more_bytes);
     void overflow();
     void account();
@@ -108,11 +109,20 @@ private:
 
     phase phase_ = phase::starting;
     std::int64_t last_id_ = 0;  // greatest id queued to this client
-    std::deque<telemetry::v1::Event> pending_;
+    // A queued message: a reading's is shared by the streams of this shard (reading_message).
+    struct queued {
+        std::shared_ptr<const telemetry::v1::Event> event;
+        std::size_t bytes = 0;
+    };
+    std::deque<queued> pending_;
     std::size_t pending_bytes_ = 0;
-    telemetry::v1::Event writing_;  // the write in flight; gRPC reads it until OnWriteDone
+    std::shared_ptr<const telemetry::v1::Event> writing_;  // the write in flight (gRPC reads it)
+    // What gRPC holds that the client's flow control has not taken: the write in flight and the
+    // corked ones before it (written with the buffer hint, done at once but not yet sent).
     std::size_t writing_bytes_ = 0;
+    std::size_t writing_events_ = 0;
     bool write_in_flight_ = false;
+    bool corked_ = false;  // the write in flight has the buffer hint: more are queued behind it
     std::chrono::steady_clock::time_point write_started_{};
     http::conflation behind_;       // POLICY_CONFLATE: held while a write is in flight
     std::shared_ptr<bucket_feed> buckets_;  // bucket: the stream's live aggregates

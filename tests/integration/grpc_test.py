@@ -345,6 +345,57 @@ def case_stalled(sys_):
     check(ids == list(range(1, total + 1)), "resumed after its last id: no gap, no duplicate")
 
 
+def case_conflate(sys_):
+    """POLICY_CONFLATE: a client that stops reading is not ended; while it is behind it gets the
+    newest reading of each series, saying how many it replaced (Reading.skipped), so every
+    committed reading is sent or counted, in id order, and each series ends on its latest."""
+    st = stub(sys_)
+    per_line, lines_n = 400, 40
+    total = per_line * lines_n
+    senml = "[" + ",".join('{"n":"temperature","v":%d}' % (i % 40) for i in range(per_line)) + "]"
+    # A fixed 64 KiB flow control window (no BDP probing), so that the bridge's writes back up.
+    s = Stream(stub(sys_, [("grpc.http2.bdp_probe", 0)]), topics=["sensors/#"], policy=pb.POLICY_CONFLATE,
+               read=False)
+    check(s.after() == 0, "live from the start")
+    sys_.pub_many([(f"sensors/c{i % 4}/temperature", senml) for i in range(lines_n)])
+    wait_newest(sys_, total, timeout=60)
+    s.start_reading()
+    accounted, newest, last, skipped_total, n = {}, {}, 0, 0, 0
+    while sum(accounted.values()) < total:
+        ev = s.next(30, ("reading",))
+        check(ev is not None, f"stream ended with {sum(accounted.values())} of {total} accounted: {s.end}")
+        r = ev.reading
+        check(r.id > last, f"id order: {last} then {r.id}")
+        last = r.id
+        skipped_total += r.skipped
+        accounted[r.sensor] = accounted.get(r.sensor, 0) + 1 + r.skipped
+        newest[r.sensor] = r.id
+        n += 1
+    check(accounted == {f"c{i}": total // 4 for i in range(4)}, f"every reading sent or counted {accounted}")
+    check(skipped_total > 0 and n < total, f"conflated: {n} messages for {total} readings")
+    for i in range(4):
+        code, _, body = sys_.request(f"/api/v1/sensors/c{i}/temperature/latest")
+        check(code == 200 and newest[f"c{i}"] == json.loads(body)["id"], f"the newest of c{i} was sent last")
+    check(s.end is None, f"the stream is still open: {s.end}")
+    check(metric(sys_, "telemetry_stream_slow_disconnects_total") == 0, "not disconnected")
+    check(metric(sys_, "telemetry_stream_readings_conflated_total") == skipped_total, "conflated readings counted")
+    s.cancel()
+
+
+def case_heartbeat(sys_):
+    """A stream with nothing to send gets a Heartbeat every stream.heartbeat_s, again and again,
+    and the readings that follow still arrive."""
+    s = Stream(stub(sys_), topics=["#"])
+    check(s.after() == 0, "live from the start")
+    for n in range(2):
+        ev = s.next(20, ("heartbeat", "reading"))
+        check(ev is not None and ev.WhichOneof("kind") == "heartbeat", f"heartbeat {n + 1}: {ev} {s.end}")
+    sys_.pub("sensors/a/temperature", "21.5")
+    r = s.readings(1)[0]
+    check(r.id == 1 and r.value == 21.5, f"the reading after the heartbeats: {r}")
+    s.cancel()
+
+
 def case_queries(sys_):
     """ListSeries, History (paged with HTTP's opaque cursor) and Aggregate answer what the HTTP API
     answers for the same series; bad requests get INVALID_ARGUMENT or NOT_FOUND."""
@@ -539,6 +590,8 @@ CASES = {
     "reset": (case_reset, GRPC_ON + "[storage]\nretention_days = 1\nretention_interval_s = 1\n"),
     "epoch": (case_epoch, GRPC_ON),
     "stalled": (case_stalled, GRPC_ON + "[stream]\nmax_queue_bytes = 131072\n"),
+    "conflate": (case_conflate, GRPC_ON),
+    "heartbeat": (case_heartbeat, GRPC_ON + "[stream]\nheartbeat_s = 1\n"),
     "queries": (case_queries, GRPC_ON),
     "bucket": (case_bucket, GRPC_ON),
     "auth": (case_auth, AUTH_CONF),
