@@ -51,10 +51,12 @@ private:
     std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
 };
 
-// What the hub says about the sensor's presence (through its overview, as /sensors shows it).
+// What the hub says about the sensor's presence (through its overview, as /sensors shows it;
+// a key of its own each time, so that the overview is built, not taken from the cache).
 std::optional<bool> online(hub& live, const std::string& sensor) {
+    static int calls = 0;
     std::optional<bool> found;
-    live.series().overview("test", [&](const std::vector<series_row>& rows, std::time_t) -> series_table::derived {
+    live.series().overview("test-" + std::to_string(++calls), [&](const std::vector<series_row>& rows, std::time_t) -> series_table::derived {
         for (const auto& r : rows)
             if (r.sensor == sensor) found = r.online;
         return nullptr;

@@ -270,5 +270,5 @@ TEST_CASE("replicas - ingest.max_series counts the series every replica stored")
     CHECK_MESSAGE(eventually([&] { return rejected() == 6; }, 30s), rejected() << " of 6 new series rejected");
     for (auto& r : replicas) CHECK(series_list(r->port()).size() == 3);
     CHECK(shared_pg_cluster().psql(url.substr(url.rfind('/') + 1),
-                                   "SELECT count(DISTINCT series_id) FROM readings") == "3");
+                                   "SELECT count(DISTINCT series_id) FROM readings") == "3\n");
 }
