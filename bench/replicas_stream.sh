@@ -83,18 +83,21 @@ setups = sys.argv[2].split()
 def cpu_us(r, pids):  # CPU of these processes per delivery, summed
     return sum(float(r.get(f"pid{p}_cpu_us_per_delivery", 0)) for p in pids)
 print()
-print("| setup | round | streams | rate/s | received / expected | deliveries/s | p50 ms | p99 ms | bridges CPU us/delivery | PostgreSQL CPU us/delivery |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| setup | round | streams | rate/s | received / expected | deliveries/s | p50 ms | p99 ms | bridges CPU us/delivery | PostgreSQL CPU us/delivery | bridges + bench waiting for a CPU, s |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 per = {}
 for r in rows:
     bridges = r["bridges"].split(",")
     others = [k[3:-len("_cpu_us_per_delivery")] for k in r if k.startswith("pid") and k.endswith("_cpu_us_per_delivery")]
     pg = [p for p in others if p not in bridges]
     b, g = cpu_us(r, bridges), cpu_us(r, pg)
+    # Time runnable but not running (schedstat) over the window: how much the run queued for the
+    # cores, i.e. how busy the machine was.
+    wait = float(r["bench_runq_wait_s"]) + sum(float(r.get(f"pid{p}_runq_wait_s", 0)) for p in bridges)
     per.setdefault(r["setup"], []).append((float(r["deliveries_per_s"]), float(r["p50_ms"]), float(r["p99_ms"]), b, g))
     print(f"| {r['setup']} | {r['round']} | {r['subscribers']} | {r['rate']} | {r['received']} / {r['expected']} | "
           f"{float(r['deliveries_per_s']):,.0f} | {float(r['p50_ms']):.2f} | {float(r['p99_ms']):.2f} | {b:.1f} | "
-          f"{g:.1f} |")
+          f"{f'{g:.1f}' if pg else '-'} | {wait:.1f} |")
 print()
 print("| setup | rounds | median deliveries/s | median p50 ms | median p99 ms | median bridges CPU us/delivery | median PostgreSQL CPU us/delivery |")
 print("|---|---|---|---|---|---|---|")
@@ -103,6 +106,6 @@ for s in setups:
         continue
     cols = list(zip(*per[s]))
     m = [statistics.median(c) for c in cols]
-    print(f"| {s} | {len(per[s])} | {m[0]:,.0f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.1f} | {m[4]:.1f} |")
+    print(f"| {s} | {len(per[s])} | {m[0]:,.0f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.1f} | {'-' if s == 'sqlite' else f'{m[4]:.1f}'} |")
 PY
 echo "replicas_stream.sh: done in ${SECONDS}s"
