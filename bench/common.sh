@@ -63,11 +63,38 @@ start_mosquitto() {
   wait_tcp "$mport" || { echo "mosquitto did not start:" >&2; cat "$work/mosquitto.log" >&2; exit 1; }
 }
 
+# A private PostgreSQL 15 cluster (initdb into $work/pg, fsync and synchronous_commit on: the
+# bridge's journal drops what a commit returned, so the database must keep it) on a free loopback
+# port. PostgreSQL refuses to run as root: as root, initdb and the server run as the postgres
+# user. Sets `pgport` and `pgdir`; psql_do DB SQL runs SQL in database DB, pg_pids lists the
+# server's processes (the postmaster and its children: backends, WAL writer, checkpointer).
+pg_bin=/usr/lib/postgresql/15/bin
+as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+start_postgres() {
+  local b
+  for b in initdb postgres pg_isready psql; do
+    [[ -x $pg_bin/$b ]] || { echo "missing $pg_bin/$b (apt-get install postgresql-15)" >&2; exit 1; }
+  done
+  pgdir=$work/pg
+  mkdir -p "$pgdir/sock"
+  [[ $(id -u) -eq 0 ]] && chown -R postgres: "$work" && chmod 755 "$work"
+  as_postgres "$pg_bin/initdb" -D "$pgdir/data" -U postgres --auth=trust --no-locale -E UTF8 > "$work/initdb.log" 2>&1 ||
+    { cat "$work/initdb.log" >&2; exit 1; }
+  pgport=$(free_port)
+  as_postgres "$pg_bin/postgres" -D "$pgdir/data" -p "$pgport" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$pgdir/sock" -c max_connections=100 > "$work/postgres.log" 2>&1 &
+  pids+=("$!")
+  wait_tcp "$pgport" || { echo "postgres did not start:" >&2; cat "$work/postgres.log" >&2; exit 1; }
+  for _ in $(seq 100); do "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pgport" && break; sleep 0.1; done
+}
+psql_do() { "$pg_bin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "postgresql://postgres@127.0.0.1:$pgport/$1" -c "$2"; }
+pg_pids() { local pm; pm=$(head -1 "$pgdir/data/postmaster.pid"); echo "$pm" $(pgrep -P "$pm" || true); }
+
 # Starts the bridge binary $1 with its own config and database in the new directory $2, reading
 # from the Mosquitto of start_mosquitto, with `[http] threads = HTTP_THREADS` (default 2) and
 # `max_connections = $3` (also per client address: every bench client is 127.0.0.1) and the
 # optional TOML $4 appended (e.g. an [auth] section) and the optional lines $5 added to its
-# [http] section (e.g. tls_cert and tls_key); waits for /readyz. Sets `bpid`, `bport` and
+# [http] section (e.g. tls_cert and tls_key), and BRIDGE_MQTT_EXTRA's lines to its [mqtt]; waits for /readyz. Sets `bpid`, `bport` and
 # `bscheme` (http or https, as the bridge prints them); with https, `BENCH_CA` (a CA file) is
 # what curl verifies the bridge's certificate against.
 launch_bridge() {
@@ -83,6 +110,7 @@ log_level = "warn"
 url = "tcp://127.0.0.1:$mport"
 client_id = "$BENCH_NAME-$(basename "$dir")"
 session_expiry_s = 5
+${BRIDGE_MQTT_EXTRA:-}
 [http]
 listen = "127.0.0.1:0"
 threads = ${HTTP_THREADS:-2}

@@ -34,31 +34,14 @@ per_sensor=$((N / SENSORS))
 N=$((per_sensor * SENSORS))
 bridge_bin=$build/broker-bridge/broker-bridge
 sim_bin=$build/sensor-sim/sensor-sim
-pg_bin=/usr/lib/postgresql/15/bin
-for b in "$bridge_bin" "$sim_bin" "$pg_bin/initdb" "$pg_bin/postgres"; do
-  [[ -x $b ]] || { echo "missing $b (build first, or apt-get install postgresql-15)" >&2; exit 1; }
+for b in "$bridge_bin" "$sim_bin"; do
+  [[ -x $b ]] || { echo "missing $b (build first)" >&2; exit 1; }
 done
 BENCH_NAME=replicas-bench
 source "$(dirname "$0")/common.sh"
 clk=$(getconf CLK_TCK)
 ulimit -n 65536 2>/dev/null || true
-
-# PostgreSQL refuses to run as root: as root, initdb and the server run as the postgres user.
-as_postgres() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-pgdir=$work/pg
-mkdir -p "$pgdir/sock"
-[[ $(id -u) -eq 0 ]] && chown -R postgres: "$work" && chmod 755 "$work"
-as_postgres "$pg_bin/initdb" -D "$pgdir/data" -U postgres --auth=trust --no-locale -E UTF8 > "$work/initdb.log" 2>&1 ||
-  { cat "$work/initdb.log" >&2; exit 1; }
-pgport=$(free_port)
-as_postgres "$pg_bin/postgres" -D "$pgdir/data" -p "$pgport" -c listen_addresses=127.0.0.1 \
-  -c unix_socket_directories="$pgdir/sock" -c max_connections=100 > "$work/postgres.log" 2>&1 &
-pgpid=$!; pids+=("$pgpid")
-wait_tcp "$pgport" || { echo "postgres did not start:" >&2; cat "$work/postgres.log" >&2; exit 1; }
-for _ in $(seq 100); do "$pg_bin/pg_isready" -q -h 127.0.0.1 -p "$pgport" && break; sleep 0.1; done
-psql_do() { "$pg_bin/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "postgresql://postgres@127.0.0.1:$pgport/$1" -c "$2"; }
-# The server's processes (the postmaster and its children: backends, WAL writer, checkpointer).
-pg_pids() { local pm; pm=$(head -1 "$pgdir/data/postmaster.pid"); echo "$pm" $(pgrep -P "$pm" || true); }
+start_postgres
 
 start_mosquitto
 sed -i 's/^max_queued_messages .*/max_queued_messages 10000000/' "$work/mosquitto.conf"

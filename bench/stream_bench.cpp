@@ -18,6 +18,8 @@
 //       reading (or `drain` seconds without progress). One `RESULT` line per step.
 //   stream-bench --port P --subscribers N --idle-hold S
 //       open N streams, print `READY`, hold them S seconds, print `RESULT mode=idle ...`.
+//   --port P1,P2,...  streams spread round-robin over several bridges (replicas on one database,
+//       bench/replicas_stream.sh); the publisher is one, through --mqtt.
 //   --transport sse|ws  sse (default): a stream counts once its `retry:` hint arrived; readings
 //       are `event: reading` events (request in bench/stream_sse.hpp, parsing by the shared
 //       telemetry::sse parser, bridge-cli/sse_parser.hpp). ws: an upgrade without extensions, then
@@ -202,7 +204,7 @@ enum class transport { sse, ws, grpc };
 using tls_stream = asio::ssl::stream<tcp::socket>;
 
 struct settings {
-    tcp::endpoint ep;
+    std::vector<tcp::endpoint> eps;  // --port: stream i connects to eps[i % size] (replicas)
     transport kind = transport::sse;
     std::string host;
     asio::ssl::context* tls = nullptr;  // --tls: every stream is TLS, verified against --ca-file
@@ -434,7 +436,7 @@ public:
         } else {
             sock_ = tcp::socket(c_.ioc);
         }
-        sock().async_connect(s_.ep, [self = shared_from_this(), keep = tls_, gen = gen_](boost::system::error_code ec) {
+        sock().async_connect(s_.eps[index_ % s_.eps.size()], [self = shared_from_this(), keep = tls_, gen = gen_](boost::system::error_code ec) {
             if (gen == self->gen_) self->on_connect(ec);
         });
     }
@@ -1052,7 +1054,7 @@ cpu_snap take_cpu(const std::vector<int>& pids) {
 int main(int argc, char** argv) {
     CLI::App app{"stream-bench: SSE / WebSocket / gRPC latency, throughput and idle-memory benchmark for broker-bridge"};
     std::string host = "127.0.0.1";
-    int port = 0;
+    std::vector<int> ports;
     std::string mqtt_url = "tcp://127.0.0.1:1883";
     std::string prefix = "sensors";
     std::string topic = "#";
@@ -1070,7 +1072,9 @@ int main(int argc, char** argv) {
     std::string ca_file, tls_name = "localhost", token;
     std::string path, publish_http;
     app.add_option("--host", host, "bridge HTTP address")->capture_default_str();
-    app.add_option("--port", port, "bridge HTTP port")->required();
+    app.add_option("--port", ports, "bridge HTTP port; several (comma-separated): streams spread round-robin")
+        ->required()
+        ->delimiter(',');
     app.add_option("--mqtt", mqtt_url, "broker URL the bridge reads from")->capture_default_str();
     app.add_option("--prefix", prefix, "topic prefix")->capture_default_str();
     app.add_option("--topic", topic, "the stream's topic filter (empty: none given, i.e. #)")->capture_default_str();
@@ -1140,7 +1144,7 @@ int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
     settings s;
-    s.ep = tcp::endpoint(asio::ip::make_address(host), static_cast<unsigned short>(port));
+    for (int port : ports) s.eps.emplace_back(asio::ip::make_address(host), static_cast<unsigned short>(port));
     s.n = subscribers;
     s.reconnect = !no_reconnect;
     s.kind = use_grpc ? transport::grpc : transport_name == "ws" ? transport::ws : transport::sse;

@@ -91,7 +91,8 @@ struct bridge::parts {
           writer(open_writer(cfg, cfg.ingest.sync)),
           live(cfg.mqtt.topic_prefix, cfg.hub.window),
           feed(live, stats),
-          tailer(cfg.storage.postgresql() ? std::make_unique<store_tailer>(cfg.storage, feed) : nullptr),
+          series(cfg.ingest.max_series),
+          tailer(cfg.storage.postgresql() ? std::make_unique<store_tailer>(cfg.storage, feed, series) : nullptr),
           commits(*writer, journal_path(cfg.storage.db_path), cfg.ingest.journal_reserve_mb << 20,
                   tailer ? static_cast<commit_sink&>(*tailer) : feed, stats, committer_max_pending, cfg.ingest.sync),
           queries([this] { return open_reader(cfg.storage); }, cfg.storage.query_threads, max_queued_queries),
@@ -104,8 +105,11 @@ struct bridge::parts {
           tls(open_tls(cfg.http)),
           stream_budget(cfg.stream.max_total_queue_bytes, std::min<std::size_t>(64 * 1024, cfg.stream.max_queue_bytes)),
           ctx{routes, live, queries, catchup, connections, stats, cfg.http, cfg.stream, stream_budget, tls.get()},
-          mqtt(cfg.mqtt, cfg.ingest, commits, stats) {
+          mqtt(cfg.mqtt, cfg.ingest, commits, series, stats) {
         spdlog::info("storage: {}", describe_store(cfg.storage));
+        // A shared subscription hands one sensor's readings to several replicas, which commit
+        // them in any order: a step in `seq` by id is no sign of loss there.
+        live.series().count_seq_gaps(cfg.mqtt.shared_group.empty());
         commits.recover();  // readings acknowledged but not yet in storage when we last stopped
         if (cfg.ingest.sync)
             spdlog::info("ingest: sync on: each reading is on stable storage before its PUBACK (journal msync, "
@@ -125,18 +129,18 @@ struct bridge::parts {
     void load_hub() {
         const auto reader = open_reader(cfg.storage);
         auto& r = *reader;
-        const auto series = r.all_series();
+        const auto stored = r.all_series();
         const std::int64_t max_id = r.max_id();
         const std::int64_t tail_after =
             std::max<std::int64_t>(0, max_id - static_cast<std::int64_t>(cfg.hub.window));
         auto tail = r.after_id(tail_after, cfg.hub.window);
-        spdlog::info("storage: {} series, newest id {}, {} recent readings in memory", series.size(),
+        spdlog::info("storage: {} series, newest id {}, {} recent readings in memory", stored.size(),
                      max_id, tail.size());
-        for (const auto& s : series) mqtt.know_series(s.sensor, s.metric);
-        if (series.size() >= cfg.ingest.max_series)
+        for (const auto& s : stored) series.know(s.sensor, s.metric);
+        if (stored.size() >= cfg.ingest.max_series)
             spdlog::warn("ingest: {} series in storage, ingest.max_series is {}: readings of new series are rejected",
-                         series.size(), cfg.ingest.max_series);
-        live.load(series, max_id, std::move(tail), tail_after, r.retired_unattributed());
+                         stored.size(), cfg.ingest.max_series);
+        live.load(stored, max_id, std::move(tail), tail_after, r.retired_unattributed());
         live.set_epoch(r.epoch());
         spdlog::info("storage: epoch {} (cursors look like {}{})", live.epoch_text(), max_id, live.at_epoch());
     }
@@ -147,6 +151,7 @@ struct bridge::parts {
     std::unique_ptr<storage::store_writer> writer;
     hub live;
     hub_feed feed;
+    series_cap series;  // ingest.max_series: stored series, and with PostgreSQL every replica's
     std::unique_ptr<store_tailer> tailer;  // PostgreSQL: the hub is fed from the shared table
     committer commits;
     query_pool queries;

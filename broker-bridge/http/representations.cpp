@@ -67,7 +67,7 @@ representation_ptr sensors_representation(series_table& t, const grant& g, std::
             out += ",\"interval_ms\":";
             if (s.interval_ms) append_int(out, *s.interval_ms); else out += "null";
             out += ",\"seq_gaps\":";
-            append_int(out, s.seq_gaps);
+            if (s.seq_gaps) append_int(out, *s.seq_gaps); else out += "null";
             out += ",\"latest\":";
             if (s.latest) append_reading_json(out, *s.latest); else out += "null";
             out.push_back('}');

@@ -72,7 +72,7 @@ std::vector<seq_gap> series_table::apply(const std::vector<live_ptr>& committed)
         st.version.changed_at = now;
         st.recent_ts.push_back(r.ts);
         if (st.recent_ts.size() > recent_ts_kept) st.recent_ts.pop_front();
-        if (r.seq) {
+        if (r.seq && count_seq_gaps_) {
             // Both are non-negative: the difference cannot overflow.
             if (st.last_seq && *r.seq > *st.last_seq && *r.seq - *st.last_seq > 1) {
                 gaps.push_back({r.sensor, r.metric, *st.last_seq, *r.seq});
@@ -89,6 +89,11 @@ std::vector<seq_gap> series_table::apply(const std::vector<live_ptr>& committed)
     }
     changed(now);
     return gaps;
+}
+
+void series_table::count_seq_gaps(bool on) {
+    std::lock_guard lock(mutex_);
+    count_seq_gaps_ = on;
 }
 
 void series_table::set_online(const std::vector<status_ptr>& changes) {
@@ -169,7 +174,7 @@ series_table::derived series_table::overview(
     rows.reserve(series_.size());
     for (const auto& [k, st] : series_)
         rows.push_back({k.first, k.second, st.unit, st.online, st.count, median_interval(st.recent_ts),
-                        st.seq_gaps, st.latest ? &*st.latest : nullptr});
+                        count_seq_gaps_ ? std::optional(st.seq_gaps) : std::nullopt, st.latest ? &*st.latest : nullptr});
     auto d = make(rows, changed_at_);
     overviews_.emplace(cache_key, d);
     return d;

@@ -38,7 +38,8 @@ struct series_row {
     std::optional<bool> online;
     std::int64_t count = 0;
     std::optional<std::int64_t> interval_ms;  // median interval between recent readings
-    std::int64_t seq_gaps = 0;                 // seq values skipped since the bridge started
+    std::optional<std::int64_t> seq_gaps;      // seq values skipped since the bridge started;
+                                               // nullopt when not counted (count_seq_gaps)
     const reading* latest = nullptr;
 };
 
@@ -66,6 +67,11 @@ public:
     // previous one of its series (by id) plus one. A seq going back to 0 or 1 is a sensor that
     // restarted and counts from there; other steps back (late or repeated readings) are ignored.
     std::vector<seq_gap> apply(const std::vector<live_ptr>& committed);
+    // Off: apply() finds no gaps and rows carry no count. For replicas on a shared subscription
+    // (mqtt.shared_group), where one sensor's readings arrive through several replicas and
+    // commit in any order, so that id order is not the sensor's order and a step in `seq` says
+    // nothing about loss. Before the first apply().
+    void count_seq_gaps(bool on);
     void set_online(const std::vector<status_ptr>& changes);
     void retention_applied(const storage::retention_result& r);
     // True if retention deleted a reading with an id greater than `after` from a series that `sel`
@@ -112,6 +118,7 @@ private:
     void changed(std::time_t now);  // lock held
 
     mutable std::mutex mutex_;
+    bool count_seq_gaps_ = true;
     std::map<key, state, key_less> series_;
     std::map<std::string, bool, std::less<>> online_;  // sensors with a status but maybe no series
     std::int64_t retired_unattributed_ = 0;

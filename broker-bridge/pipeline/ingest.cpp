@@ -71,7 +71,8 @@ std::string reason_text(int code) {
 
 }  // namespace
 
-ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& commits, metrics& m)
+ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& commits, series_cap& series,
+               metrics& m)
     : cfg_(mqtt),
       limits_(limits_of(limits)),
       readings_filter_((mqtt.shared_group.empty() ? std::string() : "$share/" + mqtt.shared_group + "/") +
@@ -79,7 +80,7 @@ ingest::ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& 
       status_filter_(mqtt.topic_prefix + "/+/status"),
       commits_(commits),
       metrics_(m),
-      series_(limits.max_series) {
+      series_(series) {
     // Paho C formats protocol-level trace lines into an in-memory buffer for every packet unless
     // its trace level is above them (measured: a tenth of its receive thread's CPU at 10k
     // readings/s). Its errors still reach the connection callbacks. MQTT_C_CLIENT_TRACE, Paho's

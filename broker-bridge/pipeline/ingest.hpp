@@ -45,7 +45,9 @@ class metrics;
 // the main thread. The committer is fed only inside on_message() (and after stop(), by nobody).
 class ingest {
 public:
-    ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& commits, metrics& m);
+    // `series`: the cap on series (ingest.max_series), shared with the store tailer.
+    ingest(const mqtt_config& mqtt, const ingest_config& limits, committer& commits, series_cap& series,
+           metrics& m);
     ~ingest();
     ingest(const ingest&) = delete;
     ingest& operator=(const ingest&) = delete;
@@ -56,9 +58,6 @@ public:
     // that no callback touches the writer afterwards.
     void stop();
     bool subscribed() const noexcept { return subscribed_.load(); }
-    // A series already in storage: counted against ingest.max_series, always accepted. Before
-    // start() only.
-    void know_series(std::string_view sensor, std::string_view metric) { series_.know(sensor, metric); }
 
 private:
     // One PUBLISH as it arrived.
@@ -115,7 +114,7 @@ private:
     std::mutex callback_mutex_;  // held by on_message() while it runs; stop() takes it to fence
     bool closed_ = false;        // guarded by callback_mutex_
     std::unordered_set<std::string> logged_rejects_;  // receive thread only
-    series_cap series_;                               // receive thread only (after start())
+    series_cap& series_;
 
     std::mutex stop_mutex_;             // guards attempt_ and attempt_error_ too
     std::condition_variable stop_cv_;   // stopping, or a connect / disconnect attempt finished

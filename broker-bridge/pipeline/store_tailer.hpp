@@ -6,8 +6,10 @@
 
 #include "core/config.hpp"
 #include "pipeline/hub_feed.hpp"
+#include "pipeline/series_cap.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -30,8 +32,9 @@ namespace telemetry::bridge {
 // Only the tailer's thread calls the hub.
 class store_tailer final : public commit_sink {
 public:
-    // Connects (a reader and a listener). Throws storage_error.
-    store_tailer(const storage_config& s, hub_feed& feed);
+    // Connects (a reader and a listener). Every series read is counted in `series` (the cap on
+    // series is the database's, whichever replica created them). Throws storage_error.
+    store_tailer(const storage_config& s, hub_feed& feed, series_cap& series);
     ~store_tailer() override;
     store_tailer(const store_tailer&) = delete;
     store_tailer& operator=(const store_tailer&) = delete;
@@ -47,15 +50,24 @@ public:
 
 private:
     void run();
-    // Reads and hands on everything after newest_; false if the store failed.
+    // Reads and hands on everything after newest_; false if the store failed. Presence changes
+    // taken for a read that failed are put back, to go with the next read.
     bool drain();
+    // The store failed (logged once per outage), or answered again after failing.
+    void failed(const char* what);
+    void recovered();
 
     hub_feed& feed_;
+    series_cap& series_;
     std::unique_ptr<storage::store_reader> reader_;
     std::unique_ptr<storage::postgresql_listener> listener_;
     std::int64_t newest_ = 0;  // tailer thread only (and stop(), after it joined)
     std::mutex mutex_;
     std::vector<status_event> changes_;  // committed presence changes not yet handed on
+    // The current outage (tailer thread only): when it began and the reads that failed since.
+    std::chrono::steady_clock::time_point failing_since_{};
+    std::uint64_t failed_reads_ = 0;
+    bool listen_failing_ = false;  // LISTEN failed since the last wait that worked
     std::atomic<bool> stopping_{false};
     std::thread thread_;
 };

@@ -12,6 +12,7 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -59,15 +60,22 @@ std::int64_t metric_value(std::uint16_t port, const std::string& name) {
     return std::stoll(r.body.substr(at + name.size() + 2));
 }
 
-// A configuration file for one replica on `url`.
+// A configuration file for one replica on `url`; `more`: further sections.
 std::filesystem::path replica_config(const std::filesystem::path& dir, const std::string& name,
-                                     const std::string& url, bool shared) {
+                                     const std::string& url, bool shared, const std::string& more = {}) {
     const auto file = dir / (name + ".toml");
     std::ofstream f(file);
     f << "[mqtt]\nclient_id = \"" << name << "\"\n";
     if (shared) f << "shared_group = \"bridges\"\n";
-    f << "[storage]\nengine = \"postgresql\"\nurl = \"" << url << "\"\nretention_days = 0\n";
+    f << "[storage]\nengine = \"postgresql\"\nurl = \"" << url << "\"\nretention_days = 0\n" << more;
     return file;
+}
+
+// The series the replica lists (GET /api/v1/sensors).
+json::array series_list(std::uint16_t port) {
+    const auto r = http_get(port, "/api/v1/sensors");
+    REQUIRE_MESSAGE(r.status == 200, r.status << " " << r.body);
+    return json::parse(r.body).at("series").as_array();
 }
 
 // Publishes readings (sensor s<i % sensors>, seq per sensor) with QoS 1.
@@ -187,6 +195,13 @@ TEST_CASE("replicas - three replicas on a shared subscription serve the same str
     }
     CHECK(sum <= n);  // replica 2's count restarted with it
 
+    // Each sensor's seq runs without a gap, but its readings came through three replicas and
+    // committed in any order: no replica reports that reordering as readings lost upstream.
+    for (auto& r : replicas) {
+        CHECK(metric_value(r->port(), "telemetry_readings_seq_gaps_total") == 0);
+        for (const auto& s : series_list(r->port())) CHECK_MESSAGE(s.at("seq_gaps").is_null(), s);
+    }
+
     // SSE: half of the stream on replica 0, the rest resumed on replica 1 with Last-Event-ID.
     std::vector<std::int64_t> ids;
     while (ids.size() < n / 2) {
@@ -222,4 +237,43 @@ TEST_CASE("replicas - three replicas on a shared subscription serve the same str
         REQUIRE(ev);
         CHECK(ev->data.find("\"sensor\":\"late\"") != std::string::npos);
     }
+}
+
+TEST_CASE("replicas - ingest.max_series counts the series every replica stored") {
+    temp_dir dir;
+    broker mqtt(dir / "broker");
+    const std::string url = shared_pg_cluster().create_database();
+    std::vector<std::unique_ptr<bridge>> replicas;
+    for (int i = 0; i < 2; ++i) {
+        const std::string name = "replica-" + std::to_string(i);
+        const auto file = replica_config(dir.path(), name, url, true, "[ingest]\nmax_series = 3\n");
+        replicas.push_back(std::make_unique<bridge>(dir / name, mqtt.url(), std::vector<std::string>{"--config", file.string()}));
+    }
+    for (auto& r : replicas) REQUIRE(r->wait_ready());
+
+    publisher p(mqtt.url(), "sensor-fleet");
+    // Three series, shared between the replicas: each stored some of them.
+    for (int i = 0; i < 3; ++i) p.pub("sensors/s" + std::to_string(i) + "/temperature", "{\"value\": 1, \"seq\": 1}");
+    for (auto& r : replicas)
+        REQUIRE_MESSAGE(eventually([&] { return series_list(r->port()).size() == 3; }, 30s),
+                        "replica on port " << r->port() << " lists " << series_list(r->port()).size());
+    // The database holds max_series series: every replica rejects new ones, whichever stored what.
+    for (int i = 3; i < 9; ++i) p.pub("sensors/s" + std::to_string(i) + "/temperature", "{\"value\": 2, \"seq\": 2}");
+    // Known series still pass: a last reading of s0, served by every replica.
+    p.pub("sensors/s0/temperature", "{\"value\": 3, \"seq\": 3}");
+    for (auto& r : replicas)
+        REQUIRE(eventually([&] {
+            const auto rs = everything(r->port());
+            return std::any_of(rs.begin(), rs.end(), [](const stored& x) { return x.value == 3; });
+        }, 30s));
+    const auto rejected = [&] {
+        std::int64_t sum = 0;
+        for (auto& r : replicas)
+            sum += std::max<std::int64_t>(0, metric_value(r->port(), "telemetry_ingest_rejects_total{reason=\"series_limit\"}"));
+        return sum;
+    };
+    CHECK_MESSAGE(eventually([&] { return rejected() == 6; }, 30s), rejected() << " of 6 new series rejected");
+    for (auto& r : replicas) CHECK(series_list(r->port()).size() == 3);
+    CHECK(shared_pg_cluster().psql(url.substr(url.rfind('/') + 1),
+                                   "SELECT count(DISTINCT series_id) FROM readings") == "3\n");
 }
