@@ -1,7 +1,7 @@
 // End-to-end tests of HTTP details on the wire: the Date header on every kind of answer, the
-// WebSocket upgrade's refusals, 414 versus 431, and the aggregate's bucket limit with open and
-// extreme ranges. A real Mosquitto, the real broker-bridge binary, raw sockets (docs/api.md
-// sections 3.1, 3.6, 3.9 and 5).
+// WebSocket upgrade's refusals, 414 versus 431, the aggregate's bucket limit with open and
+// extreme ranges, pipelined and split revalidations, and the idle deadline. A real Mosquitto, the
+// real broker-bridge binary, raw sockets (docs/api.md sections 3.1, 3.6, 3.9, 5 and 8.3).
 #include "http_client.hpp"
 #include "mqtt_publisher.hpp"
 #include "processes.hpp"
@@ -51,6 +51,13 @@ std::int64_t count_of(std::uint16_t port, const std::string& sensor, const std::
         if (s.at("sensor").as_string() == sensor && s.at("metric").as_string() == metric)
             return s.at("count").as_int64();
     return 0;
+}
+
+// One temperature reading of `sensor`, committed before this returns.
+void publish_one(system_under_test& s, const std::string& sensor) {
+    publisher p(s.mosq.url(), "t-" + sensor);
+    p.pub("sensors/" + sensor + "/temperature", "{\"value\": 20.5, \"ts\": " + ts(0) + ", \"seq\": 1}");
+    REQUIRE(eventually([&] { return count_of(s.br.port(), sensor, "temperature") == 1; }));
 }
 
 // An IMF-fixdate (RFC 9110 5.6.7) of the last few seconds: what a Date header must hold.
@@ -106,9 +113,7 @@ const std::string ws_v13 = "Sec-WebSocket-Version: 13\r\n";
 TEST_CASE("http wire - every answer carries a current Date header, 304s and stream headers included") {
     system_under_test s;
     const std::uint16_t port = s.br.port();
-    publisher p(s.mosq.url(), "t-date");
-    p.pub("sensors/d1/temperature", "{\"value\": 20.5, \"ts\": " + ts(0) + ", \"seq\": 1}");
-    REQUIRE(eventually([&] { return count_of(port, "d1", "temperature") == 1; }));
+    publish_one(s, "d1");
     const auto dated = [&](const http_response& r, int status, const std::string& what) {
         CHECK_MESSAGE(r.status == status, what << ": " << r.status);
         CHECK_MESSAGE(is_current_http_date(r.header("date")), what << ": Date '" << r.header("date") << "'");
@@ -328,9 +333,7 @@ std::size_t count_of_text(const std::string& s, const std::string& what) {
 TEST_CASE("http wire - pipelined revalidations are answered in order, whole or split across reads") {
     system_under_test s;
     const std::uint16_t port = s.br.port();
-    publisher p(s.mosq.url(), "t-pipe");
-    p.pub("sensors/p1/temperature", "{\"value\": 20.5, \"ts\": " + ts(0) + ", \"seq\": 1}");
-    REQUIRE(eventually([&] { return count_of(port, "p1", "temperature") == 1; }));
+    publish_one(s, "p1");
     const std::string latest = "/api/v1/sensors/p1/temperature/latest";
     const auto first = http_get(port, latest);
     REQUIRE(first.status == 200);
