@@ -110,8 +110,14 @@ void session::do_read() {
         return;
     }
     in_read_loop_ = true;
+    int served = 0;
     do {
         read_again_ = false;
+        if (++served > 64) {
+            // A long run of pipelined requests: let the shard's other connections in first.
+            asio::post(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+            break;
+        }
         start_request();
     } while (read_again_);
     in_read_loop_ = false;
