@@ -11,17 +11,6 @@ namespace {
 
 constexpr std::string_view server_name = "telemetry-broker-bridge";
 
-std::optional<std::string> joined(const request& req, bhttp::field f) {
-    auto range = req.equal_range(f);
-    if (range.first == range.second) return std::nullopt;
-    std::string out;
-    for (auto it = range.first; it != range.second; ++it) {
-        if (!out.empty()) out += ", ";
-        out.append(it->value().data(), it->value().size());
-    }
-    return out;
-}
-
 // On every response: no content sniffing, no Referer leaking a URL, and the CORS answer for an
 // allowed cross-origin caller (never `*`: requests carry credentials).
 template <typename Response>
@@ -42,9 +31,23 @@ request_info request_info::of(const request& req) {
     ri.version = req.version();
     ri.keep_alive = req.keep_alive();
     ri.head = req.method() == bhttp::verb::head;
-    if (auto ae = joined(req, bhttp::field::accept_encoding)) ri.gzip_ok = accepts_gzip(*ae);
-    ri.if_none_match = joined(req, bhttp::field::if_none_match);
-    ri.if_modified_since = joined(req, bhttp::field::if_modified_since);
+    // One walk over the fields (in the order received) rather than a lookup per name: repeated
+    // fields are joined with ", " (RFC 9110 5.3).
+    std::optional<std::string> accept_encoding;
+    const auto join = [](std::optional<std::string>& to, boost::beast::string_view v) {
+        if (!to) to.emplace();
+        else if (!to->empty()) *to += ", ";
+        to->append(v.data(), v.size());
+    };
+    for (const auto& f : req) {
+        switch (f.name()) {
+        case bhttp::field::accept_encoding: join(accept_encoding, f.value()); break;
+        case bhttp::field::if_none_match: join(ri.if_none_match, f.value()); break;
+        case bhttp::field::if_modified_since: join(ri.if_modified_since, f.value()); break;
+        default: break;
+        }
+    }
+    if (accept_encoding) ri.gzip_ok = accepts_gzip(*accept_encoding);
     return ri;
 }
 

@@ -36,8 +36,13 @@ constexpr std::size_t validator_cache_entries = 4096;
 class path_segments {
 public:
     static constexpr std::size_t most = 8;
-    explicit path_segments(const boost::urls::url_view& u) {
-        for (const auto s : u.encoded_segments()) {
+    // `u`: the parsed target; nullptr for a plain path (see plain_path), split here.
+    path_segments(std::string_view target, const boost::urls::url_view* u) {
+        if (!u) {
+            split(target);
+            return;
+        }
+        for (const auto s : u->encoded_segments()) {
             if (n_ == most) {
                 ++n_;  // matches no route
                 return;
@@ -59,10 +64,43 @@ public:
     std::string_view operator[](std::size_t i) const noexcept { return views_[i]; }
 
 private:
+    void split(std::string_view target) {
+        std::string_view rest = target.substr(1);
+        if (rest.empty()) return;  // "/": no segment, as Boost.URL has it
+        while (true) {
+            if (n_ == most) {
+                ++n_;
+                return;
+            }
+            const auto slash = rest.find('/');
+            views_[n_++] = rest.substr(0, slash);
+            if (slash == std::string_view::npos) break;
+            rest.remove_prefix(slash + 1);
+        }
+        if (views_[n_ - 1].empty()) --n_;
+    }
+
     std::array<std::string_view, most> views_{};
     std::array<std::string, most> decoded_{};
     std::size_t n_ = 0;
 };
+
+// A target that is only a path of unreserved characters, sub-delimiters, ':', '@' and single
+// slashes, with no escapes and no query: valid origin-form as it is (RFC 9112 3.2.1), and its
+// segments are what splitting at '/' gives. The hot revalidation of /latest is one, and is routed
+// without Boost.URL's parse; anything else is parsed by it.
+bool plain_path(std::string_view target) noexcept {
+    if (target.empty() || target.front() != '/') return false;
+    char prev = 0;
+    for (const char c : target) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        std::string_view("-._~!$&'()*+,;=:@").find(c) != std::string_view::npos ||
+                        (c == '/' && prev != '/');
+        if (!ok) return false;
+        prev = c;
+    }
+    return true;
+}
 
 class params {
 public:
@@ -190,14 +228,26 @@ action router::route(const request& req, std::string_view peer) {
                                 "only GET and HEAD are supported here", {{"Allow", "GET, HEAD, OPTIONS"}});
 
     const std::string_view target(req.target().data(), req.target().size());
-    auto parsed = boost::urls::parse_origin_form(target);
-    if (!parsed)
-        return responder_.error(ri, error_code::bad_request, "the request target is not a valid URL path and query");
-    const boost::urls::url_view& u = *parsed;
+    // Parsed up front unless it is a plain path (which always parses): then only when asked for.
+    const bool plain = plain_path(target);
+    std::optional<boost::urls::url_view> parsed;
+    if (!plain) {
+        auto p = boost::urls::parse_origin_form(target);
+        if (!p)
+            return responder_.error(ri, error_code::bad_request,
+                                    "the request target is not a valid URL path and query");
+        parsed = *p;
+    }
+    const auto url = [&]() -> const boost::urls::url_view& {
+        if (!parsed) parsed = *boost::urls::parse_origin_form(target);
+        return *parsed;
+    };
 
-    const path_segments seg(u);
+    const path_segments seg(target, plain ? nullptr : &*parsed);
 
     const auto no_params = [&]() -> std::optional<answer> {
+        if (plain) return std::nullopt;  // no '?'
+        const auto& u = url();
         if (u.has_query() && !u.params().empty())
             return responder_.error(ri, error_code::bad_parameter,
                                     "this path takes no query parameters");
@@ -214,14 +264,14 @@ action router::route(const request& req, std::string_view peer) {
     if (auto limited = over_rate(ri, per_address_, peer)) return std::move(*limited);
     if (seg.size() == 1 && seg[0] == "metrics") return metrics_page(ri, req);
     if (seg.size() < 2 || seg[0] != "api" || seg[1] != "v1")
-        return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
+        return responder_.error(ri, error_code::not_found, "no such path: " + std::string(url().path()));
 
     // Everything under /api/v1 needs a grant. Streams may carry the token in the query: browsers'
     // EventSource and WebSocket cannot set headers.
     const bool streaming = seg.size() == 3 && (seg[2] == "stream" || seg[2] == "ws");
     if (streaming && origin_refused)
         return responder_.error(ri, error_code::forbidden, "streams are not served to this Origin");
-    auto who = authorize(ri, req, u, streaming);
+    auto who = authorize(ri, req, streaming ? &url() : nullptr);
     if (auto* refused = std::get_if<answer>(&who)) return std::move(*refused);
     const grant_ptr g = std::get<grant_ptr>(std::move(who));
     if (per_token_.enabled() && auth_.enabled()) {
@@ -229,7 +279,7 @@ action router::route(const request& req, std::string_view peer) {
         if (auto limited = over_rate(ri, per_token_, g->subject() + "\n" + g->key())) return std::move(*limited);
     }
 
-    if (seg.size() == 3 && seg[2] == "sensors") return sensors(ri, u, g);
+    if (seg.size() == 3 && seg[2] == "sensors") return sensors(ri, url(), g);
     if (seg.size() == 6 && seg[2] == "sensors") {
         if (!valid_name(seg[3]) || !valid_name(seg[4]))
             return responder_.error(ri, error_code::not_found,
@@ -250,7 +300,7 @@ action router::route(const request& req, std::string_view peer) {
     if (seg.size() == 3 && seg[2] == "updates") return updates(ri, req, g);
     if (seg.size() == 3 && seg[2] == "stream") return stream(ri, req, g);
     if (seg.size() == 3 && seg[2] == "ws") {
-        for (const auto& p : u.params())
+        for (const auto& p : url().params())
             if (p.key != "access_token")
                 return responder_.error(ri, error_code::bad_parameter, "unknown query parameter '" + p.key + "'");
         if (!boost::beast::websocket::is_upgrade(req))
@@ -268,7 +318,7 @@ action router::route(const request& req, std::string_view peer) {
         }
         return websocket_request{g};
     }
-    return responder_.error(ri, error_code::not_found, "no such path: " + std::string(u.path()));
+    return responder_.error(ri, error_code::not_found, "no such path: " + std::string(url().path()));
 }
 
 std::optional<answer> router::over_rate(const request_info& ri, rate_limiter& limit, std::string_view key) {
@@ -281,10 +331,11 @@ std::optional<answer> router::over_rate(const request_info& ri, rate_limiter& li
 }
 
 std::variant<grant_ptr, answer> router::authorize(const request_info& ri, const request& req,
-                                                  const boost::urls::url_view& u, bool query_token_ok) const {
+                                                  const boost::urls::url_view* query_token_in) const {
     std::string token(bearer_token(req));
-    if (token.empty() && query_token_ok)
-        if (auto it = u.params().find("access_token"); it != u.params().end()) token = (*it).value;
+    if (token.empty() && query_token_in)
+        if (auto it = query_token_in->params().find("access_token"); it != query_token_in->params().end())
+            token = (*it).value;
     auto r = auth_.authenticate(token, std::time(nullptr));
     if (auto* g = std::get_if<grant_ptr>(&r)) return std::move(*g);
     const auth_failure why = std::get<auth_failure>(r);

@@ -90,9 +90,10 @@ public:
     const responder& respond() const noexcept { return responder_; }
 
 private:
-    // The grant of the request's bearer token, or the 401 that refuses it.
+    // The grant of the request's bearer token, or the 401 that refuses it. `query_token_in`: the
+    // target whose access_token parameter may carry the token (streams), or nullptr.
     std::variant<grant_ptr, answer> authorize(const request_info& ri, const request& req,
-                                              const boost::urls::url_view& u, bool query_token_ok) const;
+                                              const boost::urls::url_view* query_token_in) const;
     bool host_allowed(const request& req) const;
     std::optional<std::string> cross_origin(const request& req) const;  // nullopt: none, or same origin
     bool origin_allowed(const std::string& origin) const;

@@ -13,6 +13,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/message_generator.hpp>
 
 #include <spdlog/spdlog.h>
@@ -57,7 +58,8 @@ private:
 };
 
 session::session(connection_stream&& stream, io_shard& shard, session_context& ctx, connection_gauge::slot slot)
-    : stream_(std::move(stream)), shard_(shard), ctx_(ctx), slot_(std::move(slot)),
+    : stream_(std::move(stream)), deadline_timer_(stream_.get_executor()), shard_(shard), ctx_(ctx),
+      slot_(std::move(slot)),
       poll_timer_(stream_.get_executor()) {
     beast::error_code ec;
     peer_ = stream_.socket().remote_endpoint(ec).address().to_string();
@@ -69,7 +71,7 @@ session::~session() { ctx_.stats.http_connections.fetch_sub(1, std::memory_order
 void session::run() {
     // One deadline covers the TLS handshake and the whole first request: a client that connects
     // and then sends nothing, or a byte at a time, is gone after handshake_timeout (slowloris).
-    stream_.tcp().expires_after(ctx_.cfg.handshake_timeout);
+    set_deadline(clock::now() + ctx_.cfg.handshake_timeout);
     stream_.async_handshake(beast::bind_front_handler(&session::on_handshake, shared_from_this()));
 }
 
@@ -82,19 +84,92 @@ void session::on_handshake(beast::error_code ec) {
     do_read();
 }
 
+void session::set_deadline(clock::time_point t) {
+    deadline_ = t;
+    // Armed at or before t: when it fires it waits again for the rest (on_deadline).
+    if (t == clock::time_point::max() || armed_at_ <= t) return;
+    armed_at_ = t;
+    deadline_timer_.expires_at(t);  // cancels an earlier wait: its handler sees the error and returns
+    deadline_timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+        if (auto self = weak.lock()) self->on_deadline(ec);
+    });
+}
+
+void session::on_deadline(beast::error_code ec) {
+    if (ec) return;  // re-armed or cancelled
+    armed_at_ = clock::time_point::max();
+    if (deadline_ == clock::time_point::max()) return;  // nothing is timed now; set_deadline arms again
+    if (clock::now() < deadline_) return set_deadline(deadline_);
+    // Closing ends the pending read or write, which ends the session.
+    do_close();
+}
+
 void session::do_read() {
+    if (in_read_loop_) {
+        read_again_ = true;
+        return;
+    }
+    in_read_loop_ = true;
+    int served = 0;
+    do {
+        read_again_ = false;
+        if (++served > 64) {
+            // A long run of pipelined requests: let the shard's other connections in first.
+            asio::post(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+            break;
+        }
+        start_request();
+    } while (read_again_);
+    in_read_loop_ = false;
+}
+
+void session::start_request() {
     parser_.emplace();
     // The header limit covers the request line too; the target gets its own, smaller check
     // (414) once the header is in.
     parser_->header_limit(static_cast<std::uint32_t>(ctx_.cfg.max_header_bytes + ctx_.cfg.max_target_bytes));
     parser_->body_limit(ctx_.cfg.max_body_bytes);
     buffer_.max_size(ctx_.cfg.max_header_bytes + ctx_.cfg.max_target_bytes + ctx_.cfg.max_body_bytes + 4096);
-    if (!first_request_) stream_.tcp().expires_after(ctx_.cfg.idle_timeout);
+    if (!first_request_) set_deadline(clock::now() + ctx_.cfg.idle_timeout);
     first_request_ = false;
-    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&session::on_read, shared_from_this()));
+    parse_or_read();
 }
 
-void session::on_read(beast::error_code ec, std::size_t) {
+// What bhttp::async_read does, without its layers of composed operations and the TCP stream's
+// per-operation timer: feed the parser what is buffered (a pipelined request may be whole
+// already, and is then answered without a system call), and read more only when it is not.
+void session::parse_or_read() {
+    beast::error_code ec;
+    while (buffer_.size() > 0 && !parser_->is_done()) {
+        const std::size_t used = parser_->put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec == bhttp::error::need_more) {
+            ec = {};
+            break;
+        }
+        if (ec) return on_read(ec);
+        if (used == 0) break;
+    }
+    if (parser_->is_done()) return on_read({});
+    const std::size_t room = beast::read_size(buffer_, 65536);
+    if (room == 0) return on_read(bhttp::error::buffer_overflow);
+    stream_.async_read_some_untimed(buffer_.prepare(room),
+                                    beast::bind_front_handler(&session::on_read_some, shared_from_this()));
+}
+
+void session::on_read_some(beast::error_code ec, std::size_t bytes) {
+    buffer_.commit(bytes);
+    if (ec == asio::error::eof) {
+        // The client closed: between requests that is the end; within one, a partial message.
+        if (!parser_->got_some()) return on_read(bhttp::error::end_of_stream);
+        parser_->put_eof(ec);
+        return on_read(ec ? ec : bhttp::error::partial_message);
+    }
+    if (ec) return on_read(ec);
+    parse_or_read();
+}
+
+void session::on_read(beast::error_code ec) {
     if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
         ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
         ec == asio::error::eof)
@@ -128,6 +203,8 @@ void session::on_read(beast::error_code ec, std::size_t) {
             return send(r.error(ri, error_code::bad_request, "malformed HTTP request: " + ec.message()));
         return do_close();  // a network error: nobody to answer
     }
+    // No deadline while the answer is worked out (a storage query, say); send() sets the next.
+    set_deadline(clock::time_point::max());
     handle(parser_->release());
 }
 
@@ -150,6 +227,13 @@ void session::handle(request&& req) {
     action a = ctx_.routes.route(req, peer_);
     if (auto* ans = std::get_if<answer>(&a)) return send(std::move(*ans));
     if (auto* lp = std::get_if<long_poll>(&a)) return start_poll(ri, std::move(*lp));
+    if (std::holds_alternative<websocket_request>(a) || std::holds_alternative<stream_request>(a)) {
+        // The stream's session takes over the connection and its timeouts; the WebSocket
+        // handshake is bounded by the TCP stream's deadline as before.
+        deadline_timer_.cancel();
+        deadline_ = armed_at_ = clock::time_point::max();
+        stream_.tcp().expires_after(ctx_.cfg.idle_timeout);
+    }
     if (auto* wr = std::get_if<websocket_request>(&a)) {
         // Hand the connection and the upgrade request over to the WebSocket session.
         std::make_shared<ws_session>(std::move(stream_), shard_, ctx_, ctx_.stream_cfg, std::move(slot_),
@@ -187,7 +271,6 @@ void session::handle(request&& req) {
 
 void session::send(answer a) {
     const bool keep_alive = a.keep_alive();
-    stream_.tcp().expires_after(ctx_.cfg.idle_timeout);
     if (a.raw) {
         const auto bytes = a.raw;  // kept alive by the handler until the write completes
         // The prepared header gets the current Date spliced in before its blank line.
@@ -207,12 +290,14 @@ void session::send(answer a) {
         std::size_t i = 0;
         for (const auto b : tail) left[i++] = b;
         parts = left;
+        set_deadline(clock::now() + ctx_.cfg.idle_timeout);  // the idle deadline bounds the write too
         asio::async_write(stream_, parts,
                           [self = shared_from_this(), bytes](beast::error_code ec, std::size_t n) {
                               self->on_write(true, ec, n);
                           });
         return;
     }
+    set_deadline(clock::now() + ctx_.cfg.idle_timeout);  // the idle deadline bounds the write too
     beast::async_write(stream_, std::move(*a.msg),
                        beast::bind_front_handler(&session::on_write, shared_from_this(), keep_alive));
 }
@@ -223,7 +308,11 @@ void session::on_write(bool keep_alive, beast::error_code ec, std::size_t) {
     do_read();
 }
 
-void session::do_close() { stream_.close(); }
+void session::do_close() {
+    deadline_timer_.cancel();
+    deadline_ = armed_at_ = clock::time_point::max();
+    stream_.close();
+}
 
 // Long polling: catch up from the cursor (window or storage) until a reading is found; when the
 // catch-up reaches the newest reading with nothing found, the waiter is parked in the hub in the
@@ -232,7 +321,7 @@ void session::start_poll(const request_info& ri, long_poll lp) {
     poll_ri_ = ri;
     waiter_ = std::make_shared<poll_waiter>(weak_from_this(), lp.limit);
     // While parked nothing is read or written; the poll's own timer bounds the wait.
-    stream_.tcp().expires_never();
+    set_deadline(clock::time_point::max());
     poll_timer_.expires_after(lp.timeout);
     poll_timer_.async_wait(beast::bind_front_handler(&session::on_poll_timeout, shared_from_this()));
     poll_reset_.reset();

@@ -15,6 +15,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <chrono>
 #include <memory>
 #include <optional>
 
@@ -55,11 +56,18 @@ public:
 private:
     void on_handshake(boost::beast::error_code ec);
     void do_read();
-    void on_read(boost::beast::error_code ec, std::size_t bytes);
+    void start_request();
+    void parse_or_read();
+    void on_read_some(boost::beast::error_code ec, std::size_t bytes);
+    void on_read(boost::beast::error_code ec);
     void handle(request&& req);
     void send(answer a);
     void on_write(bool keep_alive, boost::beast::error_code ec, std::size_t bytes);
     void do_close();
+    // The connection's one deadline (handshake and first request, idle, writing an answer).
+    using clock = std::chrono::steady_clock;
+    void set_deadline(clock::time_point t);
+    void on_deadline(boost::beast::error_code ec);
 
     class poll_waiter;
     void start_poll(const request_info& ri, long_poll lp);
@@ -74,6 +82,16 @@ private:
 
     connection_stream stream_;
     bool first_request_ = true;  // still within the handshake deadline
+    // do_read() as a loop rather than a recursion: answers sent at once start the next request
+    // from the loop, so a buffer full of pipelined requests does not deepen the stack.
+    bool in_read_loop_ = false;
+    bool read_again_ = false;
+    // A lazily re-armed timer: moving the deadline later (every request) only stores it; the
+    // timer, when it fires early, waits again for the rest. clock::time_point::max(): none (a
+    // request being answered, a parked long poll).
+    boost::asio::steady_timer deadline_timer_;
+    clock::time_point deadline_ = clock::time_point::max();
+    clock::time_point armed_at_ = clock::time_point::max();
     io_shard& shard_;
     boost::beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;

@@ -58,6 +58,18 @@ public:
             handler, buffers);
     }
 
+    // Reads some bytes without the TCP stream's deadline machinery when the connection is plain
+    // (the caller bounds the wait with its own timer, closing the connection at its deadline).
+    template <class MutableBuffers, class Handler>
+    auto async_read_some_untimed(const MutableBuffers& buffers, Handler&& handler) {
+        return boost::asio::async_initiate<Handler, void(boost::system::error_code, std::size_t)>(
+            [this](auto h, const MutableBuffers& b) {
+                if (tls_) tls_->async_read_some(b, std::move(h));
+                else plain_->socket().async_read_some(b, std::move(h));
+            },
+            handler, buffers);
+    }
+
     // Writes all of `bytes` without the TCP stream's deadline machinery when the connection is
     // plain (streams bound their writes themselves); through TLS otherwise.
     template <class Handler>

@@ -354,8 +354,76 @@ async def case_rate_limit(sys_):
     check(b"telemetry_http_rate_limited_total " in body and b"telemetry_http_rate_limited_total 0\n" not in body, "counted")
 
 
+def parse_answers(data):
+    """Splits the bytes of pipelined answers into (status, headers, body) in order (bodies by
+    Content-Length; a 304 has none)."""
+    out = []
+    while data:
+        end = data.find(b"\r\n\r\n")
+        check(end > 0, f"a whole header: {data[:120]}")
+        lines = data[:end].decode().split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        n = 0 if status == 304 else int(headers.get("content-length", "0"))
+        out.append((status, headers, data[end + 4:end + 4 + n]))
+        data = data[end + 4 + n:]
+    return out
+
+
+async def case_not_modified(sys_):
+    """Revalidating /latest with If-None-Match while authentication is on: the token is checked
+    before the tag (none or a bad one: 401, another series' grant: 403, never a 304 that would
+    confirm a tag), the right one gets 304 with the validators, also for revalidations pipelined
+    on one keep-alive connection (static token and JWT), each answered in order."""
+    sys_.pub("sensors/a/temperature", "21.5")
+    sys_.pub("sensors/b/temperature", "30.5")
+    path_a, path_b = "/api/v1/sensors/a/temperature/latest", "/api/v1/sensors/b/temperature/latest"
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if sys_.request(path_a, bearer(TOKEN_A))[0] == 200 and sys_.request(path_b, bearer(TOKEN_ALL))[0] == 200:
+            break
+        time.sleep(0.05)
+    s, h, _ = sys_.request(path_a, bearer(TOKEN_A))
+    check(s == 200, f"a/latest with a's token: {s}")
+    tag = h["etag"]
+    s, h304, body = sys_.request(path_a, {**bearer(TOKEN_A), "If-None-Match": tag})
+    check(s == 304 and body == b"", f"revalidation with a's token: {s} {body[:80]}")
+    check(h304.get("etag") == tag and h304.get("last-modified") == h["last-modified"], f"validators: {h304}")
+    jwt = make_jwt({"sub": "u", "topics": ["sensors/a/#"], "exp": int(time.time()) + 600})
+    check(sys_.request(path_a, {**bearer(jwt), "If-None-Match": tag})[0] == 304, "revalidation with a JWT")
+    s, h, _ = sys_.request(path_a, {"If-None-Match": tag})
+    check(s == 401 and "www-authenticate" in h, f"revalidation without a token: {s}")
+    check(sys_.request(path_a, {**bearer("not-a-token"), "If-None-Match": tag})[0] == 401, "with a bad token")
+    _, hb, _ = sys_.request(path_b, bearer(TOKEN_ALL))
+    s, _, _ = sys_.request(path_b, {**bearer(TOKEN_A), "If-None-Match": hb["etag"]})
+    check(s == 403, f"b's tag revalidated with a's token: {s}")
+
+    # Pipelined on one connection: 30 with the static token, one without a token (401, and the
+    # connection stays), 30 with the JWT, the last one split across two writes, then one that closes.
+    def req(token, close=False):
+        auth = f"Authorization: Bearer {token}\r\n" if token else ""
+        conn = "Connection: close\r\n" if close else ""
+        return (f"GET {path_a} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}If-None-Match: {tag}\r\n{conn}\r\n").encode()
+    first = req(TOKEN_A) * 30 + req(None) + req(jwt) * 29
+    last = req(jwt)
+    with sys_.connect() as c:
+        c.settimeout(20)
+        c.sendall(first + last[:25])
+        time.sleep(0.2)
+        c.sendall(last[25:] + req(TOKEN_A, close=True))
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+    answers = parse_answers(data)
+    statuses = [a[0] for a in answers]
+    check(statuses == [304] * 30 + [401] + [304] * 31, f"pipelined answers in order: {statuses}")
+    check(all(a[1].get("etag") == tag for a in answers if a[0] == 304), "each 304 carries the tag")
+    check(json.loads(answers[30][2])["error"]["code"] == "unauthorized", f"the 401: {answers[30][2][:120]}")
+
+
 CASES = {
     "paths": (case_paths, AUTH_CONF),
+    "not_modified": (case_not_modified, AUTH_CONF),
     "no_leak": (case_no_leak, AUTH_CONF),
     "jwt": (case_jwt, AUTH_CONF),
     "expiry": (case_expiry, AUTH_CONF),

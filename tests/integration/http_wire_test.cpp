@@ -1,7 +1,7 @@
 // End-to-end tests of HTTP details on the wire: the Date header on every kind of answer, the
-// WebSocket upgrade's refusals, 414 versus 431, and the aggregate's bucket limit with open and
-// extreme ranges. A real Mosquitto, the real broker-bridge binary, raw sockets (docs/api.md
-// sections 3.1, 3.6, 3.9 and 5).
+// WebSocket upgrade's refusals, 414 versus 431, the aggregate's bucket limit with open and
+// extreme ranges, pipelined and split revalidations, and the idle deadline. A real Mosquitto, the
+// real broker-bridge binary, raw sockets (docs/api.md sections 3.1, 3.6, 3.9, 5 and 8.3).
 #include "http_client.hpp"
 #include "mqtt_publisher.hpp"
 #include "processes.hpp"
@@ -19,6 +19,8 @@
 #include <algorithm>
 #include <cctype>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +51,13 @@ std::int64_t count_of(std::uint16_t port, const std::string& sensor, const std::
         if (s.at("sensor").as_string() == sensor && s.at("metric").as_string() == metric)
             return s.at("count").as_int64();
     return 0;
+}
+
+// One temperature reading of `sensor`, committed before this returns.
+void publish_one(system_under_test& s, const std::string& sensor) {
+    publisher p(s.mosq.url(), "t-" + sensor);
+    p.pub("sensors/" + sensor + "/temperature", "{\"value\": 20.5, \"ts\": " + ts(0) + ", \"seq\": 1}");
+    REQUIRE(eventually([&] { return count_of(s.br.port(), sensor, "temperature") == 1; }));
 }
 
 // An IMF-fixdate (RFC 9110 5.6.7) of the last few seconds: what a Date header must hold.
@@ -104,9 +113,7 @@ const std::string ws_v13 = "Sec-WebSocket-Version: 13\r\n";
 TEST_CASE("http wire - every answer carries a current Date header, 304s and stream headers included") {
     system_under_test s;
     const std::uint16_t port = s.br.port();
-    publisher p(s.mosq.url(), "t-date");
-    p.pub("sensors/d1/temperature", "{\"value\": 20.5, \"ts\": " + ts(0) + ", \"seq\": 1}");
-    REQUIRE(eventually([&] { return count_of(port, "d1", "temperature") == 1; }));
+    publish_one(s, "d1");
     const auto dated = [&](const http_response& r, int status, const std::string& what) {
         CHECK_MESSAGE(r.status == status, what << ": " << r.status);
         CHECK_MESSAGE(is_current_http_date(r.header("date")), what << ": Date '" << r.header("date") << "'");
@@ -287,4 +294,120 @@ TEST_CASE("http wire - aggregate: the bucket limit holds with open bounds, and e
     }
     expect_error(http_get(port, base + "from=" + ts(10) + "&to=" + ts(10)), 400, "bad_parameter", "empty range");
     CHECK(http_get(port, "/healthz").status == 200);
+}
+
+namespace {
+
+int connect_local(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    timeval tv{10, 0};  // no read waits forever
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    return fd;
+}
+
+// Reads one bodiless answer (a 304) from `fd`: its header; empty when the server closed.
+std::string read_header(int fd) {
+    std::string got;
+    char c;
+    while (got.size() < 4 || got.compare(got.size() - 4, 4, "\r\n\r\n") != 0) {
+        if (::recv(fd, &c, 1, 0) != 1) return {};
+        got += c;
+    }
+    return got;
+}
+
+std::size_t count_of_text(const std::string& s, const std::string& what) {
+    std::size_t n = 0;
+    for (auto at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("http wire - pipelined revalidations are answered in order, whole or split across reads") {
+    system_under_test s;
+    const std::uint16_t port = s.br.port();
+    publish_one(s, "p1");
+    const std::string latest = "/api/v1/sensors/p1/temperature/latest";
+    const auto first = http_get(port, latest);
+    REQUIRE(first.status == 200);
+    const std::string tag = first.header("etag");
+    REQUIRE(tag.size() > 2);
+
+    // 200 revalidations in one write, then one with another tag (a 200 with the body), one more
+    // revalidation and a request that closes: 203 answers, in the order asked.
+    const std::string revalidate = "GET " + latest + " HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: " + tag + "\r\n\r\n";
+    std::string many;
+    for (int i = 0; i < 200; ++i) many += revalidate;
+    many += "GET " + latest + " HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: \"other\"\r\n\r\n";
+    many += revalidate + "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    const auto r = http_raw(port, many);
+    REQUIRE(r.status == 304);
+    const std::string all = r.body;  // everything after the first status line's header
+    CHECK_MESSAGE(count_of_text(all, "HTTP/1.1 304 Not Modified\r\n") == 200, all.substr(0, 400));  // + the first
+    const auto ok = all.find("HTTP/1.1 200 OK\r\n");
+    REQUIRE(ok != std::string::npos);
+    CHECK(count_of_text(all.substr(0, ok), "HTTP/1.1 304 Not Modified\r\n") == 199);
+    CHECK(all.find(first.body, ok) != std::string::npos);  // the 200 carries the representation
+    const auto last_304 = all.find("HTTP/1.1 304 Not Modified\r\n", ok);
+    const auto health = all.find("HTTP/1.1 200 OK\r\n", ok + 1);
+    CHECK((last_304 != std::string::npos && health != std::string::npos && last_304 < health));
+    CHECK(all.find("{\"status\":\"ok\"}", health) != std::string::npos);
+
+    // A revalidation split inside the path and inside a field, and two in one part with the
+    // second cut short: each is answered once it is whole.
+    const auto split = http_raw_parts(
+        port,
+        {"GET /api/v1/sens", "ors/p1/temperature/latest HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Ma",
+         "tch: " + tag + "\r\n\r\n" + revalidate.substr(0, 30), revalidate.substr(30),
+         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"},
+        200ms, 10s);
+    CHECK(split.status == 304);
+    CHECK(count_of_text(split.body, "HTTP/1.1 304 Not Modified\r\n") == 1);
+    CHECK(split.body.find("{\"status\":\"ok\"}") != std::string::npos);
+
+    // Plain paths are routed without Boost.URL's parse; escaped ones with it: the same answers.
+    CHECK(http_get(port, "/api/v1/sensors/p1/temperatur%65/latest", {{"If-None-Match", tag}}).status == 304);
+    CHECK(http_get(port, latest + "/", {{"If-None-Match", tag}}).status == 304);
+    expect_error(http_get(port, "/api/v1//sensors/p1/temperature/latest"), 404, "not_found", "empty segment");
+    expect_error(http_get(port, latest + "?x=1"), 400, "bad_parameter", "a parameter on /latest");
+    expect_error(http_get(port, "/api/v1/sensors/p1/temperature/latest/a/b/c/d/e"), 404, "not_found", "long path");
+    expect_error(http_get(port, "/api/v1/sensors/p%201/temperature/latest"), 404, "not_found", "escaped space");
+    expect_error(http_raw(port, "GET /api/v1/sensors/p1/temperature/latest<> HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                "Connection: close\r\n\r\n"),
+                 400, "bad_request", "an invalid target");
+}
+
+TEST_CASE("http wire - the idle deadline moves with every request and closes a connection left idle") {
+    temp_dir dir;
+    broker mosq{dir / "mosquitto"};
+    std::filesystem::create_directories(dir / "bridge");
+    {
+        std::ofstream(dir / "bridge.toml") << "[http]\nidle_timeout_s = 2\n";
+    }
+    bridge br{dir / "bridge", mosq.url(), {"--config", (dir / "bridge.toml").string()}};
+    REQUIRE(br.wait_ready());
+    const std::string req = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    const int fd = connect_local(br.port());
+    // Six requests 0.5 s apart (3 s in all, more than the 2 s deadline): each is answered.
+    for (int i = 0; i < 6; ++i) {
+        REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+        const std::string h = read_header(fd);
+        REQUIRE_MESSAGE(h.rfind("HTTP/1.1 200 OK\r\n", 0) == 0, "request " << i << ": " << h);
+        char body[15];
+        REQUIRE(::recv(fd, body, sizeof body, MSG_WAITALL) == 15);  // {"status":"ok"}
+        std::this_thread::sleep_for(500ms);
+    }
+    // Then idle: the bridge closes it (the read sees the end, well before its 10 s timeout).
+    const auto t0 = std::chrono::steady_clock::now();
+    char c;
+    CHECK(::recv(fd, &c, 1, 0) == 0);
+    CHECK(std::chrono::steady_clock::now() - t0 < 9s);
+    ::close(fd);
 }
