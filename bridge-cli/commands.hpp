@@ -46,7 +46,7 @@ struct aggregate_options {
 
 struct watch_options {
     std::vector<std::string> topics;     // MQTT filters; none means every series
-    std::optional<std::int64_t> after;   // replay from after this id; none: live from now
+    std::optional<std::string> after;    // replay from after this cursor (`N` or `N@E`); none: live from now
     bool json = false;                   // the reading JSON verbatim, one per line
     std::size_t count = 0;               // exit 0 after this many readings; 0: never
     bool status = false;                 // also print presence (online/offline) events

@@ -98,7 +98,18 @@ int main(int argc, char** argv) {
     auto* watch = app.add_subcommand(
         "watch", "Print live readings as they are stored, one line each, until interrupted or --count");
     watch->add_option("TOPIC_FILTER", wo.topics, "MQTT topic filters, e.g. 'sensors/+/temperature' (default: all)");
-    watch->add_option("--after", wo.after, "first replay every reading after this id")->check(CLI::NonNegativeNumber);
+    watch->add_option("--after", wo.after,
+                      "first replay every reading after this cursor (a reading id, or a cursor N@E the bridge handed out)")
+        ->check(CLI::Validator(
+            [](const std::string& v) {
+                const auto at = v.find('@');
+                const std::string id = v.substr(0, at);
+                const bool id_ok = !id.empty() && id.size() <= 18 && id.find_first_not_of("0123456789") == std::string::npos;
+                const bool epoch_ok = at == std::string::npos ||
+                                      (v.size() - at - 1 == 8 && v.find_first_not_of("0123456789abcdefABCDEF", at + 1) == std::string::npos);
+                return id_ok && epoch_ok ? std::string() : "must be a reading id or a cursor N@E (E: eight hexadecimal digits)";
+            },
+            "CURSOR"));
     watch->add_flag("--json", wo.json, "print each reading's JSON object as the bridge sent it");
     watch->add_option("--count", wo.count, "exit (0) after printing N readings")->check(CLI::PositiveNumber);
     watch->add_flag("--status", wo.status, "also print presence: '<time> <sensor>/status online|offline'");

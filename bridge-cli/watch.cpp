@@ -137,7 +137,8 @@ private:
                           << (last_id ? std::to_string(*last_id) : "?") << " came from (re-created or restored, epoch "
                           << std::string(epoch->get_string()) << "); continuing from id " << oldest << '\n';
             last_id = 0;
-            at_epoch = "@" + std::string(epoch->get_string());
+            at_epoch = '@';
+            at_epoch += epoch->get_string();
             return;
         }
         if (g_.quiet) return;
@@ -157,7 +158,12 @@ int run_watch(const global_options& g, const watch_options& o) {
     client.interrupt_on_signals();
     watcher w(g, o);
     try {
-        w.last_id = o.after ? o.after : newest_id(client, w.at_epoch);
+        if (o.after) {
+            w.last_id = std::stoll(o.after->substr(0, o.after->find('@')));  // checked by the option
+            w.at_epoch = epoch_part(*o.after);
+        } else {
+            w.last_id = newest_id(client, w.at_epoch);
+        }
     } catch (const cli_error&) {
         if (client.interrupted()) return 0;  // Ctrl-C while connecting is no error
         throw;

@@ -38,9 +38,6 @@ namespace {
 constexpr std::size_t max_queued_queries = 1024;
 constexpr std::size_t committer_max_pending = 100'000;  // committer default (docs/api.md 1.5)
 
-std::filesystem::path journal_path(const std::filesystem::path& db) {
-    return db.string() + ".ingest-journal";
-}
 
 // The HTTP listener; when its address cannot be used, the error also says what the operator can
 // change.

@@ -3,6 +3,7 @@
 #include "core/config.hpp"
 #include "core/cursor.hpp"
 #include "backup.hpp"
+#include "pipeline/stores.hpp"
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -27,13 +28,19 @@ int run_storage_command(const telemetry::bridge::config& cfg, const std::filesys
     }
     try {
         const bool backing_up = !backup_to.empty();
-        const auto s = backing_up ? storage::backup(cfg.storage.db_path, backup_to)
-                                  : storage::restore(restore_from, cfg.storage.db_path);
+        // Absolute paths in what it says: a relative db_path depends on the working directory.
+        const auto db = std::filesystem::absolute(cfg.storage.db_path);
+        const auto s = backing_up ? storage::backup(db, backup_to)
+                                  : storage::restore(restore_from, db,
+                                                     {telemetry::bridge::journal_path(db),
+                                                      telemetry::bridge::republish_cursor_path(db)});
         std::cout << "broker-bridge: " << (backing_up ? "backed up " : "restored ")
-                  << (backing_up ? cfg.storage.db_path : restore_from).string() << " to "
-                  << (backing_up ? backup_to : cfg.storage.db_path).string() << ": " << s.readings
+                  << std::filesystem::absolute(backing_up ? db : restore_from).string() << " to "
+                  << std::filesystem::absolute(backing_up ? backup_to : db).string() << ": " << s.readings
                   << " readings, newest id " << s.newest_id << ", epoch " << telemetry::bridge::epoch_text(s.epoch)
-                  << ", " << s.bytes << " bytes" << std::endl;
+                  << ", " << s.bytes << " bytes";
+        for (const auto& p : s.set_aside) std::cout << "; set aside " << p.string();
+        std::cout << std::endl;
         return 0;
     } catch (const std::exception& e) {
         std::cerr << "broker-bridge: " << (backup_to.empty() ? "restore" : "backup") << " failed: " << e.what() << '\n';

@@ -16,6 +16,7 @@
 #include <random>
 #include <string>
 #include <system_error>
+#include <vector>
 
 namespace telemetry::storage {
 
@@ -71,13 +72,24 @@ void fsync_file(const std::filesystem::path& p) {
 
 std::filesystem::path temporary_beside(const std::filesystem::path& to) {
     std::random_device rd;
-    return to.parent_path() / ("." + to.filename().string() + ".tmp-" + std::to_string(rd() & 0xFFFFFF));
+    std::string name = ".";  // appended piecewise: GCC 12 warns falsely (-Wrestrict) on "." + string
+    name += to.filename().string();
+    name += ".tmp-";
+    name += std::to_string(rd() & 0xFFFFFF);
+    return to.parent_path() / name;
+}
+
+// SQLite's files beside a database: its WAL, shared-memory index and rollback journal.
+void remove_sidecars(const std::filesystem::path& p) {
+    std::error_code ec;
+    for (const char* suffix : {"-wal", "-shm", "-journal"})
+        std::filesystem::remove(std::filesystem::path(p.string() + suffix), ec);
 }
 
 void remove_with_sidecars(const std::filesystem::path& p) {
     std::error_code ec;
-    for (const char* suffix : {"", "-wal", "-shm", "-journal"})
-        std::filesystem::remove(std::filesystem::path(p.string() + suffix), ec);
+    std::filesystem::remove(p, ec);
+    remove_sidecars(p);
 }
 
 }  // namespace
@@ -104,6 +116,13 @@ exclusive_use::~exclusive_use() {
 
 backup_summary backup(const std::filesystem::path& db, const std::filesystem::path& to) {
     if (!std::filesystem::exists(db)) throw storage_error("storage: no database at " + db.string());
+    // Renaming over the database, or a file SQLite or the bridge keeps beside it, would take it
+    // from under a running bridge.
+    const auto target = std::filesystem::weakly_canonical(to);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal", ".lock", ".ingest-journal", ".mqtt-out-cursor"})
+        if (target == std::filesystem::weakly_canonical(std::filesystem::path(db.string() + suffix)))
+            throw storage_error("storage: the backup cannot be written to " + to.string() +
+                                ", which is the database or one of its files");
     const auto tmp = temporary_beside(to);
     try {
         {
@@ -115,6 +134,8 @@ backup_summary backup(const std::filesystem::path& db, const std::filesystem::pa
             dst.exec("PRAGMA journal_mode=DELETE");
         }
         fsync_file(tmp);
+        // A journal or WAL left by an older file of that name would be applied to this one.
+        remove_sidecars(to);
         std::filesystem::rename(tmp, to);
         fsync_file(to.parent_path().empty() ? std::filesystem::path(".") : to.parent_path());
     } catch (const std::filesystem::filesystem_error& e) {
@@ -128,9 +149,12 @@ backup_summary backup(const std::filesystem::path& db, const std::filesystem::pa
     return summarize(c, to);
 }
 
-backup_summary restore(const std::filesystem::path& from, const std::filesystem::path& db) {
+backup_summary restore(const std::filesystem::path& from, const std::filesystem::path& db,
+                       const std::vector<std::filesystem::path>& derived) {
     if (!std::filesystem::exists(from)) throw storage_error("storage: no backup at " + from.string());
     const exclusive_use held(db);
+    if (std::filesystem::exists(db) && std::filesystem::equivalent(from, db))
+        throw storage_error("storage: " + from.string() + " is the database itself");
     {
         connection src(from, connection::mode::read_only);
         const auto check = scalar_text(src, "PRAGMA quick_check");
@@ -141,24 +165,54 @@ backup_summary restore(const std::filesystem::path& from, const std::filesystem:
             scalar(src, "SELECT count(*) FROM sqlite_schema WHERE name IN ('readings', 'meta')") != 2)
             throw storage_error("storage: " + from.string() + " is not a broker-bridge database of schema 1 to " +
                                 std::to_string(schema_version));
-        // The backup replaces every page of the database; its WAL (committed or not) goes with it.
-        connection dst(db, connection::mode::read_write);
-        copy_pages(src, dst, from);
-        dst.exec("PRAGMA journal_mode=WAL");
-        migrate(dst);
-        // A new epoch: the ids after the backup's newest will be handed out again, to other readings.
-        const auto old_epoch = scalar(dst, "SELECT value FROM meta WHERE key = 'epoch'");
-        std::random_device rd;
-        std::uint32_t epoch = 0;
-        do epoch = static_cast<std::uint32_t>(rd());
-        while (epoch == static_cast<std::uint32_t>(old_epoch));
-        dst.exec(("INSERT INTO meta(key, value) VALUES('epoch', " + std::to_string(epoch) +
-                  ") ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-                     .c_str());
-        dst.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    }
+    // Everything is prepared in a file beside the database, which replaces it in one rename only
+    // when it is complete: a restore that fails or is killed half-way leaves the database as it
+    // was, never the backup's data under the old epoch.
+    const auto tmp = temporary_beside(db);
+    backup_summary out;
+    try {
+        {
+            connection src(from, connection::mode::read_only);
+            connection dst(tmp, connection::mode::read_write);
+            copy_pages(src, dst, from);
+            dst.exec("PRAGMA journal_mode=DELETE");
+            migrate(dst);
+            // A new epoch: the ids after the backup's newest will be handed out again, to other readings.
+            const auto old_epoch = scalar(dst, "SELECT value FROM meta WHERE key = 'epoch'");
+            std::random_device rd;
+            std::uint32_t epoch = 0;
+            do epoch = static_cast<std::uint32_t>(rd());
+            while (epoch == static_cast<std::uint32_t>(old_epoch));
+            dst.exec(("INSERT INTO meta(key, value) VALUES('epoch', " + std::to_string(epoch) +
+                      ") ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                         .c_str());
+            dst.exec("PRAGMA journal_mode=WAL");
+        }
+        fsync_file(tmp);
+        // What belongs to the database being replaced goes aside first: its ingest journal (whose
+        // readings would otherwise be committed into the restored data) and the like.
+        for (const auto& p : derived) {
+            if (!std::filesystem::exists(p)) continue;
+            const std::filesystem::path aside(p.string() + ".pre-restore");
+            std::filesystem::rename(p, aside);
+            out.set_aside.push_back(aside);
+        }
+        // Its WAL and shared-memory index too: SQLite would apply an old WAL to the new file.
+        remove_sidecars(db);
+        std::filesystem::rename(tmp, db);
+        fsync_file(db.parent_path().empty() ? std::filesystem::path(".") : db.parent_path());
+    } catch (const std::filesystem::filesystem_error& e) {
+        remove_with_sidecars(tmp);
+        throw storage_error(std::string("storage: restore of ") + db.string() + ": " + e.what());
+    } catch (...) {
+        remove_with_sidecars(tmp);
+        throw;
     }
     connection c(db, connection::mode::read_only);
-    return summarize(c, db);
+    auto s = summarize(c, db);
+    s.set_aside = std::move(out.set_aside);
+    return s;
 }
 
 }  // namespace telemetry::storage

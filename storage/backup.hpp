@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <vector>
 
 namespace telemetry::storage {
 
@@ -28,16 +29,23 @@ struct backup_summary {
     std::int64_t newest_id = 0;  // greatest id handed out (survives retention)
     std::uint32_t epoch = 0;
     std::uintmax_t bytes = 0;
+    std::vector<std::filesystem::path> set_aside;  // restore: files renamed to `<name>.pre-restore`
 };
 
 // Copies the database `db` (which a running bridge may be writing) to `to`, a self-contained file
 // (no -wal beside it), written under a temporary name and renamed, so that `to` is either the
-// previous file or the whole new one. Throws storage_error.
+// previous file or the whole new one. One read snapshot for the whole copy: meanwhile the
+// database's WAL grows by what is committed. Refuses `to` naming the database or a file beside
+// it. Throws storage_error.
 backup_summary backup(const std::filesystem::path& db, const std::filesystem::path& to);
 
 // Replaces the database `db` by the backup `from` (checked first: an SQLite database of this
-// program's, intact) and gives it a new epoch. Refuses while a bridge uses `db`. Throws
-// storage_error.
-backup_summary restore(const std::filesystem::path& from, const std::filesystem::path& db);
+// program's, intact) and gives it a new epoch, all prepared in a temporary file that replaces
+// `db` in one rename. The files of `derived` that exist (kept beside the database about its
+// contents: the ingest journal, the republisher's cursor) are renamed to `<name>.pre-restore`
+// first, so that nothing of the replaced database comes back. Refuses while a bridge uses `db`.
+// Throws storage_error; then `db` is as it was.
+backup_summary restore(const std::filesystem::path& from, const std::filesystem::path& db,
+                       const std::vector<std::filesystem::path>& derived = {});
 
 }  // namespace telemetry::storage

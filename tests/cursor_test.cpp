@@ -16,12 +16,12 @@ TEST_CASE("cursor - parsing") {
     REQUIRE(c);
     CHECK(c->id == 1043);
     CHECK(c->epoch == 0x9f3a01c2u);
-    c = parse_cursor("0@0");
+    c = parse_cursor("0@00000000");
     REQUIRE(c);
     CHECK(c->epoch == 0u);
     CHECK(parse_cursor("9223372036854775807@FFFFFFFF")->epoch == 0xffffffffu);
     for (const char* bad : {"", "@", "-1", "+1", " 1", "1 ", "1@", "@00c0ffee", "1@123456789", "1@xyz",
-                            "1@0x1f", "1@-1", "1.5", "9223372036854775808", "1@@2", "1@2@3"}) {
+                            "1@0x1f", "1@-1", "1@0", "1@c0ffee", "1@+0c0ffee", "1@ c0ffee0", "1.5", "9223372036854775808", "1@@2", "1@2@3"}) {
         CAPTURE(bad);
         CHECK(!parse_cursor(bad));
     }

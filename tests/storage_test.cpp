@@ -246,6 +246,42 @@ TEST_CASE("storage backup copies a database being written; restore renews the ep
     CHECK(reader(dir.db()).max_id() == b.newest_id + 1);
 }
 
+TEST_CASE("storage restore sets aside the files of the replaced database, and one that fails changes nothing") {
+    temp_dir dir;
+    const fs::path copy = dir / "backup.db";
+    {
+        writer w(dir.db());
+        put(w, {make("a", "t", 1, 1), make("a", "t", 2, 2)});
+        backup(dir.db(), copy);
+        put(w, {make("a", "t", 3, 3)});
+    }
+    const auto epoch = reader(dir.db()).epoch();
+    const fs::path journal = dir.db().string() + ".ingest-journal";
+    std::ofstream(journal) << "what the replaced database had journaled";
+    // The journal cannot be set aside (a directory is in the way): the restore fails before the
+    // database is touched, and leaves no temporary file.
+    fs::create_directories(fs::path(journal.string() + ".pre-restore") / "in-the-way");
+    CHECK_THROWS_AS(restore(copy, dir.db(), {journal}), storage_error);
+    {
+        reader r(dir.db());
+        CHECK(r.epoch() == epoch);
+        CHECK(r.max_id() == 3);
+    }
+    for (const auto& e : fs::directory_iterator(dir.path()))
+        CHECK_MESSAGE(e.path().filename().string().find(".tmp-") == std::string::npos, e.path());
+    fs::remove_all(fs::path(journal.string() + ".pre-restore"));
+    const auto r = restore(copy, dir.db(), {journal, dir.db().string() + ".not-there"});
+    REQUIRE(r.set_aside.size() == 1);
+    CHECK(r.set_aside[0] == fs::path(journal.string() + ".pre-restore"));
+    CHECK(!fs::exists(journal));
+    CHECK(reader(dir.db()).max_id() == 2);
+    CHECK(reader(dir.db()).epoch() != epoch);
+    // A backup is never written over the database or a file beside it.
+    for (const std::string suffix : {"", "-wal", ".ingest-journal", ".lock"})
+        CHECK_THROWS_AS(backup(dir.db(), dir.db().string() + suffix), storage_error);
+    CHECK_THROWS_AS(restore(dir.db(), dir.db()), storage_error);
+}
+
 TEST_CASE("storage ids are not reused after retention deleted the newest rows") {
     temp_dir dir;
     std::int64_t newest = 0;

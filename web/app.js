@@ -308,7 +308,9 @@ addEventListener('resize', () => {
 
 const feed = new LiveFeed({
   startMode,
-  handlers: { onReadings, onStatus: setPresence, onSeries, onState },
+  // A reset for another epoch: the bridge's database was re-created or restored, and every id
+  // the page holds means other readings there. A reload starts afresh (the token is kept).
+  handlers: { onReadings, onStatus: setPresence, onSeries, onState, onEpoch: () => location.reload() },
 });
 
 // Start: the newest id first, then the series list (which is at least as new), then the feed

@@ -41,7 +41,7 @@ export function backoff(attempt, base = 500, cap = MAX_BACKOFF_MS) {
 
 export class LiveFeed {
   // handlers: onReadings(array, mode), onStatus(sensor, online), onSeries(seriesList),
-  // onState({mode, state, attempt, retryAt, note}).
+  // onState({mode, state, attempt, retryAt, note}), onEpoch(reset): the database was replaced.
   constructor({ startMode = 'websocket', handlers }) {
     this.h = handlers;
     this.startIndex = Math.max(0, MODES.indexOf(startMode));
@@ -82,6 +82,9 @@ export class LiveFeed {
       this.cursor = 0;
       this.epoch = r.epoch;
       this.state('live', { note: 'the bridge\'s database was replaced: reloading its readings' });
+      // What the page holds (charts, counts, history) is of the other database: the page starts
+      // afresh (handlers.onEpoch), or at least the feed does.
+      if (this.h.onEpoch) this.h.onEpoch(r);
     } else {
       this.state('live', { note: `retention deleted readings after ${r.after}` });
     }

@@ -5,7 +5,7 @@
 namespace telemetry::bridge {
 
 std::optional<std::uint32_t> parse_epoch(std::string_view text) {
-    if (text.empty() || text.size() > 8) return std::nullopt;
+    if (text.size() != 8) return std::nullopt;
     std::uint32_t e = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), e, 16);
     if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;

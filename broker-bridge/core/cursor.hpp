@@ -16,8 +16,8 @@ struct wire_cursor {
     std::optional<std::uint32_t> epoch;  // absent: a bare id (the current epoch)
 };
 
-// `N` or `N@E` with N a non-negative decimal integer and E one to eight hexadecimal digits
-// (the bridge writes eight, lowercase). nullopt for anything else.
+// `N` or `N@E` with N a non-negative decimal integer and E eight hexadecimal digits (the bridge
+// writes them lowercase; either case is read). nullopt for anything else.
 std::optional<wire_cursor> parse_cursor(std::string_view text);
 // An epoch alone, as WebSocket and gRPC clients pass it beside a numeric `after`.
 std::optional<std::uint32_t> parse_epoch(std::string_view text);

@@ -28,6 +28,12 @@ std::unique_ptr<storage::store_reader> open_reader(const storage_config& s) {
     return std::make_unique<storage::reader>(s.db_path);
 }
 
+std::filesystem::path journal_path(const std::filesystem::path& db) { return db.string() + ".ingest-journal"; }
+
+std::filesystem::path republish_cursor_path(const std::filesystem::path& db) {
+    return db.string() + ".mqtt-out-cursor";
+}
+
 std::string describe_store(const storage_config& s) {
     if (!s.postgresql()) return "SQLite " + s.db_path.string();
     // postgresql://user:secret@host/db -> postgresql://user:***@host/db; password=secret -> ***

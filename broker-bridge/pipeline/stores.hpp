@@ -5,6 +5,7 @@
 #include "backup.hpp"
 #include "store.hpp"
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 
@@ -20,6 +21,11 @@ std::unique_ptr<storage::exclusive_use> hold_store(const config& c);
 std::unique_ptr<storage::store_writer> open_writer(const config& c, bool power_safe);
 // A reader (one per thread) of the same store.
 std::unique_ptr<storage::store_reader> open_reader(const storage_config& s);
+
+// Files the bridge keeps beside an SQLite database (db_path) about its contents: the ingest
+// journal, the MQTT republisher's cursor. A restore sets them aside (storage::restore).
+std::filesystem::path journal_path(const std::filesystem::path& db);
+std::filesystem::path republish_cursor_path(const std::filesystem::path& db);
 
 // What the store says about itself in the log: the file, or the PostgreSQL URL without its
 // password.

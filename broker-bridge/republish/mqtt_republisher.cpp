@@ -87,7 +87,7 @@ mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, m
       metrics_(m),
       everything_(std::make_shared<reading_selector>(
           std::vector<topic_filter>{*topic_filter::parse(c.mqtt.topic_prefix + "/+/+")})),
-      cursor_file_(c.storage.db_path.string() + ".mqtt-out-cursor", h.newest_id()) {
+      cursor_file_(republish_cursor_path(c.storage.db_path), h.newest_id()) {
     cursor_ = acked_ = start_cursor(cursor_file_, h);
     metrics_.mqtt_out_acked_id.store(acked_, std::memory_order_relaxed);
     metrics_.mqtt_out_enabled.store(true, std::memory_order_relaxed);
@@ -437,6 +437,12 @@ bool mqtt_republisher::send(const std::string& topic, const std::string& payload
         p.value.value.data = id_text;
         p.value.value.len = static_cast<int>(end - id_text);
         MQTTProperties_add(&props, &p);  // copies the strings
+        // The id's epoch (docs/api.md 2.1): after a restore ids repeat, under another epoch.
+        p.value.data.data = const_cast<char*>("epoch");
+        p.value.data.len = 5;
+        p.value.value.data = const_cast<char*>(hub_.epoch_text().data());
+        p.value.value.len = static_cast<int>(hub_.epoch_text().size());
+        MQTTProperties_add(&props, &p);
     }
     MQTTAsync_message m = MQTTAsync_message_initializer;
     m.payload = const_cast<char*>(payload.data());

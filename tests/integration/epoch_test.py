@@ -85,6 +85,8 @@ def case_backup_restore(sys_):
     check(r.returncode == 0, f"backup exits 0: {r.returncode} {r.stderr}")
     check(f"5 readings, newest id 5, epoch {old_epoch}" in r.stdout, f"backup says what it copied: {r.stdout!r}")
     check(not any(f.startswith(".backup.db.tmp") for f in os.listdir(sys_.dir)), "no temporary file left")
+    r = storage_command(sys_, "backup", "--to", os.path.join(sys_.dir, "bridge.db"))
+    check(r.returncode == 1 and "which is the database" in r.stderr, f"a backup over the live database is refused: {r.stderr}")
     for i in range(5, 8):
         sys_.pub(f"sensors/s{i % 2}/temperature", str(20 + i))
     committed(sys_, 8)
@@ -112,6 +114,8 @@ def case_backup_restore(sys_):
     check(r.returncode == 0, f"restore exits 0: {r.returncode} {r.stderr}")
     m = re.search(r"5 readings, newest id 5, epoch ([0-9a-f]{8})", r.stdout)
     check(m and m.group(1) != old_epoch, f"restore says what it restored, with a new epoch: {r.stdout!r}")
+    check("set aside " + os.path.join(sys_.dir, "bridge.db.ingest-journal.pre-restore") in r.stdout,
+          f"restore sets the replaced database's journal aside: {r.stdout!r}")
     new_epoch = m.group(1)
     sys_.start_bridge()
 

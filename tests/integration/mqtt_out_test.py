@@ -63,6 +63,7 @@ class PahoSub:
 
     def __init__(self, sys_, topic, name):
         self.messages, self.lock = [], threading.Lock()
+        self.epochs = set()  # the epoch user properties seen
         self.subscribed = threading.Event()
         self.c = mqtt.Client(client_id=name, protocol=mqtt.MQTTv5)
         self.c.on_message = self._on_message
@@ -76,6 +77,7 @@ class PahoSub:
         props = dict(getattr(msg.properties, "UserProperty", []) or [])
         with self.lock:
             self.messages.append((msg.topic, props.get("id"), msg.payload.decode(), bool(msg.retain)))
+            self.epochs.add(props.get("epoch"))
 
     def snapshot(self):
         with self.lock:
@@ -107,7 +109,8 @@ class MosquittoSub:
         for line in open(self.path).read().splitlines():
             t, prop, payload = line.split("\t", 2)
             if not t.startswith("probe/"):
-                out.append((t, prop.partition(":")[2] if prop.startswith("id:") else None, payload, False))
+                props = dict(kv.partition(":")[::2] for kv in prop.split())  # "id:5 epoch:0a1b2c3d"
+                out.append((t, props.get("id"), payload, False))
         return out
 
     def close(self):
@@ -243,6 +246,9 @@ def case_retained_latest(sys_):
         check(retained, f"{topic} is retained")
         check(json.loads(payload) == json.loads(body), f"{topic}: {payload} is not /latest {body}")
         check(prop == str(json.loads(body)["id"]), f"{topic}: id property {prop}")
+    _, _, body = sys_.request("/api/v1/updates?timeout=0")
+    epoch = json.loads(body)["cursor"].partition("@")[2]
+    check(paho.epochs == {epoch}, f"epoch user property {paho.epochs}, the database's is {epoch}")
     check(json.loads(got["out/latest/r0/t"][2])["value"] == 99, "r0's latest follows the restart")
     paho.close()
 
