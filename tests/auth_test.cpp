@@ -69,7 +69,7 @@ TEST_CASE("auth - off: everyone reads everything") {
     CHECK(std::get<grant_ptr>(r)->unrestricted());
 }
 
-TEST_CASE("auth - static tokens carry their grant; others are refused") {
+TEST_CASE("auth - static tokens carry their grant, others are refused") {
     const authenticator a(config_with_keys());
     auto r = a.authenticate("static-token-for-a-0001", now);
     REQUIRE(std::holds_alternative<grant_ptr>(r));

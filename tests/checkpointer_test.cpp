@@ -53,7 +53,7 @@ TEST_CASE("checkpointer - the WAL stays bounded with checkpoints off the committ
     CHECK(rd.max_id() == batches * per_batch);
 }
 
-TEST_CASE("checkpointer - its own thread checkpoints and the WAL starts over; the writer never checkpoints") {
+TEST_CASE("checkpointer - its own thread checkpoints and the WAL starts over, the writer never checkpoints") {
     telemetry::testing::temp_dir dir;
     const fs::path db = dir / "plain.db";
     connection c(db, connection::mode::read_write);

@@ -274,7 +274,7 @@ TEST_CASE("hub - a reset is due only where a selected series lost a reading afte
     CHECK_FALSE(loaded.deleted_after(7, *selecting({"sensors/x/t"})));
 }
 
-TEST_CASE("hub - seq gaps are counted per series; a seq back at 0 or 1 is a restart, others are late") {
+TEST_CASE("hub - seq gaps are counted per series, a seq back at 0 or 1 is a restart, others are late") {
     hub h("sensors", 100);
     std::vector<reading> batch;
     std::int64_t id = 0;

@@ -385,7 +385,7 @@ TEST_CASE("journal - a larger reservation that does not fit leaves the journal, 
 
 // Power loss cannot be simulated here: these check that the syncs happen where the promise needs
 // them (counted by the journal), not that the disk keeps what it was told to.
-TEST_CASE("journal - with sync every append is synced before it returns; without, none is") {
+TEST_CASE("journal - with sync every append is synced before it returns, without, none is") {
     temp_dir dir;
     journal off(dir / "off", 1 << 20);
     std::vector<reading> rs{make(1, "a", 1.0)};

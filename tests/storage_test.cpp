@@ -196,7 +196,7 @@ STORE_TEST_CASE("storage the epoch is kept with the data, the same for every rea
     CHECK(other.reader()->epoch() != e);
 }
 
-TEST_CASE("storage backup copies a database being written; restore renews the epoch and is refused while in use") {
+TEST_CASE("storage backup copies a database being written, restore renews the epoch and is refused while in use") {
     temp_dir dir;
     const fs::path copy = dir / "backup.db";
     writer w(dir.db());

@@ -216,7 +216,7 @@ TEST_CASE("http wire - WebSocket handshake errors are the API's JSON 400s, check
     CHECK(http_get(port, "/healthz").status == 200);
 }
 
-TEST_CASE("http wire - a request target over the limit is 414 at any length; headers over theirs are 431") {
+TEST_CASE("http wire - a request target over the limit is 414 at any length, headers over theirs are 431") {
     system_under_test s;
     const std::uint16_t port = s.br.port();
     // http.max_target_bytes 4096 and http.max_header_bytes 8192 (defaults).
