@@ -92,6 +92,29 @@ void remove_with_sidecars(const std::filesystem::path& p) {
     remove_sidecars(p);
 }
 
+// Puts the finished file `tmp` in place of `target` (both in one folder): synced, then the files
+// of `derived` that exist renamed to `<name>.pre-restore` (returned), SQLite's files beside
+// `target` removed (an old journal or WAL would be applied to the new file), one rename, the
+// folder synced. Throws storage_error naming `target`.
+std::vector<std::filesystem::path> install(const std::filesystem::path& tmp, const std::filesystem::path& target,
+                                           const std::vector<std::filesystem::path>& derived) {
+    std::vector<std::filesystem::path> moved;
+    try {
+        fsync_file(tmp);
+        for (const auto& p : derived) {
+            if (!std::filesystem::exists(p)) continue;
+            moved.emplace_back(p.string() + ".pre-restore");
+            std::filesystem::rename(p, moved.back());
+        }
+        remove_sidecars(target);
+        std::filesystem::rename(tmp, target);
+        fsync_file(target.parent_path().empty() ? std::filesystem::path(".") : target.parent_path());
+    } catch (const std::filesystem::filesystem_error& e) {
+        throw storage_error("storage: replacing " + target.string() + ": " + e.what());
+    }
+    return moved;
+}
+
 }  // namespace
 
 exclusive_use::exclusive_use(const std::filesystem::path& db) {
@@ -133,14 +156,7 @@ backup_summary backup(const std::filesystem::path& db, const std::filesystem::pa
             // rollback-journal database (a restore makes it WAL again).
             dst.exec("PRAGMA journal_mode=DELETE");
         }
-        fsync_file(tmp);
-        // A journal or WAL left by an older file of that name would be applied to this one.
-        remove_sidecars(to);
-        std::filesystem::rename(tmp, to);
-        fsync_file(to.parent_path().empty() ? std::filesystem::path(".") : to.parent_path());
-    } catch (const std::filesystem::filesystem_error& e) {
-        remove_with_sidecars(tmp);
-        throw storage_error(std::string("storage: backup to ") + to.string() + ": " + e.what());
+        install(tmp, to, {});
     } catch (...) {
         remove_with_sidecars(tmp);
         throw;
@@ -170,7 +186,7 @@ backup_summary restore(const std::filesystem::path& from, const std::filesystem:
     // when it is complete: a restore that fails or is killed half-way leaves the database as it
     // was, never the backup's data under the old epoch.
     const auto tmp = temporary_beside(db);
-    backup_summary out;
+    std::vector<std::filesystem::path> set_aside;
     try {
         {
             connection src(from, connection::mode::read_only);
@@ -189,29 +205,16 @@ backup_summary restore(const std::filesystem::path& from, const std::filesystem:
                          .c_str());
             dst.exec("PRAGMA journal_mode=WAL");
         }
-        fsync_file(tmp);
         // What belongs to the database being replaced goes aside first: its ingest journal (whose
         // readings would otherwise be committed into the restored data) and the like.
-        for (const auto& p : derived) {
-            if (!std::filesystem::exists(p)) continue;
-            const std::filesystem::path aside(p.string() + ".pre-restore");
-            std::filesystem::rename(p, aside);
-            out.set_aside.push_back(aside);
-        }
-        // Its WAL and shared-memory index too: SQLite would apply an old WAL to the new file.
-        remove_sidecars(db);
-        std::filesystem::rename(tmp, db);
-        fsync_file(db.parent_path().empty() ? std::filesystem::path(".") : db.parent_path());
-    } catch (const std::filesystem::filesystem_error& e) {
-        remove_with_sidecars(tmp);
-        throw storage_error(std::string("storage: restore of ") + db.string() + ": " + e.what());
+        set_aside = install(tmp, db, derived);
     } catch (...) {
         remove_with_sidecars(tmp);
         throw;
     }
     connection c(db, connection::mode::read_only);
     auto s = summarize(c, db);
-    s.set_aside = std::move(out.set_aside);
+    s.set_aside = std::move(set_aside);
     return s;
 }
 
