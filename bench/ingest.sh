@@ -31,6 +31,7 @@
 # Environment: N=200000 (rounded down to a multiple of SENSORS) ROUNDS=3 SENSORS=10 PUBLISH_S=10 LIVE=1 LIVE_RATE=15000 LIVE_S=10
 #   BRIDGE_TOML=FILE (passed to the bridge as --config; flags still set broker, HTTP and db)
 #   SYNC_COMPARE=0 REPUBLISH_COMPARE=0 DRAIN_TIMEOUT_S=120 (a bridge round fails when the backlog is not stored by then)
+#   PERF_DIR=DIR (perf record -g of the bridge during each backlog drain: DIR/bridge-1.data, ...)
 # Runtime: about 3-5 minutes; hard limit 9.5 minutes.
 set -euo pipefail
 build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
@@ -45,6 +46,8 @@ BRIDGE_TOML=${BRIDGE_TOML:-}
 SYNC_COMPARE=${SYNC_COMPARE:-0}
 REPUBLISH_COMPARE=${REPUBLISH_COMPARE:-0}
 DRAIN_TIMEOUT_S=${DRAIN_TIMEOUT_S:-120}
+PERF_DIR=${PERF_DIR:-}  # set: perf record of the bridge during each backlog drain, bridge-N.data there
+perf_n=0
 [[ -z $BRIDGE_TOML || -r $BRIDGE_TOML ]] || { echo "BRIDGE_TOML=$BRIDGE_TOML is not readable" >&2; exit 1; }
 [[ -n $BRIDGE_TOML ]] && BRIDGE_TOML=$(realpath "$BRIDGE_TOML")
 LIMIT_S=570
@@ -204,8 +207,15 @@ bridge_round() {
   t_launch=$(date +%s.%N)
   start_bridge
   c0=$(cpu_ticks "$bridge_pid")
+  local perf_pid=""
+  if [[ -n $PERF_DIR ]]; then  # a profile of the bridge while it drains (one file per round)
+    perf_n=$((perf_n + 1))
+    perf record -F 999 -g -p "$bridge_pid" -o "$PERF_DIR/bridge-$perf_n.data" 2> /dev/null &
+    perf_pid=$!
+  fi
   wait "$pp" || true
   c1=$(cpu_ticks "$bridge_pid"); b1=$(cpu_ticks "$broker_pid")
+  [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
   local res
   # The first-to-last rate needs two samples that differ; otherwise (a tiny N stored in one
   # commit before the first poll) only the rate from launch is meaningful.
@@ -225,7 +235,17 @@ bridge_round() {
   syncs=$(metric telemetry_journal_syncs_total)
   local republished=""
   if [[ -n $(metric telemetry_mqtt_out_acked_id) ]]; then
-    republished=" | republished: acked_id=$(metric telemetry_mqtt_out_acked_id) of newest $(metric telemetry_newest_id)"
+    # How far the republished stream trailed when the last reading was stored, and how long it
+    # took from then to have every reading acknowledged by the broker.
+    local at_end t_end=$(date +%s.%N) caught="not within 60 s"
+    at_end=$(metric telemetry_mqtt_out_acked_id)
+    for _ in $(seq 3000); do
+      if [[ $(metric telemetry_mqtt_out_acked_id) == "$(metric telemetry_newest_id)" ]]; then
+        caught="$(python3 -c "import time; print(f'{time.time() - $t_end:.2f}')") s later"; break
+      fi
+      sleep 0.02
+    done
+    republished=" | republished: acked_id=$at_end of newest $(metric telemetry_newest_id) when stored; all acknowledged $caught"
   fi
   stop_pid "$bridge_pid"
   rows=$(sqlite3 "$work/bridge.db" 'select count(*) from readings' 2>/dev/null || echo '?')

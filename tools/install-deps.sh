@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev libboost-system1.81-dev
-  libpaho-mqttpp-dev libpaho-mqtt-dev libssl-dev
+  libpaho-mqttpp-dev libpaho-mqtt-dev libmosquitto-dev libssl-dev
   libsqlite3-dev sqlite3 zlib1g-dev
   libpq-dev postgresql-15   # storage/postgresql and its tests (a throwaway cluster per test)
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev

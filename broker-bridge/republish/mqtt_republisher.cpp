@@ -12,6 +12,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <future>
@@ -99,32 +103,33 @@ mqtt_republisher::mqtt_republisher(const config& c, hub& h, catch_up& catchup, m
             }
     }
 
-    make_client();
+    make_connection();
     spdlog::info("mqtt_out: republishing committed readings to {}/<sensor>/<metric>{} on {} as {}", out_prefix_,
                  latest_prefix_.empty() ? "" : ", the latest per series retained under " + latest_prefix_ + "/",
                  broker_.url, broker_.client_id);
 }
 
-// A fresh Paho client: after a lost connection the old one is thrown away with whatever it still
-// had queued, so nothing of the old connection is sent ahead of the replay from the cursor.
-void mqtt_republisher::make_client() {
-    if (client_) MQTTAsync_destroy(&client_);
-    MQTTAsync_createOptions create = MQTTAsync_createOptions_initializer5;
-    // Paho refuses to queue more than this many messages, also while connected (default 100):
-    // our own window (max_inflight) bounds what we hand it, one reading may bring two messages.
-    create.maxBufferedMessages = static_cast<int>(2 * max_inflight_ + 16);
-    int rc = MQTTAsync_createWithOptions(&client_, broker_.url.c_str(), broker_.client_id.c_str(),
-                                         MQTTCLIENT_PERSISTENCE_NONE, nullptr, &create);
-    if (rc == MQTTASYNC_SUCCESS) rc = MQTTAsync_setCallbacks(client_, this, &connection_lost, &message_arrived, nullptr);
-    if (rc != MQTTASYNC_SUCCESS) {
-        if (client_) MQTTAsync_destroy(&client_);
-        throw std::runtime_error("mqtt_out: cannot create a client for " + broker_.url + ": " + MQTTAsync_strerror(rc));
-    }
+// A fresh connection: after a lost one, whatever the old one still had queued goes with it, so
+// nothing of the old connection is sent ahead of the replay from the cursor.
+void mqtt_republisher::make_connection() {
+    if (conn_) retired_.push_back(std::move(conn_));
+    out_connection::events e;
+    e.connected = [this](int receive_maximum) { on_connected(receive_maximum); };
+    e.closed = [this](const std::string& why, bool was_connected) {
+        if (was_connected)
+            on_lost(why);
+        else
+            on_connect_failed(why);
+    };
+    e.acknowledged = [this](const std::vector<out_connection::acked>& acks) { on_acks(acks); };
+    conn_ = std::make_unique<out_connection>(io_, broker_, max_inflight_, std::move(e));
 }
 
 mqtt_republisher::~mqtt_republisher() {
     stop();
-    if (client_) MQTTAsync_destroy(&client_);  // before io_: no Paho callback posts to a destroyed context
+    // Before io_, whose descriptor and timers they hold.
+    conn_.reset();
+    retired_.clear();
 }
 
 void mqtt_republisher::start() {
@@ -133,6 +138,8 @@ void mqtt_republisher::start() {
         schedule_sync();
     });
     thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "mqtt_out");  // visible in top -H and perf
+        setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
         auto work = asio::make_work_guard(io_);
         io_.run();
     });
@@ -150,9 +157,7 @@ void mqtt_republisher::stop() {
     // On our thread: the client may be replaced there (a lost connection).
     std::promise<void> disconnected;
     asio::post(io_, [this, &disconnected] {
-        MQTTAsync_disconnectOptions o = MQTTAsync_disconnectOptions_initializer5;
-        o.timeout = 1000;
-        if (client_) MQTTAsync_disconnect(client_, &o);
+        if (conn_) conn_->disconnect();
         disconnected.set_value();
     });
     disconnected.get_future().wait_for(std::chrono::seconds(5));
@@ -164,84 +169,17 @@ void mqtt_republisher::stop() {
 
 void mqtt_republisher::do_connect() {
     if (stopping_ || connected_ || connecting_) return;
-    MQTTAsync_connectOptions o = MQTTAsync_connectOptions_initializer5;
-    // No session: what was in flight when a connection ends is sent again from the cursor, with
-    // the same ids; a resumed session would have the broker deliver some of it a second time.
-    o.cleanstart = 1;
-    o.keepAliveInterval = static_cast<int>(broker_.keepalive.count());
-    o.connectTimeout = 10;
-    o.automaticReconnect = 0;  // ours, so that each connection starts from the cursor
-    o.maxInflight = static_cast<int>(max_inflight_);
-    if (!broker_.username.empty()) o.username = broker_.username.c_str();
-    if (!broker_.password.empty()) o.password = broker_.password.c_str();
-    MQTTAsync_SSLOptions tls = MQTTAsync_SSLOptions_initializer;
-    if (mqtt_url_uses_tls(broker_.url)) {
-        if (!broker_.ca_file.empty()) tls.trustStore = broker_.ca_file.c_str();
-        if (!broker_.cert_file.empty()) tls.keyStore = broker_.cert_file.c_str();
-        if (!broker_.key_file.empty()) tls.privateKey = broker_.key_file.c_str();
-        tls.enableServerCertAuth = broker_.verify ? 1 : 0;
-        tls.verify = broker_.verify ? 1 : 0;
-        o.ssl = &tls;
+    retired_.clear();
+    if (!conn_) {
+        try {
+            make_connection();
+        } catch (const std::exception& e) {
+            on_connect_failed(e.what());
+            return;
+        }
     }
-    o.onSuccess5 = &connect_succeeded;
-    o.onFailure5 = &connect_failed;
-    o.context = this;
     connecting_ = true;
-    if (!client_) {
-        on_connect_failed("no MQTT client");
-        return;
-    }
-    if (const int rc = MQTTAsync_connect(client_, &o); rc != MQTTASYNC_SUCCESS)
-        on_connect_failed(MQTTAsync_strerror(rc));
-}
-
-void mqtt_republisher::connect_succeeded(void* context, MQTTAsync_successData5* response) {
-    auto* self = static_cast<mqtt_republisher*>(context);
-    // The broker's Receive Maximum (absent: 65535). Beyond it Paho holds messages back and only
-    // looks at them again about once a second, which throttles everything.
-    int receive_maximum = 65535;
-    if (response) {
-        const int v = MQTTProperties_getNumericValue(&response->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM);
-        if (v > 0) receive_maximum = v;
-    }
-    asio::post(self->io_, [self, receive_maximum] { self->on_connected(receive_maximum); });
-}
-
-void mqtt_republisher::connect_failed(void* context, MQTTAsync_failureData5* response) {
-    auto* self = static_cast<mqtt_republisher*>(context);
-    std::string why = response && response->message ? response->message : "no reason given";
-    if (response && response->reasonCode != 0)
-        if (const char* r = MQTTReasonCode_toString(response->reasonCode)) why += std::string(" (") + r + ")";
-    asio::post(self->io_, [self, why] { self->on_connect_failed(why); });
-}
-
-void mqtt_republisher::connection_lost(void* context, char* cause) {
-    auto* self = static_cast<mqtt_republisher*>(context);
-    std::string why = cause ? cause : "connection lost";
-    asio::post(self->io_, [self, why] { self->on_lost(why); });
-}
-
-// Paho insists on a message callback; we subscribe to nothing, so nothing arrives.
-int mqtt_republisher::message_arrived(void*, char* topic, int, MQTTAsync_message* m) {
-    MQTTAsync_freeMessage(&m);
-    MQTTAsync_free(topic);
-    return 1;
-}
-
-void mqtt_republisher::published(void* context, MQTTAsync_successData5* response) {
-    auto* self = static_cast<mqtt_republisher*>(context);
-    self->post_ack(ack{response->token, false});
-}
-
-void mqtt_republisher::publish_failed(void* context, MQTTAsync_failureData5* response) {
-    auto* self = static_cast<mqtt_republisher*>(context);
-    // A reason code from the broker (e.g. not authorized) refuses this message for good; anything
-    // else is the connection going away, which connection_lost handles.
-    if (static_cast<int>(response->reasonCode) >= 0x80) {
-        const char* r = MQTTReasonCode_toString(response->reasonCode);
-        spdlog::error("mqtt_out: the broker refused a republished message: {}", r ? r : "(no reason)");
-        self->post_ack(ack{response->token, true});
-    }
+    conn_->connect();
 }
 
 void mqtt_republisher::on_connected(int receive_maximum) {
@@ -261,6 +199,7 @@ void mqtt_republisher::on_connected(int receive_maximum) {
 
 void mqtt_republisher::on_connect_failed(const std::string& why) {
     connecting_ = false;
+    if (conn_) retired_.push_back(std::move(conn_));  // the next attempt starts afresh
     if (stopping_) return;
     spdlog::warn("mqtt_out: cannot connect to {}: {}; retrying in {} s", broker_.url, why, backoff_.count());
     schedule_reconnect();
@@ -289,11 +228,7 @@ void mqtt_republisher::on_lost(const std::string& why) {
     pending_order_.clear();
     outstanding_.store(0);
     cursor_ = acked_;
-    try {
-        make_client();
-    } catch (const std::exception& e) {
-        spdlog::error("{}; retrying", e.what());  // do_connect() fails without a client and retries
-    }
+    retired_.push_back(std::move(conn_));  // the next attempt starts afresh
     schedule_reconnect();
 }
 
@@ -426,41 +361,14 @@ void mqtt_republisher::pump() {
 }
 
 bool mqtt_republisher::send(const std::string& topic, const std::string& payload, bool retained, std::int64_t id) {
-    MQTTProperties props = MQTTProperties_initializer;
-    char id_text[24];
-    if (id > 0) {
-        const auto end = std::to_chars(id_text, id_text + sizeof id_text, id).ptr;
-        MQTTProperty p;
-        p.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
-        p.value.data.data = const_cast<char*>("id");
-        p.value.data.len = 2;
-        p.value.value.data = id_text;
-        p.value.value.len = static_cast<int>(end - id_text);
-        MQTTProperties_add(&props, &p);  // copies the strings
-        // The id's epoch (docs/api.md 2.1): after a restore ids repeat, under another epoch.
-        p.value.data.data = const_cast<char*>("epoch");
-        p.value.data.len = 5;
-        p.value.value.data = const_cast<char*>(hub_.epoch_text().data());
-        p.value.value.len = static_cast<int>(hub_.epoch_text().size());
-        MQTTProperties_add(&props, &p);
-    }
-    MQTTAsync_message m = MQTTAsync_message_initializer;
-    m.payload = const_cast<char*>(payload.data());
-    m.payloadlen = static_cast<int>(payload.size());
-    m.qos = 1;
-    m.retained = retained ? 1 : 0;
-    m.properties = props;
-    MQTTAsync_responseOptions o = MQTTAsync_responseOptions_initializer;
-    o.onSuccess5 = &published;
-    o.onFailure5 = &publish_failed;
-    o.context = this;
-    const int rc = MQTTAsync_sendMessage(client_, topic.c_str(), &m, &o);
-    MQTTProperties_free(&props);
-    if (rc != MQTTASYNC_SUCCESS) {
-        spdlog::warn("mqtt_out: cannot publish to {}: {}", topic, MQTTAsync_strerror(rc));
+    std::string error;
+    // The id's epoch goes with it (docs/api.md 2.1): after a restore ids repeat, under another epoch.
+    const auto mid = conn_ ? conn_->publish(topic, payload, retained, id, hub_.epoch_text(), error) : std::nullopt;
+    if (!mid) {
+        spdlog::warn("mqtt_out: cannot publish to {}: {}", topic, conn_ ? error : "no connection");
         return false;
     }
-    tokens_[o.token] = id;
+    tokens_[*mid] = id;
     outstanding_.fetch_add(1);
     return true;
 }
@@ -488,8 +396,8 @@ bool mqtt_republisher::publish_reading(const live_ptr& l) {
     return true;
 }
 
-// The series' pending retained copy goes out; false (it stays pending and due) if Paho refused
-// it: the connection is going away, and the reconnection sends everything again from the cursor.
+// The series' pending retained copy goes out; false (it stays pending and due) if the
+// connection refused it: the connection is going away, and the reconnection sends everything again from the cursor.
 bool mqtt_republisher::send_retained(series_state& st) {
     assign_topic(topic_, latest_prefix_, st.pending->r.sensor, st.pending->r.metric);
     if (!send(topic_, st.pending->json, true, st.pending->r.id)) return false;
@@ -518,30 +426,18 @@ bool mqtt_republisher::publish_status(const status_event& s) {
     return send(topic_, payload, true, 0);
 }
 
-void mqtt_republisher::post_ack(ack a) {
-    bool first;
-    {
-        std::lock_guard lock(acks_mutex_);
-        first = acks_.empty();
-        acks_.push_back(a);
-    }
-    if (first) asio::post(io_, [this] { on_acks(); });
-}
-
-void mqtt_republisher::on_acks() {
-    std::vector<ack> batch;
-    {
-        std::lock_guard lock(acks_mutex_);
-        batch.swap(acks_);
-    }
-    for (const ack& a : batch) {
-        const auto t = tokens_.find(a.token);
-        if (t == tokens_.end()) continue;  // of a connection that is gone
+void mqtt_republisher::on_acks(const std::vector<out_connection::acked>& acks) {
+    for (const auto& a : acks) {
+        const auto t = tokens_.find(a.mid);
+        if (t == tokens_.end()) continue;
         const std::int64_t id = t->second;
         tokens_.erase(t);
         outstanding_.fetch_sub(1);
+        // A reason code of 0x80 or more refuses this message for good (e.g. not authorized).
+        const bool refused = a.reason_code >= 0x80;
+        if (refused) spdlog::error("mqtt_out: the broker refused a republished message: reason code {:#x}", a.reason_code);
         if (id == 0) continue;  // presence
-        if (a.refused) spdlog::error("mqtt_out: reading {} was refused by the out broker and is skipped", id);
+        if (refused) spdlog::error("mqtt_out: reading {} was refused by the out broker and is skipped", id);
         release(id);
     }
     advance();

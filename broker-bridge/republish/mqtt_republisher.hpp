@@ -6,8 +6,7 @@
 #include "core/selector.hpp"
 #include "live/subscriber.hpp"
 #include "republish/ack_cursor.hpp"
-
-#include <MQTTAsync.h>
+#include "republish/out_connection.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -48,9 +47,9 @@ class metrics;
 // republisher detaches from live delivery and, once it can send again, catches up from storage
 // from its cursor, one chunk at a time, like a stream that was cut and resumes.
 //
-// Threads: one of its own running an io_context; all state below is touched only there. Paho
-// calls back on its own (shared) threads and only posts to that io_context. Live deliveries
-// arrive on the committing thread and are posted too.
+// Threads: one of its own running an io_context; all state below is touched only there,
+// including the connection to the out broker (out_connection). Live deliveries arrive on the
+// committing thread and are posted.
 class mqtt_republisher {
 public:
     // Opens the cursor file (`<db_path>.mqtt-out-cursor`; created at the newest committed id) and
@@ -88,31 +87,19 @@ private:
         using is_transparent = void;
         std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
     };
-    struct ack {
-        int token = 0;
-        bool refused = false;
-    };
     struct queued {
         live_ptr reading;  // null: a presence change
         status_ptr status;
         bool counted = false;  // counted in queued_ (handed over live)
     };
 
-    static void connect_succeeded(void* context, MQTTAsync_successData5* response);
-    static void connect_failed(void* context, MQTTAsync_failureData5* response);
-    static void connection_lost(void* context, char* cause);
-    static int message_arrived(void* context, char* topic, int topic_len, MQTTAsync_message* m);
-    static void published(void* context, MQTTAsync_successData5* response);
-    static void publish_failed(void* context, MQTTAsync_failureData5* response);
-
-    void make_client();
+    void make_connection();
     void do_connect();
     void on_connected(int receive_maximum);
     void on_connect_failed(const std::string& why);
     void schedule_reconnect();
     void on_lost(const std::string& why);
-    void post_ack(ack a);
-    void on_acks();
+    void on_acks(const std::vector<out_connection::acked>& acks);
     void release(std::int64_t id);
     void advance();
     series_state& series(std::string_view topic);
@@ -147,7 +134,9 @@ private:
     boost::asio::steady_timer retry_timer_{io_};
     boost::asio::steady_timer sync_timer_{io_};
     std::thread thread_;
-    MQTTAsync client_ = nullptr;
+    std::unique_ptr<out_connection> conn_;
+    // Connections that ended, destroyed on the next attempt (not from inside their own event).
+    std::vector<std::unique_ptr<out_connection>> retired_;
     ack_cursor cursor_file_;
 
     // Republisher thread only.
@@ -163,7 +152,7 @@ private:
     std::int64_t acked_ = 0;     // every reading up to it is acknowledged (and recorded)
     std::deque<queued> queue_;
     std::deque<in_flight> in_flight_;                 // ascending id
-    std::unordered_map<int, std::int64_t> tokens_;    // Paho token -> reading id (0: presence)
+    std::unordered_map<int, std::int64_t> tokens_;    // message id -> reading id (0: presence)
     // Bounded by the number of series (ingest.max_series).
     std::unordered_map<std::string, series_state, string_hash, std::equal_to<>> series_;
     // Series with a pending retained copy, oldest first (an entry whose `since` no longer matches
@@ -172,10 +161,6 @@ private:
     std::uint64_t sent_ = 0;  // readings sent
     std::chrono::seconds backoff_{1};
     std::string topic_;  // reused buffer
-
-    // PUBACKs from Paho's thread, handed over in batches: one post wakes us for all that came.
-    std::mutex acks_mutex_;
-    std::vector<ack> acks_;  // guarded by acks_mutex_; bounded by what is in flight
 
     std::atomic<std::size_t> queued_{0};       // readings handed over live, not yet sent
     std::atomic<std::size_t> outstanding_{0};  // messages awaiting a PUBACK (stop() waits on it)
