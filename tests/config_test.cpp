@@ -240,6 +240,10 @@ TEST_CASE("config - mqtt_out: off by default, inherits the broker, refuses a fee
     refused("[mqtt_out]\nprefix = \"out\"\nclient_id = \"broker-bridge\"\n", "mqtt_out.client_id");
     refused("[mqtt_out]\nprefix = \"out\"\nca_file = \"/nonexistent\"\n", "mqtt_out.ca_file");
     refused("[mqtt_out]\nprefx = \"out\"\n", "mqtt_out.prefx is not a known key");
+    // The ingest's url is inherited: a WebSocket one is refused for republishing, with what to do.
+    refused("[mqtt]\nurl = \"ws://127.0.0.1:9001\"\n[mqtt_out]\nprefix = \"out\"\n", "set mqtt_out.url");
+    CHECK_NOTHROW(parse_config("[mqtt]\nurl = \"ws://127.0.0.1:9001\"\n[mqtt_out]\nprefix = \"out\"\n"
+                               "url = \"tcp://127.0.0.1:1883\"\n", "o.toml"));
 }
 
 // docs/api.md section 12: the gRPC API is off unless [grpc] listen is set.

@@ -403,6 +403,9 @@ void validate_mqtt_out(const config& c) {
                            "' is the ingest's mqtt.client_id on the same broker: each connection would take the "
                            "other's place");
     validate_mqtt(out, "mqtt_out");
+    if (out.url.starts_with("ws://") || out.url.starts_with("wss://"))
+        throw config_error("mqtt_out.url '" + out.url + "': republishing speaks MQTT over TCP or TLS (tcp://, mqtt://, "
+                           "ssl://, mqtts://), not over WebSocket; set mqtt_out.url when [mqtt] uses ws:// or wss://");
 }
 
 }  // namespace

@@ -114,6 +114,7 @@ out_connection::out_connection(asio::io_context& io, const mqtt_config& broker, 
     }
     mosquitto_connect_v5_callback_set(mosq_, &on_connect);
     mosquitto_publish_v5_callback_set(mosq_, &on_publish);
+    mosquitto_log_callback_set(mosq_, &on_log);
 }
 
 out_connection::~out_connection() {
@@ -248,6 +249,9 @@ void out_connection::after_io(int rc) {
     if (!closed) return;
     std::string why = refused_ ? std::string("refused: ") + mosquitto_reason_string(refused_)
                                : mosquitto_error(rc == MOSQ_ERR_SUCCESS ? MOSQ_ERR_CONN_LOST : rc);
+    if (!last_error_.empty()) why += " (" + last_error_ + ")";
+    last_error_.clear();
+    refused_ = 0;
     close(why);
 }
 
@@ -268,6 +272,12 @@ void out_connection::on_connect(mosquitto*, void* self, int rc, int, const mosqu
     std::uint16_t receive_maximum = 65535;
     mosquitto_property_read_int16(props, MQTT_PROP_RECEIVE_MAXIMUM, &receive_maximum, false);
     c->receive_maximum_ = receive_maximum > 0 ? receive_maximum : 65535;
+}
+
+// Why a connection failed is often only in libmosquitto's log (OpenSSL's reason for a refused
+// certificate): the last error line goes into the reason we report.
+void out_connection::on_log(mosquitto*, void* self, int level, const char* text) {
+    if (level == MOSQ_LOG_ERR && text) static_cast<out_connection*>(self)->last_error_ = text;
 }
 
 void out_connection::on_publish(mosquitto*, void* self, int mid, int reason_code, const mosquitto_property*) {

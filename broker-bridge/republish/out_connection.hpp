@@ -66,6 +66,7 @@ public:
 private:
     static void on_connect(mosquitto*, void* self, int rc, int flags, const ::mqtt5__property* props);
     static void on_publish(mosquitto*, void* self, int mid, int reason_code, const ::mqtt5__property* props);
+    static void on_log(mosquitto*, void* self, int level, const char* text);
 
     void watch_read();
     void watch_write();
@@ -87,6 +88,7 @@ private:
     int refused_ = 0;               // the CONNACK's reason code, when it refused us
     int receive_maximum_ = 0;       // from an accepting CONNACK not yet announced
     std::vector<acked> acks_;       // gathered by on_publish during one read
+    std::string last_error_;        // libmosquitto's last error line (OpenSSL's reason, say)
     // Handlers still queued in the io_context when we are gone find it expired.
     std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

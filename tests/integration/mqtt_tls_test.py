@@ -197,10 +197,78 @@ def case_bridge_wrong_host(broker):
         lax.stop()
 
 
+REPUBLISH_ACL = "topic readwrite republished/#\n"  # for the bridge's user, after the shipped lines
+
+
+def metric(bridge, name):
+    c = http.client.HTTPConnection("127.0.0.1", bridge.port, timeout=10)
+    try:
+        c.request("GET", "/metrics", headers={"Authorization": f"Bearer {SHIPPED['auth']['metrics_token']}"})
+        r = c.getresponse()
+        status, body = r.status, r.read()
+    finally:
+        c.close()
+    check(status == 200, f"/metrics answered {status}")
+    m = re.search(rf"(?m)^{name} (\S+)$", body.decode())
+    return float(m.group(1)) if m else None
+
+
+def case_republish(broker):
+    """[mqtt_out] inherits [mqtt]'s TLS, CA and password: committed readings reach a TLS
+    subscriber of the out broker with their ids. The ACL lets the bridge's user write only
+    republished/#, so the retained copies (under denied/) are refused by the broker: that is
+    logged, and does not hold the stream or the acknowledged cursor back."""
+    sub_out = open(broker.path("sub.out"), "w+")
+    sub = subprocess.Popen(["mosquitto_sub", "-V", "5", "-h", "127.0.0.1", "-p", str(broker.port), "--cafile",
+                            broker.ca, "-u", BRIDGE_USER, "-P", BRIDGE_PASSWORD, "-q", "1", "-t", "republished/#",
+                            "-F", "%t\t%P\t%p"], stdout=sub_out, stderr=subprocess.STDOUT)
+    bridge = SecureBridge(BUILD, broker, name="republisher",
+                          extra='\n[mqtt_out]\nprefix = "republished"\nretained_prefix = "denied"\n')
+    try:
+        check(eventually(bridge.ready), "not ready: " + bridge.log())
+        for n in range(3):
+            rc, out = broker.pub("sim-0000", "pw-zero", "sensors/sim-0000/temperature",
+                                 json.dumps({"value": 20 + n, "seq": n}))
+            check(rc == 0, f"publish refused: {out}")
+        check(eventually(lambda: values(bridge, "sim-0000") == [20.0, 21.0, 22.0]),
+              f"stored {values(bridge, 'sim-0000')}")
+        newest = metric(bridge, "telemetry_newest_id")
+
+        def lines():
+            sub_out.seek(0)
+            return [l for l in sub_out.read().splitlines() if l.startswith("republished/sim-0000/temperature\t")]
+        check(eventually(lambda: len(lines()) >= 3), "republished over TLS: " + repr(lines()) + bridge.log())
+        got = [json.loads(l.split("\t", 2)[2]) for l in lines()]
+        check([g["value"] for g in got] == [20, 21, 22], f"republished {got}")
+        for l, g in zip(lines(), got):
+            check(f"id:{g['id']}" in l.split("\t", 2)[1].split(), f"no id user property in {l!r}")
+        check(eventually(lambda: "refused" in bridge.log()), "the refused retained copy is not logged: " + bridge.log())
+        check(eventually(lambda: metric(bridge, "telemetry_mqtt_out_acked_id") == newest),
+              f"acknowledged up to {metric(bridge, 'telemetry_mqtt_out_acked_id')} of {newest}: " + bridge.log())
+    finally:
+        bridge.stop()
+        sub.terminate()
+        sub.wait(10)
+    # A CA the out broker's certificate is not from: the republisher cannot connect and says why,
+    # while ingest (on [mqtt]'s CA) goes on.
+    other = broker.path("other-ca")
+    subprocess.run([os.path.join(SOURCE, "tools", "make-certs.sh"), other], check=True, stdout=subprocess.DEVNULL)
+    wrong = SecureBridge(BUILD, broker, name="wrong-ca", extra=f'\n[mqtt_out]\nprefix = "republished"\n'
+                         f'ca_file = {json.dumps(os.path.join(other, "ca.pem"))}\n')
+    try:
+        check(eventually(wrong.ready), "ingest not ready: " + wrong.log())
+        check(eventually(lambda: wrong.log().count("mqtt_out: cannot connect") >= 2),
+              "no repeated mqtt_out connect failure: " + wrong.log())
+        check("certificate verify failed" in wrong.log(), "the log does not say why: " + wrong.log())
+    finally:
+        wrong.stop()
+
+
 CASES = {name[len("case_"):]: f for name, f in globals().items() if name.startswith("case_")}
 
 if __name__ == "__main__":
-    b = SecureBroker(USERS, server_name="broker.invalid" if CASE == "bridge_wrong_host" else None)
+    b = SecureBroker(USERS, server_name="broker.invalid" if CASE == "bridge_wrong_host" else None,
+                     acl_extra=REPUBLISH_ACL if CASE == "republish" else "")
     try:
         CASES[CASE](b)
     except BaseException:

@@ -20,13 +20,15 @@ SECURE = os.path.join(SOURCE, "conf", "secure")
 class SecureBroker:
     """Mosquitto with the TLS listener, password file and ACL of conf/secure/."""
 
-    def __init__(self, users, server_name=None):
+    def __init__(self, users, server_name=None, acl_extra=""):
         """users: {name: password}, written to conf/secure/passwd as the README does.
-        server_name: serve a certificate from the same CA that names only this host instead."""
+        server_name: serve a certificate from the same CA that names only this host instead.
+        acl_extra: lines appended to the shipped ACL."""
         self.dir = tempfile.mkdtemp(prefix="telemetry-tls-")
         self.proc = None
         self.users = dict(users)
         self.server_name = server_name
+        self.acl_extra = acl_extra
         try:
             self._start()
         except BaseException:
@@ -53,6 +55,8 @@ class SecureBroker:
         shutil.copy(self.path("users.txt"), self.path("conf", "secure", "passwd"))
         subprocess.run(["mosquitto_passwd", "-U", self.path("conf", "secure", "passwd")], check=True)
         shutil.copy(os.path.join(SECURE, "mosquitto.acl"), self.path("conf", "secure", "mosquitto.acl"))
+        with open(self.path("conf", "secure", "mosquitto.acl"), "a") as f:
+            f.write(self.acl_extra)
         with open(os.path.join(SECURE, "mosquitto.conf")) as f:
             shipped = f.read()
         for attempt in range(5):
@@ -124,9 +128,10 @@ def shipped_bridge_conf():
 
 class SecureBridge:
     """broker-bridge with conf/secure/broker-bridge.toml, run in the broker's folder (its relative
-    certificate paths), over plain HTTP on a free port: `changes` replaces [mqtt] keys."""
+    certificate paths), over plain HTTP on a free port: `changes` replaces [mqtt] keys, `extra`
+    is appended (further sections)."""
 
-    def __init__(self, build, broker, changes=None, name="bridge"):
+    def __init__(self, build, broker, changes=None, name="bridge", extra=""):
         self.broker = broker
         self.name = name
         text, _ = shipped_bridge_conf()
@@ -137,7 +142,7 @@ class SecureBridge:
             assert n == 1, f"conf/secure/broker-bridge.toml has no '{key} = ' line"
         conf = broker.path(f"{name}.toml")
         with open(conf, "w") as f:
-            f.write(text)
+            f.write(text + extra)
         self.out = open(broker.path(f"{name}.out"), "w+")
         self.err = open(broker.path(f"{name}.err"), "w+")
         self.proc = subprocess.Popen(
