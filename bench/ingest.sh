@@ -245,7 +245,8 @@ bridge_round() {
       fi
       sleep 0.02
     done
-    republished=" | republished: acked_id=$at_end of newest $(metric telemetry_newest_id) when stored; all acknowledged $caught"
+    republished=" | republished: acked_id=$at_end of newest $(metric telemetry_newest_id) when stored; all acknowledged $caught;"
+    republished+=" bridge CPU from launch to then $(per_reading "$(ticks_to_s $(($(cpu_ticks "$bridge_pid") - c0)))" "$acked") us/reading"
   fi
   stop_pid "$bridge_pid"
   rows=$(sqlite3 "$work/bridge.db" 'select count(*) from readings' 2>/dev/null || echo '?')
