@@ -29,9 +29,11 @@
 #
 # Usage: bench/ingest.sh [BUILD_DIR]   (or BUILD_DIR=...; default: this repository's build/)
 # Environment: N=200000 (rounded down to a multiple of SENSORS) ROUNDS=3 SENSORS=10 PUBLISH_S=10 LIVE=1 LIVE_RATE=15000 LIVE_S=10
+#   LIVE_ROUNDS=1 (pairs of live rounds, alternating discard / bridge; medians of their CPU per reading)
 #   BRIDGE_TOML=FILE (passed to the bridge as --config; flags still set broker, HTTP and db)
 #   SYNC_COMPARE=0 REPUBLISH_COMPARE=0 DRAIN_TIMEOUT_S=120 (a bridge round fails when the backlog is not stored by then)
-#   PERF_DIR=DIR (perf record -g of the bridge during each backlog drain: DIR/bridge-1.data, ...)
+#   PERF_DIR=DIR (perf record -g of the bridge during each backlog drain: DIR/bridge-1.data, ...;
+#   and during the live part: DIR/bridge-live.data); PERF_ARGS="--call-graph dwarf" instead of -g)
 # Runtime: about 3-5 minutes; hard limit 9.5 minutes.
 set -euo pipefail
 build=$(realpath "${1:-${BUILD_DIR:-$(dirname "$0")/../build}}")
@@ -42,6 +44,7 @@ PUBLISH_S=${PUBLISH_S:-10}
 LIVE=${LIVE:-1}
 LIVE_RATE=${LIVE_RATE:-15000}
 LIVE_S=${LIVE_S:-10}
+LIVE_ROUNDS=${LIVE_ROUNDS:-1}
 BRIDGE_TOML=${BRIDGE_TOML:-}
 SYNC_COMPARE=${SYNC_COMPARE:-0}
 REPUBLISH_COMPARE=${REPUBLISH_COMPARE:-0}
@@ -210,12 +213,12 @@ bridge_round() {
   local perf_pid=""
   if [[ -n $PERF_DIR ]]; then  # a profile of the bridge while it drains (one file per round)
     perf_n=$((perf_n + 1))
-    perf record -F 999 -g -p "$bridge_pid" -o "$PERF_DIR/bridge-$perf_n.data" 2> /dev/null &
+    perf record -F 999 ${PERF_ARGS:--g} -p "$bridge_pid" -o "$PERF_DIR/bridge-$perf_n.data" 2> "$PERF_DIR/perf-$perf_n.err" &
     perf_pid=$!
   fi
   wait "$pp" || true
   c1=$(cpu_ticks "$bridge_pid"); b1=$(cpu_ticks "$broker_pid")
-  [[ -n $perf_pid ]] && { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
+  [[ -n $perf_pid ]] && { kill -INT "$perf_pid" 2> /dev/null || true; wait "$perf_pid" || true; }
   local res
   # The first-to-last rate needs two samples that differ; otherwise (a tiny N stored in one
   # commit before the first poll) only the rate from launch is meaningful.
@@ -294,10 +297,16 @@ live_bridge() {
   local pp=$!; pids+=("$pp")
   local b0 c0 b1 c1 t_end
   b0=$(cpu_ticks "$broker_pid"); c0=$(cpu_ticks "$bridge_pid")
+  local perf_pid=""
+  if [[ -n $PERF_DIR ]]; then
+    perf record -F 999 ${PERF_ARGS:--g} -p "$bridge_pid" -o "$PERF_DIR/bridge-live.data" 2> "$PERF_DIR/perf-live.err" &
+    perf_pid=$!
+  fi
   publish $((LIVE_RATE * LIVE_S / SENSORS)) "$LIVE_S"
   t_end=$(date +%s.%N)
   wait "$pp" || true
   b1=$(cpu_ticks "$broker_pid"); c1=$(cpu_ticks "$bridge_pid")
+  [[ -n $perf_pid ]] && { kill -INT "$perf_pid" 2> /dev/null || true; wait "$perf_pid" || true; }
   live_cpu_us[bridge]=$(per_reading "$(ticks_to_s $((c1 - c0)))" "$acked")
   live_report bridge "$(cat "$work/samples")" "$t_end" \
     "cpu_s=$(ticks_to_s $((c1 - c0))) cpu_us_per_reading=${live_cpu_us[bridge]} mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))"
@@ -372,11 +381,14 @@ for r in $(seq "$ROUNDS"); do
   check_time; echo "round $r: bridge" >&2
   bridge_round; bridge_rates+=("$round_rate"); bridge_cpu+=("$round_cpu_us")
 done
+live_discard_cpu=(); live_bridge_cpu=()
 if [[ $LIVE == 1 ]]; then
-  check_time; echo "live: discard (${LIVE_RATE}/s for ${LIVE_S}s)" >&2
-  live_discard
-  check_time; echo "live: bridge (${LIVE_RATE}/s for ${LIVE_S}s)" >&2
-  live_bridge
+  for r in $(seq "$LIVE_ROUNDS"); do
+    check_time; echo "live $r: discard (${LIVE_RATE}/s for ${LIVE_S}s)" >&2
+    live_discard; live_discard_cpu+=("${live_cpu_us[discard]}")
+    check_time; echo "live $r: bridge (${LIVE_RATE}/s for ${LIVE_S}s)" >&2
+    live_bridge; live_bridge_cpu+=("${live_cpu_us[bridge]}")
+  done
 fi
 d=$(median "${discard_rates[@]}"); b=$(median "${bridge_rates[@]}")
 echo
@@ -393,6 +405,9 @@ if [[ ${untimed:-0} == 1 ]]; then
   echo "  launch and not comparable with the discard's: use a larger N"
 fi
 if [[ $LIVE == 1 ]]; then
-  echo "live, ${LIVE_RATE}/s for ${LIVE_S}s with the consumer connected:"
+  echo "live, ${LIVE_RATE}/s for ${LIVE_S}s with the consumer connected ($LIVE_ROUNDS rounds each, alternating):"
   printf '  %s\n' "${live_lines[@]}"
+  ldc=$(median "${live_discard_cpu[@]}"); lbc=$(median "${live_bridge_cpu[@]}")
+  echo "  CPU us per reading: mqtt-discard ${live_discard_cpu[*]} median $ldc; broker-bridge ${live_bridge_cpu[*]}" \
+       "median $lbc; ratio $(python3 -c "print(f'{$lbc/$ldc:.2f}')")  (aim <= 2)"
 fi
