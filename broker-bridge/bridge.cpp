@@ -207,6 +207,7 @@ int bridge::run() {
 
     p.http->run();
     if (p.retention) p.retention->start();
+    p.live.set_batching(&p.io);  // before the first commit reaches the hub
     if (p.tailer) p.tailer->start(p.live.newest_id());
     p.commits.start();
     p.mqtt.start();

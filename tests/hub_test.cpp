@@ -332,3 +332,39 @@ TEST_CASE("hub - shutdown reaches every subscriber and empties the registry") {
     CHECK(h.streams() == 0);
     CHECK(h.parked() == 0);
 }
+
+TEST_CASE("hub - the deliveries of one commit are bracketed for the batching, once per commit that reaches anyone") {
+    // Logs the order of begin, deliveries and end on the publishing thread.
+    struct log_batching : delivery_batching {
+        std::vector<std::string>* log;
+        void begin_commit() override { log->push_back("begin"); }
+        void end_commit() override { log->push_back("end"); }
+    };
+    struct logging_subscriber : recording_subscriber {
+        std::vector<std::string>* log;
+        void on_delivery(const delivery& d) override {
+            log->push_back("deliver");
+            recording_subscriber::on_delivery(d);
+        }
+    };
+    std::vector<std::string> log;
+    hub h("sensors", 100);
+    log_batching b;
+    b.log = &log;
+    h.set_batching(&b);
+    auto a = std::make_shared<logging_subscriber>();
+    auto c = std::make_shared<logging_subscriber>();
+    a->log = c->log = &log;
+    h.subscribe(a, selecting({"sensors/a/#"}));
+    h.subscribe(c, selecting({"#"}));
+    h.publish({make(1, "a", "t", 1, 1.0), make(2, "b", "t", 1, 1.0)});
+    CHECK(log == std::vector<std::string>{"begin", "deliver", "deliver", "end"});
+    log.clear();
+    h.unsubscribe(c.get());
+    h.publish({make(3, "b", "t", 2, 1.0)});  // selected by nobody: nothing to bracket
+    CHECK(log.empty());
+    h.publish({make(4, "a", "t", 2, 1.0)});
+    CHECK(log == std::vector<std::string>{"begin", "deliver", "end"});
+    CHECK(a->ids == std::vector<std::int64_t>{1, 4});
+    CHECK(c->ids == std::vector<std::int64_t>{1, 2});
+}

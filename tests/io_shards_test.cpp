@@ -38,6 +38,10 @@ struct recording_sink : stream_sink {
         ++flushes;
         cv.notify_all();
     }
+    bool wait_flushed(int n) {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, std::chrono::seconds(10), [&] { return flushes >= n; });
+    }
     // Waits until `n` ids were delivered and flushed.
     bool wait_for(std::size_t n) {
         std::unique_lock lock(m);
@@ -114,4 +118,54 @@ TEST_CASE("io shards - a sink more than its bound behind is cut, and told once")
     CHECK(slow->ids.size() == 100);  // what fitted the bound, then nothing more
     CHECK(slow->overflows == 1);
     CHECK(fine->overflows == 0);
+}
+
+TEST_CASE("io shards - one commit's hand-overs wait for its end, then reach every sink in one drain") {
+    io_shards shards(2, 1'000'000);
+    std::vector<std::shared_ptr<recording_sink>> sinks;
+    std::vector<io_shard*> placed;
+    for (int i = 0; i < 300; ++i) {
+        sinks.push_back(std::make_shared<recording_sink>());
+        placed.push_back(&shards.next());
+    }
+    shards.run();  // the threads run: without the batch, the first hand-over would wake them
+
+    constexpr std::int64_t commits = 20;
+    for (std::int64_t c = 0; c < commits; ++c) {
+        auto batch = batch_of(c * 5 + 1, c * 5 + 5);
+        shards.begin_commit();
+        for (std::size_t i = 0; i < sinks.size(); ++i) placed[i]->hand_over(sinks[i], batch);
+        if (c == 0) {
+            // Held: the shards' threads were not woken, so nothing reached any sink.
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            bool none = true;
+            for (auto& s : sinks) {
+                std::lock_guard lock(s->m);
+                none = none && s->ids.empty() && s->flushes == 0;
+            }
+            CHECK(none);
+        }
+        shards.end_commit();
+        if (c == 0) {
+            // Released: every sink has the whole commit, flushed once (one drain per shard).
+            for (auto& s : sinks) REQUIRE(s->wait_flushed(1));
+            shards.begin_commit();  // an empty commit: nothing to wake
+            shards.end_commit();
+            int single = 0;
+            for (auto& s : sinks) {
+                std::lock_guard lock(s->m);
+                single += s->flushes == 1 && s->ids.size() == 5;
+            }
+            CHECK(single == static_cast<int>(sinks.size()));
+        }
+    }
+    for (auto& s : sinks) REQUIRE(s->wait_for(commits * 5));
+    shards.stop();
+    bool in_order = true;
+    for (auto& s : sinks) {
+        in_order = in_order && s->ids.size() == static_cast<std::size_t>(commits * 5);
+        for (std::size_t i = 0; i < s->ids.size(); ++i) in_order = in_order && s->ids[i] == static_cast<std::int64_t>(i) + 1;
+        in_order = in_order && s->flushes >= 1 && s->flushes <= commits;
+    }
+    CHECK(in_order);
 }

@@ -44,6 +44,11 @@ std::vector<seq_gap> hub::publish(const std::vector<reading>& committed, const s
         const reading_batch batch = live->empty() ? nullptr : reading_batch(std::move(live));
         matches = registry_.match_commit(batch, changes, prefix_, window_.newest());
     }
+    struct batch_scope {  // ends the batch however on_delivery leaves
+        delivery_batching* b;
+        explicit batch_scope(delivery_batching* x) : b(x) { if (b) b->begin_commit(); }
+        ~batch_scope() { if (b) b->end_commit(); }
+    } scope(matches.empty() ? nullptr : batching_);
     for (auto& m : matches) m.target->on_delivery(m.what);
     return gaps;
 }

@@ -43,6 +43,8 @@ public:
     // Start-up, before any client: the store's epoch (docs/api.md 2.1), which every cursor the
     // bridge hands out carries.
     void set_epoch(std::uint32_t epoch);
+    // Start-up, before any commit: where the streams queue their deliveries (null: nowhere to tell).
+    void set_batching(delivery_batching* b) noexcept { batching_ = b; }
     std::uint32_t epoch() const noexcept { return epoch_; }
     const std::string& epoch_text() const noexcept { return epoch_text_; }
     // "@" + epoch_text(): what follows an id in a cursor on the wire.
@@ -98,6 +100,7 @@ private:
     std::string at_epoch_ = "@00000000";
     recent_window window_;
     series_table series_;
+    delivery_batching* batching_ = nullptr;
     mutable std::mutex dispatch_mutex_;
     subscriber_registry registry_;  // guarded by dispatch_mutex_
 };

@@ -21,6 +21,17 @@ struct delivery {
     std::int64_t newest = 0; // the newest committed id once this commit is visible
 };
 
+// Where subscribers hand their deliveries over to other threads (the I/O shards), told before and
+// after the on_delivery calls of one commit, on the committing thread: each of those threads is
+// then woken once per commit, with all of its subscribers' deliveries queued, instead of at the
+// first one and again while the rest are queued (bench/README.md, "SSE tail latency").
+class delivery_batching {
+public:
+    virtual ~delivery_batching() = default;
+    virtual void begin_commit() = 0;
+    virtual void end_commit() = 0;
+};
+
 // Implemented by the transports. The hub calls these on the committing thread after releasing
 // its locks; implementations only hand the call over to their own I/O thread.
 class subscriber {

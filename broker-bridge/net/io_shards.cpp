@@ -40,7 +40,14 @@ void io_shard::hand_over(std::shared_ptr<stream_sink> sink, delivery d) {
         queued_.back().sinks.push_back(std::move(sink));
         post = !std::exchange(drain_posted_, true);
     }
-    if (post) asio::post(ioc_, [this] { drain(); });
+    if (!post) return;
+    if (holding_) post_held_ = true;
+    else asio::post(ioc_, [this] { drain(); });
+}
+
+void io_shard::release() {
+    holding_ = false;
+    if (std::exchange(post_held_, false)) asio::post(ioc_, [this] { drain(); });
 }
 
 void io_shard::drain() {
@@ -79,6 +86,14 @@ io_shards::~io_shards() { stop(); }
 
 io_shard& io_shards::next() noexcept {
     return *shards_[next_.fetch_add(1, std::memory_order_relaxed) % shards_.size()];
+}
+
+void io_shards::begin_commit() {
+    for (auto& s : shards_) s->hold();
+}
+
+void io_shards::end_commit() {
+    for (auto& s : shards_) s->release();
 }
 
 void io_shards::run() {

@@ -45,8 +45,11 @@ public:
     boost::asio::io_context& context() noexcept { return ioc_; }
 
     // From the committing thread: `sink` gets `d` on this shard's thread. Deliveries reach a sink
-    // in the order they were handed over.
+    // in the order they were handed over. Between hold() and release() (the committing thread's
+    // too) the shard's thread is not woken; release() wakes it once for all of them.
     void hand_over(std::shared_ptr<stream_sink> sink, delivery d);
+    void hold() noexcept { holding_ = true; }
+    void release();
 
 private:
     struct group {
@@ -62,10 +65,15 @@ private:
     std::mutex mutex_;
     std::vector<group> queued_;  // guarded by mutex_
     bool drain_posted_ = false;  // guarded by mutex_
+    bool holding_ = false;       // committing thread only
+    bool post_held_ = false;     // committing thread only: a drain is due at release()
 };
 
 // A fixed set of shards, their threads, and round-robin placement of new connections.
-class io_shards {
+// As delivery_batching: the hand-overs of one commit wake each shard's thread once, after all of
+// them are queued, so that it neither drains a commit in fragments nor takes the queue's mutex
+// from the committing thread while it hands over to the rest.
+class io_shards final : public delivery_batching {
 public:
     explicit io_shards(int threads, std::size_t max_queued_per_sink = 10'000);
     ~io_shards();
@@ -74,6 +82,8 @@ public:
     io_shard& first() noexcept { return *shards_.front(); }
     void run();   // starts one thread per shard
     void stop();  // stops every io_context and joins the threads
+    void begin_commit() override;
+    void end_commit() override;
 
 private:
     std::vector<std::unique_ptr<io_shard>> shards_;
