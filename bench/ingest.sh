@@ -148,6 +148,21 @@ publish() {
 # per_reading CPU_S COUNT: microseconds of CPU per reading.
 per_reading() { python3 -c "print(f'{$1 * 1e6 / $2:.1f}')"; }
 
+# perf_start NAME: with PERF_DIR, perf record of the bridge into PERF_DIR/bridge-NAME.data until
+# perf_stop (its messages in perf-NAME.err).
+perf_pid=""
+perf_start() {
+  [[ -n $PERF_DIR ]] || return 0
+  perf record -F 999 ${PERF_ARGS:--g} -p "$bridge_pid" -o "$PERF_DIR/bridge-$1.data" 2> "$PERF_DIR/perf-$1.err" &
+  perf_pid=$!
+}
+perf_stop() {
+  [[ -n $perf_pid ]] || return 0
+  kill -INT "$perf_pid" 2> /dev/null || true
+  wait "$perf_pid" || true
+  perf_pid=""
+}
+
 start_bridge() {  # on $hport (picked free beforehand, so a poller can wait for it); sets bridge_pid
   local conf=()
   [[ -n $bridge_toml ]] && conf=(--config "$bridge_toml")
@@ -210,15 +225,10 @@ bridge_round() {
   t_launch=$(date +%s.%N)
   start_bridge
   c0=$(cpu_ticks "$bridge_pid")
-  local perf_pid=""
-  if [[ -n $PERF_DIR ]]; then  # a profile of the bridge while it drains (one file per round)
-    perf_n=$((perf_n + 1))
-    perf record -F 999 ${PERF_ARGS:--g} -p "$bridge_pid" -o "$PERF_DIR/bridge-$perf_n.data" 2> "$PERF_DIR/perf-$perf_n.err" &
-    perf_pid=$!
-  fi
+  perf_n=$((perf_n + 1)); perf_start "$perf_n"  # a profile of the bridge while it drains
   wait "$pp" || true
   c1=$(cpu_ticks "$bridge_pid"); b1=$(cpu_ticks "$broker_pid")
-  [[ -n $perf_pid ]] && { kill -INT "$perf_pid" 2> /dev/null || true; wait "$perf_pid" || true; }
+  perf_stop
   local res
   # The first-to-last rate needs two samples that differ; otherwise (a tiny N stored in one
   # commit before the first poll) only the rate from launch is meaningful.
@@ -297,16 +307,12 @@ live_bridge() {
   local pp=$!; pids+=("$pp")
   local b0 c0 b1 c1 t_end
   b0=$(cpu_ticks "$broker_pid"); c0=$(cpu_ticks "$bridge_pid")
-  local perf_pid=""
-  if [[ -n $PERF_DIR ]]; then
-    perf record -F 999 ${PERF_ARGS:--g} -p "$bridge_pid" -o "$PERF_DIR/bridge-live.data" 2> "$PERF_DIR/perf-live.err" &
-    perf_pid=$!
-  fi
+  perf_start live
   publish $((LIVE_RATE * LIVE_S / SENSORS)) "$LIVE_S"
   t_end=$(date +%s.%N)
   wait "$pp" || true
   b1=$(cpu_ticks "$broker_pid"); c1=$(cpu_ticks "$bridge_pid")
-  [[ -n $perf_pid ]] && { kill -INT "$perf_pid" 2> /dev/null || true; wait "$perf_pid" || true; }
+  perf_stop
   live_cpu_us[bridge]=$(per_reading "$(ticks_to_s $((c1 - c0)))" "$acked")
   live_report bridge "$(cat "$work/samples")" "$t_end" \
     "cpu_s=$(ticks_to_s $((c1 - c0))) cpu_us_per_reading=${live_cpu_us[bridge]} mosquitto_cpu_s=$(ticks_to_s $((b1 - b0)))"

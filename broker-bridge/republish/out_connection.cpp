@@ -232,8 +232,10 @@ void out_connection::after_io(int rc) {
     if (receive_maximum_ > 0) {
         const int m = receive_maximum_;
         receive_maximum_ = 0;
-        connected_ = true;
+        // Accepted and closed in the same read: never announced, so it ends as a failed connect
+        // (the republisher retries), not as a lost connection it never saw begin.
         if (!closed) {
+            connected_ = true;
             auto alive = std::weak_ptr<int>(alive_);
             events_.connected(m);
             if (!alive.lock()) return;
