@@ -157,6 +157,7 @@ bridge_stream_metrics() {  # of the bridge on `bport`
   echo "  bridge /metrics: sse_connections=$(metric "$bport" 'telemetry_stream_connections{transport="sse"}')" \
        "ws_connections=$(metric "$bport" 'telemetry_stream_connections{transport="websocket"}')" \
        "grpc_streams=$(metric "$bport" 'telemetry_stream_connections{transport="grpc"}')" \
+       "longpoll_parked=$(metric "$bport" telemetry_longpoll_parked)" \
        "readings_sent_total=$(metric "$bport" telemetry_stream_readings_sent_total)" \
        "slow_disconnects_total=$(metric "$bport" telemetry_stream_slow_disconnects_total)" \
        "readings_stored_total=$(metric "$bport" telemetry_readings_stored_total)" \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Streaming benchmark (Server-Sent Events, GET /api/v1/stream, WebSocket, GET /api/v1/ws, and gRPC,
-# telemetry.v1.Telemetry/Subscribe):
+# Streaming benchmark (Server-Sent Events, GET /api/v1/stream, WebSocket, GET /api/v1/ws, gRPC,
+# telemetry.v1.Telemetry/Subscribe, and long polling, GET /api/v1/updates):
 # end-to-end latency from MQTT publish to receipt by stream subscribers, deliveries/s at
 # saturation, and the bridge's resident memory per idle subscriber. See "Streaming (SSE and
 # WebSocket)" in bench/README.md.
@@ -21,8 +21,8 @@
 # Environment: SUBS_SMALL=100 SUBS_LARGE=1000 RATE=100 DURATION=10 SAT_SUBS=5000
 #              SAT_RATES=30,250,500,1000 SAT_DURATION=10 IDLE_SUBS=10000 IDLE_HOLD=5 QOS=1 THREADS=1
 #              HTTP_THREADS=2 SCENARIOS="small large sat idle" TRANSPORTS="sse ws"
-#              SAT_TRANSPORTS=sse IDLE_TRANSPORTS=sse ROUNDS=1   (transports: sse, ws, grpc; a bridge
-#              for grpc also gets `[grpc] listen = "127.0.0.1:0"`)
+#              SAT_TRANSPORTS=sse IDLE_TRANSPORTS=sse ROUNDS=1   (transports: sse, ws, grpc, longpoll;
+#              a bridge for grpc also gets `[grpc] listen = "127.0.0.1:0"`)
 #              BRIDGE_TOML=FILE (sections appended to every bridge's config, e.g. [stream]; not [grpc])
 # Runtime: about 3-4 minutes; hard limit 8 minutes, 4 more per further round.
 set -euo pipefail
@@ -46,7 +46,8 @@ IDLE_TRANSPORTS=${IDLE_TRANSPORTS:-sse}
 ROUNDS=${ROUNDS:-1}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer" >&2; exit 2; }
 for t in $TRANSPORTS $SAT_TRANSPORTS $IDLE_TRANSPORTS; do
-  [[ $t == sse || $t == ws || $t == grpc ]] || { echo "unknown transport '$t' (sse, ws or grpc)" >&2; exit 2; }
+  [[ $t == sse || $t == ws || $t == grpc || $t == longpoll ]] ||
+    { echo "unknown transport '$t' (sse, ws, grpc or longpoll)" >&2; exit 2; }
 done
 LIMIT_S=$((480 + 240 * (ROUNDS - 1)))  # each further round of the latency scenarios: up to 4 minutes more
 bridge_bin=$build/broker-bridge/broker-bridge

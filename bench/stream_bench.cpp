@@ -1,7 +1,7 @@
 // stream-bench: end-to-end latency and throughput of the bridge's streams, Server-Sent Events
-// (GET /api/v1/stream), WebSocket (GET /api/v1/ws) or gRPC (Telemetry/Subscribe) (bench/stream.sh
-// drives it; see "Streaming (SSE and WebSocket)" and "gRPC Subscribe against SSE" in
-// bench/README.md).
+// (GET /api/v1/stream), WebSocket (GET /api/v1/ws), gRPC (Telemetry/Subscribe) or long polling
+// (GET /api/v1/updates) (bench/stream.sh drives it; see "Streaming (SSE and WebSocket)" and
+// "gRPC Subscribe against SSE" in bench/README.md).
 //
 // One process: N subscribers on raw TCP sockets (Asio, --threads single-threaded io_contexts,
 // connections spread round-robin), and one Paho MQTT publisher that publishes
@@ -25,6 +25,15 @@
 //       telemetry::sse parser, bridge-cli/sse_parser.hpp). ws: an upgrade without extensions, then
 //       {"op":"subscribe","topic":...}; a stream counts once `subscribed` arrived; readings are
 //       {"op":"reading",...} text frames; pings are answered (bench/stream_ws.hpp).
+//   --transport longpoll  each stream is one keep-alive HTTP/1.1 connection polling
+//       GET /api/v1/updates[?topic=...] (--topic, or its sensor's with --narrow), one poll at a
+//       time (bench/stream_longpoll.hpp): the first with timeout=0 and no `after` (the bridge's
+//       newest id), whose answer makes the stream ready (its `cursor` is where the stream starts:
+//       every reading after it is owed); then, at once after each answer, the next with
+//       after=<that answer's cursor>&timeout=30. The answer (Content-Length, no Accept-Encoding so
+//       never gzipped) is parsed with Boost.JSON; each reading in it counts as an SSE reading
+//       does (ids rising strictly, latency = the receipt of the read that completed the answer
+//       minus `seq`); an answer without readings (the wait ran out) counts as a heartbeat.
 //   --transport grpc --grpc-port P  each stream is a telemetry.v1.Telemetry/Subscribe call (topics
 //       [--topic], or its sensor's with --narrow) on gRPC's callback API (bench/stream_grpc.*:
 //       ClientReadReactor, --grpc-channels HTTP/2 connections, default one per 100 streams); a
@@ -35,7 +44,7 @@
 //       ssl::stream over the socket, TLS 1.2+), the server's certificate verified against the CA
 //       for the name (also sent as SNI). Reads go through the TLS stream (async_read_some), so
 //       the kernel's receive stamp is not available: `k_*` then equal our own receipt times.
-//   --token T  `Authorization: Bearer T` on every stream request (SSE GET, WebSocket upgrade).
+//   --token T  `Authorization: Bearer T` on every stream request (SSE GET, WebSocket upgrade, poll).
 //   --watch-pid PID[,PID]  CPU seconds (utime+stime) of these processes over each measured
 //       window (and per reading delivered), and their VmRSS (idle mode), printed beside our own;
 //       also the seconds their threads (and ours) waited runnable for a CPU (`*_runq_wait_s`,
@@ -62,7 +71,9 @@
 // A subscriber that the bridge disconnects (slow client) reconnects, unless --no-reconnect, and
 // resumes after the last id it saw: SSE with Last-Event-ID, as a browser does; WebSocket with
 // "after" in its subscribe message (before any reading: the cursor of its first subscription);
-// gRPC with `after` in a new Subscribe call (before any reading: its first `telemetry-after`).
+// gRPC with `after` in a new Subscribe call (before any reading: its first `telemetry-after`);
+// long polling with the next poll's `after` = the last answer's cursor on a new connection (a
+// connection the bridge closes while a poll waits is a disconnect, as a stream's end is).
 // Disconnects and reconnects are counted; ids must rise strictly on each stream across them.
 #include <CLI/CLI.hpp>
 #include <boost/asio/connect.hpp>
@@ -77,6 +88,7 @@
 #include "sse_parser.hpp"
 #include "stream_http_pub.hpp"
 #include "stream_grpc.hpp"
+#include "stream_longpoll.hpp"
 #include "stream_sse.hpp"
 #include "stream_ws.hpp"
 
@@ -117,6 +129,7 @@ namespace asio = boost::asio;
 namespace sse = stream_bench::sse;
 namespace ws = stream_bench::ws;
 namespace grpc_sub = stream_bench::grpc_sub;
+namespace lp = stream_bench::longpoll;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
@@ -199,7 +212,7 @@ std::string reading_topic(const std::string& prefix, std::size_t k) {
 
 // ---- settings and state shared by every connection ----
 
-enum class transport { sse, ws, grpc };
+enum class transport { sse, ws, grpc, longpoll };
 
 using tls_stream = asio::ssl::stream<tcp::socket>;
 
@@ -255,7 +268,8 @@ struct context {
     std::atomic<std::uint64_t> measured{0};   // readings of the current step's window
     std::atomic<std::int64_t> last_rx_us{0};  // receive time of the last reading
     std::atomic<std::uint64_t> disconnects{0}, reconnects{0}, order_errors{0};
-    std::uint64_t heartbeats = 0, other_events = 0;  // heartbeats: SSE comments, WS pings
+    // heartbeats: SSE comments, WS pings, long polls answered with no reading (the timeout)
+    std::uint64_t heartbeats = 0, other_events = 0;
     std::atomic<std::uint64_t> status_events{0};      // polled while draining: they are progress too
     std::int64_t last_status_rx_us = 0;
     std::vector<std::vector<std::int32_t>> lat_us = std::vector<std::vector<std::int32_t>>(max_steps);
@@ -407,7 +421,9 @@ protected:
     bool have_position_ = false;  // last_id_ holds a position to resume from
 };
 
-// An SSE or WebSocket stream on a TCP socket (or TLS over it), on one context's thread.
+// An SSE, WebSocket or long-poll stream on a TCP socket (or TLS over it), on one context's thread.
+// A long-poll stream is one keep-alive connection with one poll at a time: each answer's readings
+// are counted as an SSE event's are, then the next poll goes out with after=<the answer's cursor>.
 class connection final : public stream_base, public std::enable_shared_from_this<connection> {
 public:
     connection(context& c, const settings& s, shared_state& g, std::size_t index)
@@ -418,6 +434,8 @@ public:
         ++gen_;  // completions of an earlier attempt's socket are ignored from here on
         state_ = st::connecting;
         head_.clear();
+        body_.clear();
+        answered_ = false;
         // A plain server's ids are opaque: the parser keeps the last one to resume from.
         sse_.reset(s_.plain ? std::string(sse_.last_event_id()) : std::string());
         ws_.reset();
@@ -450,7 +468,11 @@ public:
         state_ = st::closed;
     }
 
-    bool is_open() const override { return state_ == st::body; }
+    // Delivering: an SSE or WebSocket stream past its response head; a long-poll stream once the
+    // first poll of this connection was answered, while polls go on.
+    bool is_open() const override {
+        return state_ == st::body || (answered_ && state_ == st::header);
+    }
 
 private:
     enum class st { connecting, header, body, closed };
@@ -467,12 +489,14 @@ private:
                                       if (e) return self->on_error(e);
                                       self->log_tls_once();
                                       self->send_request();
+                                      self->do_read();
                                   });
             return;
         }
         const int one = 1;
         ::setsockopt(sock_.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
         send_request();
+        do_read();
     }
 
     // The negotiated protocol and cipher, once per process (every stream gets the same).
@@ -484,12 +508,19 @@ private:
                     ::SSL_get_cipher_name(ssl), s_.tls_name.c_str());
     }
 
+    // The stream's request (for long polling: the next poll); the caller reads the answer.
     void send_request() {
-        std::string req = s_.narrow && s_.kind == transport::sse ? sse::request_head(s_.host, topic_, s_.sse_query) : s_.request_head;
+        // Long polling: a stream's first poll (no cursor yet) asks for the newest id at once; every
+        // later one, on this connection or the next, waits after the cursor of the last answer.
+        std::string req = s_.kind == transport::longpoll
+                              ? lp::request_head(s_.host, s_.narrow ? topic_ : s_.topic, poll_cursor_,
+                                                 poll_cursor_.empty() ? 0 : lp::wait_s)
+                          : s_.narrow && s_.kind == transport::sse ? sse::request_head(s_.host, topic_, s_.sse_query)
+                                                                   : s_.request_head;
         req += s_.auth_header;
         if (s_.kind == transport::ws) {
             req += ws::key_header(c_.rng);
-        } else if (s_.plain ? !sse_.last_event_id().empty() : last_id_ > 0) {
+        } else if (s_.kind == transport::sse && (s_.plain ? !sse_.last_event_id().empty() : last_id_ > 0)) {
             req += "Last-Event-ID: ";
             req += s_.plain ? sse_.last_event_id() : std::to_string(last_id_);
             req += "\r\n";
@@ -497,8 +528,6 @@ private:
         req += "\r\n";
         state_ = st::header;
         send(std::move(req));
-        if (!buf_) buf_ = std::make_unique<char[]>(buf_size);
-        do_read();
     }
 
     // Writes are queued: the request, then (WebSocket) the subscribe message, pongs, a close reply.
@@ -532,6 +561,7 @@ private:
     // each completed read of the TLS stream (at most one record of plaintext, or what OpenSSL had
     // buffered already) is timed by our clock alone, and counted in `reads_without_kernel_ts`.
     void do_read() {
+        if (!buf_) buf_ = std::make_unique<char[]>(buf_size);
         if (tls_) {
             tls_->async_read_some(asio::buffer(buf_.get(), buf_size),
                                   [self = shared_from_this(), keep = tls_, gen = gen_](boost::system::error_code ec,
@@ -604,6 +634,15 @@ private:
             }
             return on_error(asio::error::connection_refused);
         }
+        if (s_.kind == transport::longpoll) {
+            // The answer's body is Content-Length bytes (the bridge never sends one chunked).
+            const auto n = lp::content_length(std::string_view(head_).substr(0, end));
+            if (!n || *n > max_poll_body) {
+                log_protocol_error(n ? "a long-poll answer over 64 MiB" : "a long-poll answer without Content-Length");
+                return on_error(asio::error::invalid_argument);
+            }
+            body_left_ = *n;
+        }
         state_ = st::body;
         const std::string rest = head_.substr(end + 4);
         head_.clear();
@@ -617,18 +656,15 @@ private:
                                     c_.rng);
             send(std::move(frame));
         }
-        if (!rest.empty()) on_body(rest.data(), rest.size(), rx, krx);
+        if (!rest.empty() || s_.kind == transport::longpoll) on_body(rest.data(), rest.size(), rx, krx);
     }
 
     void on_body(const char* p, std::size_t n, std::int64_t rx, std::int64_t krx) {
+        if (s_.kind == transport::longpoll) return on_poll_body(p, n, rx, krx);
         if (s_.kind == transport::sse) {
             sse_sink sink(*this, rx, krx);
             if (!sse_.feed(std::string_view(p, n), sink) && sse_.overflowed() && state_ == st::body) {
-                if (!protocol_error_logged_) {
-                    protocol_error_logged_ = true;
-                    std::fprintf(stderr, "stream-bench: connection %zu: an SSE line or event over the parser's limits\n",
-                                 index_);
-                }
+                log_protocol_error("an SSE line or event over the parser's limits");
                 on_error(asio::error::message_size);
             }
             return;
@@ -644,13 +680,49 @@ private:
                 return state_ == st::body;
             });
         if (!ok && state_ == st::body) {
-            if (!protocol_error_logged_) {
-                protocol_error_logged_ = true;
-                std::fprintf(stderr, "stream-bench: connection %zu: WebSocket protocol error: %s\n", index_,
-                             ws_.error() ? ws_.error() : "?");
-            }
+            log_protocol_error((std::string("WebSocket protocol error: ") + (ws_.error() ? ws_.error() : "?")).c_str());
             on_error(asio::error::invalid_argument);
         }
+    }
+
+    // The first protocol error of this stream goes to stderr (the stream then reconnects).
+    void log_protocol_error(const char* what) {
+        if (protocol_error_logged_) return;
+        protocol_error_logged_ = true;
+        std::fprintf(stderr, "stream-bench: connection %zu: %s\n", index_, what);
+    }
+
+    // ---- long polling: one answer per poll, then the next poll ----
+
+    // Collects the answer's body; once whole, its readings are counted, timed by the read that
+    // completed it (as an SSE event is by the read that completes it), and the next poll is sent.
+    void on_poll_body(const char* p, std::size_t n, std::int64_t rx, std::int64_t krx) {
+        if (n > body_left_) {
+            // Nothing was asked for beyond this answer.
+            log_protocol_error("bytes after a long-poll answer");
+            return on_error(asio::error::invalid_argument);
+        }
+        body_.append(p, n);
+        body_left_ -= n;
+        if (body_left_ > 0) return;
+        if (const char* why = lp::parse_answer(body_, answer_)) {
+            log_protocol_error(why);
+            return on_error(asio::error::invalid_argument);
+        }
+        body_.clear();
+        answered_ = true;
+        for (const lp::reading& r : answer_.readings) {
+            on_id(r.id);
+            if (r.seq) on_reading_seq(*r.seq, index_ == 0 ? std::optional<std::int64_t>(r.ts) : std::nullopt, rx, krx);
+        }
+        // A later poll's wait ran out (not the first poll's timeout=0): the counterpart of a heartbeat.
+        if (answer_.readings.empty() && ready_) ++c_.heartbeats;
+        if (answer_.reset) ++c_.other_events;
+        // The first answer (timeout=0) gives the stream its starting cursor: every reading after
+        // it is owed from here on, across reconnects, as after an SSE stream's `retry:`.
+        poll_cursor_ = answer_.cursor;
+        mark_ready();
+        send_request();
     }
 
     // ---- Server-Sent Events: retry (the stream is open), reading and status events, comments ----
@@ -751,7 +823,7 @@ private:
 
     void on_error(boost::system::error_code ec) {
         if (state_ == st::closed) return;
-        const bool was_open = state_ == st::body;
+        const bool was_open = is_open();
         boost::system::error_code ignored;
         sock().close(ignored);
         state_ = st::closed;
@@ -772,6 +844,7 @@ private:
     }
 
     static constexpr std::size_t buf_size = 16384;
+    static constexpr std::size_t max_poll_body = 64u << 20;  // 10,000 readings are ~1.5 MB
     tcp::socket sock_;               // plain streams
     std::shared_ptr<tls_stream> tls_;  // TLS streams (--tls), over their own socket
     std::unique_ptr<asio::steady_timer> timer_;
@@ -779,6 +852,11 @@ private:
     std::string head_, out_;
     telemetry::sse::parser sse_;
     ws::frame_reader ws_;
+    std::string body_;          // long polling: the answer's body so far
+    std::size_t body_left_ = 0;  // long polling: bytes of it still to come
+    std::string poll_cursor_;   // long polling: the last answer's cursor (N@E), the next `after`
+    lp::answer answer_;         // long polling: the last answer, parsed
+    bool answered_ = false;     // long polling: a poll on this connection was answered
     st state_ = st::connecting;
     bool writing_ = false, ws_closing_ = false;
     bool bad_status_logged_ = false, failure_logged_ = false, protocol_error_logged_ = false, ws_error_logged_ = false;
@@ -1052,7 +1130,7 @@ cpu_snap take_cpu(const std::vector<int>& pids) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    CLI::App app{"stream-bench: SSE / WebSocket / gRPC latency, throughput and idle-memory benchmark for broker-bridge"};
+    CLI::App app{"stream-bench: SSE / WebSocket / gRPC / long-poll latency, throughput and idle-memory benchmark for broker-bridge"};
     std::string host = "127.0.0.1";
     std::vector<int> ports;
     std::string mqtt_url = "tcp://127.0.0.1:1883";
@@ -1079,9 +1157,10 @@ int main(int argc, char** argv) {
     app.add_option("--prefix", prefix, "topic prefix")->capture_default_str();
     app.add_option("--topic", topic, "the stream's topic filter (empty: none given, i.e. #)")->capture_default_str();
     app.add_option("--transport", transport_name,
-                   "sse: GET /api/v1/stream; ws: WebSocket GET /api/v1/ws; grpc: Telemetry/Subscribe on --grpc-port")
+                   "sse: GET /api/v1/stream; ws: WebSocket GET /api/v1/ws; grpc: Telemetry/Subscribe on --grpc-port; "
+                   "longpoll: GET /api/v1/updates, one poll after another")
         ->capture_default_str()
-        ->check(CLI::IsMember({"sse", "ws", "grpc"}));
+        ->check(CLI::IsMember({"sse", "ws", "grpc", "longpoll"}));
     app.add_option("--grpc-port", grpc_port, "with --transport grpc: the bridge's gRPC port (plaintext)");
     app.add_option("--grpc-channels", grpc_channels,
                    "with --transport grpc: HTTP/2 connections the streams are spread over (0: one per 100 streams)")
@@ -1140,6 +1219,10 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "stream-bench: --transport grpc needs --grpc-port and goes without --tls and --sse-query\n");
         return 2;
     }
+    if (transport_name == "longpoll" && !sse_query.empty()) {
+        std::fprintf(stderr, "stream-bench: --sse-query is SSE's; --transport longpoll goes without it\n");
+        return 2;
+    }
     threads = std::max(1, threads);
     std::setvbuf(stdout, nullptr, _IOLBF, 0);
 
@@ -1147,7 +1230,10 @@ int main(int argc, char** argv) {
     for (int port : ports) s.eps.emplace_back(asio::ip::make_address(host), static_cast<unsigned short>(port));
     s.n = subscribers;
     s.reconnect = !no_reconnect;
-    s.kind = use_grpc ? transport::grpc : transport_name == "ws" ? transport::ws : transport::sse;
+    s.kind = use_grpc                     ? transport::grpc
+             : transport_name == "ws"       ? transport::ws
+             : transport_name == "longpoll" ? transport::longpoll
+                                            : transport::sse;
     s.host = host;
     s.topic = topic.empty() ? "#" : topic;
     s.prefix = prefix;
@@ -1155,6 +1241,7 @@ int main(int argc, char** argv) {
     s.narrow = narrow;
     s.plain = plain;
     s.sse_query = sse_query;
+    // Long polling builds each poll's head itself (its `after` changes from poll to poll).
     s.request_head = s.kind == transport::ws ? ws::upgrade_head(host)
                      : plain               ? sse::request_head(host, "#", {}, path)
                                            : sse::request_head(host, topic, sse_query);
