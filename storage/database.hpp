@@ -38,7 +38,7 @@ private:
 // Brings the schema to the newest version (PRAGMA user_version based, one transaction per step).
 // Returns the version it ended on. Idempotent.
 int migrate(connection& c);
-inline constexpr int schema_version = 3;
+inline constexpr int schema_version = 4;
 
 // The single writer. Used by the ingest thread only (the MQTT callback): every call is one
 // committed transaction, so a reading handed back here is durable against a process crash.

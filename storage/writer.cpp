@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <optional>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -17,8 +18,13 @@ namespace telemetry::storage {
 namespace {
 
 constexpr const char* sql_insert_reading =
-    "INSERT INTO readings(id, series_id, ts, value, seq, unit) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
-    "ON CONFLICT(series_id, seq, ts) WHERE seq IS NOT NULL DO NOTHING";
+    "INSERT INTO readings(id, series_id, ts, value, seq, unit) VALUES(?1, ?2, ?3, ?4, ?5, ?6)";
+// A reading with a seq is a redelivery when its series already has that (seq, ts). Looked up
+// through readings_by_series_ts, which every insert writes anyway (schema v4 dropped the unique
+// index that used to catch it), and only for a ts not newer than the series' newest: sensors
+// publish in time order, so almost every reading skips it. Only this writer inserts, so nothing
+// comes between the check and the insert.
+constexpr const char* sql_find_redelivery = "SELECT 1 FROM readings WHERE series_id = ?1 AND ts = ?2 AND seq = ?3";
 constexpr const char* sql_upsert_rollup =
     "INSERT INTO rollup_1m(series_id, minute, n, vmin, vmax, vsum) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
     "ON CONFLICT(series_id, minute) DO UPDATE SET n = n + excluded.n, "
@@ -38,7 +44,11 @@ struct writer::impl {
     connection conn;
     detail::statement_cache stmts;  // declared after conn: finalized before the close
     std::int64_t next_id = 1;
-    std::unordered_map<std::string, std::int64_t> series_ids;  // sensor '\0' metric -> series_id
+    struct series_entry {
+        std::int64_t id = 0;
+        std::int64_t newest_ts = std::numeric_limits<std::int64_t>::min();  // of any reading stored
+    };
+    std::unordered_map<std::string, series_entry> series_ids;  // sensor '\0' metric -> its row
     std::string key;                                           // reused lookup buffer
     std::vector<minute_acc> minutes;                           // reused per transaction
     std::optional<checkpointer> checkpoints;                   // after conn: stopped before the close
@@ -53,7 +63,7 @@ struct writer::impl {
         if (q.step()) next_id = q.int64(0) + 1;
     }
 
-    std::int64_t series_id(const std::string& sensor, const std::string& metric) {
+    series_entry& series(const std::string& sensor, const std::string& metric) {
         key.assign(sensor).push_back('\0');
         key.append(metric);
         if (auto it = series_ids.find(key); it != series_ids.end()) return it->second;
@@ -61,12 +71,24 @@ struct writer::impl {
             .bind(1, sensor)
             .bind(2, metric)
             .run();
-        auto q = stmts.use("SELECT series_id FROM series WHERE sensor = ?1 AND metric = ?2");
-        q.bind(1, sensor).bind(2, metric);
-        if (!q.step()) throw storage_error("storage: series row vanished after insert");
-        const std::int64_t id = q.int64(0);
-        series_ids.emplace(key, id);
-        return id;
+        series_entry e;
+        {
+            auto q = stmts.use("SELECT series_id FROM series WHERE sensor = ?1 AND metric = ?2");
+            q.bind(1, sensor).bind(2, metric);
+            if (!q.step()) throw storage_error("storage: series row vanished after insert");
+            e.id = q.int64(0);
+        }
+        auto q = stmts.use("SELECT max(ts) FROM readings WHERE series_id = ?1");
+        q.bind(1, e.id);
+        if (q.step() && !q.is_null(0)) e.newest_ts = q.int64(0);
+        return series_ids.emplace(key, e).first->second;
+    }
+
+    bool stored_already(const series_entry& s, const reading& r) {
+        if (!r.seq || r.ts > s.newest_ts) return false;
+        auto q = stmts.use(sql_find_redelivery);
+        q.bind(1, s.id).bind(2, r.ts).bind(3, *r.seq);
+        return q.step();
     }
 
     void add_to_rollup(std::int64_t sid, std::int64_t ts, double v) {
@@ -96,7 +118,9 @@ struct writer::impl {
         try {
             detail::transaction txn(stmts, detail::transaction::kind::write);
             for (const auto& r : rs) {
-                const std::int64_t sid = series_id(r.sensor, r.metric);
+                series_entry& series_row = series(r.sensor, r.metric);
+                if (stored_already(series_row, r)) continue;  // a redelivery
+                const std::int64_t sid = series_row.id;
                 auto q = stmts.use(sql_insert_reading);
                 // A reading that already carries an id (assigned when it was journaled) keeps it.
                 const std::int64_t id = r.id > 0 ? std::max(r.id, next_id) : next_id;
@@ -105,7 +129,7 @@ struct writer::impl {
                 q.bind(1, id).bind(2, sid).bind(3, r.ts).bind(4, r.value).bind(5, r.seq).bind(
                     6, r.unit);
                 q.run();
-                if (q.changes() == 0) continue;  // a redelivery: already stored
+                series_row.newest_ts = std::max(series_row.newest_ts, r.ts);
                 stored.push_back(r);
                 stored.back().id = id;
                 next_id = id + 1;
@@ -123,7 +147,7 @@ struct writer::impl {
             txn.commit();
         } catch (...) {
             // Nothing of this transaction is stored: hand its ids out again and forget series
-            // rows it may have created.
+            // rows it may have created (and newest ts it raised).
             next_id = first_id;
             series_ids.clear();
             throw;

@@ -350,6 +350,36 @@ TEST_CASE("storage a schema 1 database keeps what retention deleted as concernin
     CHECK(r.retired_unattributed() == 5);
 }
 
+TEST_CASE("storage a schema 3 database loses its redelivery index and still stores a redelivery once") {
+    temp_dir dir;
+    {
+        writer w(dir.db());
+        put(w, {make("a", "t", 1000, 1.5, 7)});
+    }
+    {
+        // Back to schema 3, as an earlier version wrote it: with the partial unique index.
+        connection c(dir.db(), connection::mode::read_write);
+        c.exec("CREATE UNIQUE INDEX readings_redelivery ON readings(series_id, seq, ts) WHERE seq IS NOT NULL");
+        c.exec("PRAGMA user_version = 3");
+    }
+    writer w(dir.db());
+    {
+        connection c(dir.db(), connection::mode::read_only);
+        CHECK(pragma_int(c, "PRAGMA user_version") == 4);
+        CHECK(pragma_int(c, "SELECT count(*) FROM sqlite_schema WHERE name = 'readings_redelivery'") == 0);
+        CHECK(pragma_int(c, "SELECT count(*) FROM sqlite_schema WHERE name = 'readings_by_series_ts'") == 1);
+    }
+    CHECK(put(w, {make("a", "t", 1000, 1.5, 7)}).empty());
+    // Another reading at the same ts: a seq that differs, and one without seq, are both new.
+    CHECK(put(w, {make("a", "t", 1000, 1.5, 8), make("a", "t", 1000, 1.5)}).size() == 2);
+    // A redelivery older than the series' newest reading is found too.
+    CHECK(put(w, {make("a", "t", 5000, 2.0, 9)}).size() == 1);
+    CHECK(put(w, {make("a", "t", 1000, 1.5, 7), make("a", "t", 1000, 1.5, 8)}).empty());
+    reader r(dir.db());
+    REQUIRE(r.all_series().size() == 1);
+    CHECK(r.all_series()[0].count == 4);
+}
+
 STORE_TEST_CASE("storage redelivery with the same seq and ts is stored once") {
     store s;
     auto w = s.writer();
