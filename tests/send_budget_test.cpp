@@ -1,9 +1,11 @@
 // The total send budget over all streams (broker-bridge/streams/send_budget.hpp, docs/api.md 7):
-// who may grow at which total: past twice the budget, only streams within their fair share.
+// who may grow at which total, and, at twice the budget, who is cut to make room.
 #include <doctest/doctest.h>
 
 #include <chrono>
 #include <cstddef>
+#include <deque>
+#include <memory>
 
 #include "streams/send_budget.hpp"
 
@@ -13,56 +15,129 @@ using verdict = send_budget::verdict;
 namespace {
 constexpr std::size_t KiB = 1024;
 constexpr std::size_t MiB = 1024 * KiB;
+const std::chrono::steady_clock::time_point none{};  // no write in flight
 
-// Open `n` streams and put `bytes` on the total as one stream that holds them.
-void fill(send_budget& b, int streams, std::size_t bytes) {
-    for (int i = 0; i < streams; ++i) b.stream_opened();
-    std::size_t accounted = 0;
-    b.account(bytes, accounted);
-}
+// `n` open streams; the first holds `bytes`.
+struct streams {
+    send_budget& b;
+    std::deque<send_budget::share> all;
+    streams(send_budget& budget, int n, std::size_t bytes) : b(budget) {
+        for (int i = 0; i < n; ++i) all.emplace_back(budget);
+        all.front().account(bytes);
+    }
+};
+
+// A stream that counts how often the budget cut it.
+struct cuttable {
+    send_budget::share share;
+    int cuts = 0;
+    cuttable(send_budget& b, std::size_t held) : share(b) {
+        share.on_cut([this] { ++cuts; });
+        share.account(held);
+    }
+};
 }  // namespace
 
 TEST_CASE("send budget - within the budget every stream may grow") {
     send_budget b(8 * MiB);
-    fill(b, 10, 7 * MiB);
+    streams s(b, 10, 7 * MiB);
     CHECK(b.judge(0, 0, 512 * KiB) == verdict::admit);
     CHECK(b.judge(0, 0, 2 * MiB) == verdict::admit_if_progressing);  // past the budget, over its share
 }
 
 TEST_CASE("send budget - past the budget: a stream under its fair share grows, others only while progressing") {
     send_budget b(8 * MiB);
-    fill(b, 8, 12 * MiB);  // fair share: 1 MiB
-    CHECK(b.judge(100 * KiB, 100 * KiB, 16 * KiB) == verdict::admit);
+    streams s(b, 7, 10 * MiB);  // with the one below, 8 streams: a fair share of 1 MiB
+    send_budget::share mine(b);
+    mine.account(2 * MiB);  // 12 MiB in all
+    CHECK(b.judge(100 * KiB, 0, 16 * KiB) == verdict::admit);
     CHECK(b.judge(2 * MiB, 2 * MiB, 16 * KiB) == verdict::admit_if_progressing);
     const auto now = std::chrono::steady_clock::now();
-    CHECK(b.admit(2 * MiB, 2 * MiB, 16 * KiB, now));  // a write just started: progressing
-    CHECK_FALSE(b.admit(2 * MiB, 2 * MiB, 16 * KiB, now - 2 * send_budget::stall_after));  // stalled
-    CHECK(b.admit(2 * MiB, 2 * MiB, 16 * KiB, {}));  // nothing in flight: not stalled
+    CHECK(mine.admit(2 * MiB, 16 * KiB, now));  // a write just started: progressing
+    CHECK_FALSE(mine.admit(2 * MiB, 16 * KiB, now - 2 * send_budget::stall_after));  // stalled
+    CHECK(mine.admit(2 * MiB, 16 * KiB, none));  // nothing in flight: not stalled
+    CHECK_FALSE(mine.cut());  // refusing a stream is not cutting it: its own thread closes it
 }
 
-TEST_CASE("send budget - past twice the budget only a stream within its fair share grows") {
+TEST_CASE("send budget - past twice the budget, the streams furthest behind are cut to make room") {
     send_budget b(8 * MiB);
-    fill(b, 8, 16 * MiB - 8 * KiB);  // fair share 1 MiB; total just under twice the budget
-    CHECK(b.judge(2 * MiB, 2 * MiB, 8 * KiB) == verdict::admit_if_progressing);
-    CHECK(b.judge(2 * MiB, 2 * MiB, 16 * KiB) == verdict::refuse);
-    CHECK_FALSE(b.admit(2 * MiB, 2 * MiB, 16 * KiB, std::chrono::steady_clock::now()));  // even progressing
-    // A reader within its share is never refused because others hold the budget.
-    CHECK(b.judge(0, 0, 16 * KiB) == verdict::admit);
-    CHECK(b.judge(512 * KiB, 512 * KiB, 512 * KiB) == verdict::admit);
-    CHECK(b.judge(512 * KiB, 512 * KiB, 512 * KiB + 1) == verdict::refuse);
-    // With more streams than the budget has floors, the share is the floor (64 KiB).
-    send_budget many(1 * MiB);
-    fill(many, 1000, 3 * MiB);
-    CHECK(many.judge(0, 0, 64 * KiB) == verdict::admit);
-    CHECK(many.judge(0, 0, 64 * KiB + 1) == verdict::refuse);
+    // Eight streams, a fair share of 1 MiB: two stalled ones far behind, and a reader that
+    // keeps up but holds a little more than its share, during a burst.
+    cuttable big(b, 5 * MiB), bigger(b, 9 * MiB);
+    std::deque<cuttable> small;
+    for (int i = 0; i < 5; ++i) small.emplace_back(b, 64 * KiB);
+    cuttable reader(b, 1 * MiB + 1 * KiB);  // total: 15 MiB + 321 KiB, under twice the budget
+    CHECK(b.judge(1 * MiB + 1 * KiB, 1 * MiB + 1 * KiB, 16 * KiB) == verdict::admit_if_progressing);
+    CHECK(b.judge(1 * MiB + 1 * KiB, 1 * MiB + 1 * KiB, 1 * MiB) == verdict::make_room);
+
+    // Past the ceiling the reader is admitted; the one holding the most is cut, and only it.
+    CHECK(reader.share.admit(1 * MiB + 1 * KiB, 1 * MiB, std::chrono::steady_clock::now()));
+    CHECK(bigger.cuts == 1);
+    CHECK(bigger.share.cut());
+    CHECK(big.cuts == 0);
+    CHECK_FALSE(big.share.cut());
+    for (auto& s : small) CHECK(s.cuts == 0);
+    CHECK(reader.cuts == 0);
+    // A cut stream may not grow, even within its share; it gives back what it held as it closes.
+    CHECK_FALSE(bigger.share.admit(9 * MiB, 1, none));
+    CHECK(b.queued() == 15 * MiB + 321 * KiB);
+    CHECK(b.judge(0, 0, 0) == verdict::admit);  // the cut stream's 9 MiB no longer count
+    bigger.share.account(0);
+    CHECK(b.queued() == 6 * MiB + 321 * KiB);
+    CHECK(b.judge(0, 0, 0) == verdict::admit);
 }
 
-TEST_CASE("send budget - accounting moves the total both ways") {
+TEST_CASE("send budget - past twice the budget, a stream that holds the most is refused itself") {
+    send_budget b(8 * MiB);
+    cuttable stalled(b, 9 * MiB), other(b, 7 * MiB + 512 * KiB);  // 16.5 MiB, a share of 4 MiB
+    const auto now = std::chrono::steady_clock::now();
+    // Nobody is further behind than the stalled one: it is the one refused, and nobody is cut.
+    CHECK_FALSE(stalled.share.admit(9 * MiB, 1 * MiB, now));
+    CHECK(other.cuts == 0);
+    CHECK(stalled.cuts == 0);
+    // A stalled stream past the ceiling does not cut others either: it is refused first.
+    CHECK_FALSE(other.share.admit(7 * MiB + 512 * KiB, 1 * MiB, now - 2 * send_budget::stall_after));
+    CHECK(stalled.cuts == 0);
+    // Within its fair share a stream grows however full the budget is.
+    send_budget::share small(b);
+    CHECK(small.admit(0, 16 * KiB, now));
+    CHECK(stalled.cuts == 0);
+}
+
+TEST_CASE("send budget - the floor of the fair share with more streams than the budget divides into") {
+    send_budget many(1 * MiB);
+    streams s(many, 1000, 3 * MiB);
+    CHECK(many.judge(0, 0, 64 * KiB) == verdict::admit);
+    CHECK(many.judge(0, 0, 64 * KiB + 1) == verdict::make_room);
+}
+
+TEST_CASE("send budget - accounting moves the total both ways, and a closed stream gives back all") {
     send_budget b(1 * MiB);
-    std::size_t a = 0;
-    CHECK(b.account(300 * KiB, a) == static_cast<long>(300 * KiB));
-    CHECK(b.queued() == 300 * KiB);
-    CHECK(b.account(100 * KiB, a) == -static_cast<long>(200 * KiB));
-    CHECK(b.queued() == 100 * KiB);
-    CHECK(a == 100 * KiB);
+    {
+        send_budget::share s(b);
+        CHECK(s.account(300 * KiB) == static_cast<long>(300 * KiB));
+        CHECK(b.queued() == 300 * KiB);
+        CHECK(s.account(100 * KiB) == -static_cast<long>(200 * KiB));
+        CHECK(b.queued() == 100 * KiB);
+        CHECK(s.accounted() == 100 * KiB);
+        CHECK(b.streams() == 1);
+    }
+    CHECK(b.queued() == 0);
+    CHECK(b.streams() == 0);
+}
+
+TEST_CASE("send budget - a cut stream that closes leaves nothing behind") {
+    send_budget b(1 * MiB);
+    auto stalled = std::make_unique<cuttable>(b, 1 * MiB + 512 * KiB);
+    cuttable reader(b, 500 * KiB);  // a share of 512 KiB; 2 MiB in all, the ceiling
+    CHECK(reader.share.admit(500 * KiB, 100 * KiB, none));
+    CHECK(stalled->cuts == 1);
+    stalled->share.account(1 * MiB);  // a write completed before the cut reached its thread
+    CHECK(b.judge(0, 0, 0) == verdict::admit);
+    stalled.reset();  // closed
+    CHECK(b.queued() == 500 * KiB);
+    CHECK(b.streams() == 1);
+    // And the total counts fully again: nothing of the cut stream is subtracted any more.
+    reader.share.account(2 * MiB + 1);
+    CHECK(b.judge(2 * MiB + 1, 2 * MiB + 1, 1) == verdict::make_room);
 }

@@ -82,18 +82,23 @@ constexpr std::string_view resume_hint = "; subscribe again with after = the id 
 
 subscribe_stream::subscribe_stream(stream_context& ctx, ::grpc::CallbackServerContext& call, subscribe_params p)
     : ctx_(ctx), call_(call), params_(std::move(p)), shard_(ctx.io.next()),
-      heartbeat_(shard_.context()), expiry_(shard_.context()) {
+      heartbeat_(shard_.context()), expiry_(shard_.context()), budget_share_(ctx.budget) {
     ctx_.stats.grpc_streams.fetch_add(1, std::memory_order_relaxed);
-    ctx_.budget.stream_opened();
 }
 
-subscribe_stream::~subscribe_stream() {
-    ctx_.budget.stream_closed();
-    ctx_.stats.grpc_streams.fetch_sub(1, std::memory_order_relaxed);
-}
+subscribe_stream::~subscribe_stream() { ctx_.stats.grpc_streams.fetch_sub(1, std::memory_order_relaxed); }
 
 void subscribe_stream::start() {
     self_ = shared_from_this();
+    // The send budget may cut this stream from another stream's thread to make room.
+    budget_share_.on_cut([self = weak_from_this(), &shard = shard_] {
+        asio::post(shard.context(), [self] {
+            if (auto s = self.lock()) {
+                s->over_budget_ = true;
+                s->overflow();
+            }
+        });
+    });
     asio::post(shard_.context(), [self = shared_from_this()] { self->begin(); });
 }
 
@@ -279,8 +284,8 @@ bool subscribe_stream::fits(std::size_t more_bytes) {
     const std::size_t held = pending_bytes_ + writing_bytes_;
     const std::size_t events = pending_.size() + writing_events_;
     if (held + more_bytes > ctx_.cfg.max_queue_bytes || events + 1 > ctx_.cfg.max_queue_events) return false;
-    over_budget_ = !ctx_.budget.admit(held, accounted_, more_bytes,
-                                      writing_events_ ? write_started_ : std::chrono::steady_clock::time_point{});
+    over_budget_ = !budget_share_.admit(held, more_bytes,
+                                        writing_events_ ? write_started_ : std::chrono::steady_clock::time_point{});
     return !over_budget_;
 }
 
@@ -296,8 +301,8 @@ void subscribe_stream::overflow() {
 
 void subscribe_stream::account() {
     const std::size_t held = phase_ == phase::closed ? 0 : pending_bytes_ + writing_bytes_;
-    if (held == accounted_) return;
-    ctx_.stats.stream_queued_bytes.fetch_add(ctx_.budget.account(held, accounted_), std::memory_order_relaxed);
+    if (held == budget_share_.accounted()) return;
+    ctx_.stats.stream_queued_bytes.fetch_add(budget_share_.account(held), std::memory_order_relaxed);
 }
 
 // gRPC allows one write in flight per call: the next starts when it is done. A write with more

@@ -106,6 +106,7 @@ private:
     boost::asio::steady_timer heartbeat_;
     boost::asio::system_timer expiry_;  // the token's expiry ends the stream
     std::shared_ptr<subscribe_stream> self_;  // until OnDone
+    http::send_budget::share budget_share_;  // what this stream holds of all streams' budget
 
     phase phase_ = phase::starting;
     std::int64_t last_id_ = 0;  // greatest id queued to this client
@@ -126,7 +127,6 @@ private:
     std::chrono::steady_clock::time_point write_started_{};
     http::conflation behind_;       // POLICY_CONFLATE: held while a write is in flight
     std::shared_ptr<bucket_feed> buckets_;  // bucket: the stream's live aggregates
-    std::size_t accounted_ = 0;     // as last reported to the send budget
     bool over_budget_ = false;
     bool step_in_flight_ = false;
     bool reset_checked_ = false;

@@ -1,24 +1,37 @@
-// One budget for the bytes queued to all streams together (SSE and WebSocket send queues and
-// their writes in flight).
+// One budget for the bytes queued to all streams together (SSE, WebSocket and gRPC send queues
+// and their writes in flight).
 //
 // Each stream's own queue is bounded (stream.max_queue_bytes), but a thousand stalled clients
 // times that bound is gigabytes. Within the total budget every stream may fill its own queue.
 // Once the total would pass it, a stream may grow while it holds less than its fair share (the
-// budget divided among the open streams, never less than a small floor); beyond its fair share
-// only while its writes are completing (a reader that keeps up but is briefly behind, during a
-// burst), and not at all once the total reaches twice the budget. Bound: twice the budget plus
-// the fair shares (streams x max(floor, budget / streams)). So stalled streams, whose
-// write has not completed for a while, are cut first, and a reader that keeps up is not cut
-// because others stall. A cut stream resumes after its cursor, like any slow stream.
+// budget divided among the open streams, never less than a small floor), and beyond its fair
+// share while its writes are completing (a reader that keeps up but is briefly behind, during a
+// burst). A stream whose write has not completed for a while is stalled: beyond its fair share
+// it is cut.
 //
-// Thread safety: atomics only; each stream reports its own change (account) from its shard.
+// Twice the budget is the ceiling for everything beyond the fair shares. A stream that would pass
+// it does not simply get cut itself: the streams furthest behind (holding the most) are cut to
+// make room, largest first, and only a stream that holds the most itself is refused. Why: when
+// many clients stall at once (a network drops them together), for the first moments they look
+// like readers in a burst, and together they reach the ceiling before any looks stalled; cutting
+// whichever stream asked next would cut a reader that keeps up as likely as a stalled one. The
+// stalled ones owe the most, so they go first. Bound: twice the budget plus the fair shares
+// (streams x max(floor, budget / streams)), plus what cut streams hold until their own threads
+// have closed them (a posted call away). A cut stream resumes after its cursor, like any slow
+// stream.
+//
+// Thread safety: each stream's owner thread reports its own change (account, admit); streams
+// register, and are cut by other streams' threads, under one mutex, taken only when a stream
+// opens or closes and when the ceiling is reached.
 #pragma once
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <mutex>
+#include <vector>
 
 namespace telemetry::bridge::http {
 
@@ -26,61 +39,67 @@ class send_budget {
 public:
     explicit send_budget(std::size_t total, std::size_t floor = 64 * 1024) : budget_(total), floor_(floor) {}
 
-    void stream_opened() noexcept { streams_.fetch_add(1, std::memory_order_relaxed); }
-    void stream_closed() noexcept { streams_.fetch_sub(1, std::memory_order_relaxed); }
-
-    enum class verdict { admit, admit_if_progressing, refuse };
     // A write that has not completed for this long marks its stream as stalled.
     static constexpr std::chrono::milliseconds stall_after{250};
-
-    // May a stream that holds `held` bytes (of which `accounted` are in the total) add `more`?
-    verdict judge(std::size_t held, std::size_t accounted, std::size_t more) const noexcept {
-        const std::size_t total = queued_.load(std::memory_order_relaxed) - accounted + held + more;
-        if (total <= budget_) return verdict::admit;
-        // Within its fair share a stream always grows, even past twice the budget: a reader
-        // that keeps up is never cut because others stall. The fair shares together are the
-        // budget (or the floor per stream, with more streams than the budget has floors), so
-        // the total stays below twice the budget plus that.
-        const std::size_t streams = std::max<std::size_t>(1, streams_.load(std::memory_order_relaxed));
-        if (held + more <= std::max(floor_, budget_ / streams)) return verdict::admit;
-        return total <= 2 * budget_ ? verdict::admit_if_progressing : verdict::refuse;
-    }
-    // The verdict for a stream whose current write started at `write_started` (none in flight:
-    // the epoch, never stalled).
-    bool admit(std::size_t held, std::size_t accounted, std::size_t more,
-               std::chrono::steady_clock::time_point write_started) const noexcept {
-        switch (judge(held, accounted, more)) {
-            case verdict::admit: return true;
-            case verdict::refuse: return false;
-            case verdict::admit_if_progressing:
-                return write_started == std::chrono::steady_clock::time_point{} ||
-                       std::chrono::steady_clock::now() - write_started < stall_after;
-        }
-        return false;
-    }
-
-    // A stream now holds `held` bytes; `accounted` is what it reported before (updated). Returns
-    // the change, for the metrics gauge.
-    std::int64_t account(std::size_t held, std::size_t& accounted) noexcept {
-        const auto change = static_cast<std::int64_t>(held) - static_cast<std::int64_t>(accounted);
-        if (change >= 0) queued_.fetch_add(static_cast<std::size_t>(change), std::memory_order_relaxed);
-        else queued_.fetch_sub(static_cast<std::size_t>(-change), std::memory_order_relaxed);
-        accounted = held;
-        return change;
-    }
-
     // A stream reports once per flush, and also within a large batch once it has grown by this
     // much: so the total is never behind by more than this per stream.
     static constexpr std::size_t report_every = 16 * 1024;
 
+    // One stream's part of the budget, for the stream's lifetime. Its owner thread calls admit()
+    // and account(); the budget may cut it from another stream's thread (on_cut).
+    class share {
+    public:
+        explicit share(send_budget& budget);
+        ~share();
+        share(const share&) = delete;
+        share& operator=(const share&) = delete;
+
+        // How to cut this stream to make room under the ceiling. Called from another thread
+        // with the budget's lock held: it must only post to the stream's own thread.
+        void on_cut(std::function<void()> cut);
+        // May this stream, holding `held` bytes, add `more`? Its write in flight started at
+        // `write_started` (none in flight: the epoch, never stalled). Never once it was cut.
+        bool admit(std::size_t held, std::size_t more, std::chrono::steady_clock::time_point write_started);
+        // The stream now holds `held` bytes. Returns the change, for the metrics gauge.
+        std::int64_t account(std::size_t held) noexcept;
+        std::size_t accounted() const noexcept { return accounted_.load(std::memory_order_relaxed); }
+        // The budget cut this stream: it must close (its cut call is on its way, too).
+        bool cut() const noexcept { return cut_.load(std::memory_order_acquire); }
+
+    private:
+        friend class send_budget;
+        void release_cut() noexcept;
+
+        send_budget& budget_;
+        std::atomic<std::size_t> accounted_{0};  // written by the owner thread only
+        std::atomic<bool> cut_{false};
+        std::atomic<std::size_t> cut_bytes_{0};  // what it held when cut, until released
+        std::function<void()> on_cut_;           // guarded by the budget's mutex
+        std::size_t slot_ = 0;                   // guarded by the budget's mutex: in shares_
+    };
+
+    enum class verdict { admit, admit_if_progressing, make_room };
+    // The rule for a stream that holds `held` bytes (of which `accounted` are in the total) and
+    // would add `more`, at the current total (less what cut streams still hold).
+    verdict judge(std::size_t held, std::size_t accounted, std::size_t more) const noexcept;
+
     std::size_t queued() const noexcept { return queued_.load(std::memory_order_relaxed); }
     std::size_t budget() const noexcept { return budget_; }
+    std::size_t streams() const;
 
 private:
+    // Cuts the streams furthest behind, largest first, until `asker` may hold `wanted` bytes
+    // under the ceiling; false if it holds the most itself (or there is nothing else to cut).
+    bool make_room(share& asker, std::size_t wanted);
+    std::size_t counted() const noexcept;  // the total, less what cut streams still hold
+
     const std::size_t budget_;
     const std::size_t floor_;
     std::atomic<std::size_t> queued_{0};
+    std::atomic<std::size_t> cut_bytes_{0};  // of shares cut but not yet released
     std::atomic<std::size_t> streams_{0};
+    mutable std::mutex mutex_;
+    std::vector<share*> shares_;  // guarded by mutex_
 };
 
 }  // namespace telemetry::bridge::http

@@ -33,24 +33,26 @@ sse_session::sse_session(connection_stream&& stream, io_shard& shard, session_co
                          const stream_config& cfg, request_info ri, stream_request req,
                          connection_gauge::slot slot)
     : stream_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), ri_(std::move(ri)), req_(std::move(req)),
-      selector_(req_.selector), slot_(std::move(slot)), heartbeat_(stream_.get_executor()),
-      expiry_(stream_.get_executor()) {
+      selector_(req_.selector), slot_(std::move(slot)), budget_share_(ctx_.stream_budget),
+      heartbeat_(stream_.get_executor()), expiry_(stream_.get_executor()) {
     ctx_.stats.sse_connections.fetch_add(1, std::memory_order_relaxed);
-    ctx_.stream_budget.stream_opened();
 }
 
-sse_session::~sse_session() {
-    ctx_.stream_budget.stream_closed();
-    ctx_.stats.sse_connections.fetch_sub(1, std::memory_order_relaxed);
-}
+sse_session::~sse_session() { ctx_.stats.sse_connections.fetch_sub(1, std::memory_order_relaxed); }
 
 void sse_session::account() {
     const std::size_t held = phase_ == phase::closed ? 0 : writing_.size() + held_bytes_;
-    if (held == accounted_) return;
-    ctx_.stats.stream_queued_bytes.fetch_add(ctx_.stream_budget.account(held, accounted_), std::memory_order_relaxed);
+    if (held == budget_share_.accounted()) return;
+    ctx_.stats.stream_queued_bytes.fetch_add(budget_share_.account(held), std::memory_order_relaxed);
 }
 
 void sse_session::start() {
+    // The send budget may cut this stream from another stream's thread to make room.
+    budget_share_.on_cut([self = weak_from_this(), ex = stream_.get_executor()] {
+        asio::post(ex, [self] {
+            if (auto s = self.lock()) s->cut_by_budget();
+        });
+    });
     // Live from now unless resuming: "now" is before the client can see anything of the stream,
     // so a reading it publishes once it sees the header or the retry line is never skipped.
     last_id_ = req_.after.value_or(ctx_.live.newest_id());
@@ -253,12 +255,18 @@ bool sse_session::fits(std::size_t more_bytes, std::size_t more_events) {
     if (held + more_bytes > cfg_.max_queue_bytes ||
         writing_events_ + held_events_ + more_events > cfg_.max_queue_events)
         return false;
-    over_budget_ = !ctx_.stream_budget.admit(held, accounted_, more_bytes,
-                                              write_in_flight_ ? write_started_ : std::chrono::steady_clock::time_point{});
-    if (!over_budget_ && held + more_bytes > accounted_ + send_budget::report_every)
-        ctx_.stats.stream_queued_bytes.fetch_add(ctx_.stream_budget.account(held + more_bytes, accounted_),
-                                                 std::memory_order_relaxed);
+    over_budget_ = !budget_share_.admit(held, more_bytes,
+                                        write_in_flight_ ? write_started_ : std::chrono::steady_clock::time_point{});
+    if (!over_budget_ && held + more_bytes > budget_share_.accounted() + send_budget::report_every)
+        ctx_.stats.stream_queued_bytes.fetch_add(budget_share_.account(held + more_bytes), std::memory_order_relaxed);
     return !over_budget_;
+}
+
+// Cut by the send budget to make room for streams less far behind (send_budget.hpp).
+void sse_session::cut_by_budget() {
+    if (phase_ == phase::closed) return;
+    over_budget_ = true;
+    overflow();
 }
 
 void sse_session::overflow() {

@@ -73,6 +73,7 @@ private:
     void queue_conflated();
     bool fits(std::size_t more_bytes, std::size_t more_events);
     void overflow();
+    void cut_by_budget();
     void account();  // reports what this stream holds to the send budget
     void do_write();
     void on_write(boost::beast::error_code ec, std::size_t);
@@ -91,6 +92,7 @@ private:
     stream_request req_;
     selector_ptr selector_;
     connection_gauge::slot slot_;
+    send_budget::share budget_share_;  // what this stream holds of all streams' budget
     std::shared_ptr<bhttp::response<bhttp::empty_body>> res_;
     std::shared_ptr<bhttp::response_serializer<bhttp::empty_body>> serializer_;
     boost::asio::steady_timer heartbeat_;
@@ -116,7 +118,6 @@ private:
     std::size_t held_events_ = 0;
     conflation behind_;              // policy=conflate: held while a write is in flight
     std::shared_ptr<bucket_feed> buckets_;  // bucket=: the stream's live aggregates
-    std::size_t accounted_ = 0;      // of writing_ + held_bytes_, as last reported to the send budget
     bool over_budget_ = false;       // the last refusal was the total budget's, not this queue's
     bool write_in_flight_ = false;
     std::chrono::steady_clock::time_point write_started_{};  // of the write in flight, if any

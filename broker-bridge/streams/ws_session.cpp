@@ -42,23 +42,25 @@ std::string subscribed_message(std::string_view topic, std::int64_t cursor, cons
 ws_session::ws_session(connection_stream&& stream, io_shard& shard, session_context& ctx,
                        const stream_config& cfg, connection_gauge::slot slot, grant_ptr access)
     : ws_(std::move(stream)), shard_(shard), ctx_(ctx), cfg_(cfg), slot_(std::move(slot)),
-      access_(std::move(access)), expiry_(ws_.get_executor()) {
+      budget_share_(ctx_.stream_budget), access_(std::move(access)), expiry_(ws_.get_executor()) {
     ctx_.stats.ws_connections.fetch_add(1, std::memory_order_relaxed);
-    ctx_.stream_budget.stream_opened();
 }
 
-ws_session::~ws_session() {
-    ctx_.stream_budget.stream_closed();
-    ctx_.stats.ws_connections.fetch_sub(1, std::memory_order_relaxed);
-}
+ws_session::~ws_session() { ctx_.stats.ws_connections.fetch_sub(1, std::memory_order_relaxed); }
 
 void ws_session::account() {
     const std::size_t held = closed_ ? 0 : out_bytes_ + writing_bytes_;
-    if (held == accounted_) return;
-    ctx_.stats.stream_queued_bytes.fetch_add(ctx_.stream_budget.account(held, accounted_), std::memory_order_relaxed);
+    if (held == budget_share_.accounted()) return;
+    ctx_.stats.stream_queued_bytes.fetch_add(budget_share_.account(held), std::memory_order_relaxed);
 }
 
 void ws_session::start(request req) {
+    // The send budget may cut this connection from another stream's thread to make room.
+    budget_share_.on_cut([self = weak_from_this(), ex = ws_.get_executor()] {
+        asio::post(ex, [self] {
+            if (auto s = self.lock()) s->cut_by_budget();
+        });
+    });
     auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
     // Ping an idle peer, and drop one that stops answering: Beast pings at half the idle timeout.
     timeouts.idle_timeout = cfg_.heartbeat * 2;
@@ -416,18 +418,28 @@ void ws_session::queue(std::shared_ptr<const std::string> msg) {
     // bounds, the total budget over all streams decides (send_budget.hpp).
     const std::size_t held = out_bytes_ + writing_bytes_;
     const bool own = held + msg->size() <= cfg_.max_queue_bytes && out_.size() + 1 <= cfg_.max_queue_events;
-    if (!own || !ctx_.stream_budget.admit(held, accounted_, msg->size(),
-                                          writing_ ? write_started_ : std::chrono::steady_clock::time_point{})) {
-        ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
-        if (own) ctx_.stats.stream_budget_disconnects.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("ws: client fell {} bytes behind{}; disconnecting it", held,
-                     own ? " while all streams hold the send budget" : "");
-        return close(websocket::close_code::policy_error, "too far behind; reconnect with after");
-    }
+    if (!own) return too_far_behind(false);
+    if (!budget_share_.admit(held, msg->size(), writing_ ? write_started_ : std::chrono::steady_clock::time_point{}))
+        return too_far_behind(true);
     out_bytes_ += msg->size();
     out_.push_back(std::move(msg));
     if (!writing_ && !batching_) do_write();
-    if (!batching_ || out_bytes_ + writing_bytes_ > accounted_ + send_budget::report_every) account();
+    if (!batching_ || out_bytes_ + writing_bytes_ > budget_share_.accounted() + send_budget::report_every) account();
+}
+
+// Cut by the send budget to make room for streams less far behind (send_budget.hpp).
+void ws_session::cut_by_budget() {
+    if (closing_ || closed_) return;
+    too_far_behind(true);
+}
+
+// A slow disconnect: its own queue's bound, or the budget of all streams (`budget`).
+void ws_session::too_far_behind(bool budget) {
+    ctx_.stats.stream_slow_disconnects.fetch_add(1, std::memory_order_relaxed);
+    if (budget) ctx_.stats.stream_budget_disconnects.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("ws: client fell {} bytes behind{}; disconnecting it", out_bytes_ + writing_bytes_,
+                 budget ? " while all streams hold the send budget" : "");
+    close(websocket::close_code::policy_error, "too far behind; reconnect with after");
 }
 
 void ws_session::do_write() {

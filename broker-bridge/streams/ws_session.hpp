@@ -89,6 +89,8 @@ private:
 
     void queue_conflated();
     void queue(std::shared_ptr<const std::string> msg);
+    void cut_by_budget();
+    void too_far_behind(bool budget);
     void queue(std::string msg) { queue(std::make_shared<const std::string>(std::move(msg))); }
     void do_write();
     void account();  // reports what this connection holds to the send budget
@@ -103,6 +105,7 @@ private:
     session_context& ctx_;
     const stream_config& cfg_;
     connection_gauge::slot slot_;
+    send_budget::share budget_share_;  // what this connection holds of all streams' budget
     grant_ptr access_;                   // every subscription is within it
     boost::asio::system_timer expiry_;   // the token's expiry ends the connection
 
@@ -120,7 +123,6 @@ private:
     std::size_t out_bytes_ = 0;
     std::shared_ptr<const std::string> in_flight_;
     std::size_t writing_bytes_ = 0;  // of the write in flight: still held for this client
-    std::size_t accounted_ = 0;      // out_bytes_ + writing_bytes_ as last reported to the send budget
     bool writing_ = false;
     std::chrono::steady_clock::time_point write_started_{};  // of the write in flight, if any
     bool batching_ = false;  // inside deliver(): queue now, write at flush()
