@@ -16,6 +16,8 @@
 # Usage: bench/stream_vs_nchan.sh [BUILD_DIR]   (or BUILD_DIR=...; default: this repository's build/)
 # Environment: SCENARIOS="100x100 1000x100 5000x20" DURATION=10 ROUNDS=3 CORES=1 WARMUP=2
 #              THREADS=1 (stream-bench receiving threads)
+#              PERF_DIR=DIR (perf record -g of the server's processes, 999 Hz, for DURATION s from
+#              about the end of the warm-up: DIR/<peer>-<scenario>-r<round>.data; see README)
 # Runtime: about 2 * ROUNDS * (DURATION + WARMUP + 8) s per scenario and entry of CORES (8 min
 # with the defaults); hard limit 20 minutes. Needs the Debian package libnginx-mod-nchan.
 set -euo pipefail
@@ -105,6 +107,17 @@ CONF
     || { echo "Nchan publisher on port $nport does not answer 201/202" >&2; exit 1; }
 }
 
+PERF_DIR=${PERF_DIR:-}
+[[ -z $PERF_DIR ]] || { mkdir -p "$PERF_DIR"; PERF_DIR=$(realpath "$PERF_DIR"); }
+# perf_measured NAME PIDS STREAMS: with PERF_DIR, a profile of PIDS (comma-separated) for the
+# measured seconds. It starts once the streams are likely connected and warmed up (the bench
+# connects about 1,000 streams a second here), so it may cover a little of the drain.
+perf_measured() {
+  [[ -n $PERF_DIR ]] || return 0
+  (sleep $(( WARMUP + 1 + $3 / 1000 )); exec perf record -F 999 -g -p "$2" -o "$PERF_DIR/$1.data" -- sleep "$DURATION") \
+    > /dev/null 2> "$PERF_DIR/$1.err" &
+}
+
 results=$work/results.txt
 : > "$results"
 # run_bench CORES SCENARIO ROUND PEER SERVER_PIDS STREAMS RATE ARGS...: one stream-bench; its
@@ -116,6 +129,7 @@ run_bench() {
   tmo=$(( WARMUP + DURATION + 60 + n / 50 ))
   (( tmo < $(remaining) )) || tmo=$(remaining)
   echo "== cores $cores, $sc, round $round, $peer: stream-bench --subscribers $n --rate $rate $*"
+  perf_measured "$peer-$sc-c$cores-r$round" "$spids" "$n"
   timeout --signal=TERM --kill-after=10 "$tmo" "$bench_bin" --threads "$THREADS" --subscribers "$n" --rate "$rate" \
     --duration "$DURATION" --warmup "$WARMUP" --drain 5 --drain-max 20 "$@" > "$work/bench.out" 2> "$work/bench.err" || rc=$?
   grep -v '^RESULT' "$work/bench.out" | sed 's/^/  /'
