@@ -7,6 +7,10 @@
 #include <deque>
 #include <memory>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "streams/send_budget.hpp"
 
 using telemetry::bridge::http::send_budget;
@@ -140,4 +144,30 @@ TEST_CASE("send budget - a cut stream that closes leaves nothing behind") {
     // And the total counts fully again: nothing of the cut stream is subtracted any more.
     reader.share.account(2 * MiB + 1);
     CHECK(b.judge(2 * MiB + 1, 2 * MiB + 1, 1) == verdict::make_room);
+}
+
+TEST_CASE("send budget - an old write is stalled only while the client's socket takes nothing") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    const auto now = std::chrono::steady_clock::now();
+    const auto old = now - 2 * send_budget::stall_after;
+    CHECK(send_budget::progressing(now, -1));           // young
+    CHECK(send_budget::progressing({}, -1));            // nothing in flight
+    CHECK_FALSE(send_budget::progressing(old, -1));     // old, and no socket to ask
+    CHECK(send_budget::progressing(old, fds[0]));       // old, but the peer has room: reading
+    // The peer stops reading: its buffer fills, the socket takes nothing more.
+    ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    const char chunk[4096] = {};
+    while (::send(fds[0], chunk, sizeof chunk, 0) > 0) {
+    }
+    CHECK_FALSE(send_budget::progressing(old, fds[0]));
+    CHECK(send_budget::progressing(now, fds[0]));  // a young write is given its time anyway
+    // The peer reads everything: writable again.
+    ::fcntl(fds[1], F_SETFL, ::fcntl(fds[1], F_GETFL) | O_NONBLOCK);
+    char sink[65536];
+    while (::recv(fds[1], sink, sizeof sink, 0) > 0) {
+    }
+    CHECK(send_budget::progressing(old, fds[0]));
+    ::close(fds[0]);
+    ::close(fds[1]);
 }

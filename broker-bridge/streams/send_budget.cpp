@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include <poll.h>
+
 namespace telemetry::bridge::http {
 
 send_budget::share::share(send_budget& budget) : budget_(budget) {
@@ -29,18 +31,25 @@ void send_budget::share::on_cut(std::function<void()> cut) {
 }
 
 bool send_budget::share::admit(std::size_t held, std::size_t more,
-                               std::chrono::steady_clock::time_point write_started) {
+                               std::chrono::steady_clock::time_point write_started, int socket) {
     if (cut()) return false;
-    const auto progressing = [&] {
-        return write_started == std::chrono::steady_clock::time_point{} ||
-               std::chrono::steady_clock::now() - write_started < stall_after;
-    };
     switch (budget_.judge(held, accounted(), more)) {
         case verdict::admit: return true;
-        case verdict::admit_if_progressing: return progressing();
-        case verdict::make_room: return progressing() && budget_.make_room(*this, held + more);
+        case verdict::admit_if_progressing: return progressing(write_started, socket);
+        case verdict::make_room: return progressing(write_started, socket) && budget_.make_room(*this, held + more);
     }
     return false;
+}
+
+bool send_budget::progressing(std::chrono::steady_clock::time_point write_started, int socket) {
+    if (write_started == std::chrono::steady_clock::time_point{} ||
+        std::chrono::steady_clock::now() - write_started < stall_after)
+        return true;
+    if (socket < 0) return false;
+    // Writable: its send buffer has room (Linux: at least a third free), so the client took
+    // what was there. A client that stopped reading leaves it full.
+    pollfd p{socket, POLLOUT, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) && !(p.revents & (POLLERR | POLLHUP | POLLNVAL));
 }
 
 std::int64_t send_budget::share::account(std::size_t held) noexcept {

@@ -6,8 +6,8 @@
 // Once the total would pass it, a stream may grow while it holds less than its fair share (the
 // budget divided among the open streams, never less than a small floor), and beyond its fair
 // share while its writes are completing (a reader that keeps up but is briefly behind, during a
-// burst). A stream whose write has not completed for a while is stalled: beyond its fair share
-// it is cut.
+// burst). A stream whose write has not completed for a while, and whose socket the kernel no
+// longer takes bytes on, is stalled: beyond its fair share it is cut.
 //
 // Twice the budget is the ceiling for everything beyond the fair shares. A stream that would pass
 // it does not simply get cut itself: the streams furthest behind (holding the most) are cut to
@@ -59,7 +59,10 @@ public:
         void on_cut(std::function<void()> cut);
         // May this stream, holding `held` bytes, add `more`? Its write in flight started at
         // `write_started` (none in flight: the epoch, never stalled). Never once it was cut.
-        bool admit(std::size_t held, std::size_t more, std::chrono::steady_clock::time_point write_started);
+        // `socket`: the stream's TCP socket, if it has one (-1: none), asked before a write that
+        // is older than stall_after counts as stalled (see progressing()).
+        bool admit(std::size_t held, std::size_t more, std::chrono::steady_clock::time_point write_started,
+                   int socket = -1);
         // The stream now holds `held` bytes. Returns the change, for the metrics gauge.
         std::int64_t account(std::size_t held) noexcept;
         std::size_t accounted() const noexcept { return accounted_.load(std::memory_order_relaxed); }
@@ -77,6 +80,12 @@ public:
         std::function<void()> on_cut_;           // guarded by the budget's mutex
         std::size_t slot_ = 0;                   // guarded by the budget's mutex: in shares_
     };
+
+    // Is a stream whose write started at `write_started` still progressing? Yes with no write in
+    // flight, or one younger than stall_after. An older one counts as stalled unless the kernel
+    // takes bytes on `socket` right now: then the client is reading, and the write's completion
+    // only waits for the stream's thread, busy elsewhere (thousands of streams, a slow machine).
+    static bool progressing(std::chrono::steady_clock::time_point write_started, int socket);
 
     enum class verdict { admit, admit_if_progressing, make_room };
     // The rule for a stream that holds `held` bytes (of which `accounted` are in the total) and

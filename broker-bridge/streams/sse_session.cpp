@@ -256,7 +256,8 @@ bool sse_session::fits(std::size_t more_bytes, std::size_t more_events) {
         writing_events_ + held_events_ + more_events > cfg_.max_queue_events)
         return false;
     over_budget_ = !budget_share_.admit(held, more_bytes,
-                                        write_in_flight_ ? write_started_ : std::chrono::steady_clock::time_point{});
+                                        write_in_flight_ ? write_started_ : std::chrono::steady_clock::time_point{},
+                                        stream_.socket().native_handle());
     if (!over_budget_ && held + more_bytes > budget_share_.accounted() + send_budget::report_every)
         ctx_.stats.stream_queued_bytes.fetch_add(budget_share_.account(held + more_bytes), std::memory_order_relaxed);
     return !over_budget_;

@@ -419,7 +419,8 @@ void ws_session::queue(std::shared_ptr<const std::string> msg) {
     const std::size_t held = out_bytes_ + writing_bytes_;
     const bool own = held + msg->size() <= cfg_.max_queue_bytes && out_.size() + 1 <= cfg_.max_queue_events;
     if (!own) return too_far_behind(false);
-    if (!budget_share_.admit(held, msg->size(), writing_ ? write_started_ : std::chrono::steady_clock::time_point{}))
+    if (!budget_share_.admit(held, msg->size(), writing_ ? write_started_ : std::chrono::steady_clock::time_point{},
+                             ws_.next_layer().next_layer().socket().native_handle()))
         return too_far_behind(true);
     out_bytes_ += msg->size();
     out_.push_back(std::move(msg));
