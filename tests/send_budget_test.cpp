@@ -85,10 +85,46 @@ TEST_CASE("send budget - past twice the budget, the streams furthest behind are 
     // A cut stream may not grow, even within its share; it gives back what it held as it closes.
     CHECK_FALSE(bigger.share.admit(9 * MiB, 1, none));
     CHECK(b.queued() == 15 * MiB + 321 * KiB);
-    CHECK(b.judge(0, 0, 0) == verdict::admit);  // the cut stream's 9 MiB no longer count
+    CHECK(b.counted() == 6 * MiB + 321 * KiB);  // the cut stream's 9 MiB no longer count
+    CHECK(b.judge(2 * MiB, 0, 0) == verdict::admit_if_progressing);  // 8.3 MiB counted, not 17.3
+    bigger.share.account(4 * MiB);  // a write completed before the cut reached its thread
+    CHECK(b.queued() == 10 * MiB + 321 * KiB);
+    CHECK(b.counted() == 6 * MiB + 321 * KiB);
     bigger.share.account(0);
     CHECK(b.queued() == 6 * MiB + 321 * KiB);
-    CHECK(b.judge(0, 0, 0) == verdict::admit);
+    CHECK(b.counted() == 6 * MiB + 321 * KiB);
+}
+
+TEST_CASE("send budget - at the ceiling, stalled streams go first, whatever they hold") {
+    send_budget b(8 * MiB);
+    const auto now = std::chrono::steady_clock::now();
+    const auto old = now - 2 * send_budget::stall_after;
+    // Four streams, a fair share of 2 MiB: a reader far behind but writing, a stalled one that
+    // holds less than it, and one more stalled one.
+    cuttable behind(b, 7 * MiB), stalled(b, 3 * MiB), stalled_small(b, 2 * MiB + 512 * KiB), asker(b, 3 * MiB);
+    CHECK(behind.share.admit(7 * MiB, 0, now));  // its write started just now
+    CHECK_FALSE(stalled.share.admit(3 * MiB, 0, old));  // its write started long ago: refused
+    CHECK_FALSE(stalled_small.share.admit(2 * MiB + 512 * KiB, 0, old));
+    CHECK(b.counted() == 15 * MiB + 512 * KiB);
+    // The asker needs 1.5 MiB of room: the larger stalled stream makes it; nothing else is cut.
+    CHECK(asker.share.admit(3 * MiB, 2 * MiB, now));
+    CHECK(stalled.cuts == 1);
+    CHECK(stalled_small.cuts == 0);
+    CHECK(behind.cuts == 0);
+    CHECK(b.counted() == 12 * MiB + 512 * KiB);
+}
+
+TEST_CASE("send budget - at the ceiling, when no one can make the room, only stalled streams go with the asker") {
+    send_budget b(8 * MiB);
+    const auto now = std::chrono::steady_clock::now();
+    cuttable reading(b, 6 * MiB), stalled(b, 512 * KiB), asker(b, 9 * MiB);  // 15.5 MiB, shares of 2.7 MiB
+    CHECK(reading.share.admit(6 * MiB, 0, now));
+    CHECK(stalled.share.admit(512 * KiB, 0, now - 2 * send_budget::stall_after));
+    // 3 MiB more would pass the ceiling by 2.5 MiB: the stalled stream's 0.5 MiB is not enough,
+    // and the reading one holds less than the asker would.
+    CHECK_FALSE(asker.share.admit(9 * MiB, 3 * MiB, now));
+    CHECK(stalled.cuts == 1);
+    CHECK(reading.cuts == 0);
 }
 
 TEST_CASE("send budget - past twice the budget, a stream that holds the most is refused itself") {
@@ -137,12 +173,14 @@ TEST_CASE("send budget - a cut stream that closes leaves nothing behind") {
     CHECK(reader.share.admit(500 * KiB, 100 * KiB, none));
     CHECK(stalled->cuts == 1);
     stalled->share.account(1 * MiB);  // a write completed before the cut reached its thread
-    CHECK(b.judge(0, 0, 0) == verdict::admit);
+    CHECK(b.counted() == 500 * KiB);
     stalled.reset();  // closed
     CHECK(b.queued() == 500 * KiB);
+    CHECK(b.counted() == 500 * KiB);
     CHECK(b.streams() == 1);
     // And the total counts fully again: nothing of the cut stream is subtracted any more.
     reader.share.account(2 * MiB + 1);
+    CHECK(b.counted() == 2 * MiB + 1);
     CHECK(b.judge(2 * MiB + 1, 2 * MiB + 1, 1) == verdict::make_room);
 }
 

@@ -7,7 +7,12 @@
 
 namespace telemetry::bridge::http {
 
-send_budget::share::share(send_budget& budget) : budget_(budget) {
+namespace {
+std::int64_t ticks(std::chrono::steady_clock::time_point t) { return t.time_since_epoch().count(); }
+}  // namespace
+
+send_budget::share::share(send_budget& budget)
+    : budget_(budget), progress_(ticks(std::chrono::steady_clock::now())) {
     std::lock_guard lock(budget_.mutex_);
     slot_ = budget_.shares_.size();
     budget_.shares_.push_back(this);
@@ -15,14 +20,18 @@ send_budget::share::share(send_budget& budget) : budget_(budget) {
 }
 
 send_budget::share::~share() {
+    {
+        // Out of the list first: once this returns, no other thread can cut it, so what it
+        // gives back below is final.
+        std::lock_guard lock(budget_.mutex_);
+        auto& shares = budget_.shares_;
+        shares[slot_] = shares.back();
+        shares[slot_]->slot_ = slot_;
+        shares.pop_back();
+        budget_.streams_.fetch_sub(1, std::memory_order_relaxed);
+    }
     account(0);
     release_cut();
-    std::lock_guard lock(budget_.mutex_);
-    auto& shares = budget_.shares_;
-    shares[slot_] = shares.back();
-    shares[slot_]->slot_ = slot_;
-    shares.pop_back();
-    budget_.streams_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void send_budget::share::on_cut(std::function<void()> cut) {
@@ -33,6 +42,8 @@ void send_budget::share::on_cut(std::function<void()> cut) {
 bool send_budget::share::admit(std::size_t held, std::size_t more,
                                std::chrono::steady_clock::time_point write_started, int socket) {
     if (cut()) return false;
+    const bool in_flight = write_started != std::chrono::steady_clock::time_point{};
+    progress_.store(ticks(in_flight ? write_started : std::chrono::steady_clock::now()), std::memory_order_relaxed);
     switch (budget_.judge(held, accounted(), more)) {
         case verdict::admit: return true;
         case verdict::admit_if_progressing: return progressing(write_started, socket);
@@ -45,6 +56,10 @@ bool send_budget::progressing(std::chrono::steady_clock::time_point write_starte
     if (write_started == std::chrono::steady_clock::time_point{} ||
         std::chrono::steady_clock::now() - write_started < stall_after)
         return true;
+    return takes_bytes(socket);
+}
+
+bool send_budget::takes_bytes(int socket) {
     if (socket < 0) return false;
     // Writable: its send buffer has room (Linux: at least a third free), so the client took
     // what was there. A client that stopped reading leaves it full.
@@ -60,6 +75,7 @@ std::int64_t send_budget::share::account(std::size_t held) noexcept {
         budget_.queued_.fetch_add(held - before, std::memory_order_relaxed);
     } else {
         budget_.queued_.fetch_sub(before - held, std::memory_order_relaxed);
+        progress_.store(ticks(std::chrono::steady_clock::now()), std::memory_order_relaxed);
         // A cut stream that shrinks (its writes complete before it closes) gives back what it
         // no longer holds, so the total less the cut streams stays what the others hold.
         if (cut()) {
@@ -98,29 +114,48 @@ send_budget::verdict send_budget::judge(std::size_t held, std::size_t accounted,
 
 bool send_budget::make_room(share& asker, std::size_t wanted) {
     std::lock_guard lock(mutex_);
-    const auto excess = [&]() -> std::size_t {
-        const std::size_t now = counted();
-        const std::size_t total = now - std::min(now, asker.accounted()) + wanted;
-        return total > 2 * budget_ ? total - 2 * budget_ : 0;
-    };
-    std::size_t over = excess();
-    if (over == 0) return true;  // others made room meanwhile
-    // Only streams further behind than the asker: if it holds the most, it is the one to go.
-    std::vector<std::pair<std::size_t, share*>> behind;
+    const std::size_t now = counted();
+    const std::size_t total = now - std::min(now, asker.accounted()) + wanted;
+    if (total <= 2 * budget_) return true;  // others made room meanwhile
+    std::size_t over = total - 2 * budget_;
+    // Stalled streams go first, whatever they hold; then, if need be, streams further behind
+    // than the asker. A reader that keeps up is never cut for a stream that holds more.
+    const auto stalled_before = ticks(std::chrono::steady_clock::now() - stall_after);
+    std::vector<std::pair<std::size_t, share*>> stalled, behind;
+    std::size_t available = 0;
     for (share* s : shares_) {
         const std::size_t held = s->accounted();
-        if (s != &asker && !s->cut() && held > wanted) behind.emplace_back(held, s);
+        if (s == &asker || s->cut() || held == 0) continue;
+        if (s->progress_.load(std::memory_order_relaxed) <= stalled_before) stalled.emplace_back(held, s);
+        else if (held > wanted) behind.emplace_back(held, s);
+        else continue;
+        available += held;
     }
-    std::sort(behind.begin(), behind.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    const auto largest_first = [](const auto& a, const auto& b) { return a.first > b.first; };
+    std::sort(stalled.begin(), stalled.end(), largest_first);
+    std::sort(behind.begin(), behind.end(), largest_first);
+    // Not enough to make the room: the asker goes, and only the stalled ones with it (they hold
+    // bytes nobody reads; cutting one that still reads would not save the asker).
+    const bool enough = available >= over;
+    for (const auto& [held, s] : stalled) {
+        cut(*s, held);
+        if (enough && held >= over) return true;
+        over -= std::min(over, held);
+    }
+    if (!enough) return false;
     for (const auto& [held, s] : behind) {
-        s->cut_bytes_.store(held, std::memory_order_relaxed);
-        cut_bytes_.fetch_add(held, std::memory_order_relaxed);
-        s->cut_.store(true, std::memory_order_release);
-        if (s->on_cut_) s->on_cut_();
+        cut(*s, held);
         if (held >= over) return true;
         over -= held;
     }
-    return false;
+    return over == 0;
+}
+
+void send_budget::cut(share& s, std::size_t held) {
+    s.cut_bytes_.store(held, std::memory_order_relaxed);
+    cut_bytes_.fetch_add(held, std::memory_order_relaxed);
+    s.cut_.store(true, std::memory_order_release);
+    if (s.on_cut_) s.on_cut_();
 }
 
 }  // namespace telemetry::bridge::http

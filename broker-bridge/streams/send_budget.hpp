@@ -9,11 +9,13 @@
 // burst). A stream whose write has not completed for a while, and whose socket the kernel no
 // longer takes bytes on, is stalled: beyond its fair share it is cut.
 //
-// Twice the budget is the ceiling for everything beyond the fair shares. A stream that would pass
-// it does not simply get cut itself: the streams furthest behind (holding the most) are cut to
-// make room, largest first, and only a stream that holds the most itself is refused. Why: when
-// many clients stall at once (a network drops them together), for the first moments they look
-// like readers in a burst, and together they reach the ceiling before any looks stalled; cutting
+// Twice the budget is the ceiling for everything beyond the fair shares. A stream whose writes
+// are completing and that would pass it does not simply get cut itself: it makes room by cutting
+// the stalled streams (largest first, whatever their size), then, if that is not enough, the
+// streams further behind than it (holding more), largest first; it is refused only if all of
+// those together cannot make the room (then only the stalled ones are cut). Why: when many
+// clients stall at once (a network drops them together), for the first moments they look like
+// readers in a burst, and together they reach the ceiling before any looks stalled; cutting
 // whichever stream asked next would cut a reader that keeps up as likely as a stalled one. The
 // stalled ones owe the most, so they go first. Bound: twice the budget plus the fair shares
 // (streams x max(floor, budget / streams)), plus what cut streams hold until their own threads
@@ -76,6 +78,9 @@ public:
         send_budget& budget_;
         std::atomic<std::size_t> accounted_{0};  // written by the owner thread only
         std::atomic<bool> cut_{false};
+        // When it was last seen progressing (steady_clock ticks): the start of the write in
+        // flight when it last asked, or when it last asked with none, or when it last shrank.
+        std::atomic<std::int64_t> progress_;
         std::atomic<std::size_t> cut_bytes_{0};  // what it held when cut, until released
         std::function<void()> on_cut_;           // guarded by the budget's mutex
         std::size_t slot_ = 0;                   // guarded by the budget's mutex: in shares_
@@ -86,6 +91,8 @@ public:
     // takes bytes on `socket` right now: then the client is reading, and the write's completion
     // only waits for the stream's thread, busy elsewhere (thousands of streams, a slow machine).
     static bool progressing(std::chrono::steady_clock::time_point write_started, int socket);
+    // Does the kernel take bytes on `socket` now (its send buffer has room)?
+    static bool takes_bytes(int socket);
 
     enum class verdict { admit, admit_if_progressing, make_room };
     // The rule for a stream that holds `held` bytes (of which `accounted` are in the total) and
@@ -93,6 +100,7 @@ public:
     verdict judge(std::size_t held, std::size_t accounted, std::size_t more) const noexcept;
 
     std::size_t queued() const noexcept { return queued_.load(std::memory_order_relaxed); }
+    std::size_t counted() const noexcept;  // the total, less what cut streams still hold
     std::size_t budget() const noexcept { return budget_; }
     std::size_t streams() const;
 
@@ -100,7 +108,7 @@ private:
     // Cuts the streams furthest behind, largest first, until `asker` may hold `wanted` bytes
     // under the ceiling; false if it holds the most itself (or there is nothing else to cut).
     bool make_room(share& asker, std::size_t wanted);
-    std::size_t counted() const noexcept;  // the total, less what cut streams still hold
+    void cut(share& s, std::size_t held);  // with mutex_ held
 
     const std::size_t budget_;
     const std::size_t floor_;

@@ -440,6 +440,11 @@ void ws_session::too_far_behind(bool budget) {
     if (budget) ctx_.stats.stream_budget_disconnects.fetch_add(1, std::memory_order_relaxed);
     spdlog::info("ws: client fell {} bytes behind{}; disconnecting it", out_bytes_ + writing_bytes_,
                  budget ? " while all streams hold the send budget" : "");
+    // Cut by the budget behind a write the client does not take: the close frame would wait
+    // for that write (up to the idle timeout) while the budget already counts its bytes as
+    // gone. Drop the connection now; the client resumes with after all the same.
+    if (budget && writing_ && !send_budget::takes_bytes(ws_.next_layer().next_layer().socket().native_handle()))
+        return finish();
     close(websocket::close_code::policy_error, "too far behind; reconnect with after");
 }
 
