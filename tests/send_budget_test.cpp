@@ -35,8 +35,8 @@ struct streams {
 struct cuttable {
     send_budget::share share;
     int cuts = 0;
-    cuttable(send_budget& b, std::size_t held) : share(b) {
-        share.on_cut([this] { ++cuts; });
+    cuttable(send_budget& b, std::size_t held, int socket = -1) : share(b) {
+        share.on_cut([this] { ++cuts; }, socket);
         share.account(held);
     }
 };
@@ -206,6 +206,26 @@ TEST_CASE("send budget - an old write is stalled only while the client's socket 
     while (::recv(fds[1], sink, sizeof sink, 0) > 0) {
     }
     CHECK(send_budget::progressing(old, fds[0]));
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
+TEST_CASE("send budget - at the ceiling, an old write on a socket that takes bytes is not stalled") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);  // empty: the peer has taken everything
+    send_budget b(8 * MiB);
+    const auto now = std::chrono::steady_clock::now();
+    const auto old = now - 2 * send_budget::stall_after;
+    // Four streams, a share of 2 MiB. Both old writes look stalled by time; one's client reads.
+    cuttable reading(b, 4 * MiB, fds[0]), stalled(b, 2 * MiB + 512 * KiB), ahead(b, 6 * MiB), asker(b, 3 * MiB);
+    CHECK(reading.share.admit(4 * MiB, 0, old, fds[0]));  // old, but its socket takes bytes
+    CHECK_FALSE(stalled.share.admit(2 * MiB + 512 * KiB, 0, old));
+    CHECK(ahead.share.admit(6 * MiB, 0, now));
+    CHECK(asker.share.admit(3 * MiB, 2 * MiB, now));  // 1.5 MiB over the ceiling
+    CHECK(stalled.cuts == 1);
+    CHECK(reading.cuts == 0);  // larger, old, but read: not taken for stalled
+    CHECK(ahead.cuts == 0);
+    reading.share.forget_socket();
     ::close(fds[0]);
     ::close(fds[1]);
 }

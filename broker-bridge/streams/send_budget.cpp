@@ -34,9 +34,15 @@ send_budget::share::~share() {
     release_cut();
 }
 
-void send_budget::share::on_cut(std::function<void()> cut) {
+void send_budget::share::on_cut(std::function<void()> cut, int socket) {
     std::lock_guard lock(budget_.mutex_);
     on_cut_ = std::move(cut);
+    socket_ = socket;
+}
+
+void send_budget::share::forget_socket() {
+    std::lock_guard lock(budget_.mutex_);
+    socket_ = -1;
 }
 
 bool send_budget::share::admit(std::size_t held, std::size_t more,
@@ -126,7 +132,11 @@ bool send_budget::make_room(share& asker, std::size_t wanted) {
     for (share* s : shares_) {
         const std::size_t held = s->accounted();
         if (s == &asker || s->cut() || held == 0) continue;
-        if (s->progress_.load(std::memory_order_relaxed) <= stalled_before) stalled.emplace_back(held, s);
+        // Stalled: nothing progressed for stall_after, and the kernel takes nothing on its
+        // socket now (one that does is read, its completion only waits for its thread). The
+        // socket is open: its owner forgets it, under this lock, before closing it.
+        if (s->progress_.load(std::memory_order_relaxed) <= stalled_before && !takes_bytes(s->socket_))
+            stalled.emplace_back(held, s);
         else if (held > wanted) behind.emplace_back(held, s);
         else continue;
         available += held;

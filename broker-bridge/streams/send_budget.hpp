@@ -58,7 +58,11 @@ public:
 
         // How to cut this stream to make room under the ceiling. Called from another thread
         // with the budget's lock held: it must only post to the stream's own thread.
-        void on_cut(std::function<void()> cut);
+        // `socket`: its TCP socket (-1: none), which the budget may ask whether the client is
+        // still taking bytes (takes_bytes) before it counts the stream as stalled.
+        void on_cut(std::function<void()> cut, int socket = -1);
+        // The socket is about to close: call before closing it (its number may be reused).
+        void forget_socket();
         // May this stream, holding `held` bytes, add `more`? Its write in flight started at
         // `write_started` (none in flight: the epoch, never stalled). Never once it was cut.
         // `socket`: the stream's TCP socket, if it has one (-1: none), asked before a write that
@@ -83,6 +87,7 @@ public:
         std::atomic<std::int64_t> progress_;
         std::atomic<std::size_t> cut_bytes_{0};  // what it held when cut, until released
         std::function<void()> on_cut_;           // guarded by the budget's mutex
+        int socket_ = -1;                        // guarded by the budget's mutex
         std::size_t slot_ = 0;                   // guarded by the budget's mutex: in shares_
     };
 

@@ -51,8 +51,7 @@ void sse_session::start() {
     budget_share_.on_cut([self = weak_from_this(), ex = stream_.get_executor()] {
         asio::post(ex, [self] {
             if (auto s = self.lock()) s->cut_by_budget();
-        });
-    });
+        }); }, stream_.socket().native_handle());
     // Live from now unless resuming: "now" is before the client can see anything of the stream,
     // so a reading it publishes once it sees the header or the retry line is never skipped.
     last_id_ = req_.after.value_or(ctx_.live.newest_id());
@@ -428,6 +427,7 @@ void sse_session::close() {
     ctx_.live.unsubscribe(this);
     heartbeat_.cancel();
     expiry_.cancel();
+    budget_share_.forget_socket();  // before it closes: its number may be reused
     stream_.close();
 }
 

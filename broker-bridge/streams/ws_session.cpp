@@ -54,13 +54,14 @@ void ws_session::account() {
     ctx_.stats.stream_queued_bytes.fetch_add(budget_share_.account(held), std::memory_order_relaxed);
 }
 
+int ws_session::socket() { return ws_.next_layer().next_layer().socket().native_handle(); }
+
 void ws_session::start(request req) {
     // The send budget may cut this connection from another stream's thread to make room.
     budget_share_.on_cut([self = weak_from_this(), ex = ws_.get_executor()] {
         asio::post(ex, [self] {
             if (auto s = self.lock()) s->cut_by_budget();
-        });
-    });
+        }); }, socket());
     auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
     // Ping an idle peer, and drop one that stops answering: Beast pings at half the idle timeout.
     timeouts.idle_timeout = cfg_.heartbeat * 2;
@@ -121,6 +122,7 @@ void ws_session::on_read(beast::error_code ec, std::size_t) {
             spdlog::debug("ws: read ended: {}", ec.message());
         return finish();
     }
+    if (closed_) return;  // dropped meanwhile (cut by the send budget): nothing to answer
     if (!ws_.got_text()) {
         in_.consume(in_.size());
         return close(websocket::close_code::unknown_data, "only JSON text messages are accepted");
@@ -420,7 +422,7 @@ void ws_session::queue(std::shared_ptr<const std::string> msg) {
     const bool own = held + msg->size() <= cfg_.max_queue_bytes && out_.size() + 1 <= cfg_.max_queue_events;
     if (!own) return too_far_behind(false);
     if (!budget_share_.admit(held, msg->size(), writing_ ? write_started_ : std::chrono::steady_clock::time_point{},
-                             ws_.next_layer().next_layer().socket().native_handle()))
+                             socket()))
         return too_far_behind(true);
     out_bytes_ += msg->size();
     out_.push_back(std::move(msg));
@@ -430,8 +432,11 @@ void ws_session::queue(std::shared_ptr<const std::string> msg) {
 
 // Cut by the send budget to make room for streams less far behind (send_budget.hpp).
 void ws_session::cut_by_budget() {
-    if (closing_ || closed_) return;
-    too_far_behind(true);
+    if (closed_) return;
+    if (!closing_) return too_far_behind(true);
+    // Already closing behind a write: the budget no longer counts its bytes, so it may not wait
+    // for a client that takes nothing.
+    if (writing_ && !send_budget::takes_bytes(socket())) finish();
 }
 
 // A slow disconnect: its own queue's bound, or the budget of all streams (`budget`).
@@ -443,8 +448,7 @@ void ws_session::too_far_behind(bool budget) {
     // Cut by the budget behind a write the client does not take: the close frame would wait
     // for that write (up to the idle timeout) while the budget already counts its bytes as
     // gone. Drop the connection now; the client resumes with after all the same.
-    if (budget && writing_ && !send_budget::takes_bytes(ws_.next_layer().next_layer().socket().native_handle()))
-        return finish();
+    if (budget && writing_ && !send_budget::takes_bytes(socket())) return finish();
     close(websocket::close_code::policy_error, "too far behind; reconnect with after");
 }
 
@@ -523,6 +527,7 @@ void ws_session::finish() {
     account();
     if (registered_) ctx_.live.unsubscribe(this);
     expiry_.cancel();
+    budget_share_.forget_socket();  // before it closes: its number may be reused
     ws_.next_layer().next_layer().close();
 }
 

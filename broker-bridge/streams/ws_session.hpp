@@ -90,6 +90,7 @@ private:
     void queue_conflated();
     void queue(std::shared_ptr<const std::string> msg);
     void cut_by_budget();
+    int socket();  // the TCP socket's descriptor, for the send budget
     void too_far_behind(bool budget);
     void queue(std::string msg) { queue(std::make_shared<const std::string>(std::move(msg))); }
     void do_write();
