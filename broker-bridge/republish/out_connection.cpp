@@ -125,7 +125,8 @@ out_connection::~out_connection() {
 void out_connection::connect() {
     const int rc = mosquitto_connect_async(mosq_, address_.host.c_str(), address_.port, keepalive_s_);
     if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(mosq_) < 0) {
-        const std::string why = mosquitto_error(rc == MOSQ_ERR_SUCCESS ? MOSQ_ERR_NO_CONN : rc);
+        // On loopback the TLS handshake can fail within this call: OpenSSL's reason is logged.
+        const std::string why = with_logged_error(mosquitto_error(rc == MOSQ_ERR_SUCCESS ? MOSQ_ERR_NO_CONN : rc));
         asio::post(io_, [this, why, alive = std::weak_ptr<int>(alive_)] {
             if (alive.lock()) events_.closed(why, false);
         });
@@ -249,12 +250,17 @@ void out_connection::after_io(int rc) {
         if (!alive.lock()) return;
     }
     if (!closed) return;
-    std::string why = refused_ ? std::string("refused: ") + mosquitto_reason_string(refused_)
-                               : mosquitto_error(rc == MOSQ_ERR_SUCCESS ? MOSQ_ERR_CONN_LOST : rc);
-    if (!last_error_.empty()) why += " (" + last_error_ + ")";
-    last_error_.clear();
+    const std::string why = with_logged_error(refused_ ? std::string("refused: ") + mosquitto_reason_string(refused_)
+                                                       : mosquitto_error(rc == MOSQ_ERR_SUCCESS ? MOSQ_ERR_CONN_LOST : rc));
     refused_ = 0;
     close(why);
+}
+
+// `why`, with libmosquitto's last error line since the last call, if any.
+std::string out_connection::with_logged_error(std::string why) {
+    if (!last_error_.empty()) why += " (" + last_error_ + ")";
+    last_error_.clear();
+    return why;
 }
 
 void out_connection::close(const std::string& why) {

@@ -67,6 +67,7 @@ private:
     static void on_connect(mosquitto*, void* self, int rc, int flags, const ::mqtt5__property* props);
     static void on_publish(mosquitto*, void* self, int mid, int reason_code, const ::mqtt5__property* props);
     static void on_log(mosquitto*, void* self, int level, const char* text);
+    std::string with_logged_error(std::string why);
 
     void watch_read();
     void watch_write();
