@@ -21,10 +21,7 @@ constexpr std::size_t recovery_chunk = 10'000;
 // commit, small enough that one batch never fills a streaming client's send queue on its own.
 constexpr std::size_t max_batch = 1000;
 constexpr std::size_t min_busy_batch = 500;
-constexpr auto busy_batch_wait = std::chrono::milliseconds(5);
-// The committer waits for a fuller batch only when readings arrive fast enough that the wait
-// gathers at least this many (arrival_rate.hpp): 800 a second with the 5 ms wait.
-constexpr std::int64_t gather_worth = 4;
+constexpr auto busy_batch_wait = std::chrono::milliseconds(2);
 
 // The journal, or an error that says which setting to change when the volume is too small for it.
 storage::journal open_journal(const std::filesystem::path& file, std::uint64_t bytes, bool sync) {
@@ -93,7 +90,6 @@ void committer::submit(std::vector<reading> readings, std::uint64_t delivery) {
         next_id_ = first;
         throw;
     }
-    arrivals_.note(readings.size(), arrival_rate::clock::now());
     pending_.insert(pending_.end(), std::make_move_iterator(readings.begin()),
                     std::make_move_iterator(readings.end()));
     // Wake the writer only when it waits for this: not once per message while it gathers a batch.
@@ -138,10 +134,9 @@ void committer::run() {
             writer_idle_ = false;
             if (pending_.empty() && statuses_.empty()) return;  // stopping, all committed
             // Under load, wait a moment for a fuller batch: a transaction costs ~200 us however
-            // many rows it holds, so 20-reading commits spend most of the CPU on commits. At a
-            // lower rate (arrival_rate.hpp) a reading is committed at once.
-            if (pending_.size() < min_busy_batch && !stopping_ &&
-                arrivals_.gathers(busy_batch_wait, gather_worth)) {
+            // many rows it holds, so 20-reading commits spend most of the CPU on commits. When
+            // batches hold a single reading (batch_gathering.hpp) a reading is committed at once.
+            if (pending_.size() < min_busy_batch && !stopping_ && gathering_rule_.worth_waiting()) {
                 gathering_ = true;
                 work_cv_.wait_for(lock, busy_batch_wait,
                                   [&] { return stopping_ || pending_.size() >= min_busy_batch; });
@@ -153,6 +148,7 @@ void committer::run() {
             pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
             statuses.swap(statuses_);
             status_index_.clear();
+            gathering_rule_.taken(batch.size());
         }
         space_cv_.notify_all();
         commit(batch, statuses);

@@ -7,7 +7,7 @@
 #include "store.hpp"
 #include "live/series_table.hpp"
 #include "journal.hpp"
-#include "pipeline/arrival_rate.hpp"
+#include "pipeline/batch_gathering.hpp"
 #include "pipeline/hub_feed.hpp"
 #include "pipeline/storage_health.hpp"
 
@@ -106,7 +106,7 @@ private:
     std::vector<status_change> statuses_;  // in arrival order, one per sensor
     std::unordered_map<std::string, std::size_t> status_index_;  // sensor -> its place in statuses_
     std::int64_t next_id_ = 1;
-    arrival_rate arrivals_;  // of readings into pending_
+    batch_gathering gathering_rule_;  // writer thread only
     bool compaction_failing_ = false;  // writer thread only: logged once until one succeeds
     bool writer_idle_ = false;    // the writer waits for any work
     bool gathering_ = false;      // the writer waits briefly for a fuller batch
