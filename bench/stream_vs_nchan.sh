@@ -173,13 +173,16 @@ mpid = sys.argv[2]
 def cpu(r, pids):  # % of one core, summed over the given processes
     return sum(float(r.get(f"pid{p}_cpu_pct", 0)) for p in pids)
 print()
-print("| cores | streams x rate/s | round | peer | received / expected | p50 ms | p99 ms | max ms | kernel rx p99 ms | deliveries/s | server CPU % | Mosquitto CPU % | bench CPU % | disconnects | order errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+def waited(r, pids):  # seconds the processes' threads waited runnable for a CPU, summed
+    return sum(float(r.get(f"pid{p}_runq_wait_s", 0)) for p in pids)
+print("| cores | streams x rate/s | round | peer | received / expected | p50 ms | p99 ms | max ms | kernel rx p99 ms | deliveries/s | server CPU % | server waited for a CPU, s | Mosquitto CPU % | bench CPU % | bench waited, s | disconnects | order errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     mq = f"{cpu(r, [mpid]):.0f}" if r["peer"] == "bridge" else "-"
     print(f"| {r['cores']} | {r['scenario']} | {r['round']} | {r['peer']} | {r['received']} / {r['expected']} | "
           f"{float(r['p50_ms']):.2f} | {float(r['p99_ms']):.2f} | {float(r['max_ms']):.2f} | {float(r['k_p99_ms']):.2f} | "
-          f"{float(r['deliveries_per_s']):,.0f} | {cpu(r, r['server_pids'].split(',')):.0f} | {mq} | {r['bench_cpu_pct']} | "
+          f"{float(r['deliveries_per_s']):,.0f} | {cpu(r, r['server_pids'].split(',')):.0f} | "
+          f"{waited(r, r['server_pids'].split(',')):.2f} | {mq} | {r['bench_cpu_pct']} | {float(r['bench_runq_wait_s']):.2f} | "
           f"{r['disconnects']} | {r['order_errors']} |")
 print()
 print("Medians over the rounds; aim (issue 12): bridge p99 <= Nchan's in each round, bridge max <= 2x its own p99.")
