@@ -59,4 +59,14 @@ inline std::size_t open_descriptors(const std::string& pid = "self") {
     return n;
 }
 
+// What the descriptors of process `pid` refer to, one per line (for a failure's message).
+inline std::string descriptor_targets(const std::string& pid = "self") {
+    std::string out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/" + pid + "/fd", ec)) {
+        out += e.path().filename().string() + " -> " + std::filesystem::read_symlink(e.path(), ec).string() + "\n";
+    }
+    return out;
+}
+
 }  // namespace telemetry::testing
