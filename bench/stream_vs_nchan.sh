@@ -170,11 +170,13 @@ python3 - "$results" "$mpid" <<'PY'
 import statistics, sys
 rows = [dict(kv.split("=", 1) for kv in line.split()) for line in open(sys.argv[1]) if line.strip()]
 mpid = sys.argv[2]
-def cpu(r, pids):  # % of one core, summed over the given processes
-    return sum(float(r.get(f"pid{p}_cpu_pct", 0)) for p in pids)
+def summed(r, pids, field):  # one of stream-bench's per-process figures, summed over the processes
+    return sum(float(r.get(f"pid{p}_{field}", 0)) for p in pids)
+def cpu(r, pids):  # % of one core
+    return summed(r, pids, "cpu_pct")
+def waited(r, pids):  # seconds their threads waited runnable for a CPU
+    return summed(r, pids, "runq_wait_s")
 print()
-def waited(r, pids):  # seconds the processes' threads waited runnable for a CPU, summed
-    return sum(float(r.get(f"pid{p}_runq_wait_s", 0)) for p in pids)
 print("| cores | streams x rate/s | round | peer | received / expected | p50 ms | p99 ms | max ms | kernel rx p99 ms | deliveries/s | server CPU % | server waited for a CPU, s | Mosquitto CPU % | bench CPU % | bench waited, s | disconnects | order errors |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
