@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace telemetry::bridge::grpc_api {
@@ -104,13 +105,14 @@ void subscribe_stream::start() {
 
 // On the shard. The cursor is fixed before the client can see anything of the stream (the
 // initial metadata says it), so a reading published once the client has the metadata is never
-// skipped by a subscription that is "live from now".
+// skipped by a subscription that is "live from now". Presence has no cursor: the metadata goes
+// out after the first catch-up step, which attaches a live-from-now stream to the hub at once,
+// so a status published once the client has the metadata is not missed either.
 void subscribe_stream::begin() {
     if (phase_ != phase::starting) return;
     last_id_ = params_.after.value_or(ctx_.live.newest_id());
     call_.AddInitialMetadata("telemetry-after", std::to_string(last_id_));
     call_.AddInitialMetadata("telemetry-epoch", ctx_.live.epoch_text());
-    StartSendInitialMetadata();
     heartbeat_.expires_after(ctx_.cfg.heartbeat);
     heartbeat_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) { self->on_heartbeat(ec); });
     if (const auto exp = params_.selector->access()->expires_at(); exp > 0) {
@@ -123,7 +125,9 @@ void subscribe_stream::begin() {
     }
     if (params_.bucket) start_buckets();
     phase_ = phase::catching_up;
+    metadata_due_ = true;  // sent before the first write, or below, or by Finish (storage busy)
     catch_up_step();
+    if (phase_ != phase::closed && std::exchange(metadata_due_, false)) StartSendInitialMetadata();
 }
 
 void subscribe_stream::start_buckets() {
@@ -324,6 +328,7 @@ void subscribe_stream::write_next() {
     corked_ = !pending_.empty();
     ::grpc::WriteOptions opts;
     if (corked_) opts.set_buffer_hint();
+    if (std::exchange(metadata_due_, false)) StartSendInitialMetadata();
     StartWrite(writing_.get(), opts);
 }
 

@@ -123,6 +123,7 @@ private:
     std::size_t writing_bytes_ = 0;
     std::size_t writing_events_ = 0;
     bool write_in_flight_ = false;
+    bool metadata_due_ = false;  // the initial metadata waits for the first catch-up step
     bool corked_ = false;  // the write in flight has the buffer hint: more are queued behind it
     std::chrono::steady_clock::time_point write_started_{};
     http::conflation behind_;       // POLICY_CONFLATE: held while a write is in flight

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <sstream>
 
 namespace telemetry::bridge::http {
 
@@ -55,24 +56,25 @@ void sse_session::start() {
     // Live from now unless resuming: "now" is before the client can see anything of the stream,
     // so a reading it publishes once it sees the header or the retry line is never skipped.
     last_id_ = req_.after.value_or(ctx_.live.newest_id());
-    res_ = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::ok, ri_.version);
-    res_->set(bhttp::field::server, "telemetry-broker-bridge");
-    res_->set(bhttp::field::date, http_date_now());
-    res_->set(bhttp::field::content_type, "text/event-stream; charset=utf-8");
-    res_->set(bhttp::field::cache_control, "no-store");
+    bhttp::response<bhttp::empty_body> res{bhttp::status::ok, ri_.version};
+    res.set(bhttp::field::server, "telemetry-broker-bridge");
+    res.set(bhttp::field::date, http_date_now());
+    res.set(bhttp::field::content_type, "text/event-stream; charset=utf-8");
+    res.set(bhttp::field::cache_control, "no-store");
     // No Content-Length and not chunked: the body is the event stream, ended by closing.
-    res_->keep_alive(false);
-    res_->set("X-Accel-Buffering", "no");
-    serializer_ = std::make_shared<bhttp::response_serializer<bhttp::empty_body>>(*res_);
+    res.keep_alive(false);
+    res.set("X-Accel-Buffering", "no");
     ctx_.stats.count_response(200);
-    stream_.tcp().expires_after(cfg_.write_timeout);
-    bhttp::async_write_header(stream_, *serializer_,
-                              beast::bind_front_handler(&sse_session::on_header, shared_from_this()));
-}
+    // The header and the retry line go out with the first write, which comes after the catch-up
+    // step below: when it attaches the stream to the hub (live from now: at once) that is before
+    // the client can see the stream open, so presence, which has no cursor to replay from, is
+    // not missed by a client that waits for the stream to open (a browser's `open` event) before
+    // a sensor comes online.
+    std::ostringstream head;
+    head << res.base();
+    writing_ = std::move(head).str();  // first in the queue, whatever its bound
+    append_sse_retry(writing_, cfg_.retry.count());
 
-void sse_session::on_header(beast::error_code ec, std::size_t) {
-    if (ec) return close();
-    stream_.tcp().expires_never();
     watch_peer();
     heartbeat_.expires_after(cfg_.heartbeat);
     heartbeat_.async_wait(beast::bind_front_handler(&sse_session::on_heartbeat, shared_from_this()));
@@ -80,14 +82,10 @@ void sse_session::on_header(beast::error_code ec, std::size_t) {
         expiry_.expires_at(std::chrono::system_clock::from_time_t(static_cast<std::time_t>(exp)));
         expiry_.async_wait(beast::bind_front_handler(&sse_session::on_token_expired, shared_from_this()));
     }
-
-    std::string first;
-    append_sse_retry(first, cfg_.retry.count());
-    queue(first, 0);
-    flush();
     if (req_.bucket) start_buckets();
     phase_ = phase::catching_up;
     catch_up_step();
+    flush();  // when the step reads storage: the header now, the replay when it comes
 }
 
 // One step of the catch-up: readings after last_id_ from the window or storage. The step that
@@ -114,7 +112,12 @@ void sse_session::on_catch_up(catch_up_chunk c) {
     if (phase_ != phase::catching_up) return;
     if (c.result != catch_up_chunk::outcome::ok) {
         if (c.result == catch_up_chunk::outcome::busy) ctx_.stats.query_jobs_rejected.fetch_add(1, std::memory_order_relaxed);
-        return close();  // storage is saturated or failing; the client retries with its Last-Event-ID
+        // Storage is saturated or failing: close once what is queued (at first, the header and
+        // the retry line) is written; the client retries with its Last-Event-ID.
+        phase_ = phase::closing;
+        flush();
+        if (!write_in_flight_) close();
+        return;
     }
     reset_checked_ = true;
     if (c.reset) {

@@ -55,7 +55,6 @@ public:
     void overflowed() override;
 
 private:
-    void on_header(boost::beast::error_code ec, std::size_t);
     void catch_up_step();
     void on_catch_up(catch_up_chunk c);
     bool queue_reading(const live_ptr& l, std::uint64_t skipped = 0);
@@ -82,7 +81,7 @@ private:
     void on_token_expired(boost::beast::error_code ec);
     void close();
 
-    enum class phase { header, catching_up, live, closing, closed };
+    enum class phase { starting, catching_up, live, closing, closed };
 
     connection_stream stream_;
     io_shard& shard_;
@@ -93,12 +92,10 @@ private:
     selector_ptr selector_;
     connection_gauge::slot slot_;
     send_budget::share budget_share_;  // what this stream holds of all streams' budget
-    std::shared_ptr<bhttp::response<bhttp::empty_body>> res_;
-    std::shared_ptr<bhttp::response_serializer<bhttp::empty_body>> serializer_;
     boost::asio::steady_timer heartbeat_;
     boost::asio::system_timer expiry_;  // the token's expiry ends the stream
 
-    phase phase_ = phase::header;
+    phase phase_ = phase::starting;
     // What waits behind the write in flight, in order: a committed reading (its frame is built
     // when written), or the next `owned` bytes of owned_ (status, reset, retry, heartbeat, a
     // conflated reading with its skipped count).
