@@ -92,14 +92,7 @@ subscribe_stream::~subscribe_stream() { ctx_.stats.grpc_streams.fetch_sub(1, std
 void subscribe_stream::start() {
     self_ = shared_from_this();
     // The send budget may cut this stream from another stream's thread to make room.
-    budget_share_.on_cut([self = weak_from_this(), &shard = shard_] {
-        asio::post(shard.context(), [self] {
-            if (auto s = self.lock()) {
-                s->over_budget_ = true;
-                s->overflow();
-            }
-        });
-    });
+    budget_share_.cut_on(shard_.context().get_executor(), weak_from_this());
     asio::post(shard_.context(), [self = shared_from_this()] { self->begin(); });
 }
 
@@ -291,6 +284,12 @@ bool subscribe_stream::fits(std::size_t more_bytes) {
     over_budget_ = !budget_share_.admit(held, more_bytes,
                                         writing_events_ ? write_started_ : std::chrono::steady_clock::time_point{});
     return !over_budget_;
+}
+
+// Cut by the send budget to make room for streams less far behind (send_budget.hpp).
+void subscribe_stream::cut_by_budget() {
+    over_budget_ = true;
+    overflow();
 }
 
 void subscribe_stream::overflow() {

@@ -71,6 +71,8 @@ public:
     void deliver(const delivery& d) override;
     void flush() override;
     void overflowed() override;
+    // The send budget cuts this stream to make room (send_budget::share::cut_on), on its thread.
+    void cut_by_budget();
 
     void OnWriteDone(bool ok) override;
     void OnCancel() override;

@@ -27,11 +27,14 @@
 // opens or closes and when the ceiling is reached.
 #pragma once
 
+#include <boost/asio/post.hpp>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -61,6 +64,16 @@ public:
         // `socket`: its TCP socket (-1: none), which the budget may ask whether the client is
         // still taking bytes (takes_bytes) before it counts the stream as stalled.
         void on_cut(std::function<void()> cut, int socket = -1);
+        // The usual cut: `stream->cut_by_budget()`, posted to `ex`, the stream's own thread, if
+        // the stream still exists then.
+        template <class Stream, class Executor>
+        void cut_on(const Executor& ex, std::weak_ptr<Stream> stream, int socket = -1) {
+            on_cut([ex, stream = std::move(stream)] {
+                boost::asio::post(ex, [stream] {
+                    if (auto s = stream.lock()) s->cut_by_budget();
+                });
+            }, socket);
+        }
         // The socket is about to close: call before closing it (its number may be reused).
         void forget_socket();
         // May this stream, holding `held` bytes, add `more`? Its write in flight started at

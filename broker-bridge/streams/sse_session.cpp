@@ -49,10 +49,7 @@ void sse_session::account() {
 
 void sse_session::start() {
     // The send budget may cut this stream from another stream's thread to make room.
-    budget_share_.on_cut([self = weak_from_this(), ex = stream_.get_executor()] {
-        asio::post(ex, [self] {
-            if (auto s = self.lock()) s->cut_by_budget();
-        }); }, stream_.socket().native_handle());
+    budget_share_.cut_on(stream_.get_executor(), weak_from_this(), stream_.socket().native_handle());
     // Live from now unless resuming: "now" is before the client can see anything of the stream,
     // so a reading it publishes once it sees the header or the retry line is never skipped.
     last_id_ = req_.after.value_or(ctx_.live.newest_id());

@@ -53,6 +53,8 @@ public:
     void deliver(const delivery& d) override;
     void flush() override;
     void overflowed() override;
+    // The send budget cuts this stream to make room (send_budget::share::cut_on), on its thread.
+    void cut_by_budget();
 
 private:
     void catch_up_step();
@@ -72,7 +74,6 @@ private:
     void queue_conflated();
     bool fits(std::size_t more_bytes, std::size_t more_events);
     void overflow();
-    void cut_by_budget();
     void account();  // reports what this stream holds to the send budget
     void do_write();
     void on_write(boost::beast::error_code ec, std::size_t);

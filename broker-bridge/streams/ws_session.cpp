@@ -58,10 +58,7 @@ int ws_session::socket() { return ws_.next_layer().next_layer().socket().native_
 
 void ws_session::start(request req) {
     // The send budget may cut this connection from another stream's thread to make room.
-    budget_share_.on_cut([self = weak_from_this(), ex = ws_.get_executor()] {
-        asio::post(ex, [self] {
-            if (auto s = self.lock()) s->cut_by_budget();
-        }); }, socket());
+    budget_share_.cut_on(ws_.get_executor(), weak_from_this(), socket());
     auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
     // Ping an idle peer, and drop one that stops answering: Beast pings at half the idle timeout.
     timeouts.idle_timeout = cfg_.heartbeat * 2;

@@ -46,6 +46,8 @@ public:
     void deliver(const delivery& d) override;
     void flush() override;
     void overflowed() override;
+    // The send budget cuts this stream to make room (send_budget::share::cut_on), on its thread.
+    void cut_by_budget();
 
 private:
     struct subscription {
@@ -89,7 +91,6 @@ private:
 
     void queue_conflated();
     void queue(std::shared_ptr<const std::string> msg);
-    void cut_by_budget();
     int socket();  // the TCP socket's descriptor, for the send budget
     void too_far_behind(bool budget);
     void queue(std::string msg) { queue(std::make_shared<const std::string>(std::move(msg))); }
