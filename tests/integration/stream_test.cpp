@@ -42,6 +42,15 @@ struct retention_system {
     }
 };
 
+// Retention runs on its own thread from start-up, while the bridge already serves: true once its
+// pass has deleted readings after the cursor of `query` (a long poll then carries a reset).
+bool retention_applied(std::uint16_t port, const std::string& query) {
+    return eventually([&] {
+        const auto r = http_get(port, "/api/v1/updates?timeout=0&" + query);
+        return r.status == 200 && json::parse(r.body).as_object().contains("reset");
+    });
+}
+
 std::int64_t newest_id(std::uint16_t port) {
     const auto r = http_get(port, "/api/v1/updates?timeout=0");
     return r.status == 200 ? cursor_id(json::parse(r.body).at("cursor").as_string()) : -1;
@@ -181,6 +190,7 @@ TEST_CASE("sse - a cursor older than retention starts with a reset event and lon
     CHECK(br.stop() == 0);
     br.start();
     REQUIRE(br.wait_ready());
+    REQUIRE(retention_applied(br.port(), "after=2"));
     sse_client c(br.port(), "/api/v1/stream?after=2");
     std::optional<sse_event> ev;
     do {
@@ -222,6 +232,7 @@ TEST_CASE("sse - a reset goes only to clients that select a series retention del
     CHECK(br.stop() == 0);
     br.start();
     REQUIRE(br.wait_ready());
+    REQUIRE(retention_applied(br.port(), "after=2"));
     REQUIRE(json::parse(http_get(br.port(), "/api/v1/sensors/x/temperature/readings").body).at("readings").as_array().size() == 1);
 
     // The first event after the retry hint, over SSE.
