@@ -73,10 +73,12 @@ def retire_third_reading(sys_):
     sensors/x/temperature, where 3 is dated just inside the day, so retention deletes it moments
     later; returns once it has. A client resuming after 2 with x selected gets a reset
     (docs/api.md section 6), one selecting only y does not."""
-    now = int(time.time() * 1000)
     sys_.pub("sensors/y/temperature", "20")
     sys_.pub("sensors/y/temperature", "21")
-    sys_.pub("sensors/x/temperature", json.dumps({"value": 5, "ts": now - 86_400_000 + 1_500}))
+    # 5 s inside the day when published: time enough to be accepted on a slow machine (an older
+    # one is refused as out of range), and deleted within the wait below.
+    now = int(time.time() * 1000)
+    sys_.pub("sensors/x/temperature", json.dumps({"value": 5, "ts": now - 86_400_000 + 5_000}))
     sys_.pub("sensors/y/temperature", "22")
     sys_.pub("sensors/x/temperature", "6")
 

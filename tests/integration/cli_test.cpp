@@ -231,12 +231,18 @@ TEST_CASE("cli - watch prints live readings in id order, one line each, and exit
     CHECK(lines[2].find(" a/temperature 22") != std::string::npos);
     CHECK(lines[3].find(" a/temperature 23") != std::string::npos);
 
+    // The gauge of open SSE streams says when a watch's stream is open: first, the one that
+    // ended must be gone from it (its connection closes on the bridge's side a moment later).
+    const auto sse_streams = [&](int n) {
+        return eventually([&] {
+            return http_get(s.br.port(), "/metrics").body.find("telemetry_stream_connections{transport=\"sse\"} " +
+                                                                std::to_string(n) + "\n") != std::string::npos;
+        });
+    };
+    REQUIRE(sse_streams(0));
     // Without --after the watch starts live; --json prints each reading's JSON as sent.
     child live(s.cli_argv({"watch", "--json", "--count", "2"}), s.dir / "live.out", s.dir / "live.err");
-    REQUIRE(eventually([&] {
-        return http_get(s.br.port(), "/metrics").body.find("telemetry_stream_connections{transport=\"sse\"} 1") !=
-               std::string::npos;
-    }));
+    REQUIRE(sse_streams(1));
     p.pub("sensors/c/humidity", "41");
     p.pub("sensors/c/temperature", "24");
     REQUIRE(live.wait(30s) == std::optional<int>(0));
@@ -249,11 +255,9 @@ TEST_CASE("cli - watch prints live readings in id order, one line each, and exit
     CHECK(first.at("id").as_int64() > 6);
 
     // SIGINT ends a watch with exit code 0.
+    REQUIRE(sse_streams(0));
     child stopped(s.cli_argv({"watch"}), s.dir / "stopped.out", s.dir / "stopped.err");
-    REQUIRE(eventually([&] {
-        return http_get(s.br.port(), "/metrics").body.find("telemetry_stream_connections{transport=\"sse\"} 1") !=
-               std::string::npos;
-    }));
+    REQUIRE(sse_streams(1));
     stopped.signal(SIGINT);
     CHECK(stopped.wait(10s) == std::optional<int>(0));
 }

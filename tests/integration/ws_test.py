@@ -38,11 +38,13 @@ async def recv_json(ws, timeout=10):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
-async def readings(ws, n, timeout=20):
-    """The next n reading messages (other messages are returned separately)."""
+async def readings(ws, n, timeout=20, statuses=0):
+    """The next n reading messages (other messages are returned separately), and at least
+    `statuses` status messages: a commit's statuses follow its readings, so a reading published
+    after a status may arrive first."""
     got, other = [], []
     end = time.time() + timeout
-    while len(got) < n:
+    while len(got) < n or sum(m["op"] == "status" for m in other) < statuses:
         m = await recv_json(ws, max(0.1, end - time.time()))
         (got if m["op"] == "reading" else other).append(m)
     return got, other
@@ -96,11 +98,11 @@ async def case_presence_follows_filters(sys_):
         for sensor in ("a", "b", "c"):
             sys_.pub(f"sensors/{sensor}/status", "online")
         sys_.pub("sensors/b/temperature", "20")
-        sys_.pub("sensors/a/temperature", "21")  # last: once it arrives, the statuses have
-        got, other = await readings(narrow, 1)
+        sys_.pub("sensors/a/temperature", "21")
+        got, other = await readings(narrow, 1, statuses=1)
         check(got[0]["sensor"] == "a", f"narrow reading {got}")
         check([(m["op"], m.get("sensor")) for m in other] == [("status", "a")], f"narrow presence {other}")
-        got, other = await readings(wide, 2)
+        got, other = await readings(wide, 2, statuses=3)
         check(sorted(m["sensor"] for m in other if m["op"] == "status") == ["a", "b", "c"], f"wide presence {other}")
         # Widening a subscription widens presence from then on.
         await narrow.send(json.dumps({"op": "subscribe", "topic": "sensors/c/#"}))
@@ -108,7 +110,7 @@ async def case_presence_follows_filters(sys_):
         sys_.pub("sensors/b/status", "offline")
         sys_.pub("sensors/c/status", "offline")
         sys_.pub("sensors/a/temperature", "22")
-        got, other = await readings(narrow, 1)
+        got, other = await readings(narrow, 1, statuses=1)
         check([(m["op"], m.get("sensor")) for m in other] == [("status", "c")], f"widened presence {other}")
         try:
             m = await recv_json(idle, 1)
